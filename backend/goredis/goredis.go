@@ -1,0 +1,223 @@
+// Package goredis is the distkit backend over github.com/redis/go-redis/v9.
+// It works with any redis.UniversalClient: a standalone *redis.Client, a
+// *redis.ClusterClient or a failover client.
+//
+//	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", MaxRetries: -1})
+//	b := goredis.New(client) // Close does not close client
+//
+// Scripts run with EVALSHA and fall back to EVAL when the server answers
+// NOSCRIPT; batches are pipelined (split per node on Cluster).
+//
+// # Retries
+//
+// distkit's primitives decide about retries themselves and rely on the
+// driver making one attempt. go-redis retries failed commands by default
+// (Options.MaxRetries = 3), which can apply a non-idempotent script twice
+// after a lost reply. Give distkit a client with MaxRetries: -1 for exact
+// accounting; FromURL does so.
+package goredis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/distkit-go/distkit/backend"
+)
+
+// Backend is the go-redis backend. It is safe for concurrent use.
+type Backend struct {
+	c      redis.UniversalClient
+	owned  bool
+	closed atomic.Bool
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// New returns a backend over the caller's client. Close does not close it.
+func New(client redis.UniversalClient) *Backend {
+	return &Backend{c: client}
+}
+
+// FromURL builds a client from a redis:// or rediss:// URL and returns a
+// backend that owns it (Close closes it). A URL with addr= query parameters
+// naming more nodes (redis://host:port?addr=host2:port2) builds a
+// ClusterClient. Retries are disabled (MaxRetries -1) so each operation is
+// one attempt.
+func FromURL(url string) (*Backend, error) {
+	if strings.Contains(url, "addr=") {
+		opts, err := redis.ParseClusterURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("goredis: %w", err)
+		}
+		opts.MaxRetries = -1
+		return &Backend{c: redis.NewClusterClient(opts), owned: true}, nil
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("goredis: %w", err)
+	}
+	opts.MaxRetries = -1
+	return &Backend{c: redis.NewClient(opts), owned: true}, nil
+}
+
+// Client returns the underlying client.
+func (b *Backend) Client() redis.UniversalClient { return b.c }
+
+func args(in []string) []any {
+	out := make([]any, len(in))
+	for i, a := range in {
+		out[i] = a
+	}
+	return out
+}
+
+func isNoScript(err error) bool { return redis.HasErrorPrefix(err, "NOSCRIPT") }
+
+// EvalScript implements backend.Backend.
+func (b *Backend) EvalScript(ctx context.Context, s *backend.Script, keys []string, argv ...string) (backend.Value, error) {
+	if err := b.usable(ctx); err != nil {
+		return backend.Value{}, err
+	}
+	a := args(argv)
+	res, err := b.c.EvalSha(ctx, s.SHA(), keys, a...).Result()
+	if err != nil && isNoScript(err) {
+		res, err = b.c.Eval(ctx, s.Source(), keys, a...).Result()
+	}
+	return convert(s.Name(), res, err)
+}
+
+// EvalScripts implements backend.Backend with one pipeline (one per node
+// on Cluster), plus a second one only for calls that met NOSCRIPT.
+func (b *Backend) EvalScripts(ctx context.Context, calls []backend.Call) []backend.Result {
+	out := make([]backend.Result, len(calls))
+	if len(calls) == 0 {
+		return out
+	}
+	if err := b.usable(ctx); err != nil {
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
+	}
+	cmds := make([]*redis.Cmd, len(calls))
+	pipe := b.c.Pipeline()
+	for i, c := range calls {
+		cmds[i] = pipe.EvalSha(ctx, c.Script.SHA(), c.Keys, args(c.Args)...)
+	}
+	_, _ = pipe.Exec(ctx) // per-command errors are read below
+	var retry []int
+	for i, cmd := range cmds {
+		if isNoScript(cmd.Err()) {
+			retry = append(retry, i)
+		}
+	}
+	if len(retry) > 0 {
+		pipe = b.c.Pipeline()
+		for _, i := range retry {
+			c := calls[i]
+			cmds[i] = pipe.Eval(ctx, c.Script.Source(), c.Keys, args(c.Args)...)
+		}
+		_, _ = pipe.Exec(ctx)
+	}
+	for i, cmd := range cmds {
+		res, err := cmd.Result()
+		out[i].Value, out[i].Err = convert(calls[i].Script.Name(), res, err)
+	}
+	return out
+}
+
+// Heartbeat implements backend.Backend.
+func (b *Backend) Heartbeat(ctx context.Context, group, member string, ttl time.Duration) error {
+	return backend.EvalHeartbeat(ctx, b, group, member, ttl)
+}
+
+// AcquireLease implements backend.Backend.
+func (b *Backend) AcquireLease(ctx context.Context, key, owner string, ttl time.Duration) (bool, error) {
+	return backend.EvalLease(ctx, b, backend.AcquireLeaseScript, key, owner, ttl)
+}
+
+// RenewLease implements backend.Backend.
+func (b *Backend) RenewLease(ctx context.Context, key, owner string, ttl time.Duration) (bool, error) {
+	return backend.EvalLease(ctx, b, backend.RenewLeaseScript, key, owner, ttl)
+}
+
+// ReleaseLease implements backend.Backend.
+func (b *Backend) ReleaseLease(ctx context.Context, key, owner string) (bool, error) {
+	return backend.EvalLease(ctx, b, backend.ReleaseLeaseScript, key, owner, 0)
+}
+
+// Close marks the backend closed and closes the client if FromURL built it.
+func (b *Backend) Close() error {
+	if b.closed.Swap(true) {
+		return nil
+	}
+	if b.owned {
+		return b.c.Close()
+	}
+	return nil
+}
+
+func (b *Backend) usable(ctx context.Context) error {
+	if b.closed.Load() {
+		return backend.NotApplied(backend.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return backend.NotApplied(err)
+	}
+	return nil
+}
+
+// convert maps a go-redis reply to a Value and classifies its error.
+func convert(script string, res any, err error) (backend.Value, error) {
+	if err != nil {
+		if errors.Is(err, redis.Nil) {
+			return backend.Nil(), nil
+		}
+		return backend.Value{}, classify(script, err)
+	}
+	return toValue(res), nil
+}
+
+func toValue(res any) backend.Value {
+	switch x := res.(type) {
+	case nil:
+		return backend.Nil()
+	case int64:
+		return backend.Int(x)
+	case string:
+		return backend.Str(x)
+	case bool: // RESP3 boolean, not produced by Lua but handled for safety
+		return backend.Bool(x)
+	case []any:
+		vs := make([]backend.Value, len(x))
+		for i, e := range x {
+			vs[i] = toValue(e)
+		}
+		return backend.Arr(vs...)
+	}
+	return backend.Str(fmt.Sprint(res))
+}
+
+func classify(script string, err error) error {
+	var rerr redis.Error
+	switch {
+	case errors.As(err, &rerr):
+		return backend.ClassifyReply(script, rerr.Error())
+	case errors.Is(err, redis.ErrClosed):
+		return backend.NotApplied(fmt.Errorf("%w: %w", backend.ErrClosed, err))
+	case errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted):
+		return backend.NotApplied(err)
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return backend.NotApplied(err)
+	}
+	return backend.Indeterminate(err)
+}

@@ -1,0 +1,216 @@
+// Package rueidis is the distkit backend over github.com/redis/rueidis, for
+// standalone Redis and Redis Cluster alike (rueidis detects Cluster itself).
+//
+//	client, _ := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:6379"}})
+//	b := distkitrueidis.New(client) // Close does not close client
+//
+// Scripts run with EVALSHA and fall back to EVAL when the server answers
+// NOSCRIPT; batches go out with DoMulti (one pipeline per node). rueidis
+// retries only read-only commands, so every script call is one attempt.
+package rueidis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	rd "github.com/redis/rueidis"
+
+	"github.com/distkit-go/distkit/backend"
+)
+
+// Backend is the rueidis backend. It is safe for concurrent use.
+type Backend struct {
+	c      rd.Client
+	owned  bool
+	closed atomic.Bool
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// New returns a backend over the caller's client. Close does not close it.
+func New(client rd.Client) *Backend {
+	return &Backend{c: client}
+}
+
+// FromURL builds a client from a redis:// URL (see rueidis.ParseURL; extra
+// nodes with addr= make it Cluster-ready) and returns a backend that owns
+// it (Close closes it).
+func FromURL(url string) (*Backend, error) {
+	opt, err := rd.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("rueidis: %w", err)
+	}
+	c, err := rd.NewClient(opt)
+	if err != nil {
+		return nil, backend.NotApplied(fmt.Errorf("rueidis: %w", err))
+	}
+	return &Backend{c: c, owned: true}, nil
+}
+
+// Client returns the underlying client.
+func (b *Backend) Client() rd.Client { return b.c }
+
+func (b *Backend) evalsha(s *backend.Script, keys, args []string) rd.Completed {
+	return b.c.B().Evalsha().Sha1(s.SHA()).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+}
+
+func (b *Backend) eval(s *backend.Script, keys, args []string) rd.Completed {
+	return b.c.B().Eval().Script(s.Source()).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+}
+
+func isNoScript(err error) bool {
+	re, ok := rd.IsRedisErr(err)
+	return ok && re.IsNoScript()
+}
+
+// EvalScript implements backend.Backend.
+func (b *Backend) EvalScript(ctx context.Context, s *backend.Script, keys []string, args ...string) (backend.Value, error) {
+	if err := b.usable(ctx); err != nil {
+		return backend.Value{}, err
+	}
+	res := b.c.Do(ctx, b.evalsha(s, keys, args))
+	if isNoScript(res.Error()) {
+		res = b.c.Do(ctx, b.eval(s, keys, args))
+	}
+	return convert(s.Name(), res)
+}
+
+// EvalScripts implements backend.Backend with DoMulti, plus a second
+// DoMulti only for calls that met NOSCRIPT.
+func (b *Backend) EvalScripts(ctx context.Context, calls []backend.Call) []backend.Result {
+	out := make([]backend.Result, len(calls))
+	if len(calls) == 0 {
+		return out
+	}
+	if err := b.usable(ctx); err != nil {
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
+	}
+	cmds := make(rd.Commands, len(calls))
+	for i, c := range calls {
+		cmds[i] = b.evalsha(c.Script, c.Keys, c.Args)
+	}
+	res := b.c.DoMulti(ctx, cmds...)
+	var retry []int
+	for i, r := range res {
+		if isNoScript(r.Error()) {
+			retry = append(retry, i)
+		}
+	}
+	if len(retry) > 0 {
+		again := make(rd.Commands, len(retry))
+		for j, i := range retry {
+			again[j] = b.eval(calls[i].Script, calls[i].Keys, calls[i].Args)
+		}
+		for j, r := range b.c.DoMulti(ctx, again...) {
+			res[retry[j]] = r
+		}
+	}
+	for i, r := range res {
+		out[i].Value, out[i].Err = convert(calls[i].Script.Name(), r)
+	}
+	return out
+}
+
+// Heartbeat implements backend.Backend.
+func (b *Backend) Heartbeat(ctx context.Context, group, member string, ttl time.Duration) error {
+	return backend.EvalHeartbeat(ctx, b, group, member, ttl)
+}
+
+// AcquireLease implements backend.Backend.
+func (b *Backend) AcquireLease(ctx context.Context, key, owner string, ttl time.Duration) (bool, error) {
+	return backend.EvalLease(ctx, b, backend.AcquireLeaseScript, key, owner, ttl)
+}
+
+// RenewLease implements backend.Backend.
+func (b *Backend) RenewLease(ctx context.Context, key, owner string, ttl time.Duration) (bool, error) {
+	return backend.EvalLease(ctx, b, backend.RenewLeaseScript, key, owner, ttl)
+}
+
+// ReleaseLease implements backend.Backend.
+func (b *Backend) ReleaseLease(ctx context.Context, key, owner string) (bool, error) {
+	return backend.EvalLease(ctx, b, backend.ReleaseLeaseScript, key, owner, 0)
+}
+
+// Close marks the backend closed and closes the client if FromURL built it.
+func (b *Backend) Close() error {
+	if b.closed.Swap(true) {
+		return nil
+	}
+	if b.owned {
+		b.c.Close()
+	}
+	return nil
+}
+
+func (b *Backend) usable(ctx context.Context) error {
+	if b.closed.Load() {
+		return backend.NotApplied(backend.ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return backend.NotApplied(err)
+	}
+	return nil
+}
+
+func convert(script string, r rd.RedisResult) (backend.Value, error) {
+	msg, err := r.ToMessage()
+	if err != nil {
+		if rd.IsRedisNil(err) {
+			return backend.Nil(), nil
+		}
+		return backend.Value{}, classify(script, err)
+	}
+	return toValue(&msg), nil
+}
+
+func toValue(m *rd.RedisMessage) backend.Value {
+	switch {
+	case m.IsNil():
+		return backend.Nil()
+	case m.IsInt64():
+		n, _ := m.ToInt64()
+		return backend.Int(n)
+	case m.IsString():
+		s, _ := m.ToString()
+		return backend.Str(s)
+	case m.IsArray():
+		arr, _ := m.ToArray()
+		vs := make([]backend.Value, len(arr))
+		for i := range arr {
+			vs[i] = toValue(&arr[i])
+		}
+		return backend.Arr(vs...)
+	case m.IsBool():
+		v, _ := m.ToBool()
+		return backend.Bool(v)
+	case m.IsFloat64():
+		f, _ := m.ToFloat64()
+		return backend.Int(int64(f))
+	}
+	if s, err := m.ToString(); err == nil {
+		return backend.Str(s)
+	}
+	return backend.Str(strconv.Quote(m.String()))
+}
+
+func classify(script string, err error) error {
+	if re, ok := rd.IsRedisErr(err); ok {
+		return backend.ClassifyReply(script, re.Error())
+	}
+	if errors.Is(err, rd.ErrClosing) {
+		return backend.NotApplied(fmt.Errorf("%w: %w", backend.ErrClosed, err))
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return backend.NotApplied(err)
+	}
+	return backend.Indeterminate(err)
+}
