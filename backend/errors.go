@@ -2,6 +2,7 @@ package backend
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 )
 
@@ -83,11 +84,27 @@ var refusedBeforeRun = map[string]bool{
 // right class: ErrNotApplied when the server refused the command before
 // running it, a *ScriptError (ErrScript) otherwise. Drivers call it.
 func ClassifyReply(script, msg string) error {
+	msg = normalizeScriptError(msg)
 	code, _, _ := strings.Cut(msg, " ")
 	if refusedBeforeRun[code] {
 		return NotApplied(&ScriptError{Script: script, Msg: msg})
 	}
-	// Redis wraps errors raised inside scripts with context after the
-	// message ("... script: <sha>, on @user_script:12."); keep the message.
 	return &ScriptError{Script: script, Msg: msg}
+}
+
+var (
+	// Older Redis and Lua emulators put the error of a redis.call raised in
+	// a script behind a location: "ERR Error running script (call to
+	// f_…): @user_script:3: WRONGTYPE …".
+	scriptErrHead = regexp.MustCompile(`^(?:ERR )?Error (?:compiling|running) script \([^)]*\): (?:@user_script)?:\d+: `)
+	// …and context after it: " script: <sha>, on @user_script:3." (Redis
+	// 7) or a Lua stack traceback (emulators).
+	scriptErrTail = regexp.MustCompile(`(?: script: [0-9a-f]+, on @user_script:\d+\.| stack traceback:.*)$`)
+)
+
+// normalizeScriptError strips what servers wrap around an error raised in
+// a script, so that the message starts with its code on every server.
+func normalizeScriptError(msg string) string {
+	msg = scriptErrHead.ReplaceAllString(msg, "")
+	return strings.TrimSpace(scriptErrTail.ReplaceAllString(msg, ""))
 }

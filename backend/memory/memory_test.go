@@ -15,18 +15,15 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-type harness struct{ root *memory.Backend }
-
 func newHarness(*testing.T) conformance.Harness {
-	return &harness{root: memory.New(memory.Options{})}
+	return conformance.NewMemoryHarness(memory.New(memory.Options{}))
 }
 
-func (h *harness) NewBackend(*testing.T) backend.Backend { return h.root.Connect() }
-func (h *harness) Wait(_ *testing.T, d time.Duration)    { h.root.Advance(d) }
-
 func TestConformance(t *testing.T) {
-	t.Run("Backend", func(t *testing.T) { conformance.RunBackend(t, newHarness) })
-	t.Run("Primitives", func(t *testing.T) { conformance.RunPrimitives(t, newHarness) })
+	t.Run("memory", func(t *testing.T) {
+		t.Run("Backend", func(t *testing.T) { conformance.RunBackend(t, newHarness) })
+		t.Run("Primitives", func(t *testing.T) { conformance.RunPrimitives(t, newHarness) })
+	})
 }
 
 var incr = backend.NewScript("test-incr", `return redis.call('INCR', KEYS[1])`,

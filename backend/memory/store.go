@@ -57,9 +57,9 @@ func (d *data) sweep(now time.Time) {
 
 // store is the backend.Store view of data for one atomic script run.
 type store struct {
-	d         *data
-	now       time.Time
-	publish   func(channel, message string) int
+	d       *data
+	now     time.Time
+	publish func(channel, message string) int
 }
 
 var _ backend.Store = (*store)(nil)

@@ -55,12 +55,18 @@ func FromURL(url string) (*Backend, error) {
 // Client returns the underlying client.
 func (b *Backend) Client() rd.Client { return b.c }
 
-func (b *Backend) evalsha(s *backend.Script, keys, args []string) rd.Completed {
-	return b.c.B().Evalsha().Sha1(s.SHA()).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
-}
-
-func (b *Backend) eval(s *backend.Script, keys, args []string) rd.Completed {
-	return b.c.B().Eval().Script(s.Source()).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+// evalsha builds EVALSHA, or EVAL when src is true. The rueidis builder
+// panics on keys from different Cluster slots; that becomes ErrNotApplied.
+func (b *Backend) build(s *backend.Script, keys, args []string, src bool) (cmd rd.Completed, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = backend.NotApplied(fmt.Errorf("rueidis: script %s: %v", s.Name(), r))
+		}
+	}()
+	if src {
+		return b.c.B().Eval().Script(s.Source()).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build(), nil
+	}
+	return b.c.B().Evalsha().Sha1(s.SHA()).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build(), nil
 }
 
 func isNoScript(err error) bool {
@@ -73,9 +79,16 @@ func (b *Backend) EvalScript(ctx context.Context, s *backend.Script, keys []stri
 	if err := b.usable(ctx); err != nil {
 		return backend.Value{}, err
 	}
-	res := b.c.Do(ctx, b.evalsha(s, keys, args))
+	cmd, err := b.build(s, keys, args, false)
+	if err != nil {
+		return backend.Value{}, err
+	}
+	res := b.c.Do(ctx, cmd)
 	if isNoScript(res.Error()) {
-		res = b.c.Do(ctx, b.eval(s, keys, args))
+		if cmd, err = b.build(s, keys, args, true); err != nil {
+			return backend.Value{}, err
+		}
+		res = b.c.Do(ctx, cmd)
 	}
 	return convert(s.Name(), res)
 }
@@ -93,30 +106,53 @@ func (b *Backend) EvalScripts(ctx context.Context, calls []backend.Call) []backe
 		}
 		return out
 	}
-	cmds := make(rd.Commands, len(calls))
+	// rueidis refuses to mix keyless and keyed commands in one DoMulti on
+	// Cluster, so keyless calls (rare) go in a second DoMulti.
+	var keyed, keyless []int
 	for i, c := range calls {
-		cmds[i] = b.evalsha(c.Script, c.Keys, c.Args)
-	}
-	res := b.c.DoMulti(ctx, cmds...)
-	var retry []int
-	for i, r := range res {
-		if isNoScript(r.Error()) {
-			retry = append(retry, i)
+		if len(c.Keys) == 0 {
+			keyless = append(keyless, i)
+		} else {
+			keyed = append(keyed, i)
 		}
 	}
-	if len(retry) > 0 {
-		again := make(rd.Commands, len(retry))
-		for j, i := range retry {
-			again[j] = b.eval(calls[i].Script, calls[i].Keys, calls[i].Args)
-		}
-		for j, r := range b.c.DoMulti(ctx, again...) {
-			res[retry[j]] = r
-		}
-	}
-	for i, r := range res {
-		out[i].Value, out[i].Err = convert(calls[i].Script.Name(), r)
-	}
+	b.doMulti(ctx, calls, keyed, out)
+	b.doMulti(ctx, calls, keyless, out)
 	return out
+}
+
+// doMulti runs calls[idx] with one DoMulti, then a second one with EVAL for
+// those that met NOSCRIPT, and stores results in out.
+func (b *Backend) doMulti(ctx context.Context, calls []backend.Call, idx []int, out []backend.Result) {
+	for _, src := range []bool{false, true} {
+		if len(idx) == 0 {
+			return
+		}
+		cmds := make(rd.Commands, 0, len(idx))
+		sent := make([]int, 0, len(idx))
+		for _, i := range idx {
+			cmd, err := b.build(calls[i].Script, calls[i].Keys, calls[i].Args, src)
+			if err != nil {
+				out[i] = backend.Result{Err: err}
+				continue
+			}
+			cmds = append(cmds, cmd)
+			sent = append(sent, i)
+		}
+		if len(cmds) == 0 {
+			return
+		}
+		var retry []int
+		for j, r := range b.c.DoMulti(ctx, cmds...) {
+			i := sent[j]
+			if !src && isNoScript(r.Error()) {
+				retry = append(retry, i)
+				continue
+			}
+			out[i].Value, out[i].Err = convert(calls[i].Script.Name(), r)
+		}
+		idx = retry
+	}
 }
 
 // Heartbeat implements backend.Backend.

@@ -1,0 +1,187 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"testing"
+
+	"github.com/distkit-go/distkit"
+	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/primitives/counter"
+)
+
+// Scenario is a deterministic sequence of operations against one backend
+// under a fresh prefix; it returns one rendered outcome per step. Running a
+// Scenario on two backends and comparing outcomes (Diff) catches a Lua
+// script and its Go twin that disagree, which running each backend's suite
+// alone would not.
+type Scenario struct {
+	Name string
+	Run  func(ctx context.Context, b backend.Backend, prefix string) []string
+}
+
+// Outcome renders a result and its error class for comparison.
+func Outcome(v any, err error) string {
+	if err == nil {
+		return fmt.Sprint(v)
+	}
+	var se *backend.ScriptError
+	switch {
+	case errors.Is(err, distkit.ErrOverflow):
+		return "err:overflow"
+	case errors.Is(err, distkit.ErrInvalidKey):
+		return "err:invalid-key"
+	case errors.Is(err, distkit.ErrInvalidOption):
+		return "err:invalid-option"
+	case errors.As(err, &se):
+		return "err:script:" + se.Code()
+	case errors.Is(err, backend.ErrNotApplied):
+		return "err:not-applied"
+	case errors.Is(err, backend.ErrIndeterminate):
+		return "err:indeterminate"
+	}
+	return "err:other:" + err.Error()
+}
+
+// Diff runs s on a backend from each harness and returns the steps whose
+// outcomes differ, as "step N: a=… b=…".
+func Diff(t *testing.T, a, b Harness, s Scenario) []string {
+	ctx := context.Background()
+	ra := s.Run(ctx, open(t, a), prefix(t))
+	rb := s.Run(ctx, open(t, b), prefix(t))
+	var out []string
+	for i := range max(len(ra), len(rb)) {
+		var x, y string
+		if i < len(ra) {
+			x = ra[i]
+		}
+		if i < len(rb) {
+			y = rb[i]
+		}
+		if x != y {
+			out = append(out, fmt.Sprintf("step %d: %s / %s", i, x, y))
+		}
+	}
+	return out
+}
+
+// Scenarios lists the parity scenarios of every primitive.
+func Scenarios() []Scenario {
+	return []Scenario{strictCounterScenario, backendScenario}
+}
+
+// RunParity runs every Scenario on reference and subject and fails on any
+// difference.
+func RunParity(t *testing.T, reference, subject NewHarness) {
+	for _, s := range Scenarios() {
+		t.Run(s.Name, func(t *testing.T) {
+			if d := Diff(t, reference(t), subject(t), s); len(d) > 0 {
+				t.Fatalf("backends disagree on %d steps:\n%v", len(d), d)
+			}
+		})
+	}
+}
+
+var strictCounterScenario = Scenario{Name: "StrictCounter", Run: func(ctx context.Context, b backend.Backend, p string) []string {
+	c, err := counter.NewStrict(b, counter.Options{Prefix: p})
+	if err != nil {
+		return []string{Outcome(nil, err)}
+	}
+	var out []string
+	rec := func(v int64, err error) { out = append(out, Outcome(v, err)) }
+	values := []int64{0, 1, -1, 7, 1 << 53, 1<<53 + 1, math.MaxInt64, math.MinInt64, math.MaxInt64 - 1, -(1 << 60)}
+	for _, start := range values {
+		for _, d := range values {
+			rec(c.Set(ctx, "k", start))
+			rec(c.Inc(ctx, "k", d))
+			rec(c.Get(ctx, "k"))
+			rec(c.Dec(ctx, "k", d))
+			rec(c.Get(ctx, "k"))
+		}
+	}
+	rec(c.Del(ctx, "k"))
+	rec(c.Del(ctx, "k"))
+	rec(c.Inc(ctx, "new", 5))
+	rec(c.Inc(ctx, "bad:key", 1))
+	rec(c.Get(ctx, ""))
+	out = append(out, Outcome(nil, c.Clear(ctx)))
+	rec(c.Get(ctx, "new"))
+	return out
+}}
+
+// backendScenario covers the lease and heartbeat scripts every driver shares.
+var backendScenario = Scenario{Name: "BackendScripts", Run: func(ctx context.Context, b backend.Backend, p string) []string {
+	var out []string
+	key := tagged(p, "lease")
+	for _, step := range []struct {
+		f func() (bool, error)
+	}{
+		{func() (bool, error) { return b.AcquireLease(ctx, key, "A", 10e9) }},
+		{func() (bool, error) { return b.AcquireLease(ctx, key, "B", 10e9) }},
+		{func() (bool, error) { return b.RenewLease(ctx, key, "B", 10e9) }},
+		{func() (bool, error) { return b.RenewLease(ctx, key, "A", 10e9) }},
+		{func() (bool, error) { return b.ReleaseLease(ctx, key, "B") }},
+		{func() (bool, error) { return b.ReleaseLease(ctx, key, "A") }},
+		{func() (bool, error) { return b.ReleaseLease(ctx, key, "A") }},
+	} {
+		ok, err := step.f()
+		out = append(out, Outcome(ok, err))
+	}
+	for _, s := range []*backend.Script{typesScript, echoScript, raiseScript} {
+		v, err := b.EvalScript(ctx, s, []string{key}, "x")
+		out = append(out, Outcome(v, err))
+	}
+	v, err := b.EvalScript(ctx, wrongTypeScript, []string{tagged(p, "s")})
+	out = append(out, Outcome(v, err))
+	for i := range 3 {
+		v, err := b.EvalScript(ctx, bumpScript, []string{tagged(p, "n")})
+		out = append(out, strconv.Itoa(i)+":"+Outcome(v, err))
+	}
+	return out
+}}
+
+// CheckParityCatchesDisagreement proves Diff is not vacuous: a script whose
+// Go twin is wrong only for large values is reported, and the same script
+// with a faithful twin is not. subject must run Lua (a Redis harness).
+func CheckParityCatchesDisagreement(t *testing.T, reference, subject NewHarness) {
+	const lua = `return redis.call('INCRBY', KEYS[1], ARGV[1])`
+	twin := func(bug int64) backend.GoFunc {
+		return func(st backend.Store, keys, args []string) (backend.Value, error) {
+			cur, _, err := st.Get(keys[0])
+			if err != nil {
+				return backend.Value{}, err
+			}
+			n, _ := strconv.ParseInt(cur, 10, 64)
+			d, _ := strconv.ParseInt(args[0], 10, 64)
+			n += d
+			if err := st.Set(keys[0], strconv.FormatInt(n, 10), 0); err != nil {
+				return backend.Value{}, err
+			}
+			if n > 1<<40 {
+				n += bug // a twin that only goes wrong for large values
+			}
+			return backend.Int(n), nil
+		}
+	}
+	faithful := backend.NewScript("parity-faithful", lua, twin(0))
+	buggy := backend.NewScript("parity-buggy", lua, twin(2))
+	scenario := func(s *backend.Script) Scenario {
+		return Scenario{Name: s.Name(), Run: func(ctx context.Context, b backend.Backend, p string) []string {
+			var out []string
+			for _, d := range []string{"1", "2", "1099511627776"} {
+				v, err := b.EvalScript(ctx, s, []string{tagged(p, "n")}, d)
+				out = append(out, Outcome(v, err))
+			}
+			return out
+		}}
+	}
+	if d := Diff(t, reference(t), subject(t), scenario(buggy)); len(d) != 1 {
+		t.Fatalf("Diff reported %v for a Go twin that disagrees with its Lua source on one step", d)
+	}
+	if d := Diff(t, reference(t), subject(t), scenario(faithful)); len(d) != 0 {
+		t.Fatalf("Diff reported a faithful twin: %v", d)
+	}
+}

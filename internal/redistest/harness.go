@@ -1,0 +1,142 @@
+package redistest
+
+import (
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+
+	"github.com/distkit-go/distkit/backend"
+)
+
+// Connect builds a backend client for addrs; cluster says whether addrs
+// are Cluster nodes. It registers the client's own cleanup with t.
+type Connect func(t *testing.T, addrs []string, cluster bool) backend.Backend
+
+// Env owns the servers one test binary shares: a standalone redis-server
+// and a 3-master Cluster, each started on first use. Call Stop from
+// TestMain after m.Run.
+type Env struct {
+	serverOnce  sync.Once
+	server      *Server
+	serverErr   error
+	clusterOnce sync.Once
+	cluster     *Cluster
+	clusterErr  error
+}
+
+// Server returns the shared standalone server, starting it on first use.
+func (e *Env) Server(t *testing.T) *Server {
+	t.Helper()
+	Require(t)
+	e.serverOnce.Do(func() { e.server, e.serverErr = Start(Options{}) })
+	if e.serverErr != nil {
+		t.Fatal(e.serverErr)
+	}
+	return e.server
+}
+
+// Cluster returns the shared 3-master Cluster, starting it on first use.
+func (e *Env) Cluster(t *testing.T) *Cluster {
+	t.Helper()
+	Require(t)
+	e.clusterOnce.Do(func() { e.cluster, e.clusterErr = StartCluster(3, 0) })
+	if e.clusterErr != nil {
+		t.Fatal(e.clusterErr)
+	}
+	return e.cluster
+}
+
+// Stop stops whatever was started.
+func (e *Env) Stop() {
+	if e.server != nil {
+		e.server.Stop()
+	}
+	if e.cluster != nil {
+		e.cluster.Stop()
+	}
+}
+
+// ServerHarness is a conformance harness on a real redis-server.
+type ServerHarness struct {
+	addrs   []string
+	cluster bool
+	flush   func() error
+	connect Connect
+}
+
+// NewServerHarness returns a harness on e's standalone server.
+func (e *Env) NewServerHarness(t *testing.T, connect Connect) *ServerHarness {
+	s := e.Server(t)
+	return &ServerHarness{addrs: []string{s.Addr}, connect: connect,
+		flush: func() error { _, err := s.Do("SCRIPT", "FLUSH"); return err }}
+}
+
+// NewClusterHarness returns a harness on e's Cluster.
+func (e *Env) NewClusterHarness(t *testing.T, connect Connect) *ServerHarness {
+	c := e.Cluster(t)
+	return &ServerHarness{addrs: c.Addrs(), cluster: true, connect: connect,
+		flush: func() error { return c.Do("SCRIPT", "FLUSH") }}
+}
+
+// NewBackend connects a new client.
+func (h *ServerHarness) NewBackend(t *testing.T) backend.Backend {
+	return h.connect(t, h.addrs, h.cluster)
+}
+
+// Wait sleeps d plus a small margin for timer granularity.
+func (h *ServerHarness) Wait(_ *testing.T, d time.Duration) { time.Sleep(d + 20*time.Millisecond) }
+
+// FlushScripts empties the script cache of every node.
+func (h *ServerHarness) FlushScripts(t *testing.T) {
+	if err := h.flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// MiniHarness is a conformance harness on a fresh miniredis with a
+// controlled clock: Wait advances both TIME and TTLs.
+type MiniHarness struct {
+	M       *miniredis.Miniredis
+	now     time.Time
+	mu      sync.Mutex
+	connect Connect
+}
+
+// NewMiniHarness starts a miniredis that t's cleanup closes.
+func NewMiniHarness(t *testing.T, connect Connect) *MiniHarness {
+	m := miniredis.NewMiniRedis()
+	if err := m.StartAddr("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	now := time.Now()
+	m.SetTime(now)
+	return &MiniHarness{M: m, now: now, connect: connect}
+}
+
+// NewBackend connects a new client.
+func (h *MiniHarness) NewBackend(t *testing.T) backend.Backend {
+	return h.connect(t, []string{h.M.Addr()}, false)
+}
+
+// Wait advances miniredis's time and TTLs by d.
+func (h *MiniHarness) Wait(_ *testing.T, d time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.now = h.now.Add(d)
+	h.M.SetTime(h.now)
+	h.M.FastForward(d)
+}
+
+// FlushScripts empties miniredis's script cache.
+func (h *MiniHarness) FlushScripts(t *testing.T) {
+	if _, err := (&Server{Addr: h.M.Addr()}).Do("SCRIPT", "FLUSH"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// InCI reports whether the CI environment variable is set.
+func InCI() bool { return os.Getenv("CI") != "" }
