@@ -16,6 +16,8 @@ import (
 // RunPrimitives checks every primitive's behaviour on the harness's backend.
 func RunPrimitives(t *testing.T, newHarness NewHarness) {
 	t.Run("StrictCounter", func(t *testing.T) { runStrictCounter(t, newHarness) })
+	t.Run("Counter", func(t *testing.T) { runCounterInterface(t, newHarness) })
+	t.Run("LaxCounter", func(t *testing.T) { runLaxCounter(t, newHarness) })
 }
 
 func runStrictCounter(t *testing.T, newHarness NewHarness) {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
@@ -70,7 +71,7 @@ func Diff(t *testing.T, a, b Harness, s Scenario) []string {
 
 // Scenarios lists the parity scenarios of every primitive.
 func Scenarios() []Scenario {
-	return []Scenario{strictCounterScenario, backendScenario}
+	return []Scenario{strictCounterScenario, conditionalScenario, laxScenario, backendScenario}
 }
 
 // RunParity runs every Scenario on reference and subject and fails on any
@@ -109,6 +110,65 @@ var strictCounterScenario = Scenario{Name: "StrictCounter", Run: func(ctx contex
 	rec(c.Get(ctx, ""))
 	out = append(out, Outcome(nil, c.Clear(ctx)))
 	rec(c.Get(ctx, "new"))
+	return out
+}}
+
+var conditionalScenario = Scenario{Name: "ConditionalCounter", Run: func(ctx context.Context, b backend.Backend, p string) []string {
+	c, err := counter.NewStrict(b, counter.Options{Prefix: p})
+	if err != nil {
+		return []string{Outcome(nil, err)}
+	}
+	var out []string
+	rec2 := func(cur, prev int64, err error) { out = append(out, Outcome([2]int64{cur, prev}, err)) }
+	values := []int64{0, -1, 5, 1 << 53, 1<<53 + 1, math.MaxInt64, math.MinInt64}
+	cmps := []func(int64) distkit.Comparator{distkit.Eq, distkit.Ne, distkit.Lt, distkit.Gt, distkit.Le, distkit.Ge}
+	for _, start := range values {
+		for _, operand := range values {
+			for _, cmp := range cmps {
+				c.Set(ctx, "k", start)
+				rec2(c.IncIf(ctx, "k", cmp(operand), 1))
+				rec2(c.SetIf(ctx, "k", cmp(operand), operand))
+			}
+		}
+	}
+	res, err := c.IncAllIf(ctx, []counter.Update{{Key: "a", Delta: 1}, {Key: "a", Cmp: distkit.Eq(1), Delta: 2}, {Key: "k", Delta: math.MaxInt64}, {Key: "b", Delta: 3}})
+	out = append(out, Outcome(res, err))
+	res, err = c.IncAllIf(ctx, []counter.Update{{Key: "a", Delta: 1}, {Key: "a", Cmp: distkit.Eq(1), Delta: 2}, {Key: "b", Cmp: distkit.Gt(0), Delta: 3}})
+	out = append(out, Outcome(res, err))
+	res, err = c.SetAllIf(ctx, []counter.Update{{Key: "a", Cmp: distkit.Eq(3), Delta: math.MinInt64}, {Key: "c", Cmp: distkit.Ne(0), Delta: 1}})
+	out = append(out, Outcome(res, err))
+	vals, err := c.GetAll(ctx, "a", "b", "c", "k", "a")
+	out = append(out, Outcome(vals, err))
+	return out
+}}
+
+var laxScenario = Scenario{Name: "LaxCounter", Run: func(ctx context.Context, b backend.Backend, p string) []string {
+	l, err := counter.NewLax(b, counter.Options{Prefix: p, AllowedLag: time.Hour})
+	if err != nil {
+		return []string{Outcome(nil, err)}
+	}
+	defer l.Close(ctx)
+	s, _ := counter.NewStrict(b, counter.Options{Prefix: p})
+	var out []string
+	rec := func(v int64, err error) { out = append(out, Outcome(v, err)) }
+	rec(l.Inc(ctx, "a", 5))
+	rec(l.Dec(ctx, "b", 7))
+	out = append(out, Outcome(nil, l.Flush(ctx)))
+	rec(s.Get(ctx, "a"))
+	rec(s.Get(ctx, "b"))
+	rec(s.Set(ctx, "big", math.MaxInt64-1))
+	rec(l.Inc(ctx, "big", 1)) // the local view has not seen big yet
+	rec(l.Inc(ctx, "big", 1))
+	out = append(out, Outcome(nil, l.Flush(ctx))) // overflows remotely: stuck
+	out = append(out, Outcome(l.Pending(), nil))
+	rec(s.Get(ctx, "big"))
+	rec(l.Set(ctx, "big", 3))
+	rec(l.Inc(ctx, "a", 1))
+	rec(l.Del(ctx, "a"))
+	rec(l.Get(ctx, "a"))
+	out = append(out, Outcome(nil, l.Close(ctx)))
+	vals, err := s.GetAll(ctx, "a", "b", "big")
+	out = append(out, Outcome(vals, err))
 	return out
 }}
 

@@ -86,3 +86,9 @@ func TestFromURL(t *testing.T) {
 func TestParityCatchesDisagreement(t *testing.T) {
 	conformance.CheckParityCatchesDisagreement(t, mem, mini)
 }
+
+func TestCrash(t *testing.T) {
+	conformance.RunCrash(t, func(t *testing.T) conformance.CrashHarness {
+		return redistest.NewCrashHarness(t, connect)
+	})
+}

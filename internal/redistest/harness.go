@@ -140,3 +140,36 @@ func (h *MiniHarness) FlushScripts(t *testing.T) {
 
 // InCI reports whether the CI environment variable is set.
 func InCI() bool { return os.Getenv("CI") != "" }
+
+// CrashHarness is a harness on a dedicated redis-server with AOF
+// (appendfsync always) that can be killed with SIGKILL and restarted on
+// the same port and directory.
+type CrashHarness struct {
+	ServerHarness
+	S *Server
+}
+
+// NewCrashHarness starts a dedicated AOF server that t's cleanup stops.
+func NewCrashHarness(t *testing.T, connect Connect) *CrashHarness {
+	Require(t)
+	s, err := Start(Options{AppendOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return &CrashHarness{
+		ServerHarness: ServerHarness{addrs: []string{s.Addr}, connect: connect,
+			flush: func() error { _, err := s.Do("SCRIPT", "FLUSH"); return err }},
+		S: s,
+	}
+}
+
+// Crash kills the server with SIGKILL.
+func (h *CrashHarness) Crash(*testing.T) { h.S.Kill() }
+
+// Restart starts the server again from its AOF.
+func (h *CrashHarness) Restart(t *testing.T) {
+	if err := h.S.Restart(); err != nil {
+		t.Fatal(err)
+	}
+}

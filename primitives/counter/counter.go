@@ -28,6 +28,7 @@ package counter
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
@@ -38,6 +39,13 @@ type Options struct {
 	// Prefix namespaces the counters; default distkit.DefaultPrefix. It
 	// follows the key rules of distkit.ValidateKey.
 	Prefix string
+	// AllowedLag (Lax only) is how often pending deltas are flushed and how
+	// stale Get's remote part may be; default 20 ms, minimum 1 ms.
+	AllowedLag time.Duration
+	// DedupTTL (Lax only) is how long the backend remembers the last
+	// applied flush batch of an instance, so that a batch resent after an
+	// unknown outcome is not applied twice; default 24 h, minimum 1 s.
+	DedupTTL time.Duration
 }
 
 // keys is the Redis key layout of one prefix.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"strconv"
+	"time"
 
 	"github.com/distkit-go/distkit/backend"
 )
@@ -52,8 +53,6 @@ end
 `
 
 const codeOverflow = "DKOVERFLOW"
-
-var errOverflowCode = errors.New(codeOverflow + " overflow")
 
 // parseStored reads a stored counter value; a non-integer is reported like Redis.
 func parseStored(s string) (int64, error) {
@@ -141,3 +140,252 @@ return redis.call('DEL', unpack(KEYS))
 `, func(st backend.Store, keys, _ []string) (backend.Value, error) {
 	return backend.Int(int64(st.Del(keys...))), nil
 })
+
+// luaMatches defines matches(op, cur, operand) for distkit.Comparator ops.
+const luaMatches = `
+local function matches(op, cur, x)
+  if op == 'always' then return true end
+  local c = icmp(cur, x)
+  if op == 'eq' then return c == 0
+  elseif op == 'ne' then return c ~= 0
+  elseif op == 'lt' then return c < 0
+  elseif op == 'gt' then return c > 0
+  elseif op == 'le' then return c <= 0
+  elseif op == 'ge' then return c >= 0 end
+  return false
+end
+local function rollback(h, undo)
+  for i = #undo, 1, -1 do
+    local u = undo[i]
+    if u[2] then redis.call('HSET', h, u[1], u[2]) else redis.call('HDEL', h, u[1]) end
+  end
+end
+`
+
+// allIfScript is every conditional operation, single or batch.
+// KEYS[1] hash; ARGV[1] 'inc' or 'set'; then groups of four: field, op,
+// operand, n (delta or value). Items apply in order, each seeing earlier
+// ones; the whole call is all-or-nothing (an overflow rolls back earlier
+// items and fails with DKOVERFLOW). Returns {cur1, prev1, cur2, prev2, …}
+// as strings.
+var allIfScript = backend.NewScript("counter-all-if", luaHIncr+luaMatches+`
+local h, inc = KEYS[1], ARGV[1] == 'inc'
+local undo, touched, out = {}, {}, {}
+for i = 2, #ARGV, 4 do
+  local f, op, x, n = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
+  local raw = redis.call('HGET', h, f)
+  local cur = raw or '0'
+  if matches(op, cur, x) then
+    if not touched[f] then
+      touched[f] = true
+      undo[#undo+1] = {f, raw}
+    end
+    local v = n
+    if inc then
+      local e
+      v, e = hincr(h, f, n)
+      if e then
+        rollback(h, undo)
+        return e
+      end
+    else
+      redis.call('HSET', h, f, n)
+    end
+    out[#out+1] = v
+  else
+    out[#out+1] = cur
+  end
+  out[#out+1] = cur
+end
+return out
+`, goAllIf)
+
+type undoEntry struct {
+	field string
+	old   string
+	had   bool
+}
+
+func goRollback(st backend.Store, h string, undo []undoEntry) {
+	for i := len(undo) - 1; i >= 0; i-- {
+		u := undo[i]
+		if u.had {
+			st.HSet(h, u.field, u.old)
+		} else {
+			st.HDel(h, u.field)
+		}
+	}
+}
+
+func goAllIf(st backend.Store, keys, args []string) (backend.Value, error) {
+	h, inc := keys[0], args[0] == "inc"
+	var undo []undoEntry
+	touched := map[string]bool{}
+	out := make([]backend.Value, 0, (len(args)-1)/2)
+	for i := 1; i+3 < len(args); i += 4 {
+		f, op, xs, ns := args[i], args[i+1], args[i+2], args[i+3]
+		raw, had, err := st.HGet(h, f)
+		if err != nil {
+			return backend.Value{}, err
+		}
+		var cur int64
+		curS := "0"
+		if had {
+			if cur, err = parseStored(raw); err != nil {
+				return backend.Value{}, err
+			}
+			curS = raw
+		}
+		x, _ := strconv.ParseInt(xs, 10, 64)
+		n, _ := strconv.ParseInt(ns, 10, 64)
+		if !opMatches(op, cur, x) {
+			out = append(out, backend.Str(curS), backend.Str(curS))
+			continue
+		}
+		if !touched[f] {
+			touched[f] = true
+			undo = append(undo, undoEntry{f, raw, had})
+		}
+		nv := n
+		if inc {
+			if nv, err = goHIncr(st, h, f, n); err != nil {
+				goRollback(st, h, undo)
+				return backend.Value{}, err
+			}
+		} else if err := st.HSet(h, f, ns); err != nil {
+			return backend.Value{}, err
+		}
+		out = append(out, backend.Str(strconv.FormatInt(nv, 10)), backend.Str(curS))
+	}
+	return backend.Arr(out...), nil
+}
+
+// opMatches is the Go twin of matches.
+func opMatches(op string, cur, x int64) bool {
+	switch op {
+	case "always":
+		return true
+	case "eq":
+		return cur == x
+	case "ne":
+		return cur != x
+	case "lt":
+		return cur < x
+	case "gt":
+		return cur > x
+	case "le":
+		return cur <= x
+	case "ge":
+		return cur >= x
+	}
+	return false
+}
+
+// getAllScript: KEYS[1] hash, ARGV fields. Returns their values (nil when
+// absent).
+var getAllScript = backend.NewScript("counter-get-all", `
+return redis.call('HMGET', KEYS[1], unpack(ARGV))
+`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+	out := make([]backend.Value, len(args))
+	for i, f := range args {
+		v, ok, err := st.HGet(keys[0], f)
+		if err != nil {
+			return backend.Value{}, err
+		}
+		if ok {
+			out[i] = backend.Str(v)
+		}
+	}
+	return backend.Arr(out...), nil
+})
+
+// flushScript applies one Lax flush batch exactly once.
+// KEYS[1] hash, KEYS[2] the instance's sequence marker; ARGV[1] batch
+// sequence number, ARGV[2] marker ttl in ms, then field/delta pairs.
+// A batch whose sequence number is not above the marker was applied
+// before (a retry after an indeterminate reply) and is not applied again.
+// All-or-nothing: an overflow rolls back and fails with DKOVERFLOW <field>.
+// Returns {applied (1) or duplicate (0), value1, value2, …}.
+var flushScript = backend.NewScript("counter-lax-flush", luaHIncr+luaMatches+`
+local h = KEYS[1]
+local last = redis.call('GET', KEYS[2])
+local applied = 1
+if last and tonumber(last) >= tonumber(ARGV[1]) then applied = 0 end
+local out = {applied}
+if applied == 1 then
+  local undo, touched = {}, {}
+  for i = 3, #ARGV, 2 do
+    local f = ARGV[i]
+    if not touched[f] then
+      touched[f] = true
+      undo[#undo+1] = {f, redis.call('HGET', h, f)}
+    end
+    local _, e = hincr(h, f, ARGV[i+1])
+    if e then
+      rollback(h, undo)
+      return e
+    end
+  end
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+end
+for i = 3, #ARGV, 2 do
+  out[#out+1] = redis.call('HGET', h, ARGV[i]) or '0'
+end
+return out
+`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+	h := keys[0]
+	seq, _ := strconv.ParseInt(args[0], 10, 64)
+	applied := int64(1)
+	if last, ok, err := st.Get(keys[1]); err != nil {
+		return backend.Value{}, err
+	} else if ok {
+		if l, _ := strconv.ParseInt(last, 10, 64); l >= seq {
+			applied = 0
+		}
+	}
+	if applied == 1 {
+		var undo []undoEntry
+		touched := map[string]bool{}
+		for i := 2; i+1 < len(args); i += 2 {
+			f := args[i]
+			if !touched[f] {
+				touched[f] = true
+				old, had, err := st.HGet(h, f)
+				if err != nil {
+					return backend.Value{}, err
+				}
+				undo = append(undo, undoEntry{f, old, had})
+			}
+			d, _ := strconv.ParseInt(args[i+1], 10, 64)
+			if _, err := goHIncr(st, h, f, d); err != nil {
+				goRollback(st, h, undo)
+				return backend.Value{}, err
+			}
+		}
+		ttl, err := parseTTL(args[1])
+		if err != nil {
+			return backend.Value{}, err
+		}
+		st.Set(keys[1], args[0], ttl)
+	}
+	out := []backend.Value{backend.Int(applied)}
+	for i := 2; i+1 < len(args); i += 2 {
+		v, ok, err := st.HGet(h, args[i])
+		if err != nil {
+			return backend.Value{}, err
+		}
+		if !ok {
+			v = "0"
+		}
+		out = append(out, backend.Str(v))
+	}
+	return backend.Arr(out...), nil
+})
+
+func parseTTL(ms string) (time.Duration, error) {
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, errors.New("ERR invalid expire time")
+	}
+	return time.Duration(n) * time.Millisecond, nil
+}

@@ -3,7 +3,6 @@ package counter
 import (
 	"context"
 	"fmt"
-	"math"
 	"strconv"
 	"sync/atomic"
 
@@ -59,10 +58,11 @@ func (c *Strict) Inc(ctx context.Context, key string, delta int64) (int64, error
 
 // Dec subtracts delta from key and returns the new value.
 func (c *Strict) Dec(ctx context.Context, key string, delta int64) (int64, error) {
-	if delta == math.MinInt64 {
-		return 0, fmt.Errorf("counter: dec %q by %d: %w", key, delta, distkit.ErrOverflow)
+	d, err := negate("dec", key, delta)
+	if err != nil {
+		return 0, err
 	}
-	return c.Inc(ctx, key, -delta)
+	return c.Inc(ctx, key, d)
 }
 
 // Get returns the value of key, 0 when absent.
@@ -110,6 +110,60 @@ func (c *Strict) Clear(ctx context.Context) error {
 		return wrapErr("clear", "", err)
 	}
 	return nil
+}
+
+// IncIf adds delta to key when cmp matches its current value (0 when
+// absent) and returns (new, old); otherwise it changes nothing and returns
+// (current, current).
+func (c *Strict) IncIf(ctx context.Context, key string, cmp distkit.Comparator, delta int64) (cur, prev int64, err error) {
+	return c.oneIf(ctx, "incif", "inc", key, cmp, delta)
+}
+
+// SetIf sets key to v when cmp matches its current value and returns
+// (v, old); otherwise it changes nothing and returns (current, current).
+func (c *Strict) SetIf(ctx context.Context, key string, cmp distkit.Comparator, v int64) (cur, prev int64, err error) {
+	return c.oneIf(ctx, "setif", "set", key, cmp, v)
+}
+
+func (c *Strict) oneIf(ctx context.Context, op, mode, key string, cmp distkit.Comparator, n int64) (int64, int64, error) {
+	if err := c.check(key); err != nil {
+		return 0, 0, err
+	}
+	res, err := evalAllIf(ctx, c.b, c.k.hash, op, mode, []Update{{Key: key, Cmp: cmp, Delta: n}})
+	if err != nil {
+		return 0, 0, err
+	}
+	return res[0].Cur, res[0].Prev, nil
+}
+
+// IncAllIf applies IncIf to every update in input order as one atomic
+// script: a later update sees the effect of an earlier one on the same key,
+// and an overflow anywhere (distkit.ErrOverflow) leaves every key
+// unchanged. An invalid key fails the whole batch before any I/O; an empty
+// batch returns an empty result without touching the backend.
+func (c *Strict) IncAllIf(ctx context.Context, updates []Update) ([]Result, error) {
+	if err := c.check("-"); err != nil {
+		return nil, err
+	}
+	return evalAllIf(ctx, c.b, c.k.hash, "incallif", "inc", updates)
+}
+
+// SetAllIf applies SetIf to every update (Delta is the value to set) in
+// input order as one atomic script, with the rules of IncAllIf.
+func (c *Strict) SetAllIf(ctx context.Context, updates []Update) ([]Result, error) {
+	if err := c.check("-"); err != nil {
+		return nil, err
+	}
+	return evalAllIf(ctx, c.b, c.k.hash, "setallif", "set", updates)
+}
+
+// GetAll returns the values of keys in order (0 for absent keys) from one
+// atomic read.
+func (c *Strict) GetAll(ctx context.Context, keys ...string) ([]int64, error) {
+	if err := c.check("-"); err != nil {
+		return nil, err
+	}
+	return evalGetAll(ctx, c.b, c.k.hash, keys)
 }
 
 // Close marks the counter closed; later calls fail with distkit.ErrClosed.

@@ -1,0 +1,78 @@
+package conformance
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/distkit-go/distkit/primitives/counter"
+)
+
+// CrashHarness is a Harness whose server can be killed (SIGKILL) and
+// restarted with its persisted data (AOF, fsync always).
+type CrashHarness interface {
+	Harness
+	Crash(t *testing.T)
+	Restart(t *testing.T)
+}
+
+// RunCrash checks that what the primitives acknowledged survives a server
+// crash in the middle of their traffic.
+func RunCrash(t *testing.T, newHarness func(t *testing.T) CrashHarness) {
+	t.Run("LaxKillMidFlush", func(t *testing.T) { testLaxCrash(t, newHarness(t)) })
+}
+
+func testLaxCrash(t *testing.T, h CrashHarness) {
+	ctx := context.Background()
+	p := prefix(t)
+	const instances = 3
+	var accepted atomic.Int64
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	laxes := make([]*counter.Lax, instances)
+	for i := range laxes {
+		laxes[i] = newLaxOpts(t, h.NewBackend(t), counter.Options{Prefix: p, AllowedLag: 2 * time.Millisecond})
+		for g := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := int64(1); !stop.Load(); n++ {
+					d := n%7 + int64(g) - 2
+					if _, err := laxes[i].Inc(ctx, "k", d); err != nil {
+						t.Error(err)
+						return
+					}
+					accepted.Add(d)
+					if n%64 == 0 {
+						time.Sleep(100 * time.Microsecond)
+					}
+				}
+			}()
+		}
+	}
+	time.Sleep(150 * time.Millisecond)
+	h.Crash(t) // flushes in flight now fail, some with an unknown outcome
+	time.Sleep(150 * time.Millisecond)
+	h.Restart(t)
+	time.Sleep(150 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	for i, l := range laxes {
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := l.Close(cctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("Close of instance %d: %v", i, err)
+		}
+	}
+	got, err := newStrict(t, h.NewBackend(t), p).Get(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != accepted.Load() {
+		t.Fatalf("after kill -9 and restart: remote %d, accepted %d (diff %d)", got, accepted.Load(), got-accepted.Load())
+	}
+	t.Logf("accepted %d, remote %d: exact", accepted.Load(), got)
+}
