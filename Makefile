@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO      ?= go
 TIMEOUT ?= 9m
 
-.PHONY: test test-short bench demo vet
+.PHONY: test test-short bench bench-ceiling demo vet
 
 ## test: every suite with the race detector: unit tests, the conformance
 ## suite on memory, miniredis, redis-server and a 3-master Cluster (both
@@ -25,9 +25,15 @@ test-short:
 vet:
 	$(GO) vet ./...
 
-## bench: benchmarks across backends against a throwaway redis-server.
+## bench: benchmarks across backends against a throwaway redis-server,
+## then Strict.Inc with 64 goroutines against redis-benchmark's ceiling.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./benchmarks/...
+	$(GO) run ./benchmarks/ceiling -flush-delay 20us
+
+## bench-ceiling: only the Strict.Inc vs redis-benchmark -P 16 comparison.
+bench-ceiling:
+	$(GO) run ./benchmarks/ceiling -flush-delay 20us
 
 ## demo: the quickstart on the memory backend.
 demo:

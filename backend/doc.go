@@ -15,6 +15,8 @@
 //     [Store] while holding the store's lock. The result is converted to a
 //     [Value] following Redis's Lua conversion rules: integer → Int, bulk or
 //     status string → Str, array → Arr, nil/false → Nil.
+//   - A driver must not modify or retain the keys and args slices it is
+//     given: primitives reuse them across calls.
 //   - EvalScripts sends independent calls in as few round trips as the
 //     driver can (a pipeline, DoMulti, or one lock acquisition per call).
 //     Each call is atomic on its own; calls are not atomic with each other;

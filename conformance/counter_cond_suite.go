@@ -122,8 +122,8 @@ func testBatches(t *testing.T, h Harness, k counterKind) {
 	c := k.new(t, open(t, h), prefix(t))
 	res, err := c.IncAllIf(ctx, []counter.Update{
 		{Key: "a", Cmp: distkit.Always(), Delta: 1},
-		{Key: "a", Cmp: distkit.Eq(1), Delta: 10}, // sees the first item
-		{Key: "b", Cmp: distkit.Gt(0), Delta: 5},  // miss
+		{Key: "a", Cmp: distkit.Eq(1), Delta: 10},  // sees the first item
+		{Key: "b", Cmp: distkit.Gt(0), Delta: 5},   // miss
 		{Key: "a", Cmp: distkit.Eq(1), Delta: 100}, // miss: a is 11 now
 		{Key: "b", Delta: -2},                      // zero Cmp is Always
 	})

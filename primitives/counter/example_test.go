@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend/memory"
@@ -50,4 +51,83 @@ func ExampleStrict_errors() {
 	// Output:
 	// true counter: distkit: invalid key: key "user:42" contains ':' (the key separator) at byte 4
 	// true true
+}
+
+func ExampleLax() {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	defer b.Close()
+
+	// Inc is in-process; a background flusher sends all pending deltas
+	// every AllowedLag in one round trip.
+	c, err := counter.NewLax(b, counter.Options{Prefix: "api", AllowedLag: 20 * time.Millisecond})
+	if err != nil {
+		panic(err)
+	}
+	for range 1000 {
+		c.Inc(ctx, "requests", 1) // no I/O, no allocation
+	}
+	n, _ := c.Get(ctx, "requests") // local view: remote + pending
+	fmt.Println("local view:", n)
+
+	// Close flushes everything; nil means every delta reached the backend.
+	if err := c.Close(ctx); err != nil {
+		fmt.Println("unflushed:", err)
+	}
+	strict, _ := counter.NewStrict(b, counter.Options{Prefix: "api"})
+	n, _ = strict.Get(ctx, "requests")
+	fmt.Println("in the backend after Close:", n)
+	// Output:
+	// local view: 1000
+	// in the backend after Close: 1000
+}
+
+func ExampleStrict_IncIf() {
+	ctx := context.Background()
+	c, _ := counter.NewStrict(memory.New(memory.Options{}), counter.Options{})
+
+	// Take a seat only while fewer than 2 are taken.
+	for range 3 {
+		cur, prev, _ := c.IncIf(ctx, "seats", distkit.Lt(2), 1)
+		fmt.Println("taken:", cur, "granted:", cur != prev)
+	}
+	// Output:
+	// taken: 1 granted: true
+	// taken: 2 granted: true
+	// taken: 2 granted: false
+}
+
+func ExampleStrict_IncAllIf() {
+	ctx := context.Background()
+	c, _ := counter.NewStrict(memory.New(memory.Options{}), counter.Options{})
+	c.Set(ctx, "stock", 3)
+
+	// Move one unit from stock to cart only if stock is positive, atomically;
+	// the second item sees the first.
+	res, _ := c.IncAllIf(ctx, []counter.Update{
+		{Key: "stock", Cmp: distkit.Gt(0), Delta: -1},
+		{Key: "cart", Cmp: distkit.Always(), Delta: 1},
+	})
+	for _, r := range res {
+		fmt.Printf("%s: %d -> %d\n", r.Key, r.Prev, r.Cur)
+	}
+	// Output:
+	// stock: 3 -> 2
+	// cart: 0 -> 1
+}
+
+func ExampleLax_Close_unreachable() {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	c, _ := counter.NewLax(b, counter.Options{AllowedLag: time.Hour})
+	c.Inc(ctx, "k", 5)
+	b.FailNext(1<<30, nil) // the backend is unreachable from now on
+
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	err := c.Close(cctx)
+	var ue *counter.UnflushedError
+	fmt.Println(errors.As(err, &ue), ue.Pending, errors.Is(err, distkit.ErrNotApplied))
+	// Output:
+	// true map[k:5] true
 }

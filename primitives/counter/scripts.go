@@ -82,9 +82,34 @@ func goHIncr(st backend.Store, h, f string, d int64) (int64, error) {
 	return nv, st.HSet(h, f, strconv.FormatInt(nv, 10))
 }
 
-// incScript: KEYS[1] hash, ARGV[1] field, ARGV[2] delta. Returns the new value.
+// incScript: KEYS[1] hash, ARGV[1] field, ARGV[2] delta. Returns the new
+// value: an integer while it is below 2^53 in magnitude (where Lua numbers
+// are exact), a decimal string beyond.
+//
+// The common case is a single HINCRBY: with |delta| < 10^15 a result below
+// 2^53 in magnitude cannot be a wrapped-around one (that would lie within
+// 10^15 of ±2^63). Otherwise the increment is undone (wrapping arithmetic
+// is invertible) and redone on the exact, string-based path.
 var incScript = backend.NewScript("counter-inc", luaHIncr+`
-local v, e = hincr(KEYS[1], ARGV[1], ARGV[2])
+local h, f, d = KEYS[1], ARGV[1], ARGV[2]
+local neg = string.sub(d, 1, 1) == '-'
+if #d <= 15 or (neg and #d == 16) then
+  local r = redis.pcall('HINCRBY', h, f, d)
+  if type(r) == 'table' and r.err then
+    if string.find(r.err, 'overflow', 1, true) then
+      return redis.error_reply('DKOVERFLOW ' .. f)
+    end
+    return redis.error_reply(r.err)
+  end
+  if r > -9007199254740992 and r < 9007199254740992 then return r end
+  if d == '0' then return redis.call('HGET', h, f) end
+  if neg then
+    redis.call('HINCRBY', h, f, string.sub(d, 2))
+  else
+    redis.call('HINCRBY', h, f, '-' .. d)
+  end
+end
+local v, e = hincr(h, f, d)
 if e then return e end
 return v
 `, func(st backend.Store, keys, args []string) (backend.Value, error) {
@@ -95,6 +120,10 @@ return v
 	nv, err := goHIncr(st, keys[0], args[0], d)
 	if err != nil {
 		return backend.Value{}, err
+	}
+	const exact = 1 << 53
+	if d > -1e15 && d < 1e15 && nv > -exact && nv < exact {
+		return backend.Int(nv), nil
 	}
 	return backend.Str(strconv.FormatInt(nv, 10)), nil
 })

@@ -49,7 +49,7 @@ func (c *Strict) Inc(ctx context.Context, key string, delta int64) (int64, error
 	if err := c.check(key); err != nil {
 		return 0, err
 	}
-	v, err := c.b.EvalScript(ctx, incScript, []string{c.k.hash}, key, strconv.FormatInt(delta, 10))
+	v, err := c.b.EvalScript(ctx, incScript, c.k.hashKeys, key, strconv.FormatInt(delta, 10))
 	if err != nil {
 		return 0, wrapErr("inc", key, err)
 	}
@@ -70,7 +70,7 @@ func (c *Strict) Get(ctx context.Context, key string) (int64, error) {
 	if err := c.check(key); err != nil {
 		return 0, err
 	}
-	v, err := c.b.EvalScript(ctx, getScript, []string{c.k.hash}, key)
+	v, err := c.b.EvalScript(ctx, getScript, c.k.hashKeys, key)
 	if err != nil {
 		return 0, wrapErr("get", key, err)
 	}
@@ -82,7 +82,7 @@ func (c *Strict) Set(ctx context.Context, key string, v int64) (int64, error) {
 	if err := c.check(key); err != nil {
 		return 0, err
 	}
-	r, err := c.b.EvalScript(ctx, setScript, []string{c.k.hash}, key, strconv.FormatInt(v, 10))
+	r, err := c.b.EvalScript(ctx, setScript, c.k.hashKeys, key, strconv.FormatInt(v, 10))
 	if err != nil {
 		return 0, wrapErr("set", key, err)
 	}
@@ -94,7 +94,7 @@ func (c *Strict) Del(ctx context.Context, key string) (int64, error) {
 	if err := c.check(key); err != nil {
 		return 0, err
 	}
-	v, err := c.b.EvalScript(ctx, delScript, []string{c.k.hash}, key)
+	v, err := c.b.EvalScript(ctx, delScript, c.k.hashKeys, key)
 	if err != nil {
 		return 0, wrapErr("del", key, err)
 	}
@@ -106,7 +106,7 @@ func (c *Strict) Clear(ctx context.Context) error {
 	if c.closed.Load() {
 		return fmt.Errorf("counter: %w", distkit.ErrClosed)
 	}
-	if _, err := c.b.EvalScript(ctx, clearScript, []string{c.k.hash}); err != nil {
+	if _, err := c.b.EvalScript(ctx, clearScript, c.k.hashKeys); err != nil {
 		return wrapErr("clear", "", err)
 	}
 	return nil
