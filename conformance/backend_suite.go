@@ -103,6 +103,7 @@ func RunBackend(t *testing.T, newHarness NewHarness) {
 	t.Run("Leases", func(t *testing.T) { testLeases(t, newHarness(t)) })
 	t.Run("LeaseExpiry", func(t *testing.T) { testLeaseExpiry(t, newHarness(t)) })
 	t.Run("ClosedAndCancelled", func(t *testing.T) { testClosed(t, newHarness(t)) })
+	t.Run("Notifier", func(t *testing.T) { testNotifier(t, newHarness(t)) })
 }
 
 func testResultTypes(t *testing.T, h Harness) {

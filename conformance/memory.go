@@ -20,3 +20,6 @@ func (h *MemoryHarness) NewBackend(*testing.T) backend.Backend { return h.Root.C
 
 // Wait advances server time by d.
 func (h *MemoryHarness) Wait(_ *testing.T, d time.Duration) { h.Root.Advance(d) }
+
+// FakeTime reports that server time moves only with Wait.
+func (h *MemoryHarness) FakeTime() bool { return true }

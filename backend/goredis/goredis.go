@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,9 +37,18 @@ type Backend struct {
 	c      redis.UniversalClient
 	owned  bool
 	closed atomic.Bool
+
+	subMu   sync.Mutex
+	fan     *backend.Fanout
+	ps      *redis.PubSub
+	psDone  chan struct{}
+	pending map[string][]chan struct{} // channels awaiting the server's confirmation
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend  = (*Backend)(nil)
+	_ backend.Notifier = (*Backend)(nil)
+)
 
 // New returns a backend over the caller's client. Close does not close it.
 func New(client redis.UniversalClient) *Backend {
@@ -158,6 +168,7 @@ func (b *Backend) Close() error {
 	if b.closed.Swap(true) {
 		return nil
 	}
+	b.closeSubs()
 	if b.owned {
 		return b.c.Close()
 	}
@@ -220,4 +231,90 @@ func classify(script string, err error) error {
 		return backend.NotApplied(err)
 	}
 	return backend.Indeterminate(err)
+}
+
+// Subscribe implements backend.Notifier: all channels share one go-redis
+// PubSub connection; each channel is subscribed once on the server
+// (confirmed before Subscribe returns) and fanned out locally.
+func (b *Backend) Subscribe(ctx context.Context, channel string) (<-chan struct{}, func(), error) {
+	if err := b.usable(ctx); err != nil {
+		return nil, nil, err
+	}
+	return b.fanout().Subscribe(ctx, channel)
+}
+
+func (b *Backend) fanout() *backend.Fanout {
+	b.subMu.Lock()
+	defer b.subMu.Unlock()
+	if b.fan == nil {
+		b.fan = backend.NewFanout(b.openSub)
+		b.pending = map[string][]chan struct{}{}
+	}
+	return b.fan
+}
+
+// pubsub returns the shared PubSub, starting it and its dispatcher first.
+func (b *Backend) pubsub() *redis.PubSub {
+	b.subMu.Lock()
+	defer b.subMu.Unlock()
+	if b.ps == nil {
+		b.ps = b.c.Subscribe(context.Background())
+		msgs := b.ps.ChannelWithSubscriptions()
+		b.psDone = make(chan struct{})
+		go b.dispatch(msgs, b.psDone)
+	}
+	return b.ps
+}
+
+func (b *Backend) dispatch(msgs <-chan any, done chan struct{}) {
+	defer close(done)
+	for m := range msgs {
+		switch m := m.(type) {
+		case *redis.Message:
+			b.fan.Deliver(m.Channel)
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				b.subMu.Lock()
+				for _, ch := range b.pending[m.Channel] {
+					close(ch)
+				}
+				delete(b.pending, m.Channel)
+				b.subMu.Unlock()
+			}
+		}
+	}
+}
+
+func (b *Backend) openSub(ctx context.Context, channel string) (func(), error) {
+	ps := b.pubsub()
+	ready := make(chan struct{})
+	b.subMu.Lock()
+	b.pending[channel] = append(b.pending[channel], ready)
+	b.subMu.Unlock()
+	stop := func() {
+		uctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		ps.Unsubscribe(uctx, channel)
+	}
+	if err := ps.Subscribe(ctx, channel); err != nil {
+		return nil, classify("subscribe", err)
+	}
+	select {
+	case <-ready:
+		return stop, nil
+	case <-ctx.Done():
+		stop()
+		return nil, backend.NotApplied(ctx.Err())
+	}
+}
+
+func (b *Backend) closeSubs() {
+	b.fanout().Close()
+	b.subMu.Lock()
+	ps, done := b.ps, b.psDone
+	b.subMu.Unlock()
+	if ps != nil {
+		ps.Close()
+		<-done
+	}
 }

@@ -29,12 +29,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func connect(t *testing.T, addrs []string, cluster bool) backend.Backend {
+func connect(t *testing.T, target redistest.Target) backend.Backend {
 	var c redis.UniversalClient
-	if cluster {
-		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, MaxRetries: -1})
+	if target.Cluster {
+		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: target.Addrs, MaxRetries: -1})
 	} else {
-		c = redis.NewClient(&redis.Options{Addr: addrs[0], MaxRetries: -1})
+		c = redis.NewClient(&redis.Options{Addr: target.Addrs[0], MaxRetries: -1})
 	}
 	t.Cleanup(func() { c.Close() })
 	return goredis.New(c)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,12 +26,17 @@ import (
 
 // Backend is the rueidis backend. It is safe for concurrent use.
 type Backend struct {
-	c      rd.Client
-	owned  bool
-	closed atomic.Bool
+	c       rd.Client
+	owned   bool
+	closed  atomic.Bool
+	fanOnce sync.Once
+	fan     *backend.Fanout
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend  = (*Backend)(nil)
+	_ backend.Notifier = (*Backend)(nil)
+)
 
 // New returns a backend over the caller's client. Close does not close it.
 func New(client rd.Client) *Backend {
@@ -180,6 +186,7 @@ func (b *Backend) Close() error {
 	if b.closed.Swap(true) {
 		return nil
 	}
+	b.fanout().Close()
 	if b.owned {
 		b.c.Close()
 	}
@@ -249,4 +256,66 @@ func classify(script string, err error) error {
 		return backend.NotApplied(err)
 	}
 	return backend.Indeterminate(err)
+}
+
+// Subscribe implements backend.Notifier: one server subscription per
+// channel (confirmed before Subscribe returns), shared by every local
+// subscriber.
+func (b *Backend) Subscribe(ctx context.Context, channel string) (<-chan struct{}, func(), error) {
+	if err := b.usable(ctx); err != nil {
+		return nil, nil, err
+	}
+	return b.fanout().Subscribe(ctx, channel)
+}
+
+func (b *Backend) fanout() *backend.Fanout {
+	b.fanOnce.Do(func() { b.fan = backend.NewFanout(b.openSub) })
+	return b.fan
+}
+
+func (b *Backend) openSub(ctx context.Context, channel string) (func(), error) {
+	rctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan error, 1)
+	done := make(chan struct{})
+	hctx := rd.WithOnSubscriptionHook(rctx, func(s rd.PubSubSubscription) {
+		if s.Kind == "subscribe" {
+			select {
+			case ready <- nil:
+			default:
+			}
+		}
+	})
+	go func() {
+		defer close(done)
+		err := b.c.Receive(hctx, b.c.B().Subscribe().Channel(channel).Build(), func(rd.PubSubMessage) {
+			b.fan.Deliver(channel)
+		})
+		if err == nil {
+			err = errors.New("subscription ended")
+		}
+		select {
+		case ready <- classify("subscribe", err):
+		default:
+		}
+	}()
+	stop := func() {
+		uctx, ucancel := context.WithTimeout(context.Background(), time.Second)
+		b.c.Do(uctx, b.c.B().Unsubscribe().Channel(channel).Build())
+		ucancel()
+		cancel()
+		<-done
+	}
+	select {
+	case err := <-ready:
+		if err != nil {
+			cancel()
+			<-done
+			return nil, err
+		}
+		return stop, nil
+	case <-ctx.Done():
+		cancel()
+		<-done
+		return nil, backend.NotApplied(ctx.Err())
+	}
 }

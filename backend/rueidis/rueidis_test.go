@@ -33,10 +33,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func connect(t *testing.T, addrs []string, _ bool) backend.Backend {
+func connect(t *testing.T, target redistest.Target) backend.Backend {
 	// rueidis detects Cluster by itself. DisableCache: miniredis has no
 	// CLIENT TRACKING and distkit never reads through the client cache.
-	c, err := rd.NewClient(rd.ClientOption{InitAddress: addrs, DisableCache: true})
+	// AlwaysRESP2 on miniredis: it cannot mix pub/sub and commands on one
+	// RESP3 connection, so rueidis must use a dedicated pub/sub connection.
+	c, err := rd.NewClient(rd.ClientOption{InitAddress: target.Addrs, DisableCache: true, AlwaysRESP2: target.Emulated})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,9 +11,18 @@ import (
 	"github.com/distkit-go/distkit/backend"
 )
 
-// Connect builds a backend client for addrs; cluster says whether addrs
-// are Cluster nodes. It registers the client's own cleanup with t.
-type Connect func(t *testing.T, addrs []string, cluster bool) backend.Backend
+// Target describes the server a Connect function connects to.
+type Target struct {
+	Addrs   []string
+	Cluster bool // Addrs are Cluster nodes
+	// Emulated: miniredis, which lacks RESP3 push messages on a shared
+	// connection (rueidis then needs AlwaysRESP2 for pub/sub).
+	Emulated bool
+}
+
+// Connect builds a backend client for a target. It registers the client's
+// own cleanup with t.
+type Connect func(t *testing.T, target Target) backend.Backend
 
 // Env owns the servers one test binary shares: a standalone redis-server
 // and a 3-master Cluster, each started on first use. Call Stop from
@@ -83,7 +92,7 @@ func (e *Env) NewClusterHarness(t *testing.T, connect Connect) *ServerHarness {
 
 // NewBackend connects a new client.
 func (h *ServerHarness) NewBackend(t *testing.T) backend.Backend {
-	return h.connect(t, h.addrs, h.cluster)
+	return h.connect(t, Target{Addrs: h.addrs, Cluster: h.cluster})
 }
 
 // Wait sleeps d plus a small margin for timer granularity.
@@ -119,7 +128,7 @@ func NewMiniHarness(t *testing.T, connect Connect) *MiniHarness {
 
 // NewBackend connects a new client.
 func (h *MiniHarness) NewBackend(t *testing.T) backend.Backend {
-	return h.connect(t, []string{h.M.Addr()}, false)
+	return h.connect(t, Target{Addrs: []string{h.M.Addr()}, Emulated: true})
 }
 
 // Wait advances miniredis's time and TTLs by d.
@@ -130,6 +139,9 @@ func (h *MiniHarness) Wait(_ *testing.T, d time.Duration) {
 	h.M.SetTime(h.now)
 	h.M.FastForward(d)
 }
+
+// FakeTime reports that miniredis's time moves only with Wait.
+func (h *MiniHarness) FakeTime() bool { return true }
 
 // FlushScripts empties miniredis's script cache.
 func (h *MiniHarness) FlushScripts(t *testing.T) {

@@ -1,0 +1,64 @@
+package conformance
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/distkit-go/distkit/backend"
+)
+
+var publishScript = backend.NewScript("conf-publish", `return redis.call('PUBLISH', ARGV[1], 'x')`,
+	func(st backend.Store, _, args []string) (backend.Value, error) {
+		return backend.Int(int64(st.Publish(args[0], "x"))), nil
+	})
+
+func testNotifier(t *testing.T, h Harness) {
+	ctx := context.Background()
+	b := open(t, h)
+	n, ok := b.(backend.Notifier)
+	if !ok {
+		t.Skip("backend is not a Notifier")
+	}
+	ch := tagged(prefix(t), "chan")
+	c1, unsub1, err := n.Subscribe(ctx, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, unsub2, err := n.Subscribe(ctx, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := open(t, h) // another client publishes from a script
+	if _, err := pub.EvalScript(ctx, publishScript, nil, ch); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []<-chan struct{}{c1, c2} {
+		select {
+		case <-c:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("subscriber %d not notified", i+1)
+		}
+	}
+	unsub1()
+	unsub1() // idempotent
+	pub.EvalScript(ctx, publishScript, nil, ch)
+	select {
+	case <-c2:
+	case <-time.After(5 * time.Second):
+		t.Fatal("remaining subscriber not notified after the other left")
+	}
+	unsub2()
+	// Resubscribing after everyone left works.
+	c3, unsub3, err := n.Subscribe(ctx, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub3()
+	pub.EvalScript(ctx, publishScript, nil, ch)
+	select {
+	case <-c3:
+	case <-time.After(5 * time.Second):
+		t.Fatal("resubscribed subscriber not notified")
+	}
+}

@@ -1,0 +1,280 @@
+package lock
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/distkit-go/distkit/backend"
+)
+
+// Lock values are "<owner>:<acquisition id>:<token>"; scripts match a
+// holder by the prefix "<owner>:<acquisition id>:", so a retried attempt
+// whose first try had an unknown outcome recognises its own lease.
+
+const luaFmt = `local function fmt(n) return string.format('%d', n) end
+`
+
+// acquireScript takes the exclusive lock.
+// KEYS: lock, readers, wwait, fence. ARGV: id, ttl ms, wait-marker ttl ms
+// ("0": do not mark a waiting writer). Returns the fencing token, or 0.
+var acquireScript = backend.NewScript("lock-acquire", backend.LuaNowMillis+luaFmt+`
+local id, pre = ARGV[1], ARGV[1] .. ':'
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  if string.sub(cur, 1, #pre) == pre then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return tonumber(string.sub(cur, #pre + 1))
+  end
+  if ARGV[3] ~= '0' then redis.call('SET', KEYS[3], id, 'PX', ARGV[3]) end
+  return 0
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', fmt(now_ms))
+if redis.call('ZCARD', KEYS[2]) > 0 then
+  if ARGV[3] ~= '0' then redis.call('SET', KEYS[3], id, 'PX', ARGV[3]) end
+  return 0
+end
+local token = redis.call('INCR', KEYS[4])
+redis.call('SET', KEYS[1], pre .. fmt(token), 'PX', ARGV[2])
+if redis.call('GET', KEYS[3]) == id then redis.call('DEL', KEYS[3]) end
+return token
+`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+	id, pre := args[0], args[0]+":"
+	ttl, err := millis(args[1])
+	if err != nil {
+		return backend.Value{}, err
+	}
+	markWaiting := func() error {
+		if args[2] == "0" {
+			return nil
+		}
+		wt, err := millis(args[2])
+		if err != nil {
+			return err
+		}
+		return st.Set(keys[2], id, wt)
+	}
+	cur, held, err := st.Get(keys[0])
+	if err != nil {
+		return backend.Value{}, err
+	}
+	if held {
+		if rest, ok := strings.CutPrefix(cur, pre); ok {
+			st.PExpire(keys[0], ttl)
+			n, _ := strconv.ParseInt(rest, 10, 64)
+			return backend.Int(n), nil
+		}
+		return backend.Int(0), markWaiting()
+	}
+	if n, err := liveReaders(st, keys[1]); err != nil || n > 0 {
+		if err == nil {
+			err = markWaiting()
+		}
+		return backend.Int(0), err
+	}
+	token, err := incr(st, keys[3])
+	if err != nil {
+		return backend.Value{}, err
+	}
+	if err := st.Set(keys[0], pre+strconv.FormatInt(token, 10), ttl); err != nil {
+		return backend.Value{}, err
+	}
+	if w, ok, _ := st.Get(keys[2]); ok && w == id {
+		st.Del(keys[2])
+	}
+	return backend.Int(token), nil
+})
+
+// acquireSharedScript takes a read lease.
+// KEYS: lock, readers, wwait, fence. ARGV: id, ttl ms, retry ("1": look
+// for a lease this id may already hold). Returns the token, or 0.
+var acquireSharedScript = backend.NewScript("lock-acquire-shared", backend.LuaNowMillis+luaFmt+`
+local pre = ARGV[1] .. ':'
+local ttl = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', fmt(now_ms))
+local function extend()
+  local p = redis.call('PTTL', KEYS[2])
+  if p < ttl then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+end
+if ARGV[3] == '1' then
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    if string.sub(m, 1, #pre) == pre then
+      redis.call('ZADD', KEYS[2], fmt(now_ms + ttl), m)
+      extend()
+      return tonumber(string.sub(m, #pre + 1))
+    end
+  end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+local token = redis.call('INCR', KEYS[4])
+redis.call('ZADD', KEYS[2], fmt(now_ms + ttl), pre .. fmt(token))
+extend()
+return token
+`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+	pre := args[0] + ":"
+	ttl, err := millis(args[1])
+	if err != nil {
+		return backend.Value{}, err
+	}
+	now := backend.NowMillis(st)
+	if _, err := liveReaders(st, keys[1]); err != nil {
+		return backend.Value{}, err
+	}
+	extend := func() {
+		if st.PTTL(keys[1]) < ttl.Milliseconds() {
+			st.PExpire(keys[1], ttl)
+		}
+	}
+	if args[2] == "1" {
+		ms, err := st.ZRangeByScore(keys[1], -1e300, 1e300)
+		if err != nil {
+			return backend.Value{}, err
+		}
+		for _, m := range ms {
+			if rest, ok := strings.CutPrefix(m.Member, pre); ok {
+				st.ZAdd(keys[1], float64(now+ttl.Milliseconds()), m.Member)
+				extend()
+				n, _ := strconv.ParseInt(rest, 10, 64)
+				return backend.Int(n), nil
+			}
+		}
+	}
+	if st.Exists(keys[0]) || st.Exists(keys[2]) {
+		return backend.Int(0), nil
+	}
+	token, err := incr(st, keys[3])
+	if err != nil {
+		return backend.Value{}, err
+	}
+	if err := st.ZAdd(keys[1], float64(now+ttl.Milliseconds()), pre+strconv.FormatInt(token, 10)); err != nil {
+		return backend.Value{}, err
+	}
+	extend()
+	return backend.Int(token), nil
+})
+
+// renewSharedScript: KEYS readers; ARGV member, ttl ms. Extends a live
+// read lease; returns 1, or 0 when it is gone.
+var renewSharedScript = backend.NewScript("lock-renew-shared", backend.LuaNowMillis+luaFmt+`
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not s or tonumber(s) <= now_ms then return 0 end
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], fmt(now_ms + ttl), ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+	ttl, err := millis(args[1])
+	if err != nil {
+		return backend.Value{}, err
+	}
+	now := backend.NowMillis(st)
+	s, ok, err := st.ZScore(keys[0], args[0])
+	if err != nil || !ok || s <= float64(now) {
+		return backend.Int(0), err
+	}
+	st.ZAdd(keys[0], float64(now+ttl.Milliseconds()), args[0])
+	if st.PTTL(keys[0]) < ttl.Milliseconds() {
+		st.PExpire(keys[0], ttl)
+	}
+	return backend.Int(1), nil
+})
+
+// releaseScript: KEYS lock; ARGV id prefix ("<owner>:<acq>:"), channel.
+// Deletes the lock when this acquisition holds it and publishes the
+// release; returns 1, or 0 when not held.
+var releaseScript = backend.NewScript("lock-release", `
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, #ARGV[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[2], 'released')
+  return 1
+end
+return 0
+`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+	cur, ok, err := st.Get(keys[0])
+	if err != nil || !ok || !strings.HasPrefix(cur, args[0]) {
+		return backend.Int(0), err
+	}
+	st.Del(keys[0])
+	st.Publish(args[1], "released")
+	return backend.Int(1), nil
+})
+
+// releaseSharedScript: KEYS readers; ARGV id prefix, channel. Removes the
+// live read lease of this acquisition and publishes; returns 1, or 0.
+var releaseSharedScript = backend.NewScript("lock-release-shared", backend.LuaNowMillis+luaFmt+`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', fmt(now_ms))
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if string.sub(m, 1, #ARGV[1]) == ARGV[1] then
+    redis.call('ZREM', KEYS[1], m)
+    redis.call('PUBLISH', ARGV[2], 'released')
+    return 1
+  end
+end
+return 0
+`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+	if _, err := liveReaders(st, keys[0]); err != nil {
+		return backend.Value{}, err
+	}
+	ms, err := st.ZRangeByScore(keys[0], -1e300, 1e300)
+	if err != nil {
+		return backend.Value{}, err
+	}
+	for _, m := range ms {
+		if strings.HasPrefix(m.Member, args[0]) {
+			st.ZRem(keys[0], m.Member)
+			st.Publish(args[1], "released")
+			return backend.Int(1), nil
+		}
+	}
+	return backend.Int(0), nil
+})
+
+// unmarkScript: KEYS wwait; ARGV id. A writer that gives up removes its
+// waiting mark so readers need not wait for it to expire.
+var unmarkScript = backend.NewScript("lock-unmark-writer", `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+	if v, ok, err := st.Get(keys[0]); err != nil || !ok || v != args[0] {
+		return backend.Int(0), err
+	}
+	return backend.Int(int64(st.Del(keys[0]))), nil
+})
+
+// liveReaders drops expired read leases and counts the rest.
+func liveReaders(st backend.Store, key string) (int, error) {
+	now := float64(backend.NowMillis(st))
+	expired, err := st.ZRangeByScore(key, -1e300, now)
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range expired {
+		st.ZRem(key, m.Member)
+	}
+	return st.ZCard(key)
+}
+
+func incr(st backend.Store, key string) (int64, error) {
+	v, _, err := st.Get(key)
+	if err != nil {
+		return 0, err
+	}
+	n := int64(0)
+	if v != "" {
+		if n, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return 0, errors.New("ERR value is not an integer or out of range")
+		}
+	}
+	n++
+	return n, st.Set(key, strconv.FormatInt(n, 10), 0)
+}
+
+func millis(s string) (time.Duration, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, errors.New("ERR invalid expire time in 'set' command")
+	}
+	return time.Duration(n) * time.Millisecond, nil
+}
