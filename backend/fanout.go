@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // Fanout multiplexes local subscribers onto one server subscription per
@@ -10,12 +11,18 @@ import (
 // subscription for a channel (returning once the server confirmed it, or
 // an error) and returns the function that ends it; the driver calls Deliver
 // for every message it receives.
+//
+// A server subscription outlives its last local subscriber by Linger, so
+// that waiters coming and going (a contended lock) do not pay a SUBSCRIBE
+// and an UNSUBSCRIBE round trip each time.
 type Fanout struct {
-	open func(ctx context.Context, channel string) (stop func(), err error)
+	open   func(ctx context.Context, channel string) (stop func(), err error)
+	linger time.Duration
 
-	mu     sync.Mutex
-	topics map[string]*topic
-	closed bool
+	mu       sync.Mutex
+	topics   map[string]*topic
+	closed   bool
+	expiring sync.WaitGroup
 }
 
 type topic struct {
@@ -23,11 +30,16 @@ type topic struct {
 	ready chan struct{} // closed once open returned
 	err   error
 	stop  func()
+	timer *time.Timer // lingering after the last subscriber left
 }
+
+// Linger is how long a server subscription stays open without local
+// subscribers.
+const Linger = 2 * time.Second
 
 // NewFanout returns a Fanout that opens server subscriptions with open.
 func NewFanout(open func(ctx context.Context, channel string) (stop func(), err error)) *Fanout {
-	return &Fanout{open: open, topics: map[string]*topic{}}
+	return &Fanout{open: open, linger: Linger, topics: map[string]*topic{}}
 }
 
 // Subscribe implements Notifier.Subscribe.
@@ -39,6 +51,15 @@ func (f *Fanout) Subscribe(ctx context.Context, channel string) (<-chan struct{}
 		return nil, nil, NotApplied(ErrClosed)
 	}
 	t := f.topics[channel]
+	if t != nil && t.timer != nil {
+		if t.timer.Stop() {
+			t.timer = nil
+			f.expiring.Done() // it will not run
+		} else { // expiring right now: start afresh
+			delete(f.topics, channel)
+			t = nil
+		}
+	}
 	first := t == nil
 	if first {
 		t = &topic{subs: map[chan struct{}]struct{}{}, ready: make(chan struct{})}
@@ -79,16 +100,25 @@ func (f *Fanout) Subscribe(ctx context.Context, channel string) (<-chan struct{}
 
 func (f *Fanout) unsubscribe(channel string, t *topic, ch chan struct{}) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	delete(t.subs, ch)
-	var stop func()
-	if len(t.subs) == 0 && f.topics[channel] == t {
-		delete(f.topics, channel)
-		stop = t.stop
+	if len(t.subs) > 0 || f.topics[channel] != t || t.stop == nil || f.closed {
+		return
 	}
-	f.mu.Unlock()
-	if stop != nil {
-		stop()
-	}
+	f.expiring.Add(1)
+	t.timer = time.AfterFunc(f.linger, func() {
+		defer f.expiring.Done()
+		f.mu.Lock()
+		var stop func()
+		if f.topics[channel] == t && len(t.subs) == 0 {
+			delete(f.topics, channel)
+			stop = t.stop
+		}
+		f.mu.Unlock()
+		if stop != nil {
+			stop()
+		}
+	})
 }
 
 // Deliver wakes every local subscriber of channel (coalescing: a
@@ -113,6 +143,9 @@ func (f *Fanout) Close() {
 	f.closed = true
 	var stops []func()
 	for name, t := range f.topics {
+		if t.timer != nil && t.timer.Stop() {
+			f.expiring.Done() // it will not run
+		}
 		select {
 		case <-t.ready:
 			if t.stop != nil {
@@ -126,4 +159,5 @@ func (f *Fanout) Close() {
 	for _, s := range stops {
 		s()
 	}
+	f.expiring.Wait()
 }

@@ -18,6 +18,9 @@ import (
 var env redistest.Env
 
 func TestMain(m *testing.M) {
+	if conformance.WorkerMain(dial) {
+		return
+	}
 	code := m.Run()
 	env.Stop()
 	if code == 0 {
@@ -87,4 +90,26 @@ func TestCrash(t *testing.T) {
 	conformance.RunCrash(t, func(t *testing.T) conformance.CrashHarness {
 		return redistest.NewCrashHarness(t, connect)
 	})
+}
+
+func dial(addrs []string, cluster bool) (backend.Backend, func(), error) {
+	var c redis.UniversalClient
+	if cluster {
+		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, MaxRetries: -1})
+	} else {
+		c = redis.NewClient(&redis.Options{Addr: addrs[0], MaxRetries: -1})
+	}
+	return goredis.New(c), func() { c.Close() }, nil
+}
+
+func TestProcesses(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h    func(t *testing.T) conformance.ProcessHarness
+	}{
+		{"goredis+redis", func(t *testing.T) conformance.ProcessHarness { return env.NewServerHarness(t, connect) }},
+		{"goredis+cluster", func(t *testing.T) conformance.ProcessHarness { return env.NewClusterHarness(t, connect) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) { conformance.RunProcesses(t, tc.h) })
+	}
 }

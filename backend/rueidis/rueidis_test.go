@@ -18,6 +18,9 @@ import (
 var env redistest.Env
 
 func TestMain(m *testing.M) {
+	if conformance.WorkerMain(dial) {
+		return
+	}
 	code := m.Run()
 	env.Stop()
 	if code == 0 {
@@ -93,4 +96,24 @@ func TestCrash(t *testing.T) {
 	conformance.RunCrash(t, func(t *testing.T) conformance.CrashHarness {
 		return redistest.NewCrashHarness(t, connect)
 	})
+}
+
+func dial(addrs []string, _ bool) (backend.Backend, func(), error) {
+	c, err := rd.NewClient(rd.ClientOption{InitAddress: addrs, DisableCache: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	return rueidis.New(c), c.Close, nil
+}
+
+func TestProcesses(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h    func(t *testing.T) conformance.ProcessHarness
+	}{
+		{"rueidis+redis", func(t *testing.T) conformance.ProcessHarness { return env.NewServerHarness(t, connect) }},
+		{"rueidis+cluster", func(t *testing.T) conformance.ProcessHarness { return env.NewClusterHarness(t, connect) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) { conformance.RunProcesses(t, tc.h) })
+	}
 }

@@ -90,6 +90,12 @@ func (e *Env) NewClusterHarness(t *testing.T, connect Connect) *ServerHarness {
 		flush: func() error { return c.Do("SCRIPT", "FLUSH") }}
 }
 
+// Addrs returns the server's (or Cluster's) addresses.
+func (h *ServerHarness) Addrs() []string { return h.addrs }
+
+// IsCluster reports whether Addrs are Cluster nodes.
+func (h *ServerHarness) IsCluster() bool { return h.cluster }
+
 // NewBackend connects a new client.
 func (h *ServerHarness) NewBackend(t *testing.T) backend.Backend {
 	return h.connect(t, Target{Addrs: h.addrs, Cluster: h.cluster})

@@ -63,14 +63,7 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 		deadline = t.C
 	}
 	var notify <-chan struct{}
-	if p.attempts != 1 && c.notifier != nil {
-		// Subscribe before the first attempt so that a release between
-		// a failed attempt and the wait is not missed.
-		if ch, unsub, err := c.notifier.Subscribe(ctx, c.channel); err == nil {
-			notify = ch
-			defer unsub()
-		}
-	}
+	subscribed := p.attempts == 1 || c.notifier == nil // nothing to subscribe to
 	uncertain := false // an attempt may have acquired without our knowing
 	var lastErr error
 	for n := 0; ; n++ {
@@ -86,6 +79,18 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 			lastErr = err
 		default:
 			return nil, c.giveUp(m, id, uncertain, fmt.Errorf("lock %q: %w", c.name, err))
+		}
+		if !subscribed && token == 0 {
+			// The lock is held: subscribe to releases, then try again at once
+			// so that a release between the attempt and the subscription is
+			// not missed. An uncontended Lock never pays for the subscription.
+			subscribed = true
+			if ch, unsub, err := c.notifier.Subscribe(ctx, c.channel); err == nil {
+				notify = ch
+				defer unsub()
+				n--
+				continue
+			}
 		}
 		if p.attempts > 0 && n+1 >= p.attempts {
 			if p.attempts == 1 {

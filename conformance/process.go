@@ -1,0 +1,332 @@
+package conformance
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/distkit-go/distkit"
+	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/primitives/counter"
+	"github.com/distkit-go/distkit/primitives/lock"
+)
+
+// Multi-process tests re-execute the test binary as worker processes. A
+// driver's TestMain starts with
+//
+//	if conformance.WorkerMain(dial) { return }
+//
+// where dial connects to the addresses a ProcessHarness hands out.
+
+const workerEnv = "DISTKIT_CONFORMANCE_WORKER"
+
+// Dial connects a worker process to a server.
+type Dial func(addrs []string, cluster bool) (backend.Backend, func(), error)
+
+// ProcessHarness is a Harness whose server other processes can reach.
+type ProcessHarness interface {
+	Harness
+	Addrs() []string
+	IsCluster() bool
+}
+
+type workerSpec struct {
+	Mode       string
+	Addrs      []string
+	Cluster    bool
+	Prefix     string
+	Dir        string
+	Goroutines int
+	Iterations int
+}
+
+// WorkerMain runs a worker when this process was started as one, and then
+// exits; otherwise it returns false at once.
+func WorkerMain(dial Dial) bool {
+	raw := os.Getenv(workerEnv)
+	if raw == "" {
+		return false
+	}
+	var spec workerSpec
+	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
+		fmt.Fprintln(os.Stderr, "worker spec:", err)
+		os.Exit(2)
+	}
+	b, closeFn, err := dial(spec.Addrs, spec.Cluster)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker dial:", err)
+		os.Exit(2)
+	}
+	switch spec.Mode {
+	case "hammer":
+		err = workerHammer(b, spec)
+	case "pause":
+		err = workerPause(b, spec)
+	default:
+		err = fmt.Errorf("unknown mode %q", spec.Mode)
+	}
+	b.Close()
+	closeFn()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+	return true
+}
+
+func startWorker(t *testing.T, spec workerSpec) (*exec.Cmd, io.Reader, *strings.Builder) {
+	t.Helper()
+	raw, _ := json.Marshal(spec)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), workerEnv+"="+string(raw))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &strings.Builder{}
+	cmd.Stderr = stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return cmd, stdout, stderr
+}
+
+// RunProcesses runs the multi-process lock tests.
+func RunProcesses(t *testing.T, newHarness func(t *testing.T) ProcessHarness) {
+	t.Run("LockExclusionAcrossProcesses", func(t *testing.T) { testLockProcesses(t, newHarness(t)) })
+	t.Run("LockHolderPausedPastTTL", func(t *testing.T) { testLockPaused(t, newHarness(t)) })
+}
+
+// workerHammer: goroutines doing Lock/Release cycles on one name with a
+// witness and an occupancy marker on the file system, shared by all
+// processes; tokens are appended to a log while the lock is held.
+func workerHammer(b backend.Backend, spec workerSpec) error {
+	ctx := context.Background()
+	m, err := lock.NewMutex(b, "res", lock.Options{Prefix: spec.Prefix, TTL: 5 * time.Second, RetryInterval: 5 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	witness := filepath.Join(spec.Dir, "witness")
+	occupied := filepath.Join(spec.Dir, "occupied")
+	tokens := filepath.Join(spec.Dir, "tokens")
+	errs := make(chan error, spec.Goroutines)
+	var wg sync.WaitGroup
+	for range spec.Goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range spec.Iterations {
+				g, err := m.Lock(ctx)
+				if err != nil {
+					errs <- err
+					return
+				}
+				f, err := os.OpenFile(occupied, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+				if err != nil {
+					errs <- fmt.Errorf("overlap: the occupancy marker exists (%v)", err)
+					return
+				}
+				f.Close()
+				raw, _ := os.ReadFile(witness)
+				n, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+				time.Sleep(300 * time.Microsecond)
+				os.WriteFile(witness, []byte(strconv.Itoa(n+1)), 0o600)
+				lf, err := os.OpenFile(tokens, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+				if err == nil {
+					fmt.Fprintln(lf, g.Token())
+					lf.Close()
+				}
+				os.Remove(occupied)
+				if _, err := g.Release(ctx); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func testLockProcesses(t *testing.T, h ProcessHarness) {
+	dir := t.TempDir()
+	spec := workerSpec{Mode: "hammer", Addrs: h.Addrs(), Cluster: h.IsCluster(), Prefix: prefix(t), Dir: dir, Goroutines: 4, Iterations: 8}
+	type proc struct {
+		cmd    *exec.Cmd
+		stderr *strings.Builder
+	}
+	var procs []proc
+	for range 3 {
+		cmd, out, stderr := startWorker(t, spec)
+		go io.Copy(io.Discard, out)
+		procs = append(procs, proc{cmd, stderr})
+	}
+	for i, p := range procs {
+		if err := p.cmd.Wait(); err != nil {
+			t.Fatalf("worker %d: %v: %s", i, err, p.stderr.String())
+		}
+	}
+	raw, _ := os.ReadFile(filepath.Join(dir, "witness"))
+	total := 3 * spec.Goroutines * spec.Iterations
+	if got, _ := strconv.Atoi(strings.TrimSpace(string(raw))); got != total {
+		t.Fatalf("witness %d after %d acquisitions: updates were lost to overlapping holders", got, total)
+	}
+	logRaw, _ := os.ReadFile(filepath.Join(dir, "tokens"))
+	lines := strings.Fields(string(logRaw))
+	if len(lines) != total {
+		t.Fatalf("%d tokens logged for %d acquisitions", len(lines), total)
+	}
+	prev := int64(0)
+	for i, l := range lines {
+		tok, _ := strconv.ParseInt(l, 10, 64)
+		if tok <= prev {
+			t.Fatalf("token %d at acquisition %d follows %d", tok, i, prev)
+		}
+		prev = tok
+	}
+}
+
+// workerPause acquires with a short TTL and reports; the parent stops the
+// process past the TTL, takes the lock, and continues it. The worker then
+// reports what its guard says, tries a fenced write with its stale token,
+// and releases.
+func workerPause(b backend.Backend, spec workerSpec) error {
+	ctx := context.Background()
+	m, err := lock.NewMutex(b, "res", lock.Options{Prefix: spec.Prefix, TTL: 300 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	store, err := counter.NewStrict(b, counter.Options{Prefix: spec.Prefix + "-store"})
+	if err != nil {
+		return err
+	}
+	g, err := m.Lock(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("ACQUIRED %d\n", g.Token())
+	os.Stdin.Read(make([]byte, 1)) // the parent writes one byte after SIGCONT
+	start := time.Now()
+	select {
+	case <-g.Done():
+		fmt.Printf("LOST %s %d\n", g.State(), time.Since(start).Milliseconds())
+	case <-time.After(3 * time.Second):
+		fmt.Printf("NOTLOST %s\n", g.State())
+	}
+	if _, prev, err := store.SetIf(ctx, "fence", distkit.Lt(g.Token()), g.Token()); err != nil {
+		return err
+	} else if prev < g.Token() {
+		fmt.Println("FENCE accepted")
+	} else {
+		fmt.Println("FENCE rejected")
+	}
+	_, err = g.Release(ctx)
+	fmt.Printf("RELEASE notheld=%v\n", errors.Is(err, distkit.ErrNotHeld))
+	return nil
+}
+
+func testLockPaused(t *testing.T, h ProcessHarness) {
+	ctx := context.Background()
+	spec := workerSpec{Mode: "pause", Addrs: h.Addrs(), Cluster: h.IsCluster(), Prefix: prefix(t)}
+	raw, _ := json.Marshal(spec)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), workerEnv+"="+string(raw))
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	stderr := &strings.Builder{}
+	cmd.Stderr = stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	next := func() string {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("worker ended early: %s", stderr.String())
+			}
+			return l
+		case <-time.After(10 * time.Second):
+			t.Fatalf("worker silent: %s", stderr.String())
+		}
+		return ""
+	}
+	var staleToken int64
+	if _, err := fmt.Sscanf(next(), "ACQUIRED %d", &staleToken); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// While the holder is frozen, its lease expires and we take the lock.
+	b := open(t, h)
+	m := newMutex(t, b, "res", lock.Options{Prefix: spec.Prefix, TTL: 5 * time.Second, RetryInterval: 20 * time.Millisecond})
+	g, err := m.TryLockWithTimeout(ctx, 3*time.Second)
+	if err != nil {
+		cmd.Process.Signal(syscall.SIGCONT)
+		t.Fatalf("could not take the lock from a frozen holder: %v", err)
+	}
+	if g.Token() <= staleToken {
+		t.Fatalf("new token %d not above the frozen holder's %d", g.Token(), staleToken)
+	}
+	store := newStrict(t, b, spec.Prefix+"-store")
+	if _, prev, err := store.SetIf(ctx, "fence", distkit.Lt(g.Token()), g.Token()); err != nil || prev >= g.Token() {
+		t.Fatalf("current holder's fenced write: prev %d, %v", prev, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stdin.Write([]byte{1})
+	var state string
+	var ms int
+	if l := next(); !strings.HasPrefix(l, "LOST") {
+		t.Fatalf("resumed holder: %q, want LOST", l)
+	} else {
+		fmt.Sscanf(l, "LOST %s %d", &state, &ms)
+	}
+	if state != "Lost" {
+		t.Fatalf("resumed holder's state %q", state)
+	}
+	if l := next(); l != "FENCE rejected" {
+		t.Fatalf("stale holder's fenced write: %q, want FENCE rejected", l)
+	}
+	if l := next(); l != "RELEASE notheld=true" {
+		t.Fatalf("stale holder's Release: %q, want ErrNotHeld", l)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("worker: %v: %s", err, stderr.String())
+	}
+	if g.State() != lock.Acquired {
+		t.Fatalf("current holder's state %v after the stale Release", g.State())
+	}
+	if _, err := newMutex(t, open(t, h), "res", lock.Options{Prefix: spec.Prefix}).TryLock(ctx); !errors.Is(err, distkit.ErrNotAcquired) {
+		t.Fatalf("the stale Release freed the current holder's lock: %v", err)
+	}
+	t.Logf("stale holder noticed the loss %d ms after resuming", ms)
+	release(t, g)
+}
