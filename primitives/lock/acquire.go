@@ -64,7 +64,7 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 	}
 	var notify <-chan struct{}
 	subscribed := p.attempts == 1 || c.notifier == nil // nothing to subscribe to
-	uncertain := false // an attempt may have acquired without our knowing
+	uncertain := false                                 // an attempt may have acquired without our knowing
 	var lastErr error
 	for n := 0; ; n++ {
 		token, err := c.attempt(ctx, m, id, uncertain)
