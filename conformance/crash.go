@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/distkit-go/distkit/primitives/counter"
+	"github.com/distkit-go/distkit/primitives/ratelimit"
 )
 
 // CrashHarness is a Harness whose server can be killed (SIGKILL) and
@@ -22,6 +23,7 @@ type CrashHarness interface {
 // crash in the middle of their traffic.
 func RunCrash(t *testing.T, newHarness func(t *testing.T) CrashHarness) {
 	t.Run("LaxKillMidFlush", func(t *testing.T) { testLaxCrash(t, newHarness(t)) })
+	t.Run("RateLimitServerDown", func(t *testing.T) { testRLServerDown(t, newHarness(t)) })
 }
 
 func testLaxCrash(t *testing.T, h CrashHarness) {
@@ -75,4 +77,43 @@ func testLaxCrash(t *testing.T, h CrashHarness) {
 		t.Fatalf("after kill -9 and restart: remote %d, accepted %d (diff %d)", got, accepted.Load(), got-accepted.Load())
 	}
 	t.Logf("accepted %d, remote %d: exact", accepted.Load(), got)
+}
+
+// testRLServerDown: with the server stopped, each failure policy does what
+// it says, and decisions recover once it is back.
+func testRLServerDown(t *testing.T, h CrashHarness) {
+	ctx := context.Background()
+	p := prefix(t)
+	b := open(t, h)
+	opts := ratelimit.Options{Prefix: p, Window: time.Second, SyncInterval: 5 * time.Millisecond}
+	closed := newRedisRL(t, b, opts)
+	openOpts := opts
+	openOpts.OnError = ratelimit.FailOpen
+	open := newRedisRL(t, b, openOpts)
+	hyb := newHybridRL(t, b, opts)
+	if ok, err := hyb.Absolute().Allow(ctx, "k", 100); !ok || err != nil {
+		t.Fatalf("hybrid before the crash: %v, %v", ok, err)
+	}
+	h.Crash(t)
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if d, err := closed.Absolute().Inc(cctx, "k", 100, 1); d.Allowed || err == nil {
+		t.Fatalf("FailClosed with the server down: %+v, %v", d, err)
+	}
+	if d, err := open.Absolute().Inc(cctx, "k", 100, 1); !d.Allowed || err == nil {
+		t.Fatalf("FailOpen with the server down: %+v, %v", d, err)
+	}
+	eventually(t, 3*time.Second, "Hybrid decides locally and reports the error", func() bool {
+		d, err := hyb.Absolute().Inc(ctx, "k", 100, 1)
+		return d.Allowed && err != nil
+	})
+	h.Restart(t)
+	eventually(t, 10*time.Second, "decisions recover", func() bool {
+		d, err := closed.Absolute().Inc(ctx, "k", 100, 1)
+		return d.Allowed && err == nil
+	})
+	eventually(t, 10*time.Second, "Hybrid syncs again", func() bool {
+		_, err := hyb.Absolute().Inc(ctx, "k", 100, 1)
+		return err == nil
+	})
 }

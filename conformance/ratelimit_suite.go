@@ -1,0 +1,319 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/distkit-go/distkit"
+	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/primitives/ratelimit"
+)
+
+func runRateLimit(t *testing.T, newHarness NewHarness) {
+	t.Run("RedisAbsolute", func(t *testing.T) { testRLAbsolute(t, newHarness(t)) })
+	t.Run("RedisSuppressed", func(t *testing.T) { testRLSuppressed(t, newHarness(t)) })
+	t.Run("KeysIndependent", func(t *testing.T) { testRLKeys(t, newHarness(t)) })
+	t.Run("FailurePolicies", func(t *testing.T) { testRLFailure(t, newHarness(t)) })
+	t.Run("HybridSeesOtherInstances", func(t *testing.T) { testHybridGlobal(t, newHarness(t)) })
+	t.Run("HybridClosePushes", func(t *testing.T) { testHybridClose(t, newHarness(t)) })
+	t.Run("BoundUnderConcurrency", func(t *testing.T) { testRLBound(t, newHarness(t)) })
+}
+
+func newRedisRL(t *testing.T, b backend.Backend, opts ratelimit.Options) *ratelimit.Redis {
+	t.Helper()
+	r, err := ratelimit.NewRedis(b, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func newHybridRL(t *testing.T, b backend.Backend, opts ratelimit.Options) *ratelimit.Hybrid {
+	t.Helper()
+	r, err := ratelimit.NewHybrid(b, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func testRLAbsolute(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	r := newRedisRL(t, open(t, h), ratelimit.Options{Prefix: p, Window: time.Second, Bucket: 100 * time.Millisecond})
+	a := r.Absolute()
+	for i := range 10 {
+		d, err := a.Inc(ctx, "k", 10, 1)
+		if err != nil || !d.Allowed || d.Remaining != int64(9-i) {
+			t.Fatalf("request %d within capacity 10: %+v, %v", i, d, err)
+		}
+	}
+	d, err := a.Inc(ctx, "k", 10, 1)
+	if err != nil || d.Allowed || d.Remaining != 0 || d.RetryAfter <= 0 || d.RetryAfter > time.Second {
+		t.Fatalf("request over capacity: %+v, %v; want rejected with 0 < RetryAfter <= 1s", d, err)
+	}
+	h.Wait(t, d.RetryAfter+50*time.Millisecond)
+	if ok, err := a.Allow(ctx, "k", 10); !ok || err != nil {
+		t.Fatalf("after RetryAfter: %v, %v", ok, err)
+	}
+	for _, s := range []struct {
+		n  int64
+		ok bool
+	}{{4, true}, {4, true}, {4, false}, {2, true}, {1, false}} {
+		d, err := a.Inc(ctx, "n", 10, s.n)
+		if err != nil || d.Allowed != s.ok {
+			t.Fatalf("Inc n=%d: %+v, %v; want allowed %v", s.n, d, err, s.ok)
+		}
+	}
+	r2 := newRedisRL(t, open(t, h), ratelimit.Options{Prefix: p, Window: 2 * time.Second, Bucket: 100 * time.Millisecond})
+	admitted := 0
+	for range 8 {
+		if ok, _ := r2.Absolute().Allow(ctx, "frac", 2.5); ok { // 2.5/s × 2 s = 5
+			admitted++
+		}
+	}
+	if admitted != 5 {
+		t.Fatalf("fractional rate: admitted %d, want 5", admitted)
+	}
+}
+
+func testRLSuppressed(t *testing.T, h Harness) {
+	ctx := context.Background()
+	r := newRedisRL(t, open(t, h), ratelimit.Options{Prefix: prefix(t), Window: time.Second, Bucket: 100 * time.Millisecond,
+		HardLimitFactor: 2, SuppressionCache: time.Nanosecond})
+	s := r.Suppressed()
+	for i := range 10 {
+		d, err := s.Inc(ctx, "k", 10, 1)
+		if err != nil || !d.Allowed || d.Suppression != 0 {
+			t.Fatalf("offer %d below the rate: %+v, %v", i, d, err)
+		}
+	}
+	var last ratelimit.Decision
+	for range 10 { // offered 11..20: between soft and hard limit
+		d, err := s.Inc(ctx, "k", 10, 1)
+		if err != nil || d.Suppression <= 0 || d.Suppression >= 1 {
+			t.Fatalf("between the limits: %+v, %v", d, err)
+		}
+		last = d
+	}
+	if want := 1 - 10.0/20; last.Suppression < want-1e-9 || last.Suppression > want+1e-9 {
+		t.Fatalf("suppression at 2× offered: %v, want %v", last.Suppression, want)
+	}
+	for range 5 {
+		d, err := s.Inc(ctx, "k", 10, 1)
+		if err != nil || d.Allowed || d.Suppression != 1 {
+			t.Fatalf("above the hard limit: %+v, %v", d, err)
+		}
+	}
+}
+
+func testRLKeys(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	b := open(t, h)
+	r := newRedisRL(t, b, ratelimit.Options{Prefix: p, Window: time.Second})
+	other := newRedisRL(t, b, ratelimit.Options{Prefix: p + "-other", Window: time.Second})
+	for _, key := range []string{"a", "b"} {
+		if d, _ := r.Absolute().Inc(ctx, key, 2, 2); !d.Allowed {
+			t.Fatalf("key %s: %+v", key, d)
+		}
+	}
+	if ok, _ := r.Absolute().Allow(ctx, "a", 2); ok {
+		t.Fatal("key a over capacity admitted")
+	}
+	if ok, _ := other.Absolute().Allow(ctx, "a", 2); !ok {
+		t.Fatal("another prefix shares key a's window")
+	}
+	if _, err := r.Absolute().Allow(ctx, "bad:key", 1); !errors.Is(err, distkit.ErrInvalidKey) {
+		t.Fatalf("bad key: %v", err)
+	}
+	if _, err := ratelimit.NewRedis(b, ratelimit.Options{OnError: ratelimit.FailLocal}); !errors.Is(err, distkit.ErrInvalidOption) {
+		t.Fatalf("FailLocal on Redis: %v", err)
+	}
+}
+
+func testRLFailure(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	opts := ratelimit.Options{Prefix: p, Window: time.Second}
+	down := h.NewBackend(t)
+	closed := newRedisRL(t, down, opts)
+	openRL := newRedisRL(t, down, ratelimit.Options{Prefix: p, Window: time.Second, OnError: ratelimit.FailOpen})
+	// Hybrid: learn the key while the backend is up, then lose it.
+	hyb := newHybridRL(t, down, ratelimit.Options{Prefix: p, Window: time.Second, SyncInterval: 5 * time.Millisecond})
+	hybClosed := newHybridRL(t, down, ratelimit.Options{Prefix: p, Window: time.Second, SyncInterval: 5 * time.Millisecond, OnError: ratelimit.FailClosed})
+	hyb.Absolute().Allow(ctx, "k", 100)
+	hybClosed.Absolute().Allow(ctx, "k", 100)
+	down.Close() // a cut connection: every call now fails, not applied
+	d, err := closed.Absolute().Inc(ctx, "k", 100, 1)
+	if d.Allowed || !errors.Is(err, distkit.ErrNotApplied) {
+		t.Fatalf("FailClosed: %+v, %v; want rejected with the backend error", d, err)
+	}
+	d, err = openRL.Suppressed().Inc(ctx, "k", 100, 1)
+	if !d.Allowed || !errors.Is(err, distkit.ErrNotApplied) {
+		t.Fatalf("FailOpen: %+v, %v; want admitted with the backend error", d, err)
+	}
+	eventually(t, 2*time.Second, "Hybrid notices the failed sync", func() bool {
+		_, err := hyb.Absolute().Inc(ctx, "k", 100, 1)
+		return err != nil
+	})
+	d, err = hyb.Absolute().Inc(ctx, "k", 100, 1)
+	if !d.Allowed || !errors.Is(err, distkit.ErrNotApplied) {
+		t.Fatalf("Hybrid FailLocal: %+v, %v; want a local decision (admitted) with the backend error", d, err)
+	}
+	d, err = hyb.Absolute().Inc(ctx, "k", 100, 1000)
+	if d.Allowed || err == nil {
+		t.Fatalf("Hybrid FailLocal over capacity: %+v, %v; want rejected locally", d, err)
+	}
+	eventually(t, 2*time.Second, "Hybrid FailClosed rejects", func() bool {
+		d, err := hybClosed.Absolute().Inc(ctx, "k", 100, 1)
+		return !d.Allowed && errors.Is(err, distkit.ErrNotApplied)
+	})
+}
+
+func testHybridGlobal(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	opts := ratelimit.Options{Prefix: p, Window: 2 * time.Second, SyncInterval: time.Hour} // syncs only when told
+	a := newHybridRL(t, open(t, h), opts)
+	b := newHybridRL(t, open(t, h), opts)
+	for i := range 10 {
+		if ok, err := a.Absolute().Allow(ctx, "k", 5); !ok || err != nil { // capacity 10
+			t.Fatalf("A request %d: %v, %v", i, ok, err)
+		}
+	}
+	if ok, _ := a.Absolute().Allow(ctx, "k", 5); ok {
+		t.Fatal("A admitted past capacity locally")
+	}
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := b.Absolute().Allow(ctx, "k", 5); ok { // B's first use reads the global count
+		t.Fatal("B admitted although A used the whole capacity")
+	}
+	// The Redis provider sees the same window.
+	r := newRedisRL(t, open(t, h), opts)
+	if ok, _ := r.Absolute().Allow(ctx, "k", 5); ok {
+		t.Fatal("the Redis provider does not see Hybrid's pushes")
+	}
+}
+
+func testHybridClose(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	opts := ratelimit.Options{Prefix: p, Window: 2 * time.Second, SyncInterval: time.Hour}
+	hy, err := ratelimit.NewHybrid(open(t, h), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 7 {
+		hy.Absolute().Allow(ctx, "k", 5)
+	}
+	if err := hy.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := newRedisRL(t, open(t, h), opts)
+	if d, _ := r.Absolute().Inc(ctx, "k", 5, 4); d.Allowed || d.Remaining != 3 {
+		t.Fatalf("after Hybrid's Close: %+v; want its 7 counted (remaining 3)", d)
+	}
+}
+
+// testRLBound: 3 clients × 4 goroutines hammer one key; every admitted
+// decision records the time it was made (server time for Redis). In every
+// window ending at an admission, admissions ≤ capacity + one bucket's
+// worth (Redis), or + the documented Hybrid overshoot.
+func testRLBound(t *testing.T, h Harness) {
+	if f, ok := h.(FakeTime); ok && f.FakeTime() {
+		t.Skip("needs server time that moves by itself")
+	}
+	const (
+		window = 500 * time.Millisecond
+		bucket = 50 * time.Millisecond
+		rate   = 200.0 // capacity 100 per window
+		run    = 1500 * time.Millisecond
+	)
+	for _, kind := range []string{"redis", "hybrid"} {
+		t.Run(kind, func(t *testing.T) {
+			ctx := context.Background()
+			p := prefix(t)
+			opts := ratelimit.Options{Prefix: p, Window: window, Bucket: bucket, SyncInterval: 10 * time.Millisecond}
+			var mu sync.Mutex
+			var at []time.Time
+			perInstance := make([][]time.Time, 3)
+			var stop atomic.Bool
+			var wg sync.WaitGroup
+			for i := range 3 {
+				var abs *ratelimit.Absolute
+				if kind == "redis" {
+					abs = newRedisRL(t, open(t, h), opts).Absolute()
+				} else {
+					abs = newHybridRL(t, open(t, h), opts).Absolute()
+				}
+				for range 4 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for !stop.Load() {
+							d, err := abs.Inc(ctx, "k", rate, 1)
+							if err != nil {
+								t.Error(err)
+								return
+							}
+							if d.Allowed {
+								mu.Lock()
+								at = append(at, d.At)
+								perInstance[i] = append(perInstance[i], d.At)
+								mu.Unlock()
+							} else {
+								time.Sleep(time.Millisecond)
+							}
+						}
+					}()
+				}
+			}
+			time.Sleep(run)
+			stop.Store(true)
+			wg.Wait()
+			capacity := int(rate * window.Seconds())
+			slack := maxIn(at, bucket) // buckets leave the window whole
+			if kind == "hybrid" {
+				// Documented: the other instances' admissions within one
+				// SyncInterval plus a sync round trip (generously 40 ms).
+				per := 0
+				for _, ts := range perInstance {
+					per = max(per, maxIn(ts, 50*time.Millisecond))
+				}
+				slack += 2 * per
+			}
+			worst := maxIn(at, window)
+			t.Logf("%s: %d admitted in %v, worst window %d, capacity %d, allowed slack %d", kind, len(at), run, worst, capacity, slack)
+			if worst > capacity+slack {
+				t.Fatalf("a %v window admitted %d, above capacity %d + slack %d", window, worst, capacity, slack)
+			}
+			if len(at) < capacity {
+				t.Fatalf("only %d admitted in %v: the limiter is stricter than its rate", len(at), run)
+			}
+		})
+	}
+}
+
+// maxIn is the most timestamps inside any half-open interval (t-d, t].
+func maxIn(ts []time.Time, d time.Duration) int {
+	s := append([]time.Time(nil), ts...)
+	sort.Slice(s, func(i, j int) bool { return s[i].Before(s[j]) })
+	best, lo := 0, 0
+	for hi := range s {
+		for !s[lo].After(s[hi].Add(-d)) {
+			lo++
+		}
+		best = max(best, hi-lo+1)
+	}
+	return best
+}
