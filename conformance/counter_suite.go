@@ -18,6 +18,7 @@ func RunPrimitives(t *testing.T, newHarness NewHarness) {
 	t.Run("StrictCounter", func(t *testing.T) { runStrictCounter(t, newHarness) })
 	t.Run("Counter", func(t *testing.T) { runCounterInterface(t, newHarness) })
 	t.Run("LaxCounter", func(t *testing.T) { runLaxCounter(t, newHarness) })
+	t.Run("InstanceCounter", func(t *testing.T) { runInstanceCounter(t, newHarness) })
 	t.Run("Lock", func(t *testing.T) { runLocks(t, newHarness) })
 	t.Run("RateLimit", func(t *testing.T) { runRateLimit(t, newHarness) })
 }

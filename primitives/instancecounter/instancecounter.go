@@ -1,0 +1,319 @@
+// Package instancecounter provides instance-aware counters: each process
+// (instance) owns a slice of every counter, and the cumulative value is the
+// sum of the slices of live instances. Typical uses: open connections per
+// service, live sessions, per-node metrics — anything that must shrink by
+// itself when a process dies.
+//
+//	c, _ := instancecounter.NewStrict(b, instancecounter.Options{Prefix: "ws"})
+//	defer c.Close(ctx)
+//	total, mine, _ := c.Inc(ctx, "connections", 1)
+//
+// Every call returns (cumulative, mine): the total over live instances and
+// this instance's slice.
+//
+// # Liveness
+//
+// An instance heartbeats every DeadAfter/3 (DeadAfter default 30 s) from a
+// background goroutine, so an idle but running instance keeps its slices.
+// Every operation of any instance, heartbeats included, first removes the
+// slices of instances whose last heartbeat is older than DeadAfter (server
+// time), subtracting them from the cumulative values in the same atomic
+// script. An instance that was declared dead (a long pause) or whose data
+// the server lost (FLUSHALL, a restart without persistence) notices on its
+// next heartbeat or operation, re-registers and contributes its current
+// slices again, exactly once.
+//
+// # Epochs
+//
+// Set and Del act globally (Set makes the total v and this instance's
+// slice v; Del deletes the key) and bump the key's epoch; Clear bumps every
+// epoch. An instance that comes back with a slice from an older epoch
+// starts from 0 instead of adding it again.
+//
+// # Strict and Lax
+//
+// Strict runs every call as one script. Lax buffers Inc and Dec in process
+// and flushes them every FlushInterval (20 ms) in one script per prefix,
+// with numbered batches applied exactly once (as counter.Lax); every other
+// call flushes first.
+//
+// # Key layout
+//
+// All keys share the hash tag {prefix}; every script declares all of them:
+//
+//	{prefix}:ic:instances      zset  instance → heartbeat expiry (ms)
+//	{prefix}:ic:total          hash  key → cumulative
+//	{prefix}:ic:slices         hash  "<instance>:<key>" → slice
+//	{prefix}:ic:owned          zset  "<instance>:<key>" (lexical index per instance)
+//	{prefix}:ic:holders        zset  "<key>:<instance>" (lexical index per key)
+//	{prefix}:ic:epochs         hash  key → epoch
+//	{prefix}:ic:seq:<instance> string last Lax batch applied (TTL DedupTTL)
+//
+// The spec's RemoveOnClose option (default true) is KeepSlicesOnClose here
+// (default false), so that the zero Options value has the default.
+package instancecounter
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/distkit-go/distkit"
+	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/internal/scriptlib"
+)
+
+// Defaults of Options.
+const (
+	DefaultDeadAfter     = 30 * time.Second
+	MinDeadAfter         = 100 * time.Millisecond
+	DefaultFlushInterval = 20 * time.Millisecond
+	DefaultDedupTTL      = 24 * time.Hour
+)
+
+// Options configure an instance counter. The zero value is valid.
+type Options struct {
+	// Prefix namespaces the keys; default distkit.DefaultPrefix.
+	Prefix string
+	// InstanceID names this instance; random by default. It follows the key
+	// rules. Two live counters must not share one.
+	InstanceID string
+	// DeadAfter: an instance without a heartbeat for this long is dead and
+	// its slices are removed; default 30 s, at least 100 ms.
+	DeadAfter time.Duration
+	// FlushInterval (Lax): how often buffered deltas are flushed; default 20 ms.
+	FlushInterval time.Duration
+	// DedupTTL (Lax): how long a flushed batch number is remembered; default 24 h.
+	DedupTTL time.Duration
+	// KeepSlicesOnClose leaves this instance's slices in place on Close
+	// (they then expire with its heartbeat); by default Close removes them.
+	KeepSlicesOnClose bool
+}
+
+var errClosed = fmt.Errorf("instancecounter: %w", distkit.ErrClosed)
+
+// slot is what this instance remembers of one key: its slice and the
+// key's epoch as last confirmed by the server.
+type slot struct {
+	mu    sync.Mutex // serialises this instance's calls on the key
+	slice string
+	epoch string
+	total int64 // cumulative as last seen
+	// Lax
+	added atomic.Int64 // local deltas ever accepted
+	sent  int64        // part of added the server confirmed (guarded by core.flushMu)
+	// lock-free copies of total, slice and sent for Lax's Inc
+	viewTotal, viewMine, viewSent atomic.Int64
+}
+
+// setView records confirmed values (with s.mu held).
+func (s *slot) setView(total int64, mine int64) {
+	s.total, s.slice = total, strconv.FormatInt(mine, 10)
+	s.viewTotal.Store(total)
+	s.viewMine.Store(mine)
+}
+
+type core struct {
+	b         backend.Backend
+	keys      []string // the six KEYS
+	marker    string   // Lax batch marker
+	id        string
+	deadAfter time.Duration
+	daArg     string
+	keep      bool
+	closed    atomic.Bool
+
+	slotMu sync.Mutex
+	slots  atomic.Pointer[map[string]*slot] // copy on write
+
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+}
+
+func newCore(b backend.Backend, opts Options) (*core, error) {
+	if b == nil {
+		return nil, fmt.Errorf("instancecounter: %w: backend is nil", distkit.ErrInvalidOption)
+	}
+	p, err := distkit.PrefixOrDefault(opts.Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("instancecounter: %w", err)
+	}
+	switch {
+	case opts.DeadAfter == 0:
+		opts.DeadAfter = DefaultDeadAfter
+	case opts.DeadAfter < MinDeadAfter:
+		return nil, fmt.Errorf("instancecounter: %w: DeadAfter %v is below %v", distkit.ErrInvalidOption, opts.DeadAfter, MinDeadAfter)
+	}
+	if opts.InstanceID == "" {
+		var r [8]byte
+		rand.Read(r[:])
+		opts.InstanceID = hex.EncodeToString(r[:])
+	} else if err := distkit.ValidateKey("instance id", opts.InstanceID); err != nil {
+		return nil, fmt.Errorf("instancecounter: %w: InstanceID: %w", distkit.ErrInvalidOption, err)
+	}
+	t := "{" + p + "}:ic:"
+	c := &core{
+		b: b, id: opts.InstanceID, deadAfter: opts.DeadAfter, daArg: backend.Millis(opts.DeadAfter), keep: opts.KeepSlicesOnClose,
+		keys:   []string{t + "instances", t + "total", t + "slices", t + "owned", t + "holders", t + "epochs"},
+		marker: t + "seq:" + opts.InstanceID,
+		stop:   make(chan struct{}), done: make(chan struct{}),
+	}
+	m := map[string]*slot{}
+	c.slots.Store(&m)
+	return c, nil
+}
+
+func (c *core) slot(key string) *slot {
+	if s := (*c.slots.Load())[key]; s != nil {
+		return s
+	}
+	c.slotMu.Lock()
+	defer c.slotMu.Unlock()
+	old := *c.slots.Load()
+	if s := old[key]; s != nil {
+		return s
+	}
+	m := make(map[string]*slot, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	s := &slot{slice: "0", epoch: "0"}
+	m[key] = s
+	c.slots.Store(&m)
+	return s
+}
+
+// heartbeat refreshes this instance and, when the server had lost it,
+// contributes every slice again.
+func (c *core) heartbeat(ctx context.Context) error {
+	v, err := c.b.EvalScript(ctx, heartbeatScript, c.keys, c.id, c.daArg)
+	if err != nil {
+		return err
+	}
+	if n, _ := v.Int64(); n == 1 {
+		return c.rejoin(ctx)
+	}
+	return nil
+}
+
+func (c *core) rejoin(ctx context.Context) error {
+	args := []string{c.id, c.daArg}
+	for key, s := range *c.slots.Load() {
+		s.mu.Lock()
+		args = append(args, key, s.epoch, s.slice)
+		s.mu.Unlock()
+	}
+	_, err := c.b.EvalScript(ctx, rejoinScript, c.keys, args...)
+	return err
+}
+
+// run is the heartbeat goroutine (and, for Lax, the flusher via tick).
+func (c *core) run(every time.Duration, tick func()) {
+	defer close(c.done)
+	hb := time.NewTicker(c.deadAfter / 3)
+	defer hb.Stop()
+	var ft <-chan time.Time
+	if tick != nil {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		ft = t.C
+	}
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-hb.C:
+			ctx, cancel := context.WithTimeout(context.Background(), c.deadAfter/3)
+			c.heartbeat(ctx) // a failure is retried on the next tick
+			cancel()
+		case <-ft:
+			tick()
+		}
+	}
+}
+
+func (c *core) stopLoop() {
+	c.stopOnce.Do(func() { close(c.stop) })
+	<-c.done
+}
+
+// op runs one operation on key and records the result.
+func (c *core) op(ctx context.Context, mode, key string, cmp distkit.Comparator, n int64) (int64, int64, error) {
+	if c.closed.Load() {
+		return 0, 0, errClosed
+	}
+	if err := distkit.ValidateKey("key", key); err != nil {
+		return 0, 0, fmt.Errorf("instancecounter: %w", err)
+	}
+	if err := cmp.Validate(); err != nil {
+		return 0, 0, fmt.Errorf("instancecounter: %w", err)
+	}
+	s := c.slot(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, err := c.b.EvalScript(ctx, opScript, c.keys, c.id, c.daArg, mode, key, s.epoch, s.slice,
+		cmp.Op.String(), strconv.FormatInt(cmp.Operand, 10), strconv.FormatInt(n, 10))
+	if err != nil {
+		return 0, 0, wrapErr(mode, key, err)
+	}
+	arr, err := v.Array()
+	if err != nil || len(arr) != 3 {
+		return 0, 0, fmt.Errorf("instancecounter: malformed reply %v", v)
+	}
+	total, err1 := arr[0].Int64()
+	mine, err2 := arr[1].Int64()
+	epoch, err3 := arr[2].Text()
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return 0, 0, err
+	}
+	s.epoch = epoch
+	if mode == "del" { // the reply holds the values before; now there is nothing
+		s.setView(0, 0)
+	} else {
+		s.setView(total, mine)
+	}
+	return total, mine, nil
+}
+
+func wrapErr(op, key string, err error) error {
+	var se *backend.ScriptError
+	if errors.As(err, &se) && se.Code() == scriptlib.CodeOverflow {
+		return fmt.Errorf("instancecounter: %s %q: %w", op, key, distkit.ErrOverflow)
+	}
+	return fmt.Errorf("instancecounter: %s %q: %w", op, key, err)
+}
+
+func (c *core) clear(ctx context.Context) error {
+	if c.closed.Load() {
+		return errClosed
+	}
+	if _, err := c.b.EvalScript(ctx, clearScript, c.keys, c.id, c.daArg); err != nil {
+		return fmt.Errorf("instancecounter: clear: %w", err)
+	}
+	for _, s := range *c.slots.Load() {
+		s.mu.Lock()
+		s.setView(0, 0) // the epoch we hold is now stale
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// leave stops the heartbeat and, unless kept, removes this instance's slices.
+func (c *core) leave(ctx context.Context) error {
+	c.closed.Store(true)
+	c.stopLoop()
+	if c.keep {
+		return nil
+	}
+	if _, err := c.b.EvalScript(ctx, removeScript, c.keys, c.id, c.daArg); err != nil {
+		return fmt.Errorf("instancecounter: close: removing this instance's slices: %w", err)
+	}
+	return nil
+}

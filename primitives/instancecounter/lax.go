@@ -1,0 +1,283 @@
+package instancecounter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/distkit-go/distkit"
+	"github.com/distkit-go/distkit/backend"
+)
+
+// Lax buffers Inc and Dec in process and flushes them every FlushInterval
+// in one exactly-once batch; every other call flushes first, then acts
+// like Strict.
+type Lax struct {
+	*Strict
+	lx *laxState
+}
+
+type laxState struct {
+	c        *core
+	dedupTTL string
+	flushMu  sync.Mutex
+	seq      int64
+	inflight *icBatch
+}
+
+type icBatch struct {
+	seq   int64
+	slots []*slot
+	snaps []int64
+	args  []string
+}
+
+// NewLax registers this instance and starts its heartbeat and flusher;
+// Close flushes and stops them.
+func NewLax(ctx context.Context, b backend.Backend, opts Options) (*Lax, error) {
+	c, err := newCore(b, opts)
+	if err != nil {
+		return nil, err
+	}
+	every := opts.FlushInterval
+	switch {
+	case every == 0:
+		every = DefaultFlushInterval
+	case every < time.Millisecond:
+		return nil, fmt.Errorf("instancecounter: %w: FlushInterval %v is below 1ms", distkit.ErrInvalidOption, every)
+	}
+	ttl := opts.DedupTTL
+	switch {
+	case ttl == 0:
+		ttl = DefaultDedupTTL
+	case ttl < time.Second:
+		return nil, fmt.Errorf("instancecounter: %w: DedupTTL %v is below 1s", distkit.ErrInvalidOption, ttl)
+	}
+	if err := c.heartbeat(ctx); err != nil {
+		return nil, err
+	}
+	lx := &laxState{c: c, dedupTTL: backend.Millis(ttl)}
+	go c.run(every, func() {
+		fctx, cancel := context.WithTimeout(context.Background(), max(time.Second, 5*every))
+		lx.flush(fctx)
+		cancel()
+	})
+	l := &Lax{Strict: &Strict{c: c}, lx: lx}
+	runtime.AddCleanup(l, func(c *core) { c.stopOnce.Do(func() { close(c.stop) }) }, c)
+	return l, nil
+}
+
+// Inc adds delta to this instance's pending slice of key without I/O and
+// returns the local view (cumulative and slice as last confirmed, plus
+// pending).
+func (l *Lax) Inc(_ context.Context, key string, delta int64) (cumulative, mine int64, err error) {
+	c := l.c
+	if c.closed.Load() {
+		return 0, 0, errClosed
+	}
+	s := (*c.slots.Load())[key]
+	if s == nil {
+		if err := distkit.ValidateKey("key", key); err != nil {
+			return 0, 0, fmt.Errorf("instancecounter: %w", err)
+		}
+		s = c.slot(key)
+	}
+	n := s.added.Add(delta)
+	if old := n - delta; (delta > 0 && n < old) || (delta < 0 && n > old) {
+		s.added.Add(-delta)
+		return 0, 0, fmt.Errorf("instancecounter: inc %q: %w", key, distkit.ErrOverflow)
+	}
+	p := n - s.viewSent.Load()
+	total, mineV := s.viewTotal.Load(), s.viewMine.Load()
+	runtime.KeepAlive(l)
+	return total + p, mineV + p, nil
+}
+
+// Dec subtracts delta; see Inc.
+func (l *Lax) Dec(ctx context.Context, key string, delta int64) (cumulative, mine int64, err error) {
+	d, err := negate(key, delta)
+	if err != nil {
+		return 0, 0, err
+	}
+	return l.Inc(ctx, key, d)
+}
+
+// Flush sends every pending delta now.
+func (l *Lax) Flush(ctx context.Context) error { return l.lx.flush(ctx) }
+
+// Pending returns the deltas accepted but not yet confirmed, per key.
+func (l *Lax) Pending() map[string]int64 {
+	l.lx.flushMu.Lock()
+	defer l.lx.flushMu.Unlock()
+	out := map[string]int64{}
+	for k, s := range *l.c.slots.Load() {
+		if d := s.added.Load() - s.sent; d != 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+func (lx *laxState) flush(ctx context.Context) error {
+	lx.flushMu.Lock()
+	defer lx.flushMu.Unlock()
+	if lx.inflight != nil {
+		if err := lx.send(ctx, lx.inflight); err != nil {
+			return err
+		}
+	}
+	keys := make([]string, 0)
+	slots := *lx.c.slots.Load()
+	for k, s := range slots {
+		if s.added.Load() != s.sent {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	sort.Strings(keys)
+	lx.seq++
+	b := &icBatch{seq: lx.seq, args: []string{lx.c.id, lx.c.daArg, strconv.FormatInt(lx.seq, 10), lx.dedupTTL}}
+	for _, k := range keys {
+		s := slots[k]
+		a := s.added.Load()
+		s.mu.Lock()
+		b.args = append(b.args, k, s.epoch, s.slice, strconv.FormatInt(a-s.sent, 10))
+		s.mu.Unlock()
+		b.slots, b.snaps = append(b.slots, s), append(b.snaps, a)
+	}
+	return lx.send(ctx, b)
+}
+
+func (lx *laxState) send(ctx context.Context, b *icBatch) error {
+	keys := append(append([]string{}, lx.c.keys...), lx.c.marker)
+	v, err := lx.c.b.EvalScript(ctx, flushScript, keys, b.args...)
+	if err != nil {
+		var se *backend.ScriptError
+		switch {
+		case errors.As(err, &se):
+			lx.inflight = nil
+		case errors.Is(err, backend.ErrIndeterminate):
+			lx.inflight = b
+		}
+		return wrapErr("flush", "", err)
+	}
+	lx.inflight = nil
+	arr, err := v.Array()
+	if err != nil || len(arr) != 1+3*len(b.slots) {
+		return fmt.Errorf("instancecounter: flush: malformed reply %v", v)
+	}
+	for i, s := range b.slots {
+		total, _ := arr[1+3*i].Int64()
+		slice, _ := arr[2+3*i].Text()
+		epoch, _ := arr[3+3*i].Text()
+		mine, _ := strconv.ParseInt(slice, 10, 64)
+		s.mu.Lock()
+		s.sent = b.snaps[i]
+		s.viewSent.Store(s.sent)
+		s.epoch = epoch
+		s.setView(total, mine)
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// flushFirst flushes, then runs f.
+func (l *Lax) flushFirst(ctx context.Context, f func() (int64, int64, error)) (int64, int64, error) {
+	if l.c.closed.Load() {
+		return 0, 0, errClosed
+	}
+	if err := l.lx.flush(ctx); err != nil {
+		return 0, 0, fmt.Errorf("instancecounter: flushing first: %w", err)
+	}
+	return f()
+}
+
+// Get flushes, then returns the cumulative value and this instance's slice.
+func (l *Lax) Get(ctx context.Context, key string) (int64, int64, error) {
+	return l.flushFirst(ctx, func() (int64, int64, error) { return l.Strict.Get(ctx, key) })
+}
+
+// SetOnInstance flushes, then acts like Strict.SetOnInstance.
+func (l *Lax) SetOnInstance(ctx context.Context, key string, v int64) (int64, int64, error) {
+	return l.flushFirst(ctx, func() (int64, int64, error) { return l.Strict.SetOnInstance(ctx, key, v) })
+}
+
+// Set flushes, then acts like Strict.Set.
+func (l *Lax) Set(ctx context.Context, key string, v int64) (int64, int64, error) {
+	return l.flushFirst(ctx, func() (int64, int64, error) { return l.Strict.Set(ctx, key, v) })
+}
+
+// DelOnInstance flushes, then acts like Strict.DelOnInstance.
+func (l *Lax) DelOnInstance(ctx context.Context, key string) (int64, int64, error) {
+	return l.flushFirst(ctx, func() (int64, int64, error) { return l.Strict.DelOnInstance(ctx, key) })
+}
+
+// Del flushes, then acts like Strict.Del.
+func (l *Lax) Del(ctx context.Context, key string) (int64, int64, error) {
+	return l.flushFirst(ctx, func() (int64, int64, error) { return l.Strict.Del(ctx, key) })
+}
+
+// Clear flushes, then acts like Strict.Clear.
+func (l *Lax) Clear(ctx context.Context) error {
+	_, _, err := l.flushFirst(ctx, func() (int64, int64, error) { return 0, 0, l.Strict.Clear(ctx) })
+	return err
+}
+
+// IncIf flushes, then acts like Strict.IncIf.
+func (l *Lax) IncIf(ctx context.Context, key string, cmp distkit.Comparator, delta int64) (int64, int64, error) {
+	return l.flushFirst(ctx, func() (int64, int64, error) { return l.Strict.IncIf(ctx, key, cmp, delta) })
+}
+
+// SetIf flushes, then acts like Strict.SetIf.
+func (l *Lax) SetIf(ctx context.Context, key string, cmp distkit.Comparator, v int64) (int64, int64, error) {
+	return l.flushFirst(ctx, func() (int64, int64, error) { return l.Strict.SetIf(ctx, key, cmp, v) })
+}
+
+// SetOnInstanceIf flushes, then acts like Strict.SetOnInstanceIf.
+func (l *Lax) SetOnInstanceIf(ctx context.Context, key string, cmp distkit.Comparator, v int64) (int64, int64, error) {
+	return l.flushFirst(ctx, func() (int64, int64, error) { return l.Strict.SetOnInstanceIf(ctx, key, cmp, v) })
+}
+
+// Close flushes (retrying until ctx ends), stops the heartbeat and
+// flusher, and unless KeepSlicesOnClose removes this instance's slices. It
+// returns an error when deltas could not be flushed, listing them.
+func (l *Lax) Close(ctx context.Context) error {
+	c := l.c
+	c.closed.Store(true)
+	c.stopLoop()
+	var ferr error
+	for delay := 10 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		if ferr = l.lx.flush(ctx); ferr == nil {
+			break
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("instancecounter: close: unflushed %v: %w", l.Pending(), ferr)
+		case <-t.C:
+		}
+	}
+	if c.keep {
+		return nil
+	}
+	if _, err := c.b.EvalScript(ctx, removeScript, c.keys, c.id, c.daArg); err != nil {
+		return fmt.Errorf("instancecounter: close: removing this instance's slices: %w", err)
+	}
+	return nil
+}
+
+func negate(key string, delta int64) (int64, error) {
+	if delta == math.MinInt64 {
+		return 0, fmt.Errorf("instancecounter: dec %q by %d: %w", key, delta, distkit.ErrOverflow)
+	}
+	return -delta, nil
+}
