@@ -12,6 +12,7 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/primitives/counter"
+	"github.com/distkit-go/distkit/primitives/instancecounter"
 )
 
 // Scenario is a deterministic sequence of operations against one backend
@@ -71,7 +72,7 @@ func Diff(t *testing.T, a, b Harness, s Scenario) []string {
 
 // Scenarios lists the parity scenarios of every primitive.
 func Scenarios() []Scenario {
-	return []Scenario{strictCounterScenario, conditionalScenario, laxScenario, backendScenario}
+	return []Scenario{strictCounterScenario, conditionalScenario, laxScenario, instanceScenario, backendScenario}
 }
 
 // RunParity runs every Scenario on reference and subject and fails on any
@@ -169,6 +170,39 @@ var laxScenario = Scenario{Name: "LaxCounter", Run: func(ctx context.Context, b 
 	out = append(out, Outcome(nil, l.Close(ctx)))
 	vals, err := s.GetAll(ctx, "a", "b", "big")
 	out = append(out, Outcome(vals, err))
+	return out
+}}
+
+var instanceScenario = Scenario{Name: "InstanceCounter", Run: func(ctx context.Context, b backend.Backend, p string) []string {
+	var out []string
+	rec := func(c, m int64, err error) { out = append(out, Outcome([2]int64{c, m}, err)) }
+	a, err := instancecounter.NewStrict(ctx, b, instancecounter.Options{Prefix: p, InstanceID: "a", KeepSlicesOnClose: true})
+	if err != nil {
+		return []string{Outcome(nil, err)}
+	}
+	defer a.Close(ctx)
+	o, _ := instancecounter.NewStrict(ctx, b, instancecounter.Options{Prefix: p, InstanceID: "o"})
+	defer o.Close(ctx)
+	rec(a.Inc(ctx, "k", 5))
+	rec(o.Inc(ctx, "k", 7))
+	rec(a.Dec(ctx, "k", 2))
+	rec(o.SetOnInstance(ctx, "k", -4))
+	rec(a.IncIf(ctx, "k", distkit.Gt(0), 10))
+	rec(a.IncIf(ctx, "k", distkit.Lt(0), 10))
+	rec(o.SetOnInstanceIf(ctx, "k", distkit.Eq(-4), 1))
+	rec(o.Set(ctx, "k", 100))
+	rec(a.Get(ctx, "k"))
+	rec(a.Inc(ctx, "k", 1))
+	rec(o.SetIf(ctx, "k", distkit.Eq(101), 3))
+	rec(a.DelOnInstance(ctx, "k"))
+	rec(o.Inc(ctx, "j", 9))
+	rec(a.Del(ctx, "j"))
+	rec(o.Get(ctx, "j"))
+	rec(a.Inc(ctx, "big", math.MaxInt64))
+	rec(o.Inc(ctx, "big", 1))
+	out = append(out, Outcome(nil, a.Clear(ctx)))
+	rec(o.Get(ctx, "k"))
+	rec(a.Inc(ctx, "k", 2))
 	return out
 }}
 

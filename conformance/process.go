@@ -20,6 +20,7 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/primitives/counter"
+	"github.com/distkit-go/distkit/primitives/instancecounter"
 	"github.com/distkit-go/distkit/primitives/lock"
 )
 
@@ -74,6 +75,8 @@ func WorkerMain(dial Dial) bool {
 		err = workerHammer(b, spec)
 	case "pause":
 		err = workerPause(b, spec)
+	case "instance":
+		err = workerInstance(b, spec)
 	default:
 		err = fmt.Errorf("unknown mode %q", spec.Mode)
 	}
@@ -110,6 +113,7 @@ func startWorker(t *testing.T, spec workerSpec) (*exec.Cmd, io.Reader, *strings.
 func RunProcesses(t *testing.T, newHarness func(t *testing.T) ProcessHarness) {
 	t.Run("LockExclusionAcrossProcesses", func(t *testing.T) { testLockProcesses(t, newHarness(t)) })
 	t.Run("LockHolderPausedPastTTL", func(t *testing.T) { testLockPaused(t, newHarness(t)) })
+	t.Run("InstanceKilled", func(t *testing.T) { testInstanceKilled(t, newHarness(t)) })
 }
 
 // workerHammer: goroutines doing Lock/Release cycles on one name with a
@@ -329,4 +333,77 @@ func testLockPaused(t *testing.T, h ProcessHarness) {
 	}
 	t.Logf("stale holder noticed the loss %d ms after resuming", ms)
 	release(t, g)
+}
+
+// workerInstance contributes a known slice (Iterations) and then idles
+// until its stdin closes; only its heartbeat keeps it alive.
+func workerInstance(b backend.Backend, spec workerSpec) error {
+	ctx := context.Background()
+	c, err := instancecounter.NewStrict(ctx, b, instancecounter.Options{Prefix: spec.Prefix,
+		InstanceID: "w" + strconv.Itoa(spec.Goroutines), DeadAfter: icDeadAfter})
+	if err != nil {
+		return err
+	}
+	if _, _, err := c.SetOnInstance(ctx, "k", int64(spec.Iterations)); err != nil {
+		return err
+	}
+	fmt.Println("READY")
+	io.Copy(io.Discard, os.Stdin)
+	return c.Close(ctx)
+}
+
+func testInstanceKilled(t *testing.T, h ProcessHarness) {
+	ctx := context.Background()
+	p := prefix(t)
+	watcher := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "watcher", DeadAfter: icDeadAfter})
+	var cmds []*exec.Cmd
+	for i, slice := range []int{10, 20, 30} {
+		spec := workerSpec{Mode: "instance", Addrs: h.Addrs(), Cluster: h.IsCluster(), Prefix: p, Goroutines: i, Iterations: slice}
+		raw, _ := json.Marshal(spec)
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), workerEnv+"="+string(raw))
+		stdin, _ := cmd.StdinPipe()
+		stdout, _ := cmd.StdoutPipe()
+		stderr := &strings.Builder{}
+		cmd.Stderr = stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if err != nil || strings.TrimSpace(line) != "READY" {
+			t.Fatalf("worker %d: %q %v: %s", i, line, err, stderr.String())
+		}
+		cmds = append(cmds, cmd)
+	}
+	total := func() int64 {
+		c, _, err := watcher.Get(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if got := total(); got != 60 {
+		t.Fatalf("cumulative of three workers: %d, want 60", got)
+	}
+	cmds[1].Process.Kill() // kill -9 the worker holding 20
+	killed := time.Now()
+	var gone time.Duration
+	for time.Since(killed) < 4*icDeadAfter { // live, idle workers' slices never drop
+		switch got := total(); got {
+		case 60:
+		case 40:
+			if gone == 0 {
+				gone = time.Since(killed)
+			}
+		default:
+			t.Fatalf("cumulative %d at %v after the kill: want 60 then 40", got, time.Since(killed))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if gone == 0 || gone > icDeadAfter+icDeadAfter/3+200*time.Millisecond {
+		t.Fatalf("the killed worker's slice vanished after %v; want within DeadAfter (%v) + one heartbeat", gone, icDeadAfter)
+	}
+	t.Logf("killed worker's slice removed %v after kill -9 (DeadAfter %v)", gone, icDeadAfter)
 }
