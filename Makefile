@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO      ?= go
 TIMEOUT ?= 9m
 
-.PHONY: test test-short bench bench-ceiling demo vet
+.PHONY: test test-short bench bench-go bench-ceiling demo vet
 
 ## test: every suite with the race detector: unit tests, the conformance
 ## suite on memory, miniredis, redis-server and a 3-master Cluster (both
@@ -25,13 +25,17 @@ test-short:
 vet:
 	$(GO) vet ./...
 
-## bench: benchmarks across backends against a throwaway redis-server,
-## then Strict.Inc with 64 goroutines against redis-benchmark's ceiling.
+## bench: the benchmark report: every primitive through both drivers next
+## to its Go peers, raw-client floors and redis-benchmark's ceiling, against
+## one throwaway redis-server; writes bench/report.md and bench/report.svg.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./benchmarks/...
-	$(GO) run ./benchmarks/ceiling -flush-delay 20us
+	cd benchmarks/peers && $(GO) run . -out ../../bench
 
-## bench-ceiling: only the Strict.Inc vs redis-benchmark -P 16 comparison.
+## bench-go: the go test benchmarks of benchmarks/ (per backend, baselines).
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./benchmarks/...
+
+## bench-ceiling: only Strict.Inc (64 goroutines) vs redis-benchmark -P 16.
 bench-ceiling:
 	$(GO) run ./benchmarks/ceiling -flush-delay 20us
 

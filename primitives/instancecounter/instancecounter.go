@@ -101,8 +101,10 @@ var errClosed = fmt.Errorf("instancecounter: %w", distkit.ErrClosed)
 // slot is what this instance remembers of one key: its slice and the
 // key's epoch as last confirmed by the server.
 type slot struct {
-	mu    sync.Mutex // serialises this instance's calls on the key
-	slice string
+	mu      sync.Mutex // guards the fields below (never held during I/O)
+	seq     uint64     // calls issued on the key
+	applied uint64     // the latest call whose reply was recorded
+	slice   string
 	epoch string
 	total int64 // cumulative as last seen
 	// Lax
@@ -257,8 +259,10 @@ func (c *core) op(ctx context.Context, mode, key string, cmp distkit.Comparator,
 	}
 	s := c.slot(key)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, err := c.b.EvalScript(ctx, opScript, c.keys, c.id, c.daArg, mode, key, s.epoch, s.slice,
+	s.seq++
+	seq, epoch, slice := s.seq, s.epoch, s.slice
+	s.mu.Unlock()
+	v, err := c.b.EvalScript(ctx, opScript, c.keys, c.id, c.daArg, mode, key, epoch, slice,
 		cmp.Op.String(), strconv.FormatInt(cmp.Operand, 10), strconv.FormatInt(n, 10))
 	if err != nil {
 		return 0, 0, wrapErr(mode, key, err)
@@ -269,16 +273,20 @@ func (c *core) op(ctx context.Context, mode, key string, cmp distkit.Comparator,
 	}
 	total, err1 := arr[0].Int64()
 	mine, err2 := arr[1].Int64()
-	epoch, err3 := arr[2].Text()
+	newEpoch, err3 := arr[2].Text()
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return 0, 0, err
 	}
-	s.epoch = epoch
-	if mode == "del" { // the reply holds the values before; now there is nothing
-		s.setView(0, 0)
-	} else {
-		s.setView(total, mine)
+	s.mu.Lock()
+	if seq > s.applied { // concurrent calls on one key: the latest issued wins
+		s.applied, s.epoch = seq, newEpoch
+		if mode == "del" { // the reply holds the values before; now there is nothing
+			s.setView(0, 0)
+		} else {
+			s.setView(total, mine)
+		}
 	}
+	s.mu.Unlock()
 	return total, mine, nil
 }
 

@@ -1,0 +1,521 @@
+// Command peers is distkit's benchmark report: every primitive through
+// both Redis drivers next to its Go peers (redsync, bsm/redislock,
+// rueidislock, go-redis/redis_rate), raw client calls as the floor and
+// redis-benchmark -P 16 as the server's ceiling, all against one throwaway
+// redis-server on a free loopback port, in one run. It prints a progress
+// line per workload, then the table, and writes report.md and report.svg.
+//
+// It lives in its own module so that distkit's go.mod never depends on the
+// peers.
+//
+//	go run . -out ../../bench    (what `make bench` does)
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bsm/redislock"
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/go-redsync/redsync/v4"
+	rsgoredis "github.com/go-redsync/redsync/v4/redis/goredis/v9"
+	"github.com/redis/go-redis/v9"
+	rd "github.com/redis/rueidis"
+	"github.com/redis/rueidis/rueidislock"
+
+	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/goredis"
+	"github.com/distkit-go/distkit/backend/memory"
+	"github.com/distkit-go/distkit/backend/rueidis"
+	"github.com/distkit-go/distkit/internal/redistest"
+	"github.com/distkit-go/distkit/primitives/counter"
+	"github.com/distkit-go/distkit/primitives/instancecounter"
+	"github.com/distkit-go/distkit/primitives/lock"
+	"github.com/distkit-go/distkit/primitives/ratelimit"
+)
+
+// result is one row of the report.
+type result struct {
+	workload, impl string
+	kind           string // "distkit", "peer", "floor", "ceiling", "baseline"
+	ops            float64
+	p50, p99       time.Duration
+	allocs         float64
+}
+
+var (
+	dur     = flag.Duration("d", 2*time.Second, "duration of each network workload")
+	outDir  = flag.String("out", "bench", "where report.md and report.svg go")
+	results []result
+	ctx     = context.Background()
+)
+
+func main() {
+	flag.Parse()
+	testing.Init()
+	srv, err := redistest.Start(redistest.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Stop()
+	if err := run(srv); err != nil {
+		srv.Stop()
+		log.Fatal(err)
+	}
+	if err := write(srv); err != nil {
+		srv.Stop()
+		log.Fatal(err)
+	}
+}
+
+func add(r result) {
+	results = append(results, r)
+	lat := ""
+	if r.p50 > 0 {
+		lat = fmt.Sprintf("  p50 %v p99 %v", r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond))
+	}
+	fmt.Printf("  %-44s %-34s %14.0f ops/s%s\n", r.workload, r.impl, r.ops, lat)
+}
+
+// measure runs op from conc goroutines for d and reports throughput,
+// latency percentiles and allocations per op.
+func measure(workload, impl, kind string, conc int, d time.Duration, op func() error) {
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	lats := make([][]time.Duration, conc)
+	var firstErr atomic.Pointer[error]
+	var ms0, ms1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
+	start := time.Now()
+	for g := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := make([]time.Duration, 0, 1<<14)
+			for !stop.Load() {
+				t0 := time.Now()
+				if err := op(); err != nil {
+					firstErr.CompareAndSwap(nil, &err)
+					break
+				}
+				l = append(l, time.Since(t0))
+			}
+			lats[g] = l
+		}()
+	}
+	time.Sleep(d)
+	stop.Store(true)
+	wg.Wait()
+	el := time.Since(start)
+	runtime.ReadMemStats(&ms1)
+	if e := firstErr.Load(); e != nil {
+		log.Printf("%s / %s: %v", workload, impl, *e)
+	}
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	if len(all) == 0 {
+		return
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	add(result{workload: workload, impl: impl, kind: kind, ops: float64(len(all)) / el.Seconds(),
+		p50: all[len(all)/2], p99: all[len(all)*99/100], allocs: float64(ms1.Mallocs-ms0.Mallocs) / float64(len(all))})
+}
+
+// inproc measures an in-process operation with testing.Benchmark.
+func inproc(workload, impl, kind string, parallel bool, op func()) {
+	r := testing.Benchmark(func(b *testing.B) {
+		b.ReportAllocs()
+		if parallel {
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					op()
+				}
+			})
+			return
+		}
+		for b.Loop() {
+			op()
+		}
+	})
+	add(result{workload: workload, impl: impl, kind: kind, ops: float64(r.N) / r.T.Seconds(), allocs: float64(r.AllocsPerOp())})
+}
+
+func run(srv *redistest.Server) error {
+	// rueidis: the default client for latency (one goroutine) workloads; a
+	// client with MaxFlushDelay 20µs, which batches more commands per
+	// write, for the 64-goroutine throughput workloads.
+	rcLat, err := rd.NewClient(rd.ClientOption{InitAddress: []string{srv.Addr}, DisableCache: true})
+	if err != nil {
+		return err
+	}
+	defer rcLat.Close()
+	rcThr, err := rd.NewClient(rd.ClientOption{InitAddress: []string{srv.Addr}, DisableCache: true, MaxFlushDelay: 20 * time.Microsecond})
+	if err != nil {
+		return err
+	}
+	defer rcThr.Close()
+	gc := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, PoolSize: 128})
+	defer gc.Close()
+	type driver struct {
+		name string
+		b    backend.Backend
+	}
+	drivers := []driver{{"distkit + rueidis", rueidis.New(rcLat)}, {"distkit + goredis", goredis.New(gc)}}
+	driversThr := []driver{{"distkit + rueidis (flush delay 20µs)", rueidis.New(rcThr)}, {"distkit + goredis", goredis.New(gc)}}
+
+	// Counters.
+	inc := counter.IncScript()
+	if _, err := srv.Do("SCRIPT", "LOAD", inc.Source()); err != nil {
+		return err
+	}
+	for _, conc := range []int{1, 64} {
+		w := fmt.Sprintf("counter inc, %d goroutine(s)", conc)
+		ds, rc := drivers, rcLat
+		if conc > 1 {
+			ds, rc = driversThr, rcThr
+		}
+		for _, d := range ds {
+			c, _ := counter.NewStrict(d.b, counter.Options{Prefix: "bench"})
+			measure(w, d.name+" (Strict)", "distkit", conc, *dur, func() error { _, err := c.Inc(ctx, "k", 1); return err })
+		}
+		measure(w, "raw rueidis EVALSHA (floor)", "floor", conc, *dur, func() error {
+			return rc.Do(ctx, rc.B().Evalsha().Sha1(inc.SHA()).Numkeys(1).Key("{bench}:counter").Arg("k", "1").Build()).Error()
+		})
+		measure(w, "raw rueidis HINCRBY (floor)", "floor", conc, *dur, func() error {
+			return rc.Do(ctx, rc.B().Hincrby().Key("{bench}:counter").Field("k").Increment(1).Build()).Error()
+		})
+		if conc == 64 {
+			if rps, err := redisBenchmark(srv, inc); err == nil {
+				add(result{workload: w, impl: "redis-benchmark -P 16 EVALSHA (ceiling)", kind: "ceiling", ops: rps})
+			} else {
+				log.Print(err)
+			}
+		}
+	}
+	lax, _ := counter.NewLax(memory.New(memory.Options{}), counter.Options{Prefix: "bench"})
+	defer lax.Close(ctx)
+	var m sync.Map
+	m.Store("k", new(atomic.Int64))
+	var bare atomic.Int64
+	for _, par := range []bool{false, true} {
+		w := "lax counter inc (in-process), 1 goroutine"
+		if par {
+			w = "lax counter inc (in-process), parallel"
+		}
+		inproc(w, "distkit Lax", "distkit", par, func() { lax.Inc(ctx, "k", 1) })
+		inproc(w, "sync.Map.Load + atomic.Add (naive)", "baseline", par, func() { v, _ := m.Load("k"); v.(*atomic.Int64).Add(1) })
+		inproc(w, "bare atomic.Add (floor)", "floor", par, func() { bare.Add(1) })
+	}
+
+	// Locks.
+	rs := redsync.New(rsgoredis.NewPool(gc))
+	rl := redislock.New(gc)
+	locker, err := rueidislock.NewLocker(rueidislock.LockerOption{ClientOption: rd.ClientOption{InitAddress: []string{srv.Addr}}, KeyMajority: 1, NoLoopTracking: true}) // one key, as on a single server
+	if err != nil {
+		return err
+	}
+	defer locker.Close()
+	type mutex struct {
+		name string
+		kind string
+		mk   func(name string) func() (func(), error)
+	}
+	mutexes := []mutex{}
+	for _, d := range drivers {
+		mutexes = append(mutexes, mutex{d.name, "distkit", func(name string) func() (func(), error) {
+			mu, _ := lock.NewMutex(d.b, name, lock.Options{})
+			return func() (func(), error) {
+				g, err := mu.Lock(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return func() { g.Release(ctx) }, nil
+			}
+		}})
+	}
+	mutexes = append(mutexes,
+		mutex{"redsync (go-redis)", "peer", func(name string) func() (func(), error) {
+			mu := rs.NewMutex(name, redsync.WithTries(1000), redsync.WithRetryDelay(50*time.Millisecond))
+			return func() (func(), error) {
+				if err := mu.LockContext(ctx); err != nil {
+					return nil, err
+				}
+				return func() { mu.UnlockContext(ctx) }, nil
+			}
+		}},
+		mutex{"bsm/redislock (go-redis)", "peer", func(name string) func() (func(), error) {
+			return func() (func(), error) {
+				l, err := rl.Obtain(ctx, name, 30*time.Second, &redislock.Options{RetryStrategy: redislock.LinearBackoff(50 * time.Millisecond)})
+				if err != nil {
+					return nil, err
+				}
+				return func() { l.Release(ctx) }, nil
+			}
+		}},
+		mutex{"rueidislock", "peer", func(name string) func() (func(), error) {
+			return func() (func(), error) {
+				_, cancel, err := locker.WithContext(ctx, name)
+				if err != nil {
+					return nil, err
+				}
+				return cancel, nil
+			}
+		}},
+	)
+	for i, mu := range mutexes {
+		acquire := mu.mk("bench-uncontended-" + strconv.Itoa(i))
+		measure("mutex uncontended lock+release", mu.name, mu.kind, 1, *dur, func() error {
+			release, err := acquire()
+			if err != nil {
+				return err
+			}
+			release()
+			return nil
+		})
+	}
+	for i, mu := range mutexes {
+		name := "bench-handoff-" + strconv.Itoa(i)
+		acquirers := make([]func() (func(), error), 8)
+		for j := range acquirers {
+			acquirers[j] = mu.mk(name)
+		}
+		handoff("mutex hand-off, 8 contenders", mu.name, mu.kind, acquirers)
+	}
+
+	// Rate limiting.
+	limiter := redis_rate.NewLimiter(gc)
+	const rate = 1e9
+	for _, d := range driversThr {
+		r, _ := ratelimit.NewRedis(d.b, ratelimit.Options{Prefix: "bench"})
+		defer r.Close()
+		a := r.Absolute()
+		measure("rate-limit decision, 64 goroutines", d.name+" (Redis provider)", "distkit", 64, *dur, func() error {
+			_, err := a.Inc(ctx, "k", rate, 1)
+			return err
+		})
+	}
+	hy, _ := ratelimit.NewHybrid(driversThr[0].b, ratelimit.Options{Prefix: "bench"})
+	defer hy.Close()
+	ha := hy.Absolute()
+	measure("rate-limit decision, 64 goroutines", "distkit + rueidis (Hybrid provider)", "distkit", 64, *dur, func() error {
+		_, err := ha.Inc(ctx, "k", rate, 1)
+		return err
+	})
+	loc, _ := ratelimit.NewLocal(ratelimit.Options{})
+	defer loc.Close()
+	la := loc.Absolute()
+	measure("rate-limit decision, 64 goroutines", "distkit (Local provider)", "distkit", 64, *dur, func() error {
+		_, err := la.Inc(ctx, "k", rate, 1)
+		return err
+	})
+	measure("rate-limit decision, 64 goroutines", "go-redis/redis_rate", "peer", 64, *dur, func() error {
+		_, err := limiter.Allow(ctx, "k", redis_rate.PerSecond(1_000_000_000))
+		return err
+	})
+
+	// Instance counters.
+	for _, d := range driversThr {
+		ic, err := instancecounter.NewStrict(ctx, d.b, instancecounter.Options{Prefix: "bench"})
+		if err != nil {
+			return err
+		}
+		defer ic.Close(ctx)
+		measure("instance counter inc, 64 goroutines", d.name+" (Strict)", "distkit", 64, *dur, func() error {
+			_, _, err := ic.Inc(ctx, "k", 1)
+			return err
+		})
+	}
+	icl, err := instancecounter.NewLax(ctx, drivers[0].b, instancecounter.Options{Prefix: "bench"})
+	if err != nil {
+		return err
+	}
+	defer icl.Close(ctx)
+	inproc("instance counter inc (in-process)", "distkit Lax", "distkit", true, func() { icl.Inc(ctx, "k", 1) })
+	return nil
+}
+
+// handoff: rounds in which 8 contenders each take the lock once; reports
+// acquisitions per second.
+func handoff(workload, impl, kind string, acquirers []func() (func(), error)) {
+	start := time.Now()
+	n := 0
+	var lats []time.Duration
+	for time.Since(start) < *dur {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for _, acq := range acquirers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				t0 := time.Now()
+				release, err := acq()
+				if err != nil {
+					log.Printf("%s: %v", impl, err)
+					return
+				}
+				mu.Lock()
+				lats = append(lats, time.Since(t0))
+				n++
+				mu.Unlock()
+				release()
+			}()
+		}
+		wg.Wait()
+	}
+	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	r := result{workload: workload, impl: impl, kind: kind, ops: float64(n) / time.Since(start).Seconds()}
+	if len(lats) > 0 {
+		r.p50, r.p99 = lats[len(lats)/2], lats[len(lats)*99/100]
+	}
+	add(r)
+}
+
+var rpsRe = regexp.MustCompile(`([0-9.]+) requests per second`)
+
+func redisBenchmark(srv *redistest.Server, s *backend.Script) (float64, error) {
+	out, err := exec.Command("redis-benchmark", "-h", "127.0.0.1", "-p", strconv.Itoa(srv.Port),
+		"-c", "64", "-n", "1000000", "-P", "16", "-q",
+		"EVALSHA", s.SHA(), "1", "{bench}:counter", "k", "1").Output()
+	if err != nil {
+		return 0, fmt.Errorf("redis-benchmark: %w", err)
+	}
+	m := rpsRe.FindAllSubmatch(out, -1)
+	if len(m) == 0 {
+		return 0, fmt.Errorf("redis-benchmark: no rate in %q", out)
+	}
+	return strconv.ParseFloat(string(m[len(m)-1][1]), 64)
+}
+
+func machine(srv *redistest.Server) string {
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	ver, _ := srv.Do("INFO", "server")
+	rv := "?"
+	for _, l := range strings.Split(ver, "\n") {
+		if strings.HasPrefix(l, "redis_version:") {
+			rv = strings.TrimSpace(strings.TrimPrefix(l, "redis_version:"))
+		}
+	}
+	return fmt.Sprintf("%s, %d cores, %s, Redis %s, %s", cpu, runtime.NumCPU(), runtime.Version(), rv, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+}
+
+func write(srv *redistest.Server) error {
+	if err := os.MkdirAll(*outDir, 0o755); err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# distkit benchmark report\n\nMeasured on: %s. One run, one redis-server on loopback; figures from one machine are not truth for another.\n\n", machine(srv))
+	b.WriteString("| workload | implementation | ops/s | p50 | p99 | allocs/op | × best peer | × ceiling/baseline |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+	groups := map[string][]result{}
+	var order []string
+	for _, r := range results {
+		if _, ok := groups[r.workload]; !ok {
+			order = append(order, r.workload)
+		}
+		groups[r.workload] = append(groups[r.workload], r)
+	}
+	for _, w := range order {
+		bestPeer, ref := 0.0, 0.0
+		for _, r := range groups[w] {
+			if r.kind == "peer" {
+				bestPeer = math.Max(bestPeer, r.ops)
+			}
+			if r.kind == "ceiling" || r.kind == "baseline" {
+				ref = r.ops
+			}
+		}
+		for _, r := range groups[w] {
+			ratio := func(ref float64) string {
+				if ref == 0 || r.kind != "distkit" {
+					return ""
+				}
+				return fmt.Sprintf("%.2f", r.ops/ref)
+			}
+			lat := func(d time.Duration) string {
+				if d == 0 {
+					return ""
+				}
+				return d.Round(time.Microsecond).String()
+			}
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %.1f | %s | %s |\n", w, r.impl, r.ops, lat(r.p50), lat(r.p99), r.allocs, ratio(bestPeer), ratio(ref))
+		}
+	}
+	b.WriteString("\n× best peer: ops/s divided by the fastest peer library's in the same workload. × ceiling/baseline: divided by redis-benchmark -P 16 (the server's limit) or, in-process, by the naive sync.Map + atomic baseline.\n\n![chart](report.svg)\n")
+	if err := os.WriteFile(filepath.Join(*outDir, "report.md"), []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	fmt.Println()
+	fmt.Print(b.String())
+	return os.WriteFile(filepath.Join(*outDir, "report.svg"), []byte(svg(order, groups)), 0o644)
+}
+
+// svg draws one group of horizontal bars per workload, each scaled to the
+// group's largest value.
+func svg(order []string, groups map[string][]result) string {
+	const width, left, barH = 980, 330, 18
+	var body strings.Builder
+	y := 30
+	colors := map[string]string{"distkit": "#2b7bb9", "peer": "#d9822b", "floor": "#8a8a8a", "ceiling": "#5a5a5a", "baseline": "#a0a0a0"}
+	for _, w := range order {
+		fmt.Fprintf(&body, `<text x="10" y="%d" font-weight="bold">%s</text>`+"\n", y, esc(w))
+		y += 8
+		maxOps := 0.0
+		for _, r := range groups[w] {
+			maxOps = math.Max(maxOps, r.ops)
+		}
+		for _, r := range groups[w] {
+			bw := 1.0
+			if maxOps > 0 {
+				bw = math.Max(1, float64(width-left-130)*r.ops/maxOps)
+			}
+			fmt.Fprintf(&body, `<text x="20" y="%d">%s</text><rect x="%d" y="%d" width="%.0f" height="%d" fill="%s"/><text x="%.0f" y="%d">%s ops/s</text>`+"\n",
+				y+14, esc(r.impl), left, y, bw, barH-4, colors[r.kind], float64(left)+bw+6, y+14, humanize(r.ops))
+			y += barH
+		}
+		y += 22
+	}
+	return fmt.Sprintf(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">
+<rect width="100%%" height="100%%" fill="white"/>
+<text x="10" y="16" font-size="14">distkit vs Go peers (blue: distkit, orange: peers, grey: floors, ceilings, baselines)</text>
+%s</svg>
+`, width, y+10, body.String())
+}
+
+func esc(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+func humanize(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.1fM", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
