@@ -105,8 +105,8 @@ type slot struct {
 	seq     uint64     // calls issued on the key
 	applied uint64     // the latest call whose reply was recorded
 	slice   string
-	epoch string
-	total int64 // cumulative as last seen
+	epoch   string
+	total   int64 // cumulative as last seen
 	// Lax
 	added atomic.Int64 // local deltas ever accepted
 	sent  int64        // part of added the server confirmed (guarded by core.flushMu)
