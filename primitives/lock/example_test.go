@@ -25,7 +25,7 @@ func (s *fencedStore) Write(token int64, v string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if token < s.highest {
-		return fmt.Errorf("stale token %d (seen %d)", token, s.highest)
+		return fmt.Errorf("stale token rejected")
 	}
 	s.highest = token
 	s.data = append(s.data, v)
@@ -60,7 +60,7 @@ func ExampleMutex() {
 	// first holder writes: <nil>
 	// tokens increase: true
 	// second holder writes: <nil>
-	// stale holder writes: stale token 1 (seen 2)
+	// stale holder writes: stale token rejected
 }
 
 func ExampleMutex_TryLock() {

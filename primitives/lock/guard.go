@@ -11,13 +11,13 @@ import (
 	"github.com/distkit-go/distkit"
 )
 
-// Guard is one held acquisition. It renews its lease every TTL/3 in one
-// goroutine until Release; a Guard dropped without Release stops renewing
+// Guard is one held acquisition. It renews its lease every TTL/3 (from a
+// timer: at most one goroutine, only while a renewal runs) until Release; a Guard dropped without Release stops renewing
 // when it is garbage-collected, and its lease then expires by TTL.
 type Guard struct{ g *guardCore }
 
-// guardCore is what the renewal goroutine shares; it does not reference
-// the Guard, so an abandoned Guard can be collected.
+// guardCore is what the renewal timer shares; it does not reference the
+// Guard, so an abandoned Guard can be collected.
 type guardCore struct {
 	c       *core
 	m       mode
@@ -32,18 +32,23 @@ type guardCore struct {
 	cause   error // why done was closed
 	cancels []context.CancelCauseFunc
 
-	stop     chan struct{}
-	stopped  chan struct{}
-	stopOnce sync.Once
+	renewMu sync.Mutex // held while a renewal runs
+	timer   *time.Timer
+	halted  bool // renewal stopped (guarded by renewMu)
+
 	released bool // guarded by mu
 }
 
 func newGuard(c *core, m mode, id string, token int64, attempt int) *Guard {
 	gc := &guardCore{
 		c: c, m: m, id: id, value: id + ":" + tokenString(token), token: token, attempt: attempt,
-		done: make(chan struct{}), stop: make(chan struct{}), stopped: make(chan struct{}),
+		done: make(chan struct{}),
 	}
-	go gc.renewLoop()
+	// Renewals run from a timer: one goroutine at a time, and none at all
+	// between renewals or for a lock released before its first renewal.
+	gc.renewMu.Lock()
+	gc.timer = time.AfterFunc(c.ttl/3, gc.renew)
+	gc.renewMu.Unlock()
 	g := &Guard{g: gc}
 	runtime.AddCleanup(g, func(gc *guardCore) { gc.stopRenewing() }, gc)
 	return g
@@ -104,38 +109,37 @@ func (gc *guardCore) markLost() {
 	}
 }
 
+// stopRenewing stops renewals, waiting for one in progress.
 func (gc *guardCore) stopRenewing() {
-	gc.stopOnce.Do(func() { close(gc.stop) })
-	<-gc.stopped
+	gc.renewMu.Lock()
+	gc.halted = true
+	gc.timer.Stop()
+	gc.renewMu.Unlock()
 }
 
-// renewLoop renews every TTL/3. A refused renewal is final; a failed one
-// marks the guard Lost and keeps trying, returning to Acquired if the lease
-// still carries this acquisition's value.
-func (gc *guardCore) renewLoop() {
-	defer close(gc.stopped)
-	every := gc.c.ttl / 3
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-gc.stop:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), every)
-		ok, err := gc.c.renew(ctx, gc.m, gc.value)
-		cancel()
-		switch {
-		case err != nil:
-			gc.markLost()
-		case !ok:
-			gc.markLost()
-			return
-		default:
-			gc.state.CompareAndSwap(int32(Lost), int32(Acquired))
-		}
+// renew runs every TTL/3. A refused renewal is final; a failed one marks
+// the guard Lost and keeps trying, returning to Acquired if the lease still
+// carries this acquisition's value.
+func (gc *guardCore) renew() {
+	gc.renewMu.Lock()
+	defer gc.renewMu.Unlock()
+	if gc.halted {
+		return
 	}
+	every := gc.c.ttl / 3
+	ctx, cancel := context.WithTimeout(context.Background(), every)
+	ok, err := gc.c.renew(ctx, gc.m, gc.value)
+	cancel()
+	switch {
+	case err != nil:
+		gc.markLost()
+	case !ok:
+		gc.markLost()
+		return
+	default:
+		gc.state.CompareAndSwap(int32(Lost), int32(Acquired))
+	}
+	gc.timer.Reset(every)
 }
 
 // Release stops renewal and deletes the lease if this acquisition still

@@ -27,6 +27,11 @@
 // values or process restarts), and the resource rejects a write whose token
 // is lower than the highest it has seen.
 //
+// A token is max(previous + 1, server time in µs): it also keeps rising when
+// a Redis failover lost the last writes to the counter (asynchronous
+// replication), as long as the promoted replica's clock is not behind the
+// old master's.
+//
 // # Waiting
 //
 // Releases publish on the lock's channel. When the backend is a
@@ -50,7 +55,7 @@
 //	{prefix:name}:lock      string  the exclusive holder "<owner>:<acquisition>:<token>" (PX TTL)
 //	{prefix:name}:readers   zset    read leases "<owner>:<acquisition>:<token>" → expiry (ms)
 //	{prefix:name}:wwait     string  a waiting writer (PX 3×RetryInterval)
-//	{prefix:name}:fence     string  the fencing counter (never expires)
+//	{prefix:name}:fence     string  the last fencing token (never expires)
 //	{prefix:name}:released  pub/sub channel announcing releases
 package lock
 

@@ -35,7 +35,8 @@ if redis.call('ZCARD', KEYS[2]) > 0 then
   if ARGV[3] ~= '0' then redis.call('SET', KEYS[3], id, 'PX', ARGV[3]) end
   return 0
 end
-local token = redis.call('INCR', KEYS[4])
+local token = math.max(tonumber(redis.call('GET', KEYS[4]) or '0') + 1, now_ms * 1000)
+redis.call('SET', KEYS[4], fmt(token))
 redis.call('SET', KEYS[1], pre .. fmt(token), 'PX', ARGV[2])
 if redis.call('GET', KEYS[3]) == id then redis.call('DEL', KEYS[3]) end
 return token
@@ -73,7 +74,7 @@ return token
 		}
 		return backend.Int(0), err
 	}
-	token, err := incr(st, keys[3])
+	token, err := nextToken(st, keys[3])
 	if err != nil {
 		return backend.Value{}, err
 	}
@@ -107,7 +108,8 @@ if ARGV[3] == '1' then
   end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-local token = redis.call('INCR', KEYS[4])
+local token = math.max(tonumber(redis.call('GET', KEYS[4]) or '0') + 1, now_ms * 1000)
+redis.call('SET', KEYS[4], fmt(token))
 redis.call('ZADD', KEYS[2], fmt(now_ms + ttl), pre .. fmt(token))
 extend()
 return token
@@ -143,7 +145,7 @@ return token
 	if st.Exists(keys[0]) || st.Exists(keys[2]) {
 		return backend.Int(0), nil
 	}
-	token, err := incr(st, keys[3])
+	token, err := nextToken(st, keys[3])
 	if err != nil {
 		return backend.Value{}, err
 	}
@@ -256,7 +258,10 @@ func liveReaders(st backend.Store, key string) (int, error) {
 	return st.ZCard(key)
 }
 
-func incr(st backend.Store, key string) (int64, error) {
+// nextToken is the Go twin of the token rule: above the last token and at
+// least the server time in microseconds (ms × 1000), so tokens keep rising
+// even when a failover lost the last increments of the counter.
+func nextToken(st backend.Store, key string) (int64, error) {
 	v, _, err := st.Get(key)
 	if err != nil {
 		return 0, err
@@ -267,7 +272,7 @@ func incr(st backend.Store, key string) (int64, error) {
 			return 0, errors.New("ERR value is not an integer or out of range")
 		}
 	}
-	n++
+	n = max(n+1, backend.NowMillis(st)*1000)
 	return n, st.Set(key, strconv.FormatInt(n, 10), 0)
 }
 
