@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO      ?= go
 TIMEOUT ?= 9m
 
-.PHONY: test test-short bench bench-go bench-ceiling demo vet
+.PHONY: test chaos test-short bench bench-go bench-ceiling demo vet
 
 ## test: every suite with the race detector: unit tests, the conformance
 ## suite on memory, miniredis, redis-server and a 3-master Cluster (both
@@ -17,6 +17,13 @@ test: vet
 	passed=$$(grep -cE '^\s*--- PASS' test.out); failed=$$(grep -cE '^\s*--- FAIL' test.out); \
 	skipped=$$(grep -cE '^\s*--- SKIP' test.out); \
 	echo "$$passed passed, $$failed failed, $$skipped skipped"; exit $$status
+
+## chaos: the reliability suite (faults through TCP proxies, crashes, a
+## Cluster failover, linearizability), bounded to a few minutes, fixed seeds.
+chaos:
+	@set -o pipefail; $(GO) test -tags chaos -race -count=1 -timeout 8m -v ./internal/chaos/ 2>&1 | tee chaos.out | \
+		grep -E '^\s*(--- |ok |FAIL|panic:)|_test.go:[0-9]+: ' ; \
+	status=$${PIPESTATUS[0]}; exit $$status
 
 ## test-short: the same without -race, quieter.
 test-short:

@@ -47,7 +47,30 @@ func StartCluster(masters, replicas int) (*Cluster, error) {
 		c.Stop()
 		return nil, err
 	}
+	if err := c.waitReplicas(30 * time.Second); err != nil {
+		c.Stop()
+		return nil, err
+	}
 	return c, nil
+}
+
+// waitReplicas waits until every replica has finished its initial sync
+// (a replica without data cannot take over from its master).
+func (c *Cluster) waitReplicas(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, n := range c.Nodes {
+		for {
+			info, err := n.Do("INFO", "replication")
+			if err == nil && (strings.Contains(info, "role:master") || strings.Contains(info, "master_link_status:up")) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("redistest: replica %s not in sync: %v %s", n.Addr, err, info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
 }
 
 // WaitOK waits until every running node reports cluster_state:ok and

@@ -125,7 +125,7 @@ func (s *Server) start() error {
 	}
 	if s.opts.Cluster {
 		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "2000")
+			"--cluster-node-timeout", "2000", "--repl-diskless-sync-delay", "0")
 	}
 	args = append(args, s.opts.Args...)
 	cmd := exec.Command("redis-server", args...)

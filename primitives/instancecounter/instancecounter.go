@@ -295,6 +295,9 @@ func wrapErr(op, key string, err error) error {
 	if errors.As(err, &se) && se.Code() == scriptlib.CodeOverflow {
 		return fmt.Errorf("instancecounter: %s %q: %w", op, key, distkit.ErrOverflow)
 	}
+	if key == "" {
+		return fmt.Errorf("instancecounter: %s: %w", op, err)
+	}
 	return fmt.Errorf("instancecounter: %s %q: %w", op, key, err)
 }
 
