@@ -63,6 +63,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	mrand "math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/distkit-go/distkit"
@@ -179,8 +181,9 @@ func newCore(b backend.Backend, name string, opts Options) (*core, error) {
 	return c, nil
 }
 
+// newAcquisitionID returns owner plus 64 random bits. Uniqueness, not
+// secrecy, is what matters, so the fast (OS-seeded ChaCha8) math/rand/v2
+// generator is used rather than a getrandom syscall per acquisition.
 func newAcquisitionID(owner string) string {
-	var b [8]byte
-	rand.Read(b[:])
-	return owner + ":" + hex.EncodeToString(b[:])
+	return owner + ":" + strconv.FormatUint(mrand.Uint64(), 36)
 }
