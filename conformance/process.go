@@ -22,6 +22,7 @@ import (
 	"github.com/distkit-go/distkit/primitives/counter"
 	"github.com/distkit-go/distkit/primitives/instancecounter"
 	"github.com/distkit-go/distkit/primitives/lock"
+	"github.com/distkit-go/distkit/primitives/ratelimit"
 )
 
 // Multi-process tests re-execute the test binary as worker processes. A
@@ -77,6 +78,8 @@ func WorkerMain(dial Dial) bool {
 		err = workerPause(b, spec)
 	case "instance":
 		err = workerInstance(b, spec)
+	case "ratelimit":
+		err = workerRateLimit(b, spec)
 	default:
 		err = fmt.Errorf("unknown mode %q", spec.Mode)
 	}
@@ -114,6 +117,7 @@ func RunProcesses(t *testing.T, newHarness func(t *testing.T) ProcessHarness) {
 	t.Run("LockExclusionAcrossProcesses", func(t *testing.T) { testLockProcesses(t, newHarness(t)) })
 	t.Run("LockHolderPausedPastTTL", func(t *testing.T) { testLockPaused(t, newHarness(t)) })
 	t.Run("InstanceKilled", func(t *testing.T) { testInstanceKilled(t, newHarness(t)) })
+	t.Run("RateLimitBoundAcrossProcesses", func(t *testing.T) { testRLProcesses(t, newHarness(t)) })
 }
 
 // workerHammer: goroutines doing Lock/Release cycles on one name with a
@@ -406,4 +410,80 @@ func testInstanceKilled(t *testing.T, h ProcessHarness) {
 		t.Fatalf("the killed worker's slice vanished after %v; want within DeadAfter (%v) + one heartbeat", gone, icDeadAfter)
 	}
 	t.Logf("killed worker's slice removed %v after kill -9 (DeadAfter %v)", gone, icDeadAfter)
+}
+
+// workerRateLimit hammers one key from Goroutines goroutines for
+// Iterations ms with the Redis provider and prints the server time (ms) of
+// every admitted decision.
+func workerRateLimit(b backend.Backend, spec workerSpec) error {
+	ctx := context.Background()
+	r, err := ratelimit.NewRedis(b, ratelimit.Options{Prefix: spec.Prefix, Window: 500 * time.Millisecond, Bucket: 50 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	var mu sync.Mutex
+	var out []int64
+	var wg sync.WaitGroup
+	end := time.Now().Add(time.Duration(spec.Iterations) * time.Millisecond)
+	for range spec.Goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+				d, err := r.Absolute().Inc(ctx, "k", 200, 1)
+				if err == nil && d.Allowed {
+					mu.Lock()
+					out = append(out, d.At.UnixMilli())
+					mu.Unlock()
+				} else {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, ms := range out {
+		fmt.Println(ms)
+	}
+	return nil
+}
+
+// testRLProcesses: 3 processes × 4 goroutines on one key; in every window
+// ending at an admission (server time), admissions <= capacity + one bucket.
+func testRLProcesses(t *testing.T, h ProcessHarness) {
+	spec := workerSpec{Mode: "ratelimit", Addrs: h.Addrs(), Cluster: h.IsCluster(), Prefix: prefix(t), Goroutines: 4, Iterations: 1500}
+	type proc struct {
+		cmd    *exec.Cmd
+		out    []byte
+		stderr *strings.Builder
+		done   chan struct{}
+	}
+	var procs []*proc
+	for range 3 {
+		cmd, out, stderr := startWorker(t, spec)
+		p := &proc{cmd: cmd, stderr: stderr, done: make(chan struct{})}
+		go func() { p.out, _ = io.ReadAll(out); close(p.done) }()
+		procs = append(procs, p)
+	}
+	var at []time.Time
+	for i, p := range procs {
+		<-p.done
+		if err := p.cmd.Wait(); err != nil {
+			t.Fatalf("worker %d: %v: %s", i, err, p.stderr.String())
+		}
+		for _, f := range strings.Fields(string(p.out)) {
+			ms, _ := strconv.ParseInt(f, 10, 64)
+			at = append(at, time.UnixMilli(ms))
+		}
+	}
+	const capacity = 100 // 200/s over 500 ms
+	worst, slack := maxIn(at, 500*time.Millisecond), maxIn(at, 50*time.Millisecond)
+	t.Logf("3 processes × 4 goroutines: %d admitted in 1.5 s, worst window %d, capacity %d + one bucket %d", len(at), worst, capacity, slack)
+	if worst > capacity+slack {
+		t.Fatalf("a window admitted %d > %d + %d", worst, capacity, slack)
+	}
+	if len(at) < capacity {
+		t.Fatalf("only %d admitted", len(at))
+	}
 }
