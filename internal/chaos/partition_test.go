@@ -148,7 +148,9 @@ func TestLockPartition(t *testing.T) {
 		t.Fatal("partitioned holder did not report the loss")
 	}
 	lostAfter := time.Since(cut)
-	if lostAfter > ttl/3+ttl/3+100*time.Millisecond { // the next renewal times out after TTL/3
+	// The next renewal starts within TTL/3 and times out after TTL/3; allow
+	// scheduling slack on a loaded CI machine.
+	if lostAfter > ttl/3+ttl/3+300*time.Millisecond {
 		t.Fatalf("loss reported after %v; bound is TTL/3 + renewal timeout", lostAfter)
 	}
 	g2, err := m2.TryLockWithTimeout(ctx, 2*ttl)
