@@ -72,7 +72,8 @@ func Diff(t *testing.T, a, b Harness, s Scenario) []string {
 
 // Scenarios lists the parity scenarios of every primitive.
 func Scenarios() []Scenario {
-	return []Scenario{strictCounterScenario, conditionalScenario, laxScenario, instanceScenario, backendScenario}
+	return []Scenario{strictCounterScenario, conditionalScenario, laxScenario, instanceScenario,
+		lockScenario, rateLimitScenario, backendScenario}
 }
 
 // RunParity runs every Scenario on reference and subject and fails on any
@@ -203,6 +204,18 @@ var instanceScenario = Scenario{Name: "InstanceCounter", Run: func(ctx context.C
 	out = append(out, Outcome(nil, a.Clear(ctx)))
 	rec(o.Get(ctx, "k"))
 	rec(a.Inc(ctx, "k", 2))
+	l, err := instancecounter.NewLax(ctx, b, instancecounter.Options{Prefix: p, InstanceID: "l", FlushInterval: time.Hour})
+	if err != nil {
+		return append(out, Outcome(nil, err))
+	}
+	rec(l.Inc(ctx, "k", 7))
+	rec(l.Inc(ctx, "j", -3))
+	out = append(out, Outcome(nil, l.Flush(ctx)))
+	rec(a.Get(ctx, "k"))
+	rec(l.SetOnInstance(ctx, "k", 1))
+	out = append(out, Outcome(nil, l.Close(ctx))) // removes l's slices
+	rec(a.Get(ctx, "k"))
+	rec(a.Get(ctx, "j"))
 	return out
 }}
 

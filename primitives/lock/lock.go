@@ -187,3 +187,9 @@ func newCore(b backend.Backend, name string, opts Options) (*core, error) {
 func newAcquisitionID(owner string) string {
 	return owner + ":" + strconv.FormatUint(mrand.Uint64(), 36)
 }
+
+// Scripts returns every script this package runs, for preloading (SCRIPT
+// LOAD) or inspection.
+func Scripts() []*backend.Script {
+	return []*backend.Script{acquireScript, acquireSharedScript, renewSharedScript, releaseScript, releaseSharedScript, unmarkScript}
+}

@@ -1,0 +1,124 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/primitives/lock"
+	"github.com/distkit-go/distkit/primitives/ratelimit"
+)
+
+// lockScenario drives every lock script through the public API and, for
+// the retry-after-unknown-outcome path the API only takes after a fault,
+// through the scripts themselves. Tokens depend on server time, so they are
+// rendered by their order, not their value.
+var lockScenario = Scenario{Name: "Lock", Run: func(ctx context.Context, b backend.Backend, p string) []string {
+	var out []string
+	var last int64
+	token := func(g *lock.Guard, err error) *lock.Guard {
+		if err != nil {
+			out = append(out, Outcome(nil, err))
+			return nil
+		}
+		out = append(out, fmt.Sprintf("token rises: %v, attempt %d", g.Token() > last, g.Attempt()))
+		last = g.Token()
+		return g
+	}
+	rel := func(g *lock.Guard) {
+		if g == nil {
+			out = append(out, "no guard")
+			return
+		}
+		st, err := g.Release(ctx)
+		out = append(out, Outcome(st, err))
+	}
+	opts := lock.Options{Prefix: p, TTL: 150 * time.Millisecond, RetryInterval: 5 * time.Millisecond}
+	m1, _ := lock.NewMutex(b, "m", opts)
+	m2, _ := lock.NewMutex(b, "m", opts)
+	rw, _ := lock.NewRWMutex(b, "m", opts)
+	g := token(m1.TryLock(ctx))
+	_, err := m2.TryLock(ctx)
+	out = append(out, Outcome(nil, err))
+	_, err = rw.TryRLock(ctx)
+	out = append(out, Outcome(nil, err))
+	time.Sleep(70 * time.Millisecond) // one renewal (every TTL/3)
+	out = append(out, Outcome(g.State(), nil))
+	rel(g)
+	r1 := token(rw.TryRLock(ctx))
+	r2 := token(rw.TryRLock(ctx))
+	_, err = rw.TryLockWithTimeout(ctx, 20*time.Millisecond) // marks a waiting writer, then removes the mark
+	out = append(out, Outcome(nil, err))
+	r3 := token(rw.TryRLock(ctx))
+	time.Sleep(70 * time.Millisecond) // readers renew
+	rel(r1)
+	rel(r2)
+	rel(r3)
+	w := token(rw.TryLock(ctx))
+	b.EvalScript(ctx, delKeyScript, []string{"{" + p + ":m}:lock"}) // someone deletes the lease
+	rel(w)                                                          // ErrNotHeld
+	r4 := token(rw.TryRLock(ctx))
+	b.EvalScript(ctx, delKeyScript, []string{"{" + p + ":m}:readers"})
+	rel(r4)
+
+	// Scripts directly: a retry with the same acquisition id finds its
+	// own lease and returns the same token.
+	s := lock.Scripts()
+	tag := "{" + p + ":s}:"
+	keys := []string{tag + "lock", tag + "readers", tag + "wwait", tag + "fence"}
+	call := func(sc *backend.Script, keys []string, args ...string) backend.Value {
+		v, err := b.EvalScript(ctx, sc, keys, args...)
+		if err != nil {
+			out = append(out, Outcome(nil, err))
+		}
+		return v
+	}
+	t1 := call(s[0], keys, "o:1", "1000", "0")
+	t2 := call(s[0], keys, "o:1", "1000", "0")
+	t3 := call(s[0], keys, "o:2", "1000", "300")
+	out = append(out, fmt.Sprintf("exclusive retry same token %v, other refused %v", t1.Equal(t2), t3.Equal(backend.Int(0))))
+	out = append(out, Outcome(call(s[4], []string{tag + "readers"}, "o:1:", "ch"), nil)) // no read lease to release
+	out = append(out, Outcome(call(s[3], []string{tag + "lock"}, "o:2:", "ch"), nil))    // not the holder
+	out = append(out, Outcome(call(s[5], []string{tag + "wwait"}, "o:2"), nil))          // removes o:2's mark
+	out = append(out, Outcome(call(s[3], []string{tag + "lock"}, "o:1:", "ch"), nil))
+	r5 := call(s[1], keys, "o:3", "1000", "0")
+	r6 := call(s[1], keys, "o:3", "1000", "1")
+	out = append(out, fmt.Sprintf("shared retry same token %v", r5.Equal(r6)))
+	out = append(out, Outcome(call(s[2], []string{tag + "readers"}, "o:3:x", "1000"), nil)) // unknown member
+	return out
+}}
+
+// rateLimitScenario drives the window script in all three modes. Values
+// that depend on where in a bucket the clock is are rendered as ranges.
+var rateLimitScenario = Scenario{Name: "RateLimit", Run: func(ctx context.Context, b backend.Backend, p string) []string {
+	var out []string
+	rec := func(d ratelimit.Decision, err error) {
+		out = append(out, Outcome(fmt.Sprintf("allowed=%v remaining=%d retry-in-window=%v", d.Allowed, d.Remaining,
+			d.RetryAfter > 0 && d.RetryAfter <= time.Second), err))
+	}
+	opts := ratelimit.Options{Prefix: p, Window: time.Second, Bucket: 100 * time.Millisecond, HardLimitFactor: 2, SuppressionCache: time.Nanosecond}
+	r, _ := ratelimit.NewRedis(b, opts)
+	defer r.Close()
+	for _, n := range []int64{2, 2, 1, 1, 2} { // reaches capacity (5) exactly, then goes over
+		rec(r.Absolute().Inc(ctx, "a", 5, n))
+	}
+	rec(r.Absolute().Inc(ctx, "f", 2.5, 2)) // fractional capacity 2.5
+	rec(r.Absolute().Inc(ctx, "f", 2.5, 1))
+	for range 12 {
+		d, err := r.Suppressed().Inc(ctx, "s", 5, 1)
+		allowed := fmt.Sprint(d.Allowed)
+		if d.Suppression > 0 && d.Suppression < 1 {
+			allowed = "random"
+		}
+		out = append(out, Outcome(fmt.Sprintf("allowed=%s remaining=%d suppression=%.4f", allowed, d.Remaining, d.Suppression), err))
+	}
+	h, _ := ratelimit.NewHybrid(b, ratelimit.Options{Prefix: p, Window: time.Second, SyncInterval: time.Hour})
+	for range 3 {
+		rec(h.Absolute().Inc(ctx, "a", 5, 1)) // sees the Redis provider's 5 of 5
+	}
+	rec(h.Absolute().Inc(ctx, "h", 5, 4))
+	out = append(out, Outcome(nil, h.Close())) // pushes 4 to "h"
+	rec(r.Absolute().Inc(ctx, "h", 5, 2))
+	return out
+}}
