@@ -54,7 +54,7 @@ if cur == ARGV[1] then
 end
 return 0
 `, func(st Store, keys, args []string) (Value, error) {
-	ttl, err := parseMillis(args[1])
+	ttl, err := ParseMillis(args[1])
 	if err != nil {
 		return Value{}, err
 	}
@@ -81,7 +81,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 `, func(st Store, keys, args []string) (Value, error) {
-	ttl, err := parseMillis(args[1])
+	ttl, err := ParseMillis(args[1])
 	if err != nil {
 		return Value{}, err
 	}
@@ -110,10 +110,13 @@ return 0
 	return Int(1), nil
 })
 
-func parseMillis(s string) (time.Duration, error) {
+// ParseMillis reads a positive millisecond argument (the inverse of
+// Millis) for the Go twins of scripts; anything else is the error Redis
+// gives for an invalid expire time.
+func ParseMillis(s string) (time.Duration, error) {
 	ms, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || ms <= 0 {
-		return 0, errors.New("ERR invalid ttl " + strconv.Quote(s))
+		return 0, errors.New("ERR invalid expire time " + strconv.Quote(s))
 	}
 	return time.Duration(ms) * time.Millisecond, nil
 }

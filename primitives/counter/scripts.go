@@ -1,9 +1,7 @@
 package counter
 
 import (
-	"errors"
 	"strconv"
-	"time"
 
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/internal/scriptlib"
@@ -261,7 +259,7 @@ return out
 				return backend.Value{}, err
 			}
 		}
-		ttl, err := parseTTL(args[1])
+		ttl, err := backend.ParseMillis(args[1])
 		if err != nil {
 			return backend.Value{}, err
 		}
@@ -280,11 +278,3 @@ return out
 	}
 	return backend.Arr(out...), nil
 })
-
-func parseTTL(ms string) (time.Duration, error) {
-	n, err := strconv.ParseInt(ms, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, errors.New("ERR invalid expire time")
-	}
-	return time.Duration(n) * time.Millisecond, nil
-}

@@ -1,11 +1,9 @@
 package instancecounter
 
 import (
-	"errors"
 	"math"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/internal/scriptlib"
@@ -521,11 +519,11 @@ func goFlush(st backend.Store, keys, args []string) (backend.Value, error) {
 			}
 			ds = append(ds, done{args[i], args[i+3]})
 		}
-		ms, err := strconv.ParseInt(args[3], 10, 64)
-		if err != nil || ms <= 0 {
-			return backend.Value{}, errors.New("ERR invalid expire time")
+		ttl, err := backend.ParseMillis(args[3])
+		if err != nil {
+			return backend.Value{}, err
 		}
-		st.Set(keys[6], args[2], msDuration(ms))
+		st.Set(keys[6], args[2], ttl)
 	}
 	out := []backend.Value{backend.Int(applied)}
 	for i := 4; i+3 < len(args); i += 4 {
@@ -533,5 +531,3 @@ func goFlush(st backend.Store, keys, args []string) (backend.Value, error) {
 	}
 	return backend.Arr(out...), nil
 }
-
-func msDuration(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }

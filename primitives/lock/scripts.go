@@ -4,7 +4,6 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/distkit-go/distkit/backend"
 )
@@ -42,7 +41,7 @@ if redis.call('GET', KEYS[3]) == id then redis.call('DEL', KEYS[3]) end
 return token
 `, func(st backend.Store, keys, args []string) (backend.Value, error) {
 	id, pre := args[0], args[0]+":"
-	ttl, err := millis(args[1])
+	ttl, err := backend.ParseMillis(args[1])
 	if err != nil {
 		return backend.Value{}, err
 	}
@@ -50,7 +49,7 @@ return token
 		if args[2] == "0" {
 			return nil
 		}
-		wt, err := millis(args[2])
+		wt, err := backend.ParseMillis(args[2])
 		if err != nil {
 			return err
 		}
@@ -115,7 +114,7 @@ extend()
 return token
 `, func(st backend.Store, keys, args []string) (backend.Value, error) {
 	pre := args[0] + ":"
-	ttl, err := millis(args[1])
+	ttl, err := backend.ParseMillis(args[1])
 	if err != nil {
 		return backend.Value{}, err
 	}
@@ -166,7 +165,7 @@ redis.call('ZADD', KEYS[1], fmt(now_ms + ttl), ARGV[1])
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1
 `, func(st backend.Store, keys, args []string) (backend.Value, error) {
-	ttl, err := millis(args[1])
+	ttl, err := backend.ParseMillis(args[1])
 	if err != nil {
 		return backend.Value{}, err
 	}
@@ -274,12 +273,4 @@ func nextToken(st backend.Store, key string) (int64, error) {
 	}
 	n = max(n+1, backend.NowMillis(st)*1000)
 	return n, st.Set(key, strconv.FormatInt(n, 10), 0)
-}
-
-func millis(s string) (time.Duration, error) {
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, errors.New("ERR invalid expire time in 'set' command")
-	}
-	return time.Duration(n) * time.Millisecond, nil
 }

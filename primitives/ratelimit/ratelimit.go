@@ -55,7 +55,6 @@ package ratelimit
 
 import (
 	"context"
-	"errors"
 	"math"
 	"math/rand/v2"
 	"strconv"
@@ -134,13 +133,5 @@ func remaining(limit float64, count int64) int64 {
 }
 
 func admit(s float64) bool { return s <= 0 || rand.Float64() >= s }
-
-func millis(s string) (time.Duration, error) {
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, errors.New("ERR invalid expire time")
-	}
-	return time.Duration(n) * time.Millisecond, nil
-}
 
 func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }

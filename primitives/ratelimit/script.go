@@ -67,7 +67,7 @@ return {allowed, total, retry, now_ms}
 	nb, _ := strconv.ParseInt(args[2], 10, 64)
 	limit, _ := strconv.ParseFloat(args[3], 64)
 	n, _ := strconv.ParseInt(args[4], 10, 64)
-	ttl, err := millis(args[5])
+	ttl, err := backend.ParseMillis(args[5])
 	if err != nil {
 		return backend.Value{}, err
 	}
