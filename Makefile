@@ -44,7 +44,7 @@ bench-go:
 
 ## bench-ceiling: only Strict.Inc (64 goroutines) vs redis-benchmark -P 16.
 bench-ceiling:
-	$(GO) run ./benchmarks/ceiling -flush-delay 20us
+	cd benchmarks/peers && $(GO) run . -only "counter inc, 64" -out ../../bench
 
 ## demo: the quickstart on the memory backend.
 demo:

@@ -478,7 +478,7 @@ func testRLProcesses(t *testing.T, h ProcessHarness) {
 		}
 	}
 	const capacity = 100 // 200/s over 500 ms
-	worst, slack := maxIn(at, 500*time.Millisecond), maxIn(at, 50*time.Millisecond)
+	worst, slack := MaxInWindow(at, 500*time.Millisecond), MaxInWindow(at, 50*time.Millisecond)
 	t.Logf("3 processes × 4 goroutines: %d admitted in 1.5 s, worst window %d, capacity %d + one bucket %d", len(at), worst, capacity, slack)
 	if worst > capacity+slack {
 		t.Fatalf("a window admitted %d > %d + %d", worst, capacity, slack)

@@ -282,18 +282,18 @@ func testRLBound(t *testing.T, h Harness) {
 			stop.Store(true)
 			wg.Wait()
 			capacity := int(rate * window.Seconds())
-			slack := maxIn(at, bucket) // buckets leave the window whole
+			slack := MaxInWindow(at, bucket) // buckets leave the window whole
 			if kind == "hybrid" {
 				// Documented: the other instances' admissions within one
 				// SyncInterval plus a sync round trip (generously 70 ms
 				// under the race detector on 2 cores).
 				per := 0
 				for _, ts := range perInstance {
-					per = max(per, maxIn(ts, 80*time.Millisecond))
+					per = max(per, MaxInWindow(ts, 80*time.Millisecond))
 				}
 				slack += 2 * per
 			}
-			worst := maxIn(at, window)
+			worst := MaxInWindow(at, window)
 			t.Logf("%s: %d admitted in %v, worst window %d, capacity %d, allowed slack %d", kind, len(at), run, worst, capacity, slack)
 			if worst > capacity+slack {
 				t.Fatalf("a %v window admitted %d, above capacity %d + slack %d", window, worst, capacity, slack)
@@ -305,8 +305,10 @@ func testRLBound(t *testing.T, h Harness) {
 	}
 }
 
-// maxIn is the most timestamps inside any half-open interval (t-d, t].
-func maxIn(ts []time.Time, d time.Duration) int {
+// MaxInWindow is the most timestamps inside any half-open interval
+// (t-d, t]: the worst sliding window of admissions, for rate-limit bound
+// checks (the chaos suite uses it too).
+func MaxInWindow(ts []time.Time, d time.Duration) int {
 	s := append([]time.Time(nil), ts...)
 	sort.Slice(s, func(i, j int) bool { return s[i].Before(s[j]) })
 	best, lo := 0, 0

@@ -8,7 +8,8 @@
 // It lives in its own module so that distkit's go.mod never depends on the
 // peers.
 //
-//	go run . -out ../../bench    (what `make bench` does)
+//	go run . -out ../../bench                      (what `make bench` does)
+//	go run . -only "counter inc, 64" -out ../../bench  (`make bench-ceiling`)
 package main
 
 import (
@@ -61,6 +62,7 @@ type result struct {
 var (
 	dur     = flag.Duration("d", 2*time.Second, "duration of each network workload")
 	outDir  = flag.String("out", "bench", "where report.md and report.svg go")
+	only    = flag.String("only", "", "run only workloads whose name contains this")
 	results []result
 	ctx     = context.Background()
 )
@@ -92,9 +94,14 @@ func add(r result) {
 	fmt.Printf("  %-44s %-34s %14.0f ops/s%s\n", r.workload, r.impl, r.ops, lat)
 }
 
+func selected(workload string) bool { return strings.Contains(workload, *only) }
+
 // measure runs op from conc goroutines for d and reports throughput,
 // latency percentiles and allocations per op.
 func measure(workload, impl, kind string, conc int, d time.Duration, op func() error) {
+	if !selected(workload) {
+		return
+	}
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	lats := make([][]time.Duration, conc)
@@ -141,6 +148,9 @@ func measure(workload, impl, kind string, conc int, d time.Duration, op func() e
 
 // inproc measures an in-process operation with testing.Benchmark.
 func inproc(workload, impl, kind string, parallel bool, op func()) {
+	if !selected(workload) {
+		return
+	}
 	r := testing.Benchmark(func(b *testing.B) {
 		b.ReportAllocs()
 		if parallel {
@@ -202,7 +212,7 @@ func run(srv *redistest.Server) error {
 		measure(w, "raw rueidis HINCRBY (floor)", "floor", conc, *dur, func() error {
 			return rc.Do(ctx, rc.B().Hincrby().Key("{bench}:counter").Field("k").Increment(1).Build()).Error()
 		})
-		if conc == 64 {
+		if conc == 64 && selected(w) {
 			if rps, err := redisBenchmark(srv, inc); err == nil {
 				add(result{workload: w, impl: "redis-benchmark -P 16 EVALSHA (ceiling)", kind: "ceiling", ops: rps})
 			} else {
@@ -355,6 +365,9 @@ func run(srv *redistest.Server) error {
 // handoff: rounds in which 8 contenders each take the lock once; reports
 // acquisitions per second.
 func handoff(workload, impl, kind string, acquirers []func() (func(), error)) {
+	if !selected(workload) {
+		return
+	}
 	start := time.Now()
 	n := 0
 	var lats []time.Duration

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/distkit-go/distkit"
+	"github.com/distkit-go/distkit/conformance"
 	"github.com/distkit-go/distkit/primitives/counter"
 	"github.com/distkit-go/distkit/primitives/instancecounter"
 	"github.com/distkit-go/distkit/primitives/lock"
@@ -209,7 +210,7 @@ func TestRateLimitUnderLatency(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 	capacity := int(rate * window.Seconds())
-	worst, slack := maxIn(at, window), maxIn(at, bucket)
+	worst, slack := conformance.MaxInWindow(at, window), conformance.MaxInWindow(at, bucket)
 	t.Logf("under 10 ms latency: %d admitted, worst %v window %d, capacity %d + bucket slack %d", len(at), window, worst, capacity, slack)
 	if worst > capacity+slack {
 		t.Fatalf("window admitted %d > %d + %d", worst, capacity, slack)
