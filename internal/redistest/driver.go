@@ -1,0 +1,115 @@
+package redistest
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/memory"
+	"github.com/distkit-go/distkit/conformance"
+)
+
+// Driver describes a Redis driver to the shared driver tests: each driver
+// package's test file is its Dial plus two calls, Main and Run.
+type Driver struct {
+	Name string // "goredis", "rueidis": prefixes the subtest names
+	// Dial builds a client for target; the func closes it.
+	Dial func(target Target) (backend.Backend, func(), error)
+	// FromURL is the driver's convenience constructor.
+	FromURL func(url string) (backend.Backend, error)
+	// IgnoreLeaks names goroutines of the client library itself that may
+	// outlive the tests.
+	IgnoreLeaks []goleak.Option
+}
+
+// connect dials target and closes the client when t ends.
+func (d Driver) connect(t *testing.T, target Target) backend.Backend {
+	b, closeFn, err := d.Dial(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeFn)
+	return b
+}
+
+// Main is the driver test binary's TestMain: it runs a worker when the
+// binary was re-executed as one, else the tests, then stops the shared
+// servers and checks for leaked goroutines.
+func Main(m *testing.M, env *Env, d Driver) {
+	if conformance.WorkerMain(func(addrs []string, cluster bool) (backend.Backend, func(), error) {
+		return d.Dial(Target{Addrs: addrs, Cluster: cluster})
+	}) {
+		return
+	}
+	code := m.Run()
+	env.Stop()
+	if code == 0 {
+		if err := goleak.Find(d.IgnoreLeaks...); err != nil {
+			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// Run runs every suite against the driver: the backend contract, every
+// primitive and Lua/Go parity on miniredis, a real redis-server and a real
+// 3-master Cluster; FromURL; crash tests on an AOF server; multi-process
+// tests on the server and the Cluster.
+func Run(t *testing.T, env *Env, d Driver) {
+	mem := func(*testing.T) conformance.Harness {
+		return conformance.NewMemoryHarness(memory.New(memory.Options{}))
+	}
+	mini := func(t *testing.T) conformance.Harness { return NewMiniHarness(t, d.connect) }
+	harnesses := []struct {
+		name string
+		h    conformance.NewHarness
+	}{
+		{d.Name + "+miniredis", mini},
+		{d.Name + "+redis", func(t *testing.T) conformance.Harness { return env.NewServerHarness(t, d.connect) }},
+		{d.Name + "+cluster", func(t *testing.T) conformance.Harness { return env.NewClusterHarness(t, d.connect) }},
+	}
+	t.Run("Conformance", func(t *testing.T) {
+		for _, tc := range harnesses {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Run("Backend", func(t *testing.T) { conformance.RunBackend(t, tc.h) })
+				t.Run("Primitives", func(t *testing.T) { conformance.RunPrimitives(t, tc.h) })
+				t.Run("Parity", func(t *testing.T) { conformance.RunParity(t, mem, tc.h) })
+			})
+		}
+	})
+	t.Run("ParityCatchesDisagreement", func(t *testing.T) { conformance.CheckParityCatchesDisagreement(t, mem, mini) })
+	t.Run("FromURL", func(t *testing.T) {
+		s := env.Server(t)
+		b, err := d.FromURL("redis://" + s.Addr + "/0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.AcquireLease(context.Background(), "{fromurl}:l", "o", 1e9); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.FromURL("http://nope"); err == nil {
+			t.Fatal("bad URL accepted")
+		}
+	})
+	t.Run("Crash", func(t *testing.T) {
+		conformance.RunCrash(t, func(t *testing.T) conformance.CrashHarness { return NewCrashHarness(t, d.connect) })
+	})
+	t.Run("Processes", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			h    func(t *testing.T) conformance.ProcessHarness
+		}{
+			{d.Name + "+redis", func(t *testing.T) conformance.ProcessHarness { return env.NewServerHarness(t, d.connect) }},
+			{d.Name + "+cluster", func(t *testing.T) conformance.ProcessHarness { return env.NewClusterHarness(t, d.connect) }},
+		} {
+			t.Run(tc.name, func(t *testing.T) { conformance.RunProcesses(t, tc.h) })
+		}
+	})
+}
