@@ -208,11 +208,12 @@ func testICDataLoss(t *testing.T, h Harness) {
 	a.Inc(ctx, "k", 5)
 	b.Set(ctx, "k", 20)                                                     // epoch 1; A's slice wiped
 	a.Inc(ctx, "k", 1)                                                      // A: 1, B: 20
+	reader := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "reader", DeadAfter: icDeadAfter})
 	if _, err := admin.EvalScript(ctx, wipeScript, icKeys(p)); err != nil { // the server lost everything
 		t.Fatal(err)
 	}
 	eventually(t, 3*time.Second, "instances re-register within a heartbeat", func() bool {
-		c, _, err := newIC(t, open(t, h), instancecounter.Options{Prefix: p, DeadAfter: icDeadAfter}).Get(ctx, "k")
+		c, _, err := reader.Get(ctx, "k")
 		return err == nil && c == 21
 	})
 }

@@ -101,25 +101,26 @@ var errClosed = fmt.Errorf("instancecounter: %w", distkit.ErrClosed)
 // slot is what this instance remembers of one key: its slice and the
 // key's epoch as last confirmed by the server.
 type slot struct {
-	mu      sync.Mutex // guards the fields below (never held during I/O)
+	mu      sync.Mutex // guards seq, applied and epoch (never held during I/O)
 	seq     uint64     // calls issued on the key
 	applied uint64     // the latest call whose reply was recorded
-	slice   string
 	epoch   string
-	total   int64 // cumulative as last seen
+	// Confirmed by the server; atomic so that Lax's Inc reads them lock-free.
+	total atomic.Int64 // cumulative
+	mine  atomic.Int64 // this instance's slice
 	// Lax
 	added atomic.Int64 // local deltas ever accepted
-	sent  int64        // part of added the server confirmed (guarded by core.flushMu)
-	// lock-free copies of total, slice and sent for Lax's Inc
-	viewTotal, viewMine, viewSent atomic.Int64
+	sent  atomic.Int64 // part of added the server confirmed (written under laxState.flushMu)
 }
 
-// setView records confirmed values (with s.mu held).
-func (s *slot) setView(total int64, mine int64) {
-	s.total, s.slice = total, strconv.FormatInt(mine, 10)
-	s.viewTotal.Store(total)
-	s.viewMine.Store(mine)
+// confirmed records values the server returned (with s.mu held).
+func (s *slot) confirmed(total, mine int64) {
+	s.total.Store(total)
+	s.mine.Store(mine)
 }
+
+// slice is this instance's confirmed slice as a script argument.
+func (s *slot) slice() string { return strconv.FormatInt(s.mine.Load(), 10) }
 
 type core struct {
 	b         backend.Backend
@@ -186,7 +187,7 @@ func (c *core) slot(key string) *slot {
 	for k, v := range old {
 		m[k] = v
 	}
-	s := &slot{slice: "0", epoch: "0"}
+	s := &slot{epoch: "0"}
 	m[key] = s
 	c.slots.Store(&m)
 	return s
@@ -209,7 +210,7 @@ func (c *core) rejoin(ctx context.Context) error {
 	args := []string{c.id, c.daArg}
 	for key, s := range *c.slots.Load() {
 		s.mu.Lock()
-		args = append(args, key, s.epoch, s.slice)
+		args = append(args, key, s.epoch, s.slice())
 		s.mu.Unlock()
 	}
 	_, err := c.b.EvalScript(ctx, rejoinScript, c.keys, args...)
@@ -260,7 +261,7 @@ func (c *core) op(ctx context.Context, mode, key string, cmp distkit.Comparator,
 	s := c.slot(key)
 	s.mu.Lock()
 	s.seq++
-	seq, epoch, slice := s.seq, s.epoch, s.slice
+	seq, epoch, slice := s.seq, s.epoch, s.slice()
 	s.mu.Unlock()
 	v, err := c.b.EvalScript(ctx, opScript, c.keys, c.id, c.daArg, mode, key, epoch, slice,
 		cmp.Op.String(), strconv.FormatInt(cmp.Operand, 10), strconv.FormatInt(n, 10))
@@ -281,9 +282,9 @@ func (c *core) op(ctx context.Context, mode, key string, cmp distkit.Comparator,
 	if seq > s.applied { // concurrent calls on one key: the latest issued wins
 		s.applied, s.epoch = seq, newEpoch
 		if mode == "del" { // the reply holds the values before; now there is nothing
-			s.setView(0, 0)
+			s.confirmed(0, 0)
 		} else {
-			s.setView(total, mine)
+			s.confirmed(total, mine)
 		}
 	}
 	s.mu.Unlock()
@@ -310,7 +311,7 @@ func (c *core) clear(ctx context.Context) error {
 	}
 	for _, s := range *c.slots.Load() {
 		s.mu.Lock()
-		s.setView(0, 0) // the epoch we hold is now stale
+		s.confirmed(0, 0) // the epoch we hold is now stale
 		s.mu.Unlock()
 	}
 	return nil

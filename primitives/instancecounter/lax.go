@@ -93,8 +93,8 @@ func (l *Lax) Inc(_ context.Context, key string, delta int64) (cumulative, mine 
 		s.added.Add(-delta)
 		return 0, 0, fmt.Errorf("instancecounter: inc %q: %w", key, distkit.ErrOverflow)
 	}
-	p := n - s.viewSent.Load()
-	total, mineV := s.viewTotal.Load(), s.viewMine.Load()
+	p := n - s.sent.Load()
+	total, mineV := s.total.Load(), s.mine.Load()
 	runtime.KeepAlive(l)
 	return total + p, mineV + p, nil
 }
@@ -117,7 +117,7 @@ func (l *Lax) Pending() map[string]int64 {
 	defer l.lx.flushMu.Unlock()
 	out := map[string]int64{}
 	for k, s := range *l.c.slots.Load() {
-		if d := s.added.Load() - s.sent; d != 0 {
+		if d := s.added.Load() - s.sent.Load(); d != 0 {
 			out[k] = d
 		}
 	}
@@ -135,7 +135,7 @@ func (lx *laxState) flush(ctx context.Context) error {
 	keys := make([]string, 0)
 	slots := *lx.c.slots.Load()
 	for k, s := range slots {
-		if s.added.Load() != s.sent {
+		if s.added.Load() != s.sent.Load() {
 			keys = append(keys, k)
 		}
 	}
@@ -149,7 +149,7 @@ func (lx *laxState) flush(ctx context.Context) error {
 		s := slots[k]
 		a := s.added.Load()
 		s.mu.Lock()
-		b.args = append(b.args, k, s.epoch, s.slice, strconv.FormatInt(a-s.sent, 10))
+		b.args = append(b.args, k, s.epoch, s.slice(), strconv.FormatInt(a-s.sent.Load(), 10))
 		s.mu.Unlock()
 		b.slots, b.snaps = append(b.slots, s), append(b.snaps, a)
 	}
@@ -180,10 +180,9 @@ func (lx *laxState) send(ctx context.Context, b *icBatch) error {
 		epoch, _ := arr[3+3*i].Text()
 		mine, _ := strconv.ParseInt(slice, 10, 64)
 		s.mu.Lock()
-		s.sent = b.snaps[i]
-		s.viewSent.Store(s.sent)
+		s.sent.Store(b.snaps[i])
 		s.epoch = epoch
-		s.setView(total, mine)
+		s.confirmed(total, mine)
 		s.mu.Unlock()
 	}
 	return nil
@@ -200,9 +199,21 @@ func (l *Lax) flushFirst(ctx context.Context, f func() (int64, int64, error)) (i
 	return f()
 }
 
-// Get flushes, then returns the cumulative value and this instance's slice.
+// Get returns the cumulative value and this instance's slice from the
+// server, in one round trip: when key has pending deltas, the flush that
+// sends them returns its state; otherwise a plain read does.
 func (l *Lax) Get(ctx context.Context, key string) (int64, int64, error) {
-	return l.flushFirst(ctx, func() (int64, int64, error) { return l.Strict.Get(ctx, key) })
+	if l.c.closed.Load() {
+		return 0, 0, errClosed
+	}
+	s := (*l.c.slots.Load())[key]
+	if s == nil || s.added.Load() == s.sent.Load() {
+		return l.Strict.Get(ctx, key)
+	}
+	if err := l.lx.flush(ctx); err != nil {
+		return 0, 0, fmt.Errorf("instancecounter: get %q: flushing first: %w", key, err)
+	}
+	return s.total.Load(), s.mine.Load(), nil
 }
 
 // SetOnInstance flushes, then acts like Strict.SetOnInstance.
