@@ -206,8 +206,8 @@ func testICDataLoss(t *testing.T, h Harness) {
 	a := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "a", DeadAfter: icDeadAfter})
 	b := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "b", DeadAfter: icDeadAfter})
 	a.Inc(ctx, "k", 5)
-	b.Set(ctx, "k", 20)                                                     // epoch 1; A's slice wiped
-	a.Inc(ctx, "k", 1)                                                      // A: 1, B: 20
+	b.Set(ctx, "k", 20) // epoch 1; A's slice wiped
+	a.Inc(ctx, "k", 1)  // A: 1, B: 20
 	reader := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "reader", DeadAfter: icDeadAfter})
 	if _, err := admin.EvalScript(ctx, wipeScript, icKeys(p)); err != nil { // the server lost everything
 		t.Fatal(err)
