@@ -96,7 +96,10 @@ type Options struct {
 	KeepSlicesOnClose bool
 }
 
-var errClosed = fmt.Errorf("instancecounter: %w", distkit.ErrClosed)
+var (
+	errClosed       = fmt.Errorf("instancecounter: %w", distkit.ErrClosed)
+	errClosedRacing = fmt.Errorf("instancecounter: inc raced with Close: %w (%w)", distkit.ErrClosed, distkit.ErrIndeterminate)
+)
 
 // slot is what this instance remembers of one key: its slice and the
 // key's epoch as last confirmed by the server.
@@ -135,10 +138,16 @@ type core struct {
 	slotMu sync.Mutex
 	slots  atomic.Pointer[map[string]*slot] // copy on write
 
-	stop     chan struct{}
+	stop     chan struct{} // closed by Close
+	orphaned chan struct{} // closed when the owner was garbage-collected
 	done     chan struct{}
 	stopOnce sync.Once
+	orphOnce sync.Once
+	final    func() // Lax: the last flush of a collected owner
 }
+
+// orphan is the runtime cleanup of an owner dropped without Close.
+func (c *core) orphan() { c.orphOnce.Do(func() { close(c.orphaned) }) }
 
 func newCore(b backend.Backend, opts Options) (*core, error) {
 	if b == nil {
@@ -166,7 +175,7 @@ func newCore(b backend.Backend, opts Options) (*core, error) {
 		b: b, id: opts.InstanceID, deadAfter: opts.DeadAfter, daArg: backend.Millis(opts.DeadAfter), keep: opts.KeepSlicesOnClose,
 		keys:   []string{t + "instances", t + "total", t + "slices", t + "owned", t + "holders", t + "epochs"},
 		marker: t + "seq:" + opts.InstanceID,
-		stop:   make(chan struct{}), done: make(chan struct{}),
+		stop:   make(chan struct{}), orphaned: make(chan struct{}), done: make(chan struct{}),
 	}
 	m := map[string]*slot{}
 	c.slots.Store(&m)
@@ -231,6 +240,12 @@ func (c *core) run(every time.Duration, tick func()) {
 	for {
 		select {
 		case <-c.stop:
+			return
+		case <-c.orphaned:
+			c.closed.Store(true)
+			if c.final != nil {
+				c.final()
+			}
 			return
 		case <-hb.C:
 			ctx, cancel := context.WithTimeout(context.Background(), c.deadAfter/3)

@@ -63,19 +63,25 @@ func NewLax(ctx context.Context, b backend.Backend, opts Options) (*Lax, error) 
 		return nil, err
 	}
 	lx := &laxState{c: c, dedupTTL: backend.Millis(ttl)}
+	c.final = func() { // a collected Lax flushes once more; its slices expire with its heartbeat
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		lx.flush(ctx)
+		cancel()
+	}
 	go c.run(every, func() {
 		fctx, cancel := context.WithTimeout(context.Background(), max(time.Second, 5*every))
 		lx.flush(fctx)
 		cancel()
 	})
 	l := &Lax{Strict: &Strict{c: c}, lx: lx}
-	runtime.AddCleanup(l, func(c *core) { c.stopOnce.Do(func() { close(c.stop) }) }, c)
+	runtime.AddCleanup(l, func(c *core) { c.orphan() }, c)
 	return l, nil
 }
 
 // Inc adds delta to this instance's pending slice of key without I/O and
 // returns the local view (cumulative and slice as last confirmed, plus
-// pending).
+// pending). An Inc that races with Close and loses returns an error
+// matching both distkit.ErrClosed and distkit.ErrIndeterminate.
 func (l *Lax) Inc(_ context.Context, key string, delta int64) (cumulative, mine int64, err error) {
 	c := l.c
 	if c.closed.Load() {
@@ -92,6 +98,11 @@ func (l *Lax) Inc(_ context.Context, key string, delta int64) (cumulative, mine 
 	if old := n - delta; (delta > 0 && n < old) || (delta < 0 && n > old) {
 		s.added.Add(-delta)
 		return 0, 0, fmt.Errorf("instancecounter: inc %q: %w", key, distkit.ErrOverflow)
+	}
+	if c.closed.Load() {
+		// Close began after this delta was accepted: it may or may not be
+		// in the final flush.
+		return 0, 0, errClosedRacing
 	}
 	p := n - s.sent.Load()
 	total, mineV := s.total.Load(), s.mine.Load()

@@ -23,7 +23,7 @@ func NewStrict(ctx context.Context, b backend.Backend, opts Options) (*Strict, e
 	}
 	go c.run(0, nil)
 	s := &Strict{c: c}
-	runtime.AddCleanup(s, func(c *core) { c.stopOnce.Do(func() { close(c.stop) }) }, c)
+	runtime.AddCleanup(s, func(c *core) { c.orphan() }, c)
 	return s, nil
 }
 
