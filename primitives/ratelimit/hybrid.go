@@ -19,8 +19,7 @@ type hkey struct {
 	pending  int64 // local increments not yet pushed
 	inflight int64 // local increments being pushed
 	lastUse  time.Time
-	factor   float64
-	factorAt time.Time
+	sup      suppression
 }
 
 // Hybrid decides locally against a cached view of the global count and
@@ -78,32 +77,13 @@ func (h *Hybrid) decide(ctx context.Context, sup bool, key string, rate float64,
 		}
 	}
 	now := time.Now()
-	capacity := h.cfg.capacity(rate)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.lastUse = now
-	count := k.global + k.inflight + k.pending
-	d := Decision{At: now}
-	if !sup {
-		if float64(count+n) <= capacity+1e-9 {
-			k.pending += n
-			d.Allowed, d.Remaining = true, remaining(capacity, count+n)
-		} else {
-			d.Remaining = remaining(capacity, count)
-		}
-		return d, syncErr
+	d, record := judge(&h.cfg, sup, rate, n, k.global+k.inflight+k.pending, &k.sup, now)
+	if record {
+		k.pending += n
 	}
-	hard := capacity * h.cfg.hlf
-	k.pending += n
-	offered := count + n
-	if float64(offered) > hard+1e-9 {
-		d.Suppression = 1
-		return d, syncErr
-	}
-	if k.factorAt.IsZero() || now.Sub(k.factorAt) >= h.cfg.suppressionCache {
-		k.factor, k.factorAt = factor(offered, capacity), now
-	}
-	d.Suppression, d.Allowed, d.Remaining = k.factor, admit(k.factor), remaining(hard, offered)
 	return d, syncErr
 }
 

@@ -12,13 +12,12 @@ import (
 // window is one key's sliding window in process: a ring of bucket counts
 // with a running total, advanced lazily (amortised O(1) per decision).
 type window struct {
-	mu       sync.Mutex
-	counts   []int64
-	head     int64 // newest bucket index the ring has been advanced to
-	total    int64
-	factor   float64 // Suppressed: cached suppression factor
-	factorAt int64   // when it was computed (unix ns); 0 never
-	lastUse  atomic.Int64
+	mu      sync.Mutex
+	counts  []int64
+	head    int64 // newest bucket index the ring has been advanced to
+	total   int64
+	sup     suppression
+	lastUse atomic.Int64
 }
 
 func newWindow(nb int64) *window { return &window{counts: make([]int64, nb), head: math.MinInt64} }
@@ -61,42 +60,23 @@ func (w *window) retryAfter(cur, nowMs, bucketMs int64, need float64) time.Durat
 	return -1
 }
 
-// decide is the local decision shared by Local and (for Hybrid) the view
-// of the global count: extra is traffic counted elsewhere (the global count
-// as of the last sync) that this window does not hold.
-func (w *window) decide(cfg *config, sup bool, rate float64, n, extra int64, now time.Time) Decision {
+// decide makes Local's decision for the window ending now.
+func (w *window) decide(cfg *config, sup bool, rate float64, n int64, now time.Time) Decision {
 	nowMs := now.UnixMilli()
 	bucketMs := cfg.bucket.Milliseconds()
 	cur := nowMs / bucketMs
 	w.advance(cur)
+	d, record := judge(cfg, sup, rate, n, w.total, &w.sup, now)
+	if record {
+		w.add(cur, n)
+	}
 	capacity := cfg.capacity(rate)
-	count := w.total + extra
-	d := Decision{At: now}
-	if !sup {
-		if float64(count+n) <= capacity+1e-9 {
-			w.add(cur, n)
-			d.Allowed = true
-			d.Remaining = remaining(capacity, count+n)
-			return d
-		}
-		d.Remaining = remaining(capacity, count)
-		d.RetryAfter = max(0, w.retryAfter(cur, nowMs, bucketMs, float64(count+n)-capacity))
-		return d
+	switch {
+	case !sup && !d.Allowed:
+		d.RetryAfter = max(0, w.retryAfter(cur, nowMs, bucketMs, float64(w.total+n)-capacity))
+	case sup && d.Suppression == 1:
+		d.RetryAfter = max(0, w.retryAfter(cur, nowMs, bucketMs, float64(w.total)-capacity*cfg.hlf))
 	}
-	hard := capacity * cfg.hlf
-	w.add(cur, n) // Suppressed counts offered traffic
-	offered := count + n
-	if float64(offered) > hard+1e-9 {
-		d.Suppression = 1
-		d.RetryAfter = max(0, w.retryAfter(cur, nowMs, bucketMs, float64(offered)-hard))
-		return d
-	}
-	if w.factorAt == 0 || now.UnixNano()-w.factorAt >= int64(cfg.suppressionCache) {
-		w.factor, w.factorAt = factor(offered, capacity), now.UnixNano()
-	}
-	d.Suppression = w.factor
-	d.Allowed = admit(w.factor)
-	d.Remaining = remaining(hard, offered)
 	return d
 }
 
@@ -231,7 +211,7 @@ func (l *Local) decide(_ context.Context, sup bool, key string, rate float64, n 
 	w := l.keys.get(key, func() *window { return newWindow(l.cfg.nb) })
 	w.lastUse.Store(now.UnixNano())
 	w.mu.Lock()
-	d := w.decide(&l.cfg, sup, rate, n, 0, now)
+	d := w.decide(&l.cfg, sup, rate, n, now)
 	w.mu.Unlock()
 	return d, nil
 }

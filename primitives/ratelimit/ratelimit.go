@@ -127,6 +127,49 @@ func factor(offered int64, capacity float64) float64 {
 	return 1 - capacity/float64(offered)
 }
 
+// suppression caches a key's suppression factor for SuppressionCache.
+type suppression struct {
+	factor float64
+	at     time.Time
+}
+
+// get returns the factor for offered, recomputing the cached one when it
+// is older than cache.
+func (s *suppression) get(offered int64, capacity float64, cache time.Duration, now time.Time) float64 {
+	if s.at.IsZero() || now.Sub(s.at) >= cache {
+		s.factor, s.at = factor(offered, capacity), now
+	}
+	return s.factor
+}
+
+// judge is the decision of the in-process providers (Local against its
+// window, Hybrid against the global count as of the last sync plus its own
+// traffic since): count is what the window holds before this request. It
+// reports whether n is to be recorded: Absolute records admissions,
+// Suppressed records all offered traffic. RetryAfter is left to the caller,
+// which knows its buckets.
+func judge(cfg *config, sup bool, rate float64, n, count int64, sc *suppression, now time.Time) (d Decision, record bool) {
+	d.At = now
+	capacity := cfg.capacity(rate)
+	if !sup {
+		if float64(count+n) <= capacity+1e-9 {
+			d.Allowed, d.Remaining = true, remaining(capacity, count+n)
+			return d, true
+		}
+		d.Remaining = remaining(capacity, count)
+		return d, false
+	}
+	hard := capacity * cfg.hlf
+	offered := count + n
+	if float64(offered) > hard+1e-9 {
+		d.Suppression = 1
+		return d, true
+	}
+	s := sc.get(offered, capacity, cfg.suppressionCache, now)
+	d.Suppression, d.Allowed, d.Remaining = s, admit(s), remaining(hard, offered)
+	return d, true
+}
+
 // remaining is how much fits below limit after count.
 func remaining(limit float64, count int64) int64 {
 	return max(0, int64(math.Floor(limit+1e-9))-count)

@@ -11,8 +11,7 @@ import (
 
 type factorCache struct {
 	mu      sync.Mutex
-	factor  float64
-	at      time.Time
+	sup     suppression
 	lastUse time.Time
 }
 
@@ -118,11 +117,8 @@ func (r *Redis) decide(ctx context.Context, sup bool, key string, rate float64, 
 	fc := r.factors.get(key, func() *factorCache { return &factorCache{} })
 	now := time.Now()
 	fc.mu.Lock()
-	if fc.at.IsZero() || now.Sub(fc.at) >= r.cfg.suppressionCache {
-		fc.factor, fc.at = factor(w.total, capacity), now
-	}
+	s := fc.sup.get(w.total, capacity, r.cfg.suppressionCache, now)
 	fc.lastUse = now
-	s := fc.factor
 	fc.mu.Unlock()
 	d.Suppression, d.Allowed = s, admit(s)
 	return d, nil
