@@ -93,23 +93,33 @@ func WorkerMain(dial Dial) bool {
 	return true
 }
 
-func startWorker(t *testing.T, spec workerSpec) (*exec.Cmd, io.Reader, *strings.Builder) {
+// worker is a re-executed test binary running one workerSpec.
+type worker struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser // closing it tells idle workers to finish
+	stdout io.Reader
+	stderr *strings.Builder
+}
+
+func startWorker(t *testing.T, spec workerSpec) *worker {
 	t.Helper()
 	raw, _ := json.Marshal(spec)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), workerEnv+"="+string(raw))
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
+	w := &worker{cmd: exec.Command(os.Args[0], "-test.run=^$"), stderr: &strings.Builder{}}
+	w.cmd.Env = append(os.Environ(), workerEnv+"="+string(raw))
+	var err error
+	if w.stdin, err = w.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
-	stderr := &strings.Builder{}
-	cmd.Stderr = stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if w.stdout, err = w.cmd.StdoutPipe(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	return cmd, stdout, stderr
+	w.cmd.Stderr = w.stderr
+	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.stdin.Close(); w.cmd.Process.Kill(); w.cmd.Wait() })
+	return w
 }
 
 // RunProcesses runs the multi-process lock tests.
@@ -175,15 +185,11 @@ func workerHammer(b backend.Backend, spec workerSpec) error {
 func testLockProcesses(t *testing.T, h ProcessHarness) {
 	dir := t.TempDir()
 	spec := workerSpec{Mode: "hammer", Addrs: h.Addrs(), Cluster: h.IsCluster(), Prefix: prefix(t), Dir: dir, Goroutines: 4, Iterations: 8}
-	type proc struct {
-		cmd    *exec.Cmd
-		stderr *strings.Builder
-	}
-	var procs []proc
+	var procs []*worker
 	for range 3 {
-		cmd, out, stderr := startWorker(t, spec)
-		go io.Copy(io.Discard, out)
-		procs = append(procs, proc{cmd, stderr})
+		w := startWorker(t, spec)
+		go io.Copy(io.Discard, w.stdout)
+		procs = append(procs, w)
 	}
 	for i, p := range procs {
 		if err := p.cmd.Wait(); err != nil {
@@ -252,18 +258,8 @@ func workerPause(b backend.Backend, spec workerSpec) error {
 func testLockPaused(t *testing.T, h ProcessHarness) {
 	ctx := context.Background()
 	spec := workerSpec{Mode: "pause", Addrs: h.Addrs(), Cluster: h.IsCluster(), Prefix: prefix(t)}
-	raw, _ := json.Marshal(spec)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), workerEnv+"="+string(raw))
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	stderr := &strings.Builder{}
-	cmd.Stderr = stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	w := startWorker(t, spec)
+	cmd, stdin, stdout, stderr := w.cmd, w.stdin, w.stdout, w.stderr
 	lines := make(chan string, 16)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -363,23 +359,12 @@ func testInstanceKilled(t *testing.T, h ProcessHarness) {
 	var cmds []*exec.Cmd
 	for i, slice := range []int{10, 20, 30} {
 		spec := workerSpec{Mode: "instance", Addrs: h.Addrs(), Cluster: h.IsCluster(), Prefix: p, Goroutines: i, Iterations: slice}
-		raw, _ := json.Marshal(spec)
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), workerEnv+"="+string(raw))
-		stdin, _ := cmd.StdinPipe()
-		stdout, _ := cmd.StdoutPipe()
-		stderr := &strings.Builder{}
-		cmd.Stderr = stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
-		line, err := bufio.NewReader(stdout).ReadString('\n')
+		w := startWorker(t, spec)
+		line, err := bufio.NewReader(w.stdout).ReadString('\n')
 		if err != nil || strings.TrimSpace(line) != "READY" {
-			t.Fatalf("worker %d: %q %v: %s", i, line, err, stderr.String())
+			t.Fatalf("worker %d: %q %v: %s", i, line, err, w.stderr.String())
 		}
-		cmds = append(cmds, cmd)
+		cmds = append(cmds, w.cmd)
 	}
 	total := func() int64 {
 		c, _, err := watcher.Get(ctx, "k")
@@ -454,16 +439,14 @@ func workerRateLimit(b backend.Backend, spec workerSpec) error {
 func testRLProcesses(t *testing.T, h ProcessHarness) {
 	spec := workerSpec{Mode: "ratelimit", Addrs: h.Addrs(), Cluster: h.IsCluster(), Prefix: prefix(t), Goroutines: 4, Iterations: 1500}
 	type proc struct {
-		cmd    *exec.Cmd
-		out    []byte
-		stderr *strings.Builder
-		done   chan struct{}
+		*worker
+		out  []byte
+		done chan struct{}
 	}
 	var procs []*proc
 	for range 3 {
-		cmd, out, stderr := startWorker(t, spec)
-		p := &proc{cmd: cmd, stderr: stderr, done: make(chan struct{})}
-		go func() { p.out, _ = io.ReadAll(out); close(p.done) }()
+		p := &proc{worker: startWorker(t, spec), done: make(chan struct{})}
+		go func() { p.out, _ = io.ReadAll(p.stdout); close(p.done) }()
 		procs = append(procs, p)
 	}
 	var at []time.Time
