@@ -56,20 +56,9 @@ func testLaxCrash(t *testing.T, h CrashHarness) {
 			}()
 		}
 	}
-	time.Sleep(150 * time.Millisecond)
-	h.Crash(t) // flushes in flight now fail, some with an unknown outcome
-	time.Sleep(150 * time.Millisecond)
-	h.Restart(t)
-	time.Sleep(150 * time.Millisecond)
-	stop.Store(true)
-	wg.Wait()
+	crashMidway(t, h, &stop, &wg)
 	for i, l := range laxes {
-		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		err := l.Close(cctx)
-		cancel()
-		if err != nil {
-			t.Fatalf("Close of instance %d: %v", i, err)
-		}
+		closeWithin(t, i, l.Close)
 	}
 	got, err := newStrict(t, h.NewBackend(t), p).Get(ctx, "k")
 	if err != nil {
@@ -151,20 +140,9 @@ func testICLaxCrash(t *testing.T, h CrashHarness) {
 			}
 		}()
 	}
-	time.Sleep(150 * time.Millisecond)
-	h.Crash(t)
-	time.Sleep(150 * time.Millisecond)
-	h.Restart(t)
-	time.Sleep(150 * time.Millisecond)
-	stop.Store(true)
-	wg.Wait()
+	crashMidway(t, h, &stop, &wg)
 	for i, l := range ls {
-		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		err := l.Close(cctx)
-		cancel()
-		if err != nil {
-			t.Fatalf("Close of instance %d: %v", i, err)
-		}
+		closeWithin(t, i, l.Close)
 	}
 	s, err := instancecounter.NewStrict(ctx, h.NewBackend(t), instancecounter.Options{Prefix: p, InstanceID: "reader"})
 	if err != nil {
@@ -179,4 +157,27 @@ func testICLaxCrash(t *testing.T, h CrashHarness) {
 		t.Fatalf("after kill -9 and restart: cumulative %d, accepted %d", got, accepted.Load())
 	}
 	t.Logf("accepted %d, cumulative %d: exact", accepted.Load(), got)
+}
+
+// crashMidway lets the writers run, kills the server while they do (so
+// flushes in flight fail, some with an unknown outcome), restarts it from
+// its AOF, lets them run again, then stops them.
+func crashMidway(t *testing.T, h CrashHarness, stop *atomic.Bool, wg *sync.WaitGroup) {
+	time.Sleep(150 * time.Millisecond)
+	h.Crash(t)
+	time.Sleep(150 * time.Millisecond)
+	h.Restart(t)
+	time.Sleep(150 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+}
+
+// closeWithin closes instance i, which must flush everything within 15 s.
+func closeWithin(t *testing.T, i int, closeFn func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := closeFn(ctx); err != nil {
+		t.Fatalf("Close of instance %d: %v", i, err)
+	}
 }
