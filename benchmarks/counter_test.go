@@ -29,16 +29,7 @@ func BenchmarkStrictInc(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.ReportAllocs()
-			b.SetParallelism(32) // 2 cores × 32 = 64 goroutines
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, err := c.Inc(ctx, "k", 1); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
+			parallel64(b, func() error { _, err := c.Inc(ctx, "k", 1); return err })
 		})
 	}
 }

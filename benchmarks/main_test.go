@@ -65,3 +65,18 @@ func backends(b *testing.B) []struct {
 		}},
 	}
 }
+
+// parallel64 runs op from 64 goroutines (32 per core on these 2-core
+// machines) and reports allocations.
+func parallel64(b *testing.B, op func() error) {
+	b.ReportAllocs()
+	b.SetParallelism(32)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := op(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

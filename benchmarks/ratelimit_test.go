@@ -41,16 +41,7 @@ func BenchmarkRateLimitRedis(b *testing.B) {
 			}
 			defer r.Close()
 			a := r.Absolute()
-			b.ReportAllocs()
-			b.SetParallelism(32)
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, err := a.Inc(ctx, "k", benchRate, 1); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
+			parallel64(b, func() error { _, err := a.Inc(ctx, "k", benchRate, 1); return err })
 		})
 	}
 }
@@ -67,16 +58,7 @@ func BenchmarkRateLimitHybrid(b *testing.B) {
 			defer h.Close()
 			a := h.Absolute()
 			a.Inc(ctx, "k", benchRate, 1)
-			b.ReportAllocs()
-			b.SetParallelism(32)
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, err := a.Inc(ctx, "k", benchRate, 1); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
+			parallel64(b, func() error { _, err := a.Inc(ctx, "k", benchRate, 1); return err })
 		})
 	}
 }
