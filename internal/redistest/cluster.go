@@ -47,30 +47,87 @@ func StartCluster(masters, replicas int) (*Cluster, error) {
 		c.Stop()
 		return nil, err
 	}
-	if err := c.waitReplicas(30 * time.Second); err != nil {
+	if err := c.waitReplicas(masters*replicas, 30*time.Second); err != nil {
 		c.Stop()
 		return nil, err
 	}
 	return c, nil
 }
 
-// waitReplicas waits until every replica has finished its initial sync
-// (a replica without data cannot take over from its master).
-func (c *Cluster) waitReplicas(timeout time.Duration) error {
+// waitReplicas waits until want replicas have finished their initial sync
+// and every master is streaming to its replica: a probe write on each
+// master is acknowledged (WAIT). Until a replica's first ACK its master
+// only buffers writes, and a master killed then takes them all with it.
+func (c *Cluster) waitReplicas(want int, timeout time.Duration) error {
+	if want == 0 {
+		return nil
+	}
 	deadline := time.Now().Add(timeout)
-	for _, n := range c.Nodes {
-		for {
+	var masters []*Server
+	for {
+		up := 0
+		masters = masters[:0]
+		for _, n := range c.Nodes {
 			info, err := n.Do("INFO", "replication")
-			if err == nil && (strings.Contains(info, "role:master") || strings.Contains(info, "master_link_status:up")) {
-				break
+			switch {
+			case err != nil:
+			case strings.Contains(info, "master_link_status:up"):
+				up++
+			case strings.Contains(info, "role:master") && !strings.Contains(info, "connected_slaves:0"):
+				masters = append(masters, n)
 			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("redistest: replica %s not in sync: %v %s", n.Addr, err, info)
-			}
-			time.Sleep(50 * time.Millisecond)
+		}
+		if up == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("redistest: %d of %d replicas in sync", up, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, m := range masters {
+		if err := probeReplicated(m, time.Until(deadline)); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// probeReplicated writes a key that master n serves and waits, on the same
+// connection, until a replica has acknowledged it.
+func probeReplicated(n *Server, timeout time.Duration) error {
+	ms := strconv.FormatInt(max(timeout.Milliseconds(), 1), 10)
+	for i := 0; i < 1000; i++ {
+		key := "redistest-probe-" + strconv.Itoa(i)
+		r, err := n.DoAll([]string{"SET", key, "1"}, []string{"WAIT", "1", ms}, []string{"DEL", key})
+		switch {
+		case err != nil && strings.HasPrefix(err.Error(), "MOVED"):
+			continue // another master serves this key
+		case err != nil:
+			return fmt.Errorf("redistest: probe on %s: %w", n.Addr, err)
+		case r[1] == "0":
+			return fmt.Errorf("redistest: no replica of %s acknowledged a write within %s ms", n.Addr, ms)
+		}
+		return nil
+	}
+	return fmt.Errorf("redistest: found no key served by %s", n.Addr)
+}
+
+// Do sends a command to every node, returning the first error.
+func (c *Cluster) Do(args ...string) error {
+	for _, n := range c.Nodes {
+		if _, err := n.Do(args...); err != nil && !strings.HasPrefix(err.Error(), "READONLY") {
+			return fmt.Errorf("%s: %w", n.Addr, err)
+		}
+	}
+	return nil
+}
+
+// Stop kills every node and removes their directories.
+func (c *Cluster) Stop() {
+	for _, n := range c.Nodes {
+		n.Stop()
+	}
 }
 
 // WaitOK waits until every running node reports cluster_state:ok and
@@ -91,21 +148,4 @@ func (c *Cluster) WaitOK(timeout time.Duration) error {
 		}
 	}
 	return nil
-}
-
-// Do sends a command to every node, returning the first error.
-func (c *Cluster) Do(args ...string) error {
-	for _, n := range c.Nodes {
-		if _, err := n.Do(args...); err != nil && !strings.HasPrefix(err.Error(), "READONLY") {
-			return fmt.Errorf("%s: %w", n.Addr, err)
-		}
-	}
-	return nil
-}
-
-// Stop kills every node and removes their directories.
-func (c *Cluster) Stop() {
-	for _, n := range c.Nodes {
-		n.Stop()
-	}
 }

@@ -217,21 +217,41 @@ func (s *Server) Stop() {
 // Do sends one command over a fresh connection and returns the reply
 // rendered as text (arrays joined by newlines). An error reply is an error.
 func (s *Server) Do(args ...string) (string, error) {
-	conn, err := net.DialTimeout("tcp", s.Addr, time.Second)
+	r, err := s.DoAll([]string(args))
 	if err != nil {
 		return "", err
 	}
+	return r[0], nil
+}
+
+// DoAll sends commands one after another on one fresh connection (so a
+// WAIT sees the writes before it) and returns their replies; it stops at
+// the first error reply.
+func (s *Server) DoAll(cmds ...[]string) ([]string, error) {
+	conn, err := net.DialTimeout("tcp", s.Addr, time.Second)
+	if err != nil {
+		return nil, err
+	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	r := bufio.NewReader(conn)
+	out := make([]string, 0, len(cmds))
+	for _, args := range cmds {
+		conn.SetDeadline(time.Now().Add(15 * time.Second))
+		var b strings.Builder
+		fmt.Fprintf(&b, "*%d\r\n", len(args))
+		for _, a := range args {
+			fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+		}
+		if _, err := conn.Write([]byte(b.String())); err != nil {
+			return out, err
+		}
+		reply, err := readReply(r)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, reply)
 	}
-	if _, err := conn.Write([]byte(b.String())); err != nil {
-		return "", err
-	}
-	return readReply(bufio.NewReader(conn))
+	return out, nil
 }
 
 func readReply(r *bufio.Reader) (string, error) {
