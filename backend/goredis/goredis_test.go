@@ -7,6 +7,7 @@ import (
 
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/goredis"
+	"github.com/distkit-go/distkit/internal/drivertest"
 	"github.com/distkit-go/distkit/internal/redistest"
 )
 
@@ -24,9 +25,9 @@ func dial(target redistest.Target) (backend.Backend, func(), error) {
 	return goredis.New(c), func() { c.Close() }, nil
 }
 
-var driver = redistest.Driver{Name: "goredis", Dial: dial,
+var driver = drivertest.Driver{Name: "goredis", Dial: dial,
 	FromURL: func(url string) (backend.Backend, error) { return goredis.FromURL(url) }}
 
-func TestMain(m *testing.M) { redistest.Main(m, &env, driver) }
+func TestMain(m *testing.M) { drivertest.Main(m, &env, driver) }
 
-func TestDriver(t *testing.T) { redistest.Run(t, &env, driver) }
+func TestDriver(t *testing.T) { drivertest.Run(t, &env, driver) }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/rueidis"
+	"github.com/distkit-go/distkit/internal/drivertest"
 	"github.com/distkit-go/distkit/internal/redistest"
 )
 
@@ -25,13 +26,13 @@ func dial(target redistest.Target) (backend.Backend, func(), error) {
 	return rueidis.New(c), c.Close, nil
 }
 
-var driver = redistest.Driver{Name: "rueidis", Dial: dial,
+var driver = drivertest.Driver{Name: "rueidis", Dial: dial,
 	FromURL: func(url string) (backend.Backend, error) { return rueidis.FromURL(url) },
 	// rueidis's Cluster client closes connections replaced by a topology
 	// refresh from a goroutine that sleeps 5 s first; it belongs to the
 	// client, is not started by distkit, and ends on its own.
 	IgnoreLeaks: []goleak.Option{goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2")}}
 
-func TestMain(m *testing.M) { redistest.Main(m, &env, driver) }
+func TestMain(m *testing.M) { drivertest.Main(m, &env, driver) }
 
-func TestDriver(t *testing.T) { redistest.Run(t, &env, driver) }
+func TestDriver(t *testing.T) { drivertest.Run(t, &env, driver) }

@@ -1,4 +1,6 @@
-package redistest
+// Package drivertest is the shared test runner of the Redis drivers: each
+// driver package's test file is its Dial plus calls to Main and Run.
+package drivertest
 
 import (
 	"context"
@@ -10,6 +12,7 @@ import (
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/memory"
 	"github.com/distkit-go/distkit/conformance"
+	"github.com/distkit-go/distkit/internal/redistest"
 )
 
 // Driver describes a Redis driver to the shared driver tests: each driver
@@ -17,7 +20,7 @@ import (
 type Driver struct {
 	Name string // "goredis", "rueidis": prefixes the subtest names
 	// Dial builds a client for target; the func closes it.
-	Dial func(target Target) (backend.Backend, func(), error)
+	Dial func(target redistest.Target) (backend.Backend, func(), error)
 	// FromURL is the driver's convenience constructor.
 	FromURL func(url string) (backend.Backend, error)
 	// IgnoreLeaks names goroutines of the client library itself that may
@@ -26,7 +29,7 @@ type Driver struct {
 }
 
 // connect dials target and closes the client when t ends.
-func (d Driver) connect(t *testing.T, target Target) backend.Backend {
+func (d Driver) connect(t *testing.T, target redistest.Target) backend.Backend {
 	b, closeFn, err := d.Dial(target)
 	if err != nil {
 		t.Fatal(err)
@@ -38,9 +41,9 @@ func (d Driver) connect(t *testing.T, target Target) backend.Backend {
 // Main is the driver test binary's TestMain: it runs a worker when the
 // binary was re-executed as one, else the tests, then stops the shared
 // servers and checks for leaked goroutines.
-func Main(m *testing.M, env *Env, d Driver) {
+func Main(m *testing.M, env *redistest.Env, d Driver) {
 	if conformance.WorkerMain(func(addrs []string, cluster bool) (backend.Backend, func(), error) {
-		return d.Dial(Target{Addrs: addrs, Cluster: cluster})
+		return d.Dial(redistest.Target{Addrs: addrs, Cluster: cluster})
 	}) {
 		return
 	}
@@ -59,11 +62,11 @@ func Main(m *testing.M, env *Env, d Driver) {
 // primitive and Lua/Go parity on miniredis, a real redis-server and a real
 // 3-master Cluster; FromURL; crash tests on an AOF server; multi-process
 // tests on the server and the Cluster.
-func Run(t *testing.T, env *Env, d Driver) {
+func Run(t *testing.T, env *redistest.Env, d Driver) {
 	mem := func(*testing.T) conformance.Harness {
 		return conformance.NewMemoryHarness(memory.New(memory.Options{}))
 	}
-	mini := func(t *testing.T) conformance.Harness { return NewMiniHarness(t, d.connect) }
+	mini := func(t *testing.T) conformance.Harness { return redistest.NewMiniHarness(t, d.connect) }
 	harnesses := []struct {
 		name string
 		h    conformance.NewHarness
@@ -99,7 +102,7 @@ func Run(t *testing.T, env *Env, d Driver) {
 		}
 	})
 	t.Run("Crash", func(t *testing.T) {
-		conformance.RunCrash(t, func(t *testing.T) conformance.CrashHarness { return NewCrashHarness(t, d.connect) })
+		conformance.RunCrash(t, func(t *testing.T) conformance.CrashHarness { return redistest.NewCrashHarness(t, d.connect) })
 	})
 	t.Run("Processes", func(t *testing.T) {
 		for _, tc := range []struct {
