@@ -10,7 +10,7 @@ import (
 type Backend interface {
 	// EvalScript runs s atomically over keys (all in one Cluster hash slot)
 	// with args, in one round trip in the common case.
-	EvalScript(ctx context.Context, s *Script, keys []string, args ...string) (Value, error)
+	EvalScript(ctx context.Context, s Script, keys []string, args ...string) (Value, error)
 	// EvalScripts sends several independent script calls in as few round
 	// trips as the driver can. Each call is atomic on its own; results keep
 	// input order and carry their own error.
@@ -31,9 +31,22 @@ type Backend interface {
 	Close() error
 }
 
+// Script is one atomic operation a primitive asks a backend to run: Lua
+// source for Redis, identified by its SHA-1 for EVALSHA. Primitives declare
+// their scripts with driver.NewScript, which also carries the Go twin the
+// memory backend runs. Users never build one.
+type Script interface {
+	// Name identifies the script in errors, logs and traces.
+	Name() string
+	// Source is the Lua source.
+	Source() string
+	// SHA is the hex SHA-1 of Source, as EVALSHA expects.
+	SHA() string
+}
+
 // Call is one script invocation of a batch.
 type Call struct {
-	Script *Script
+	Script Script
 	Keys   []string
 	Args   []string
 }

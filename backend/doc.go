@@ -1,58 +1,25 @@
-// Package backend is the narrow contract between distkit's primitives and the
-// systems that store their state. Users construct a driver (backend/rueidis,
-// backend/goredis or backend/memory) and hand it to a primitive; only driver
-// authors implement [Backend].
+// Package backend names what every distkit primitive is built on: a
+// [Backend], the connection to where the primitives keep their state.
 //
-// # The driver contract
+// Users do not implement it. They construct one of the drivers and hand it
+// to the primitives:
 //
-// A driver must implement every method of [Backend] as follows.
+//   - backend/rueidis over a github.com/redis/rueidis client (standalone,
+//     Cluster, Sentinel);
+//   - backend/goredis over a github.com/redis/go-redis/v9 client (Client,
+//     ClusterClient, FailoverClient);
+//   - backend/memory, in-process, for tests and single-process programs.
 //
-//   - EvalScript runs one [Script] atomically over keys (which the caller
-//     guarantees share one Cluster hash slot) with args. Redis drivers send
-//     EVALSHA with [Script.SHA] and, only when the server answers NOSCRIPT,
-//     EVAL with [Script.Source] inside the same call; a common-case call is
-//     one round trip. The memory driver runs [Script.Run] against its
-//     [Store] while holding the store's lock. The result is converted to a
-//     [Value] following Redis's Lua conversion rules: integer → Int, bulk or
-//     status string → Str, array → Arr, nil/false → Nil.
-//   - A driver must not modify or retain the keys and args slices it is
-//     given: primitives reuse them across calls.
-//   - EvalScripts sends independent calls in as few round trips as the
-//     driver can (a pipeline, DoMulti, or one lock acquisition per call).
-//     Each call is atomic on its own; calls are not atomic with each other;
-//     results keep input order and each carries its own error.
-//   - Heartbeat, AcquireLease, RenewLease and ReleaseLease are server-timed
-//     operations with the semantics of [HeartbeatScript], [AcquireLeaseScript],
-//     [RenewLeaseScript] and [ReleaseLeaseScript]; a driver may implement
-//     them by evaluating those scripts.
-//   - Close releases what the driver itself opened (a client built by a
-//     FromURL constructor), never a client the user passed in. After Close
-//     every call fails with an error matching both [ErrNotApplied] and
-//     [ErrClosed].
+// What a user does need from this package are the error classes every
+// failure of a backend call is sorted into, matched with errors.Is (they are
+// re-exported by the root package distkit):
 //
-// # Errors
+//   - [ErrNotApplied]: the operation certainly did not run; retrying is safe.
+//   - [ErrIndeterminate]: it may or may not have run (a reply lost after the
+//     request was sent).
+//   - [ErrScript]: it ran and raised an error (a *[ScriptError]).
+//   - [ErrClosed]: the backend was closed; also matches ErrNotApplied.
 //
-// A driver makes exactly one attempt and classifies its failure once:
-//
-//   - [ErrNotApplied]: the operation certainly did not execute (dial refused,
-//     pool closed, context done before sending, the server refused the
-//     command before running it: NOSCRIPT, MOVED, CLUSTERDOWN, LOADING…).
-//     Retrying is always safe.
-//   - [ErrIndeterminate]: the request may have executed (timeout, connection
-//     reset or EOF after the request was written). Never claim ErrNotApplied
-//     when the server might have applied the operation. A caller may retry a
-//     non-idempotent operation after this error only when the operation
-//     carries its own idempotency token.
-//   - [ErrScript]: the script ran and raised an error; the returned error is
-//     a *[ScriptError] carrying the server's message. Writes the script made
-//     before raising are not rolled back, so scripts validate before writing.
-//
-// Retries, backoff and wrapping with user-facing context are the business of
-// the primitives, not the drivers.
-//
-// # Optional capabilities
-//
-// Capabilities beyond the core are small interfaces a primitive discovers by
-// type assertion, falling back to a slower path when absent: [Notifier]
-// (wake waiters on a channel instead of polling).
+// Writing a driver of your own is described in package backend/driver, and
+// package conformance checks it.
 package backend

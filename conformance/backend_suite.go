@@ -10,22 +10,23 @@ import (
 	"time"
 
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 )
 
 // Test scripts, each with its Go twin.
 var (
 	// typesScript returns one value of every kind Lua can produce.
-	typesScript = backend.NewScript("conf-types", `
+	typesScript = driver.NewScript("conf-types", `
 return {42, 'text', false, {1, 'nested'}, true, -7, ARGV[1], 3.9}
-`, func(_ backend.Store, _, args []string) (backend.Value, error) {
+`, func(_ driver.Store, _, args []string) (backend.Value, error) {
 		// Lua false inside an array becomes nil; true becomes 1; 3.9 truncates to 3.
 		return backend.Arr(backend.Int(42), backend.Str("text"), backend.Nil(),
 			backend.Arr(backend.Int(1), backend.Str("nested")), backend.Int(1), backend.Int(-7),
 			backend.Str(args[0]), backend.Int(3)), nil
 	})
 
-	nilScript = backend.NewScript("conf-nil", `return redis.call('GET', KEYS[1])`,
-		func(st backend.Store, keys, _ []string) (backend.Value, error) {
+	nilScript = driver.NewScript("conf-nil", `return redis.call('GET', KEYS[1])`,
+		func(st driver.Store, keys, _ []string) (backend.Value, error) {
 			v, ok, err := st.Get(keys[0])
 			if err != nil || !ok {
 				return backend.Nil(), err
@@ -33,18 +34,18 @@ return {42, 'text', false, {1, 'nested'}, true, -7, ARGV[1], 3.9}
 			return backend.Str(v), nil
 		})
 
-	raiseScript = backend.NewScript("conf-raise", `return redis.error_reply('DKTEST ' .. ARGV[1])`,
-		func(_ backend.Store, _, args []string) (backend.Value, error) {
+	raiseScript = driver.NewScript("conf-raise", `return redis.error_reply('DKTEST ' .. ARGV[1])`,
+		func(_ driver.Store, _, args []string) (backend.Value, error) {
 			return backend.Value{}, errors.New("DKTEST " + args[0])
 		})
 
 	// bumpScript is a read-modify-write that only stays exact if scripts
 	// run atomically.
-	bumpScript = backend.NewScript("conf-bump", `
+	bumpScript = driver.NewScript("conf-bump", `
 local v = tonumber(redis.call('GET', KEYS[1]) or '0') + 1
 redis.call('SET', KEYS[1], tostring(v))
 return v
-`, func(st backend.Store, keys, _ []string) (backend.Value, error) {
+`, func(st driver.Store, keys, _ []string) (backend.Value, error) {
 		s, _, err := st.Get(keys[0])
 		if err != nil {
 			return backend.Value{}, err
@@ -54,16 +55,16 @@ return v
 		return backend.Int(n), st.Set(keys[0], strconv.FormatInt(n, 10), 0)
 	})
 
-	echoScript = backend.NewScript("conf-echo", `return ARGV[1]`,
-		func(_ backend.Store, _, args []string) (backend.Value, error) {
+	echoScript = driver.NewScript("conf-echo", `return ARGV[1]`,
+		func(_ driver.Store, _, args []string) (backend.Value, error) {
 			return backend.Str(args[0]), nil
 		})
 
 	// aliveScript lists the members of a heartbeat group alive at server now.
-	aliveScript = backend.NewScript("conf-alive", backend.LuaNowMillis+`
+	aliveScript = driver.NewScript("conf-alive", driver.LuaNowMillis+`
 return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. string.format('%d', now_ms), '+inf')
-`, func(st backend.Store, keys, _ []string) (backend.Value, error) {
-		ms, err := st.ZRangeByScore(keys[0], float64(backend.NowMillis(st))+0.5, 1e300)
+`, func(st driver.Store, keys, _ []string) (backend.Value, error) {
+		ms, err := st.ZRangeByScore(keys[0], float64(driver.NowMillis(st))+0.5, 1e300)
 		if err != nil {
 			return backend.Value{}, err
 		}
@@ -74,16 +75,16 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. string.format('%d', now_ms), 
 		return backend.Arr(out...), nil
 	})
 
-	timeScript = backend.NewScript("conf-time", backend.LuaNowMillis+`return now_ms`,
-		func(st backend.Store, _, _ []string) (backend.Value, error) {
-			return backend.Int(backend.NowMillis(st)), nil
+	timeScript = driver.NewScript("conf-time", driver.LuaNowMillis+`return now_ms`,
+		func(st driver.Store, _, _ []string) (backend.Value, error) {
+			return backend.Int(driver.NowMillis(st)), nil
 		})
 
 	// wrongTypeScript runs HINCRBY on a string key: a server-side error.
-	wrongTypeScript = backend.NewScript("conf-wrongtype", `
+	wrongTypeScript = driver.NewScript("conf-wrongtype", `
 redis.call('SET', KEYS[1], 'x')
 return redis.call('HINCRBY', KEYS[1], 'f', 1)
-`, func(st backend.Store, keys, _ []string) (backend.Value, error) {
+`, func(st driver.Store, keys, _ []string) (backend.Value, error) {
 		if err := st.Set(keys[0], "x", 0); err != nil {
 			return backend.Value{}, err
 		}
@@ -254,7 +255,7 @@ func testEvalScriptsOrder(t *testing.T, h Harness) {
 	}
 }
 
-func evalInt(t *testing.T, b backend.Backend, s *backend.Script, keys []string, args ...string) int64 {
+func evalInt(t *testing.T, b backend.Backend, s backend.Script, keys []string, args ...string) int64 {
 	t.Helper()
 	v, err := b.EvalScript(context.Background(), s, keys, args...)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/primitives/counter"
 )
 
@@ -52,8 +53,8 @@ func want(t *testing.T, what string, got int64, err error, w int64) {
 
 // hashLen reads the number of fields of a prefix's counter hash, bypassing
 // the primitive, to prove what was (not) written.
-var hashLenScript = backend.NewScript("conf-hlen", `return redis.call('HLEN', KEYS[1])`,
-	func(st backend.Store, keys, _ []string) (backend.Value, error) {
+var hashLenScript = driver.NewScript("conf-hlen", `return redis.call('HLEN', KEYS[1])`,
+	func(st driver.Store, keys, _ []string) (backend.Value, error) {
 		n, err := st.HLen(keys[0])
 		return backend.Int(int64(n)), err
 	})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/primitives/instancecounter"
 )
 
@@ -161,13 +162,13 @@ func testICIdle(t *testing.T, h Harness) {
 	pair(t, "B after A idled 3×DeadAfter", c, m, err, 6, 1)
 }
 
-var expireInstanceScript = backend.NewScript("conf-ic-expire", `return redis.call('ZADD', KEYS[1], 0, ARGV[1])`,
-	func(st backend.Store, keys, args []string) (backend.Value, error) {
+var expireInstanceScript = driver.NewScript("conf-ic-expire", `return redis.call('ZADD', KEYS[1], 0, ARGV[1])`,
+	func(st driver.Store, keys, args []string) (backend.Value, error) {
 		return backend.Int(0), st.ZAdd(keys[0], 0, args[0])
 	})
 
-var wipeScript = backend.NewScript("conf-wipe", `return redis.call('DEL', unpack(KEYS))`,
-	func(st backend.Store, keys, _ []string) (backend.Value, error) {
+var wipeScript = driver.NewScript("conf-wipe", `return redis.call('DEL', unpack(KEYS))`,
+	func(st driver.Store, keys, _ []string) (backend.Value, error) {
 		return backend.Int(int64(st.Del(keys...))), nil
 	})
 

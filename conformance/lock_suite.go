@@ -10,6 +10,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/primitives/lock"
 )
 
@@ -210,12 +211,12 @@ func testRelease(t *testing.T, h Harness) {
 }
 
 var (
-	delKeyScript = backend.NewScript("conf-del", `return redis.call('DEL', KEYS[1])`,
-		func(st backend.Store, keys, _ []string) (backend.Value, error) {
+	delKeyScript = driver.NewScript("conf-del", `return redis.call('DEL', KEYS[1])`,
+		func(st driver.Store, keys, _ []string) (backend.Value, error) {
 			return backend.Int(int64(st.Del(keys...))), nil
 		})
-	expire1Script = backend.NewScript("conf-pexpire1", `return redis.call('PEXPIRE', KEYS[1], 1)`,
-		func(st backend.Store, keys, _ []string) (backend.Value, error) {
+	expire1Script = driver.NewScript("conf-pexpire1", `return redis.call('PEXPIRE', KEYS[1], 1)`,
+		func(st driver.Store, keys, _ []string) (backend.Value, error) {
 			return backend.Bool(st.PExpire(keys[0], time.Millisecond)), nil
 		})
 )
@@ -223,7 +224,7 @@ var (
 func testLeaseLost(t *testing.T, h Harness) {
 	for _, how := range []struct {
 		name string
-		s    *backend.Script
+		s    backend.Script
 	}{{"deleted", delKeyScript}, {"pexpire1", expire1Script}} {
 		t.Run(how.name, func(t *testing.T) {
 			ctx := context.Background()

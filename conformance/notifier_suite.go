@@ -6,10 +6,11 @@ import (
 	"time"
 
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 )
 
-var publishScript = backend.NewScript("conf-publish", `return redis.call('PUBLISH', ARGV[1], 'x')`,
-	func(st backend.Store, _, args []string) (backend.Value, error) {
+var publishScript = driver.NewScript("conf-publish", `return redis.call('PUBLISH', ARGV[1], 'x')`,
+	func(st driver.Store, _, args []string) (backend.Value, error) {
 		return backend.Int(int64(st.Publish(args[0], "x"))), nil
 	})
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/primitives/counter"
 	"github.com/distkit-go/distkit/primitives/instancecounter"
 )
@@ -237,7 +238,7 @@ var backendScenario = Scenario{Name: "BackendScripts", Run: func(ctx context.Con
 		ok, err := step.f()
 		out = append(out, Outcome(ok, err))
 	}
-	for _, s := range []*backend.Script{typesScript, echoScript, raiseScript} {
+	for _, s := range []backend.Script{typesScript, echoScript, raiseScript} {
 		v, err := b.EvalScript(ctx, s, []string{key}, "x")
 		out = append(out, Outcome(v, err))
 	}
@@ -255,8 +256,8 @@ var backendScenario = Scenario{Name: "BackendScripts", Run: func(ctx context.Con
 // with a faithful twin is not. subject must run Lua (a Redis harness).
 func CheckParityCatchesDisagreement(t *testing.T, reference, subject NewHarness) {
 	const lua = `return redis.call('INCRBY', KEYS[1], ARGV[1])`
-	twin := func(bug int64) backend.GoFunc {
-		return func(st backend.Store, keys, args []string) (backend.Value, error) {
+	twin := func(bug int64) driver.GoFunc {
+		return func(st driver.Store, keys, args []string) (backend.Value, error) {
 			cur, _, err := st.Get(keys[0])
 			if err != nil {
 				return backend.Value{}, err
@@ -273,9 +274,9 @@ func CheckParityCatchesDisagreement(t *testing.T, reference, subject NewHarness)
 			return backend.Int(n), nil
 		}
 	}
-	faithful := backend.NewScript("parity-faithful", lua, twin(0))
-	buggy := backend.NewScript("parity-buggy", lua, twin(2))
-	scenario := func(s *backend.Script) Scenario {
+	faithful := driver.NewScript("parity-faithful", lua, twin(0))
+	buggy := driver.NewScript("parity-buggy", lua, twin(2))
+	scenario := func(s backend.Script) Scenario {
 		return Scenario{Name: s.Name(), Run: func(ctx context.Context, b backend.Backend, p string) []string {
 			var out []string
 			for _, d := range []string{"1", "2", "1099511627776"} {

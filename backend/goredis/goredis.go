@@ -30,6 +30,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 )
 
 // Backend is the go-redis backend. It is safe for concurrent use.
@@ -39,7 +40,7 @@ type Backend struct {
 	closed atomic.Bool
 
 	subMu   sync.Mutex
-	fan     *backend.Fanout
+	fan     *driver.Fanout
 	ps      *redis.PubSub
 	psDone  chan struct{}
 	pending map[string][]chan struct{} // channels awaiting the server's confirmation
@@ -91,7 +92,7 @@ func args(in []string) []any {
 func isNoScript(err error) bool { return redis.HasErrorPrefix(err, "NOSCRIPT") }
 
 // EvalScript implements backend.Backend.
-func (b *Backend) EvalScript(ctx context.Context, s *backend.Script, keys []string, argv ...string) (backend.Value, error) {
+func (b *Backend) EvalScript(ctx context.Context, s backend.Script, keys []string, argv ...string) (backend.Value, error) {
 	if err := b.usable(ctx); err != nil {
 		return backend.Value{}, err
 	}
@@ -145,22 +146,22 @@ func (b *Backend) EvalScripts(ctx context.Context, calls []backend.Call) []backe
 
 // Heartbeat implements backend.Backend.
 func (b *Backend) Heartbeat(ctx context.Context, group, member string, ttl time.Duration) error {
-	return backend.EvalHeartbeat(ctx, b, group, member, ttl)
+	return driver.EvalHeartbeat(ctx, b, group, member, ttl)
 }
 
 // AcquireLease implements backend.Backend.
 func (b *Backend) AcquireLease(ctx context.Context, key, owner string, ttl time.Duration) (bool, error) {
-	return backend.EvalLease(ctx, b, backend.AcquireLeaseScript, key, owner, ttl)
+	return driver.EvalLease(ctx, b, driver.AcquireLeaseScript, key, owner, ttl)
 }
 
 // RenewLease implements backend.Backend.
 func (b *Backend) RenewLease(ctx context.Context, key, owner string, ttl time.Duration) (bool, error) {
-	return backend.EvalLease(ctx, b, backend.RenewLeaseScript, key, owner, ttl)
+	return driver.EvalLease(ctx, b, driver.RenewLeaseScript, key, owner, ttl)
 }
 
 // ReleaseLease implements backend.Backend.
 func (b *Backend) ReleaseLease(ctx context.Context, key, owner string) (bool, error) {
-	return backend.EvalLease(ctx, b, backend.ReleaseLeaseScript, key, owner, 0)
+	return driver.EvalLease(ctx, b, driver.ReleaseLeaseScript, key, owner, 0)
 }
 
 // Close marks the backend closed and closes the client if FromURL built it.
@@ -177,10 +178,10 @@ func (b *Backend) Close() error {
 
 func (b *Backend) usable(ctx context.Context) error {
 	if b.closed.Load() {
-		return backend.NotApplied(backend.ErrClosed)
+		return driver.NotApplied(backend.ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
-		return backend.NotApplied(err)
+		return driver.NotApplied(err)
 	}
 	return nil
 }
@@ -220,17 +221,17 @@ func classify(script string, err error) error {
 	var rerr redis.Error
 	switch {
 	case errors.As(err, &rerr):
-		return backend.ClassifyReply(script, rerr.Error())
+		return driver.ClassifyReply(script, rerr.Error())
 	case errors.Is(err, redis.ErrClosed):
-		return backend.NotApplied(fmt.Errorf("%w: %w", backend.ErrClosed, err))
+		return driver.NotApplied(fmt.Errorf("%w: %w", backend.ErrClosed, err))
 	case errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted):
-		return backend.NotApplied(err)
+		return driver.NotApplied(err)
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
-		return backend.NotApplied(err)
+		return driver.NotApplied(err)
 	}
-	return backend.Indeterminate(err)
+	return driver.Indeterminate(err)
 }
 
 // Subscribe implements backend.Notifier: all channels share one go-redis
@@ -243,11 +244,11 @@ func (b *Backend) Subscribe(ctx context.Context, channel string) (<-chan struct{
 	return b.fanout().Subscribe(ctx, channel)
 }
 
-func (b *Backend) fanout() *backend.Fanout {
+func (b *Backend) fanout() *driver.Fanout {
 	b.subMu.Lock()
 	defer b.subMu.Unlock()
 	if b.fan == nil {
-		b.fan = backend.NewFanout(b.openSub)
+		b.fan = driver.NewFanout(b.openSub)
 		b.pending = map[string][]chan struct{}{}
 	}
 	return b.fan
@@ -304,7 +305,7 @@ func (b *Backend) openSub(ctx context.Context, channel string) (func(), error) {
 		return stop, nil
 	case <-ctx.Done():
 		stop()
-		return nil, backend.NotApplied(ctx.Err())
+		return nil, driver.NotApplied(ctx.Err())
 	}
 }
 

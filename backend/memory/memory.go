@@ -16,11 +16,13 @@ package memory
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 )
 
 // Options configure a memory Backend. The zero value is ready to use.
@@ -102,7 +104,7 @@ func (b *Backend) FailNext(n int, err error) {
 		err = errors.New("memory: injected failure")
 	}
 	if !errors.Is(err, backend.ErrIndeterminate) {
-		err = backend.NotApplied(err)
+		err = driver.NotApplied(err)
 	}
 	b.faultMu.Lock()
 	b.failNext, b.failErr = n, err
@@ -135,10 +137,10 @@ var errInjectedIndeterminate = errors.New("memory: injected failure after apply"
 // after reports whether to fail the applied operation.
 func (b *Backend) before(ctx context.Context) (failAfter bool, err error) {
 	if b.closed.Load() {
-		return false, backend.NotApplied(backend.ErrClosed)
+		return false, driver.NotApplied(backend.ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
-		return false, backend.NotApplied(err)
+		return false, driver.NotApplied(err)
 	}
 	if !b.hasFaults.Load() {
 		return false, nil
@@ -159,36 +161,41 @@ func (b *Backend) before(ctx context.Context) (failAfter bool, err error) {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return false, backend.NotApplied(ctx.Err())
+			return false, driver.NotApplied(ctx.Err())
 		}
 	}
 	return failAfter, err
 }
 
-func (b *Backend) run(s *backend.Script, keys, args []string) (backend.Value, error) {
+func (b *Backend) run(s backend.Script, keys, args []string) (backend.Value, error) {
+	r, ok := s.(driver.Runner)
+	if !ok {
+		// Not applied: there is nothing to run.
+		return backend.Value{}, driver.NotApplied(fmt.Errorf("memory: script %s has no Go implementation (declare it with driver.NewScript)", s.Name()))
+	}
 	srv := b.srv
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	now := srv.clock.Now().Add(srv.offset)
 	srv.data.sweep(now)
 	st := store{d: srv.data, now: now, publish: srv.publish}
-	return s.Run(&st, keys, args)
+	return r.Run(&st, keys, args)
 }
 
-func (b *Backend) eval(ctx context.Context, s *backend.Script, keys, args []string) (backend.Value, error) {
+func (b *Backend) eval(ctx context.Context, s backend.Script, keys, args []string) (backend.Value, error) {
 	failAfter, err := b.before(ctx)
 	if err != nil {
 		return backend.Value{}, err
 	}
 	v, err := b.run(s, keys, args)
 	if failAfter {
-		return backend.Value{}, backend.Indeterminate(errInjectedIndeterminate)
+		return backend.Value{}, driver.Indeterminate(errInjectedIndeterminate)
 	}
 	return v, err
 }
 
 // EvalScript runs the Go twin of s atomically.
-func (b *Backend) EvalScript(ctx context.Context, s *backend.Script, keys []string, args ...string) (backend.Value, error) {
+func (b *Backend) EvalScript(ctx context.Context, s backend.Script, keys []string, args ...string) (backend.Value, error) {
 	return b.eval(ctx, s, keys, args)
 }
 
@@ -203,22 +210,22 @@ func (b *Backend) EvalScripts(ctx context.Context, calls []backend.Call) []backe
 
 // Heartbeat implements backend.Backend.
 func (b *Backend) Heartbeat(ctx context.Context, group, member string, ttl time.Duration) error {
-	return backend.EvalHeartbeat(ctx, b, group, member, ttl)
+	return driver.EvalHeartbeat(ctx, b, group, member, ttl)
 }
 
 // AcquireLease implements backend.Backend.
 func (b *Backend) AcquireLease(ctx context.Context, key, owner string, ttl time.Duration) (bool, error) {
-	return backend.EvalLease(ctx, b, backend.AcquireLeaseScript, key, owner, ttl)
+	return driver.EvalLease(ctx, b, driver.AcquireLeaseScript, key, owner, ttl)
 }
 
 // RenewLease implements backend.Backend.
 func (b *Backend) RenewLease(ctx context.Context, key, owner string, ttl time.Duration) (bool, error) {
-	return backend.EvalLease(ctx, b, backend.RenewLeaseScript, key, owner, ttl)
+	return driver.EvalLease(ctx, b, driver.RenewLeaseScript, key, owner, ttl)
 }
 
 // ReleaseLease implements backend.Backend.
 func (b *Backend) ReleaseLease(ctx context.Context, key, owner string) (bool, error) {
-	return backend.EvalLease(ctx, b, backend.ReleaseLeaseScript, key, owner, 0)
+	return driver.EvalLease(ctx, b, driver.ReleaseLeaseScript, key, owner, 0)
 }
 
 // Close makes every later call of this client fail with ErrClosed; other
@@ -242,10 +249,10 @@ type subscription struct {
 // Subscribe implements backend.Notifier with Go channels.
 func (b *Backend) Subscribe(ctx context.Context, channel string) (<-chan struct{}, func(), error) {
 	if b.closed.Load() {
-		return nil, nil, backend.NotApplied(backend.ErrClosed)
+		return nil, nil, driver.NotApplied(backend.ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, nil, backend.NotApplied(err)
+		return nil, nil, driver.NotApplied(err)
 	}
 	s := &subscription{ch: make(chan struct{}, 1)}
 	srv := b.srv

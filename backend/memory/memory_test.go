@@ -9,6 +9,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/backend/memory"
 	"github.com/distkit-go/distkit/conformance"
 )
@@ -26,8 +27,8 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-var incr = backend.NewScript("test-incr", `return redis.call('INCR', KEYS[1])`,
-	func(st backend.Store, keys, _ []string) (backend.Value, error) {
+var incr = driver.NewScript("test-incr", `return redis.call('INCR', KEYS[1])`,
+	func(st driver.Store, keys, _ []string) (backend.Value, error) {
 		v, _, _ := st.Get(keys[0])
 		n := int64(len(v)) + 1 // one byte per increment: enough to count applications
 		return backend.Int(n), st.Set(keys[0], v+"x", 0)
@@ -35,7 +36,7 @@ var incr = backend.NewScript("test-incr", `return redis.call('INCR', KEYS[1])`,
 
 func count(t *testing.T, b *memory.Backend) int64 {
 	t.Helper()
-	get := backend.NewScript("test-len", "", func(st backend.Store, keys, _ []string) (backend.Value, error) {
+	get := driver.NewScript("test-len", "", func(st driver.Store, keys, _ []string) (backend.Value, error) {
 		v, _, _ := st.Get(keys[0])
 		return backend.Int(int64(len(v))), nil
 	})
@@ -63,7 +64,7 @@ func TestFailNext(t *testing.T) {
 		t.Fatalf("third call: %v", err)
 	}
 	custom := errors.New("boom")
-	b.FailNext(1, backend.Indeterminate(custom))
+	b.FailNext(1, driver.Indeterminate(custom))
 	if _, err := b.EvalScript(ctx, incr, []string{"k"}); !errors.Is(err, backend.ErrIndeterminate) || !errors.Is(err, custom) {
 		t.Fatalf("custom error: %v", err)
 	}
@@ -142,7 +143,7 @@ func TestNotifier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := backend.NewScript("test-pub", "", func(st backend.Store, _, args []string) (backend.Value, error) {
+	pub := driver.NewScript("test-pub", "", func(st driver.Store, _, args []string) (backend.Value, error) {
 		return backend.Int(int64(st.Publish(args[0], "m"))), nil
 	})
 	v, err := b.Connect().EvalScript(ctx, pub, nil, "chan")

@@ -6,7 +6,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 )
 
 type kind uint8
@@ -55,14 +55,14 @@ func (d *data) sweep(now time.Time) {
 	}
 }
 
-// store is the backend.Store view of data for one atomic script run.
+// store is the driver.Store view of data for one atomic script run.
 type store struct {
 	d       *data
 	now     time.Time
 	publish func(channel, message string) int
 }
 
-var _ backend.Store = (*store)(nil)
+var _ driver.Store = (*store)(nil)
 
 func (s *store) Now() time.Time { return s.now }
 
@@ -260,15 +260,15 @@ func (s *store) ZRem(key string, members ...string) (int, error) {
 	return n, nil
 }
 
-func (s *store) ZRangeByScore(key string, min, max float64) ([]backend.ZMember, error) {
+func (s *store) ZRangeByScore(key string, min, max float64) ([]driver.ZMember, error) {
 	e, err := s.typed(key, kZSet)
 	if e == nil || err != nil {
 		return nil, err
 	}
-	var out []backend.ZMember
+	var out []driver.ZMember
 	for m, sc := range e.zset {
 		if sc >= min && sc <= max {
-			out = append(out, backend.ZMember{Member: m, Score: sc})
+			out = append(out, driver.ZMember{Member: m, Score: sc})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -22,6 +22,7 @@ import (
 	rd "github.com/redis/rueidis"
 
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 )
 
 // Backend is the rueidis backend. It is safe for concurrent use.
@@ -30,7 +31,7 @@ type Backend struct {
 	owned   bool
 	closed  atomic.Bool
 	fanOnce sync.Once
-	fan     *backend.Fanout
+	fan     *driver.Fanout
 }
 
 var (
@@ -53,7 +54,7 @@ func FromURL(url string) (*Backend, error) {
 	}
 	c, err := rd.NewClient(opt)
 	if err != nil {
-		return nil, backend.NotApplied(fmt.Errorf("rueidis: %w", err))
+		return nil, driver.NotApplied(fmt.Errorf("rueidis: %w", err))
 	}
 	return &Backend{c: c, owned: true}, nil
 }
@@ -63,10 +64,10 @@ func (b *Backend) Client() rd.Client { return b.c }
 
 // evalsha builds EVALSHA, or EVAL when src is true. The rueidis builder
 // panics on keys from different Cluster slots; that becomes ErrNotApplied.
-func (b *Backend) build(s *backend.Script, keys, args []string, src bool) (cmd rd.Completed, err error) {
+func (b *Backend) build(s backend.Script, keys, args []string, src bool) (cmd rd.Completed, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = backend.NotApplied(fmt.Errorf("rueidis: script %s: %v", s.Name(), r))
+			err = driver.NotApplied(fmt.Errorf("rueidis: script %s: %v", s.Name(), r))
 		}
 	}()
 	if src {
@@ -81,7 +82,7 @@ func isNoScript(err error) bool {
 }
 
 // EvalScript implements backend.Backend.
-func (b *Backend) EvalScript(ctx context.Context, s *backend.Script, keys []string, args ...string) (backend.Value, error) {
+func (b *Backend) EvalScript(ctx context.Context, s backend.Script, keys []string, args ...string) (backend.Value, error) {
 	if err := b.usable(ctx); err != nil {
 		return backend.Value{}, err
 	}
@@ -163,22 +164,22 @@ func (b *Backend) doMulti(ctx context.Context, calls []backend.Call, idx []int, 
 
 // Heartbeat implements backend.Backend.
 func (b *Backend) Heartbeat(ctx context.Context, group, member string, ttl time.Duration) error {
-	return backend.EvalHeartbeat(ctx, b, group, member, ttl)
+	return driver.EvalHeartbeat(ctx, b, group, member, ttl)
 }
 
 // AcquireLease implements backend.Backend.
 func (b *Backend) AcquireLease(ctx context.Context, key, owner string, ttl time.Duration) (bool, error) {
-	return backend.EvalLease(ctx, b, backend.AcquireLeaseScript, key, owner, ttl)
+	return driver.EvalLease(ctx, b, driver.AcquireLeaseScript, key, owner, ttl)
 }
 
 // RenewLease implements backend.Backend.
 func (b *Backend) RenewLease(ctx context.Context, key, owner string, ttl time.Duration) (bool, error) {
-	return backend.EvalLease(ctx, b, backend.RenewLeaseScript, key, owner, ttl)
+	return driver.EvalLease(ctx, b, driver.RenewLeaseScript, key, owner, ttl)
 }
 
 // ReleaseLease implements backend.Backend.
 func (b *Backend) ReleaseLease(ctx context.Context, key, owner string) (bool, error) {
-	return backend.EvalLease(ctx, b, backend.ReleaseLeaseScript, key, owner, 0)
+	return driver.EvalLease(ctx, b, driver.ReleaseLeaseScript, key, owner, 0)
 }
 
 // Close marks the backend closed and closes the client if FromURL built it.
@@ -195,10 +196,10 @@ func (b *Backend) Close() error {
 
 func (b *Backend) usable(ctx context.Context) error {
 	if b.closed.Load() {
-		return backend.NotApplied(backend.ErrClosed)
+		return driver.NotApplied(backend.ErrClosed)
 	}
 	if err := ctx.Err(); err != nil {
-		return backend.NotApplied(err)
+		return driver.NotApplied(err)
 	}
 	return nil
 }
@@ -246,16 +247,16 @@ func toValue(m *rd.RedisMessage) backend.Value {
 
 func classify(script string, err error) error {
 	if re, ok := rd.IsRedisErr(err); ok {
-		return backend.ClassifyReply(script, re.Error())
+		return driver.ClassifyReply(script, re.Error())
 	}
 	if errors.Is(err, rd.ErrClosing) {
-		return backend.NotApplied(fmt.Errorf("%w: %w", backend.ErrClosed, err))
+		return driver.NotApplied(fmt.Errorf("%w: %w", backend.ErrClosed, err))
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
-		return backend.NotApplied(err)
+		return driver.NotApplied(err)
 	}
-	return backend.Indeterminate(err)
+	return driver.Indeterminate(err)
 }
 
 // Subscribe implements backend.Notifier: one server subscription per
@@ -268,8 +269,8 @@ func (b *Backend) Subscribe(ctx context.Context, channel string) (<-chan struct{
 	return b.fanout().Subscribe(ctx, channel)
 }
 
-func (b *Backend) fanout() *backend.Fanout {
-	b.fanOnce.Do(func() { b.fan = backend.NewFanout(b.openSub) })
+func (b *Backend) fanout() *driver.Fanout {
+	b.fanOnce.Do(func() { b.fan = driver.NewFanout(b.openSub) })
 	return b.fan
 }
 
@@ -316,6 +317,6 @@ func (b *Backend) openSub(ctx context.Context, channel string) (func(), error) {
 	case <-ctx.Done():
 		cancel()
 		<-done
-		return nil, backend.NotApplied(ctx.Err())
+		return nil, driver.NotApplied(ctx.Err())
 	}
 }

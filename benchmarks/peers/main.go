@@ -403,7 +403,7 @@ func handoff(workload, impl, kind string, acquirers []func() (func(), error)) {
 
 var rpsRe = regexp.MustCompile(`([0-9.]+) requests per second`)
 
-func redisBenchmark(srv *redistest.Server, s *backend.Script) (float64, error) {
+func redisBenchmark(srv *redistest.Server, s backend.Script) (float64, error) {
 	out, err := exec.Command("redis-benchmark", "-h", "127.0.0.1", "-p", strconv.Itoa(srv.Port),
 		"-c", "64", "-n", "1000000", "-P", "16", "-q",
 		"EVALSHA", s.SHA(), "1", "{bench}:counter", "k", "1").Output()

@@ -8,7 +8,7 @@ import (
 	"math"
 	"strconv"
 
-	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 )
 
 // CodeOverflow is the error code scripts raise when an int64 would overflow.
@@ -67,7 +67,7 @@ func ParseStored(s string) (int64, error) {
 }
 
 // HIncr is the Go twin of hincr.
-func HIncr(st backend.Store, h, f string, d int64) (int64, error) {
+func HIncr(st driver.Store, h, f string, d int64) (int64, error) {
 	var old int64
 	s, ok, err := st.HGet(h, f)
 	if err != nil {
@@ -135,7 +135,7 @@ type UndoEntry struct {
 }
 
 // Rollback is the Go twin of the Lua rollback.
-func Rollback(st backend.Store, h string, undo []UndoEntry) {
+func Rollback(st driver.Store, h string, undo []UndoEntry) {
 	for i := len(undo) - 1; i >= 0; i-- {
 		u := undo[i]
 		if u.Had {

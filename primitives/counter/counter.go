@@ -137,10 +137,10 @@ func intValue(v backend.Value) (int64, error) {
 
 // Scripts returns every script this package runs, for preloading (SCRIPT
 // LOAD) or for tools that need their SHA.
-func Scripts() []*backend.Script {
-	return []*backend.Script{incScript, getScript, setScript, delScript, clearScript, allIfScript, getAllScript, flushScript}
+func Scripts() []backend.Script {
+	return []backend.Script{incScript, getScript, setScript, delScript, clearScript, allIfScript, getAllScript, flushScript}
 }
 
 // IncScript returns the script behind Strict.Inc (KEYS[1] = the prefix's
 // hash, ARGV = key, delta), for benchmarks against the server's own limit.
-func IncScript() *backend.Script { return incScript }
+func IncScript() backend.Script { return incScript }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 )
 
 // Defaults of the Lax options.
@@ -117,7 +118,7 @@ func NewLax(b backend.Backend, opts Options) (*Lax, error) {
 	var id [12]byte
 	cryptoRead(id[:])
 	c := &laxCore{
-		b: b, k: k, lag: lag, dedupTTL: backend.Millis(ttl),
+		b: b, k: k, lag: lag, dedupTTL: driver.Millis(ttl),
 		marker:   "{" + k.prefix + "}:laxseq:" + hex.EncodeToString(id[:]),
 		ix:       newIndex(),
 		epoch:    time.Now(),

@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/scriptlib"
 )
 
@@ -17,7 +18,7 @@ const codeOverflow = scriptlib.CodeOverflow
 // 2^53 in magnitude cannot be a wrapped-around one (that would lie within
 // 10^15 of ±2^63). Otherwise the increment is undone (wrapping arithmetic
 // is invertible) and redone on the exact, string-based path.
-var incScript = backend.NewScript("counter-inc", scriptlib.LuaHIncr+`
+var incScript = driver.NewScript("counter-inc", scriptlib.LuaHIncr+`
 local h, f, d = KEYS[1], ARGV[1], ARGV[2]
 local neg = string.sub(d, 1, 1) == '-'
 if #d <= 15 or (neg and #d == 16) then
@@ -39,7 +40,7 @@ end
 local v, e = hincr(h, f, d)
 if e then return e end
 return v
-`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+`, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	d, err := strconv.ParseInt(args[1], 10, 64)
 	if err != nil {
 		return backend.Value{}, err
@@ -56,9 +57,9 @@ return v
 })
 
 // getScript: KEYS[1] hash, ARGV[1] field. Returns the value or nil.
-var getScript = backend.NewScript("counter-get", `
+var getScript = driver.NewScript("counter-get", `
 return redis.call('HGET', KEYS[1], ARGV[1])
-`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+`, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	v, ok, err := st.HGet(keys[0], args[0])
 	if err != nil || !ok {
 		return backend.Nil(), err
@@ -67,20 +68,20 @@ return redis.call('HGET', KEYS[1], ARGV[1])
 })
 
 // setScript: KEYS[1] hash, ARGV[1] field, ARGV[2] value. Returns the value.
-var setScript = backend.NewScript("counter-set", `
+var setScript = driver.NewScript("counter-set", `
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return ARGV[2]
-`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+`, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	return backend.Str(args[1]), st.HSet(keys[0], args[0], args[1])
 })
 
 // delScript: KEYS[1] hash, ARGV[1] field. Deletes the field; returns the
 // old value or nil.
-var delScript = backend.NewScript("counter-del", `
+var delScript = driver.NewScript("counter-del", `
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if v then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return v
-`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+`, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	v, ok, err := st.HGet(keys[0], args[0])
 	if err != nil || !ok {
 		return backend.Nil(), err
@@ -91,9 +92,9 @@ return v
 
 // clearScript: KEYS = every key of the prefix. Deletes them; returns how
 // many existed.
-var clearScript = backend.NewScript("counter-clear", `
+var clearScript = driver.NewScript("counter-clear", `
 return redis.call('DEL', unpack(KEYS))
-`, func(st backend.Store, keys, _ []string) (backend.Value, error) {
+`, func(st driver.Store, keys, _ []string) (backend.Value, error) {
 	return backend.Int(int64(st.Del(keys...))), nil
 })
 
@@ -103,7 +104,7 @@ return redis.call('DEL', unpack(KEYS))
 // ones; the whole call is all-or-nothing (an overflow rolls back earlier
 // items and fails with DKOVERFLOW). Returns {cur1, prev1, cur2, prev2, …}
 // as strings.
-var allIfScript = backend.NewScript("counter-all-if", scriptlib.LuaHIncr+scriptlib.LuaMatches+`
+var allIfScript = driver.NewScript("counter-all-if", scriptlib.LuaHIncr+scriptlib.LuaMatches+`
 local h, inc = KEYS[1], ARGV[1] == 'inc'
 local undo, touched, out = {}, {}, {}
 for i = 2, #ARGV, 4 do
@@ -135,7 +136,7 @@ end
 return out
 `, goAllIf)
 
-func goAllIf(st backend.Store, keys, args []string) (backend.Value, error) {
+func goAllIf(st driver.Store, keys, args []string) (backend.Value, error) {
 	h, inc := keys[0], args[0] == "inc"
 	var undo []scriptlib.UndoEntry
 	touched := map[string]bool{}
@@ -180,9 +181,9 @@ func goAllIf(st backend.Store, keys, args []string) (backend.Value, error) {
 
 // getAllScript: KEYS[1] hash, ARGV fields. Returns their values (nil when
 // absent).
-var getAllScript = backend.NewScript("counter-get-all", `
+var getAllScript = driver.NewScript("counter-get-all", `
 return redis.call('HMGET', KEYS[1], unpack(ARGV))
-`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+`, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	out := make([]backend.Value, len(args))
 	for i, f := range args {
 		v, ok, err := st.HGet(keys[0], f)
@@ -203,7 +204,7 @@ return redis.call('HMGET', KEYS[1], unpack(ARGV))
 // before (a retry after an indeterminate reply) and is not applied again.
 // All-or-nothing: an overflow rolls back and fails with DKOVERFLOW <field>.
 // Returns {applied (1) or duplicate (0), value1, value2, …}.
-var flushScript = backend.NewScript("counter-lax-flush", scriptlib.LuaHIncr+scriptlib.LuaMatches+`
+var flushScript = driver.NewScript("counter-lax-flush", scriptlib.LuaHIncr+scriptlib.LuaMatches+`
 local h = KEYS[1]
 local last = redis.call('GET', KEYS[2])
 local applied = 1
@@ -229,7 +230,7 @@ for i = 3, #ARGV, 2 do
   out[#out+1] = redis.call('HGET', h, ARGV[i]) or '0'
 end
 return out
-`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+`, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	h := keys[0]
 	seq, _ := strconv.ParseInt(args[0], 10, 64)
 	applied := int64(1)
@@ -259,7 +260,7 @@ return out
 				return backend.Value{}, err
 			}
 		}
-		ttl, err := backend.ParseMillis(args[1])
+		ttl, err := driver.ParseMillis(args[1])
 		if err != nil {
 			return backend.Value{}, err
 		}

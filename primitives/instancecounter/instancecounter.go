@@ -66,6 +66,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/scriptlib"
 )
 
@@ -172,7 +173,7 @@ func newCore(b backend.Backend, opts Options) (*core, error) {
 	}
 	t := "{" + p + "}:ic:"
 	c := &core{
-		b: b, id: opts.InstanceID, deadAfter: opts.DeadAfter, daArg: backend.Millis(opts.DeadAfter), keep: opts.KeepSlicesOnClose,
+		b: b, id: opts.InstanceID, deadAfter: opts.DeadAfter, daArg: driver.Millis(opts.DeadAfter), keep: opts.KeepSlicesOnClose,
 		keys:   []string{t + "instances", t + "total", t + "slices", t + "owned", t + "holders", t + "epochs"},
 		marker: t + "seq:" + opts.InstanceID,
 		stop:   make(chan struct{}), orphaned: make(chan struct{}), done: make(chan struct{}),

@@ -13,6 +13,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 )
 
 // Lax buffers Inc and Dec in process and flushes them every FlushInterval
@@ -62,7 +63,7 @@ func NewLax(ctx context.Context, b backend.Backend, opts Options) (*Lax, error) 
 	if err := c.heartbeat(ctx); err != nil {
 		return nil, err
 	}
-	lx := &laxState{c: c, dedupTTL: backend.Millis(ttl)}
+	lx := &laxState{c: c, dedupTTL: driver.Millis(ttl)}
 	c.final = func() { // a collected Lax flushes once more; its slices expire with its heartbeat
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		lx.flush(ctx)

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/scriptlib"
 )
 
@@ -21,7 +22,7 @@ import (
 // plus, for Lax flushes, 7 the instance's batch marker. ARGV[1] is the
 // instance id, ARGV[2] DeadAfter in ms.
 
-const luaPrelude = scriptlib.LuaHIncr + scriptlib.LuaMatches + backend.LuaNowMillis + `
+const luaPrelude = scriptlib.LuaHIncr + scriptlib.LuaMatches + driver.LuaNowMillis + `
 local INST, TOTAL, SLICES, OWNED, HOLDERS, EPOCH = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local me, dead_after = ARGV[1], tonumber(ARGV[2])
 local function fmt(n) return string.format('%d', n) end
@@ -102,7 +103,7 @@ end
 // opScript runs one operation on one key.
 // ARGV: 3 mode, 4 key, 5 instance's epoch, 6 instance's slice, 7 op, 8
 // operand, 9 n. Returns {cumulative, mine, epoch} after the operation.
-var opScript = backend.NewScript("instancecounter-op", luaPrelude+`
+var opScript = driver.NewScript("instancecounter-op", luaPrelude+`
 local mode, key, cepoch, cslice = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local op, x, n = ARGV[7], ARGV[8], ARGV[9]
 cleanup()
@@ -148,10 +149,10 @@ return state(key)
 // heartbeatScript: removes dead instances, then refreshes this one.
 // Returns 1 when this instance was absent (declared dead, or the server
 // lost its data) and must rejoin with its slices.
-var heartbeatScript = backend.NewScript("instancecounter-heartbeat", luaPrelude+`
+var heartbeatScript = driver.NewScript("instancecounter-heartbeat", luaPrelude+`
 cleanup()
 return register()
-`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+`, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	c, err := newCtx(st, keys, args)
 	if err != nil {
 		return backend.Value{}, err
@@ -163,12 +164,12 @@ return register()
 })
 
 // rejoinScript: ARGV 3.. triples (key, epoch, slice): join each.
-var rejoinScript = backend.NewScript("instancecounter-rejoin", luaPrelude+`
+var rejoinScript = driver.NewScript("instancecounter-rejoin", luaPrelude+`
 cleanup()
 register()
 for i = 3, #ARGV, 3 do join(ARGV[i], ARGV[i+1], ARGV[i+2]) end
 return 1
-`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+`, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	c, err := newCtx(st, keys, args)
 	if err != nil {
 		return backend.Value{}, err
@@ -186,10 +187,10 @@ return 1
 })
 
 // removeScript: this instance leaves, taking its slices out of the totals.
-var removeScript = backend.NewScript("instancecounter-remove", luaPrelude+`
+var removeScript = driver.NewScript("instancecounter-remove", luaPrelude+`
 drop(me)
 return 1
-`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+`, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	c, err := newCtx(st, keys, args)
 	if err != nil {
 		return backend.Value{}, err
@@ -199,7 +200,7 @@ return 1
 
 // clearScript: every counter of the prefix goes; every epoch is bumped so
 // no instance re-contributes an old slice.
-var clearScript = backend.NewScript("instancecounter-clear", luaPrelude+`
+var clearScript = driver.NewScript("instancecounter-clear", luaPrelude+`
 local seen = {}
 for _, h in ipairs({TOTAL, EPOCH}) do
   for _, k in ipairs(redis.call('HKEYS', h)) do
@@ -211,7 +212,7 @@ for _, h in ipairs({TOTAL, EPOCH}) do
 end
 redis.call('DEL', TOTAL, SLICES, OWNED, HOLDERS)
 return 1
-`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+`, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	c, err := newCtx(st, keys, args)
 	if err != nil {
 		return backend.Value{}, err
@@ -239,7 +240,7 @@ return 1
 // marker. ARGV: 3 batch number, 4 marker ttl ms, then quads (key, epoch,
 // slice as last confirmed, delta). Returns {applied, then cumulative,
 // mine, epoch per key}. All or nothing on overflow.
-var flushScript = backend.NewScript("instancecounter-flush", luaPrelude+`
+var flushScript = driver.NewScript("instancecounter-flush", luaPrelude+`
 local last = redis.call('GET', KEYS[7])
 local applied = 1
 if last and tonumber(last) >= tonumber(ARGV[3]) then applied = 0 end
@@ -267,20 +268,20 @@ return out
 
 // ctx is the Go twin's view of the prelude.
 type ctx struct {
-	st                                         backend.Store
+	st                                         driver.Store
 	inst, total, slices, owned, holders, epoch string
 	me                                         string
 	deadAfter                                  int64
 	now                                        int64
 }
 
-func newCtx(st backend.Store, keys, args []string) (*ctx, error) {
+func newCtx(st driver.Store, keys, args []string) (*ctx, error) {
 	da, err := strconv.ParseInt(args[1], 10, 64)
 	if err != nil {
 		return nil, err
 	}
 	return &ctx{st: st, inst: keys[0], total: keys[1], slices: keys[2], owned: keys[3], holders: keys[4], epoch: keys[5],
-		me: args[0], deadAfter: da, now: backend.NowMillis(st)}, nil
+		me: args[0], deadAfter: da, now: driver.NowMillis(st)}, nil
 }
 
 func neg(s string) string {
@@ -421,7 +422,7 @@ func (c *ctx) state(key string) []backend.Value {
 	return []backend.Value{backend.Str(c.get(c.total, key)), backend.Str(c.get(c.slices, c.me+":"+key)), backend.Str(c.get(c.epoch, key))}
 }
 
-func goOp(st backend.Store, keys, args []string) (backend.Value, error) {
+func goOp(st driver.Store, keys, args []string) (backend.Value, error) {
 	c, err := newCtx(st, keys, args)
 	if err != nil {
 		return backend.Value{}, err
@@ -486,7 +487,7 @@ func goOp(st backend.Store, keys, args []string) (backend.Value, error) {
 	return backend.Arr(c.state(key)...), nil
 }
 
-func goFlush(st backend.Store, keys, args []string) (backend.Value, error) {
+func goFlush(st driver.Store, keys, args []string) (backend.Value, error) {
 	c, err := newCtx(st, keys, args)
 	if err != nil {
 		return backend.Value{}, err
@@ -519,7 +520,7 @@ func goFlush(st backend.Store, keys, args []string) (backend.Value, error) {
 			}
 			ds = append(ds, done{args[i], args[i+3]})
 		}
-		ttl, err := backend.ParseMillis(args[3])
+		ttl, err := driver.ParseMillis(args[3])
 		if err != nil {
 			return backend.Value{}, err
 		}

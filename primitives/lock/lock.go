@@ -69,6 +69,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 )
 
 // Defaults and limits of Options.
@@ -171,8 +172,8 @@ func newCore(b backend.Backend, name string, opts Options) (*core, error) {
 	tag := "{" + prefix + ":" + name + "}:"
 	c := &core{
 		b: b, name: name, owner: opts.Owner, ttl: opts.TTL, retry: opts.RetryInterval,
-		waitTTL: backend.Millis(max(3*opts.RetryInterval, 150*time.Millisecond)),
-		ttlArg:  backend.Millis(opts.TTL),
+		waitTTL: driver.Millis(max(3*opts.RetryInterval, 150*time.Millisecond)),
+		ttlArg:  driver.Millis(opts.TTL),
 		lockKey: tag + "lock", readers: tag + "readers", wwait: tag + "wwait",
 		fence: tag + "fence", channel: tag + "released",
 	}
@@ -190,6 +191,6 @@ func newAcquisitionID(owner string) string {
 
 // Scripts returns every script this package runs, for preloading (SCRIPT
 // LOAD) or inspection.
-func Scripts() []*backend.Script {
-	return []*backend.Script{acquireScript, acquireSharedScript, renewSharedScript, releaseScript, releaseSharedScript, unmarkScript}
+func Scripts() []backend.Script {
+	return []backend.Script{acquireScript, acquireSharedScript, renewSharedScript, releaseScript, releaseSharedScript, unmarkScript}
 }

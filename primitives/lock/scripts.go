@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 )
 
 // Lock values are "<owner>:<acquisition id>:<token>"; scripts match a
@@ -18,7 +19,7 @@ const luaFmt = `local function fmt(n) return string.format('%d', n) end
 // acquireScript takes the exclusive lock.
 // KEYS: lock, readers, wwait, fence. ARGV: id, ttl ms, wait-marker ttl ms
 // ("0": do not mark a waiting writer). Returns the fencing token, or 0.
-var acquireScript = backend.NewScript("lock-acquire", backend.LuaNowMillis+luaFmt+`
+var acquireScript = driver.NewScript("lock-acquire", driver.LuaNowMillis+luaFmt+`
 local id, pre = ARGV[1], ARGV[1] .. ':'
 local cur = redis.call('GET', KEYS[1])
 if cur then
@@ -39,9 +40,9 @@ redis.call('SET', KEYS[4], fmt(token))
 redis.call('SET', KEYS[1], pre .. fmt(token), 'PX', ARGV[2])
 if redis.call('GET', KEYS[3]) == id then redis.call('DEL', KEYS[3]) end
 return token
-`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+`, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	id, pre := args[0], args[0]+":"
-	ttl, err := backend.ParseMillis(args[1])
+	ttl, err := driver.ParseMillis(args[1])
 	if err != nil {
 		return backend.Value{}, err
 	}
@@ -49,7 +50,7 @@ return token
 		if args[2] == "0" {
 			return nil
 		}
-		wt, err := backend.ParseMillis(args[2])
+		wt, err := driver.ParseMillis(args[2])
 		if err != nil {
 			return err
 		}
@@ -89,7 +90,7 @@ return token
 // acquireSharedScript takes a read lease.
 // KEYS: lock, readers, wwait, fence. ARGV: id, ttl ms, retry ("1": look
 // for a lease this id may already hold). Returns the token, or 0.
-var acquireSharedScript = backend.NewScript("lock-acquire-shared", backend.LuaNowMillis+luaFmt+`
+var acquireSharedScript = driver.NewScript("lock-acquire-shared", driver.LuaNowMillis+luaFmt+`
 local pre = ARGV[1] .. ':'
 local ttl = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', fmt(now_ms))
@@ -112,13 +113,13 @@ redis.call('SET', KEYS[4], fmt(token))
 redis.call('ZADD', KEYS[2], fmt(now_ms + ttl), pre .. fmt(token))
 extend()
 return token
-`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+`, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	pre := args[0] + ":"
-	ttl, err := backend.ParseMillis(args[1])
+	ttl, err := driver.ParseMillis(args[1])
 	if err != nil {
 		return backend.Value{}, err
 	}
-	now := backend.NowMillis(st)
+	now := driver.NowMillis(st)
 	if _, err := liveReaders(st, keys[1]); err != nil {
 		return backend.Value{}, err
 	}
@@ -157,19 +158,19 @@ return token
 
 // renewSharedScript: KEYS readers; ARGV member, ttl ms. Extends a live
 // read lease; returns 1, or 0 when it is gone.
-var renewSharedScript = backend.NewScript("lock-renew-shared", backend.LuaNowMillis+luaFmt+`
+var renewSharedScript = driver.NewScript("lock-renew-shared", driver.LuaNowMillis+luaFmt+`
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not s or tonumber(s) <= now_ms then return 0 end
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], fmt(now_ms + ttl), ARGV[1])
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1
-`, func(st backend.Store, keys, args []string) (backend.Value, error) {
-	ttl, err := backend.ParseMillis(args[1])
+`, func(st driver.Store, keys, args []string) (backend.Value, error) {
+	ttl, err := driver.ParseMillis(args[1])
 	if err != nil {
 		return backend.Value{}, err
 	}
-	now := backend.NowMillis(st)
+	now := driver.NowMillis(st)
 	s, ok, err := st.ZScore(keys[0], args[0])
 	if err != nil || !ok || s <= float64(now) {
 		return backend.Int(0), err
@@ -184,7 +185,7 @@ return 1
 // releaseScript: KEYS lock; ARGV id prefix ("<owner>:<acq>:"), channel.
 // Deletes the lock when this acquisition holds it and publishes the
 // release; returns 1, or 0 when not held.
-var releaseScript = backend.NewScript("lock-release", `
+var releaseScript = driver.NewScript("lock-release", `
 local cur = redis.call('GET', KEYS[1])
 if cur and string.sub(cur, 1, #ARGV[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
@@ -192,7 +193,7 @@ if cur and string.sub(cur, 1, #ARGV[1]) == ARGV[1] then
   return 1
 end
 return 0
-`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+`, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	cur, ok, err := st.Get(keys[0])
 	if err != nil || !ok || !strings.HasPrefix(cur, args[0]) {
 		return backend.Int(0), err
@@ -204,7 +205,7 @@ return 0
 
 // releaseSharedScript: KEYS readers; ARGV id prefix, channel. Removes the
 // live read lease of this acquisition and publishes; returns 1, or 0.
-var releaseSharedScript = backend.NewScript("lock-release-shared", backend.LuaNowMillis+luaFmt+`
+var releaseSharedScript = driver.NewScript("lock-release-shared", driver.LuaNowMillis+luaFmt+`
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', fmt(now_ms))
 for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if string.sub(m, 1, #ARGV[1]) == ARGV[1] then
@@ -214,7 +215,7 @@ for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   end
 end
 return 0
-`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+`, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	if _, err := liveReaders(st, keys[0]); err != nil {
 		return backend.Value{}, err
 	}
@@ -234,10 +235,10 @@ return 0
 
 // unmarkScript: KEYS wwait; ARGV id. A writer that gives up removes its
 // waiting mark so readers need not wait for it to expire.
-var unmarkScript = backend.NewScript("lock-unmark-writer", `
+var unmarkScript = driver.NewScript("lock-unmark-writer", `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+`, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	if v, ok, err := st.Get(keys[0]); err != nil || !ok || v != args[0] {
 		return backend.Int(0), err
 	}
@@ -245,8 +246,8 @@ return 0
 })
 
 // liveReaders drops expired read leases and counts the rest.
-func liveReaders(st backend.Store, key string) (int, error) {
-	now := float64(backend.NowMillis(st))
+func liveReaders(st driver.Store, key string) (int, error) {
+	now := float64(driver.NowMillis(st))
 	expired, err := st.ZRangeByScore(key, -1e300, now)
 	if err != nil {
 		return 0, err
@@ -260,7 +261,7 @@ func liveReaders(st backend.Store, key string) (int, error) {
 // nextToken is the Go twin of the token rule: above the last token and at
 // least the server time in microseconds (ms × 1000), so tokens keep rising
 // even when a failover lost the last increments of the counter.
-func nextToken(st backend.Store, key string) (int64, error) {
+func nextToken(st driver.Store, key string) (int64, error) {
 	v, _, err := st.Get(key)
 	if err != nil {
 		return 0, err
@@ -271,6 +272,6 @@ func nextToken(st backend.Store, key string) (int64, error) {
 			return 0, errors.New("ERR value is not an integer or out of range")
 		}
 	}
-	n = max(n+1, backend.NowMillis(st)*1000)
+	n = max(n+1, driver.NowMillis(st)*1000)
 	return n, st.Set(key, strconv.FormatInt(n, 10), 0)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 )
 
 // hkey is one key's Hybrid state.
@@ -45,7 +46,7 @@ func NewHybrid(b backend.Backend, opts Options) (*Hybrid, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Hybrid{b: b, cfg: cfg, ttl: backend.Millis(cfg.window + cfg.bucket), keys: newKeyMap[hkey]()}
+	h := &Hybrid{b: b, cfg: cfg, ttl: driver.Millis(cfg.window + cfg.bucket), keys: newKeyMap[hkey]()}
 	h.jan = startJanitor(cfg.sync, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), max(time.Second, 10*cfg.sync))
 		h.Sync(ctx)
@@ -117,7 +118,7 @@ func (h *Hybrid) syncKeys(ctx context.Context, keys map[string]*hkey) error {
 		k.mu.Unlock()
 		names = append(names, name)
 		calls = append(calls, backend.Call{Script: windowScript, Keys: h.cfg.keys(name),
-			Args: []string{"push", backend.Millis(h.cfg.bucket), fmt.Sprint(h.cfg.nb), "0", fmt.Sprint(push), h.ttl}})
+			Args: []string{"push", driver.Millis(h.cfg.bucket), fmt.Sprint(h.cfg.nb), "0", fmt.Sprint(push), h.ttl}})
 	}
 	var firstErr error
 	for i, res := range h.b.EvalScripts(ctx, calls) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 )
 
 type factorCache struct {
@@ -36,7 +37,7 @@ func NewRedis(b backend.Backend, opts Options) (*Redis, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Redis{b: b, cfg: cfg, ttl: backend.Millis(cfg.window + cfg.bucket), factors: newKeyMap[factorCache]()}
+	r := &Redis{b: b, cfg: cfg, ttl: driver.Millis(cfg.window + cfg.bucket), factors: newKeyMap[factorCache]()}
 	r.jan = startJanitor(max(cfg.idle/2, 10*time.Millisecond), func() {
 		cutoff := time.Now().Add(-cfg.idle)
 		r.factors.sweep(func(f *factorCache) bool {
@@ -68,7 +69,7 @@ type windowReply struct {
 }
 
 func evalWindow(ctx context.Context, b backend.Backend, cfg *config, ttl, mode, key string, limit float64, n int64) (windowReply, error) {
-	v, err := b.EvalScript(ctx, windowScript, cfg.keys(key), mode, backend.Millis(cfg.bucket),
+	v, err := b.EvalScript(ctx, windowScript, cfg.keys(key), mode, driver.Millis(cfg.bucket),
 		fmt.Sprint(cfg.nb), fmtFloat(limit), fmt.Sprint(n), ttl)
 	if err != nil {
 		return windowReply{}, err

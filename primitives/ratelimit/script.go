@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 )
 
 // windowScript is every Redis-side decision and the Hybrid sync.
@@ -19,7 +20,7 @@ import (
 //
 // Returns {allowed, total after, retry-after ms (0 when allowed), now ms}.
 // Time is the server's: clients' clocks never decide window boundaries.
-var windowScript = backend.NewScript("ratelimit-window", backend.LuaNowMillis+`
+var windowScript = driver.NewScript("ratelimit-window", driver.LuaNowMillis+`
 local function fmt(n) return string.format('%d', n) end
 local mode, B, nb = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local limit, n = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -61,17 +62,17 @@ if allowed == 0 then
   end
 end
 return {allowed, total, retry, now_ms}
-`, func(st backend.Store, keys, args []string) (backend.Value, error) {
+`, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	mode := args[0]
 	B, _ := strconv.ParseInt(args[1], 10, 64)
 	nb, _ := strconv.ParseInt(args[2], 10, 64)
 	limit, _ := strconv.ParseFloat(args[3], 64)
 	n, _ := strconv.ParseInt(args[4], 10, 64)
-	ttl, err := backend.ParseMillis(args[5])
+	ttl, err := driver.ParseMillis(args[5])
 	if err != nil {
 		return backend.Value{}, err
 	}
-	now := backend.NowMillis(st)
+	now := driver.NowMillis(st)
 	cur := now / B
 	oldest := cur - nb + 1
 	get := func(f string) (int64, error) {

@@ -1,7 +1,8 @@
-package backend
+package driver
 
 import (
 	"context"
+	"github.com/distkit-go/distkit/backend"
 	"sync"
 	"time"
 )
@@ -48,7 +49,7 @@ func (f *Fanout) Subscribe(ctx context.Context, channel string) (<-chan struct{}
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
-		return nil, nil, NotApplied(ErrClosed)
+		return nil, nil, NotApplied(backend.ErrClosed)
 	}
 	t := f.topics[channel]
 	if t != nil && t.timer != nil {
@@ -76,7 +77,7 @@ func (f *Fanout) Subscribe(ctx context.Context, channel string) (<-chan struct{}
 			delete(f.topics, channel)
 		}
 		if err == nil && f.closed { // Close ran while opening
-			t.err = NotApplied(ErrClosed)
+			t.err = NotApplied(backend.ErrClosed)
 		}
 		close(t.ready)
 		f.mu.Unlock()
@@ -137,7 +138,7 @@ func (f *Fanout) Deliver(channel string) {
 }
 
 // Close ends every server subscription; later Subscribe calls fail with
-// ErrClosed. Subscribers' unsubscribe functions stay safe to call.
+// backend.ErrClosed. Subscribers' unsubscribe functions stay safe to call.
 func (f *Fanout) Close() {
 	f.mu.Lock()
 	f.closed = true

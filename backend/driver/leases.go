@@ -1,8 +1,9 @@
-package backend
+package driver
 
 import (
 	"context"
 	"errors"
+	"github.com/distkit-go/distkit/backend"
 	"strconv"
 	"time"
 )
@@ -24,19 +25,19 @@ redis.call('ZADD', KEYS[1], string.format('%d', exp), ARGV[1])
 local pttl = redis.call('PTTL', KEYS[1])
 if pttl < ttl then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return exp
-`, func(st Store, keys, args []string) (Value, error) {
+`, func(st Store, keys, args []string) (backend.Value, error) {
 	ttl, err := strconv.ParseInt(args[1], 10, 64)
 	if err != nil {
-		return Value{}, err
+		return backend.Value{}, err
 	}
 	exp := NowMillis(st) + ttl
 	if err := st.ZAdd(keys[0], float64(exp), args[0]); err != nil {
-		return Value{}, err
+		return backend.Value{}, err
 	}
 	if st.PTTL(keys[0]) < ttl {
 		st.PExpire(keys[0], time.Duration(ttl)*time.Millisecond)
 	}
-	return Int(exp), nil
+	return backend.Int(exp), nil
 })
 
 // AcquireLeaseScript: KEYS[1] lease, ARGV[1] owner, ARGV[2] ttl ms. Takes a
@@ -53,23 +54,23 @@ if cur == ARGV[1] then
   return 1
 end
 return 0
-`, func(st Store, keys, args []string) (Value, error) {
+`, func(st Store, keys, args []string) (backend.Value, error) {
 	ttl, err := ParseMillis(args[1])
 	if err != nil {
-		return Value{}, err
+		return backend.Value{}, err
 	}
 	cur, ok, err := st.Get(keys[0])
 	if err != nil {
-		return Value{}, err
+		return backend.Value{}, err
 	}
 	switch {
 	case !ok:
-		return Int(1), st.Set(keys[0], args[0], ttl)
+		return backend.Int(1), st.Set(keys[0], args[0], ttl)
 	case cur == args[0]:
 		st.PExpire(keys[0], ttl)
-		return Int(1), nil
+		return backend.Int(1), nil
 	}
-	return Int(0), nil
+	return backend.Int(0), nil
 })
 
 // RenewLeaseScript: KEYS[1] lease, ARGV[1] owner, ARGV[2] ttl ms. Resets the
@@ -80,17 +81,17 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0
-`, func(st Store, keys, args []string) (Value, error) {
+`, func(st Store, keys, args []string) (backend.Value, error) {
 	ttl, err := ParseMillis(args[1])
 	if err != nil {
-		return Value{}, err
+		return backend.Value{}, err
 	}
 	cur, ok, err := st.Get(keys[0])
 	if err != nil || !ok || cur != args[0] {
-		return Int(0), err
+		return backend.Int(0), err
 	}
 	st.PExpire(keys[0], ttl)
-	return Int(1), nil
+	return backend.Int(1), nil
 })
 
 // ReleaseLeaseScript: KEYS[1] lease, ARGV[1] owner. Deletes the lease when
@@ -101,13 +102,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0
-`, func(st Store, keys, args []string) (Value, error) {
+`, func(st Store, keys, args []string) (backend.Value, error) {
 	cur, ok, err := st.Get(keys[0])
 	if err != nil || !ok || cur != args[0] {
-		return Int(0), err
+		return backend.Int(0), err
 	}
 	st.Del(keys[0])
-	return Int(1), nil
+	return backend.Int(1), nil
 })
 
 // ParseMillis reads a positive millisecond argument (the inverse of
@@ -123,7 +124,7 @@ func ParseMillis(s string) (time.Duration, error) {
 
 // ScriptEvaluator is the part of Backend the lease helpers need.
 type ScriptEvaluator interface {
-	EvalScript(ctx context.Context, s *Script, keys []string, args ...string) (Value, error)
+	EvalScript(ctx context.Context, s backend.Script, keys []string, args ...string) (backend.Value, error)
 }
 
 // Millis formats d as whole milliseconds, at least 1, for script arguments.
@@ -147,9 +148,9 @@ func EvalHeartbeat(ctx context.Context, e ScriptEvaluator, group, member string,
 
 // EvalLease implements the three lease methods of Backend with their
 // scripts; ttl is ignored for release. Drivers may use it.
-func EvalLease(ctx context.Context, e ScriptEvaluator, s *Script, key, owner string, ttl time.Duration) (bool, error) {
+func EvalLease(ctx context.Context, e ScriptEvaluator, s backend.Script, key, owner string, ttl time.Duration) (bool, error) {
 	args := []string{owner}
-	if s != ReleaseLeaseScript {
+	if s != backend.Script(ReleaseLeaseScript) {
 		if ttl <= 0 {
 			return false, NotApplied(errors.New("distkit: lease ttl must be positive"))
 		}
