@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/distkit-go/distkit/backend"
 )
@@ -86,13 +85,17 @@ type SystemClock = backend.SystemClock
 // DefaultPrefix is the prefix primitives use when Options.Prefix is empty.
 const DefaultPrefix = "distkit"
 
-// MaxKeyLen is the longest key, prefix, name or owner accepted, in bytes.
-const MaxKeyLen = 255
+// MaxKeyLen is the longest key, prefix, name, owner or instance id
+// accepted, in bytes, counted as the caller gives them (before distkit
+// encodes them for Redis).
+const MaxKeyLen = 1024
 
-// ValidateKey checks a user-supplied key, prefix, name or owner: 1 to 255
-// bytes, no ':' (the separator), no '{' or '}' (hash-tag characters), no
-// control characters. what names the argument in the error ("key",
-// "prefix", …). The error wraps ErrInvalidKey and says which rule failed.
+// ValidateKey checks a key, prefix, name, owner or instance id: any byte
+// string of 1 to MaxKeyLen bytes is valid — ':', '{', '}', '%', spaces,
+// control bytes and invalid UTF-8 included, since distkit encodes every
+// byte it must (see the key layout in each primitive's documentation).
+// what names the argument in the error ("key", "prefix", …). The error
+// wraps ErrInvalidKey and says which rule failed.
 func ValidateKey(what, key string) error {
 	switch {
 	case len(key) == 0:
@@ -100,47 +103,5 @@ func ValidateKey(what, key string) error {
 	case len(key) > MaxKeyLen:
 		return fmt.Errorf("%w: %s is %d bytes, longer than %d", ErrInvalidKey, what, len(key), MaxKeyLen)
 	}
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		switch {
-		case c == ':':
-			return fmt.Errorf("%w: %s %q contains ':' (the key separator) at byte %d", ErrInvalidKey, what, key, i)
-		case c == '{' || c == '}':
-			return fmt.Errorf("%w: %s %q contains %q (a hash-tag character) at byte %d", ErrInvalidKey, what, key, c, i)
-		case c < 0x20 || c == 0x7f:
-			return fmt.Errorf("%w: %s %q contains control character 0x%02x at byte %d", ErrInvalidKey, what, key, c, i)
-		}
-	}
 	return nil
-}
-
-// SanitizeKey removes the characters ValidateKey forbids (':', '{', '}',
-// control characters) and truncates the result to MaxKeyLen bytes without
-// splitting a UTF-8 sequence. It returns "" when nothing is left, which
-// ValidateKey still rejects.
-func SanitizeKey(key string) string {
-	var b strings.Builder
-	b.Grow(len(key))
-	for _, r := range key {
-		if r == ':' || r == '{' || r == '}' || r < 0x20 || r == 0x7f {
-			continue
-		}
-		if b.Len()+len(string(r)) > MaxKeyLen {
-			break
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
-// PrefixOrDefault returns DefaultPrefix for "" and prefix otherwise, after
-// validating it.
-func PrefixOrDefault(prefix string) (string, error) {
-	if prefix == "" {
-		return DefaultPrefix, nil
-	}
-	if err := ValidateKey("prefix", prefix); err != nil {
-		return "", err
-	}
-	return prefix, nil
 }

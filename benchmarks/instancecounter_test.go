@@ -13,7 +13,7 @@ func BenchmarkInstanceStrictInc(b *testing.B) {
 	ctx := context.Background()
 	for _, be := range backends(b) {
 		b.Run(be.name, func(b *testing.B) {
-			c, err := instancecounter.NewStrict(ctx, be.new(b), instancecounter.Options{Prefix: "bench-ic"})
+			c, err := instancecounter.NewStrict(be.new(b), instancecounter.Options{Prefix: "bench-ic"})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -32,7 +32,7 @@ func BenchmarkInstanceStrictInc(b *testing.B) {
 // BenchmarkBaselineSyncMapAtomic).
 func BenchmarkInstanceLaxInc(b *testing.B) {
 	ctx := context.Background()
-	c, err := instancecounter.NewLax(ctx, memory.New(memory.Options{}), instancecounter.Options{Prefix: "bench-ic"})
+	c, err := instancecounter.NewLax(memory.New(memory.Options{}), instancecounter.Options{Prefix: "bench-ic"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func BenchmarkInstanceLaxInc(b *testing.B) {
 
 func BenchmarkInstanceLaxIncParallel(b *testing.B) {
 	ctx := context.Background()
-	c, err := instancecounter.NewLax(ctx, memory.New(memory.Options{}), instancecounter.Options{Prefix: "bench-ic"})
+	c, err := instancecounter.NewLax(memory.New(memory.Options{}), instancecounter.Options{Prefix: "bench-ic"})
 	if err != nil {
 		b.Fatal(err)
 	}

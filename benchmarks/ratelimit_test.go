@@ -17,7 +17,7 @@ func BenchmarkRateLimitLocal(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer l.Close()
+	defer l.Close(ctx)
 	a := l.Absolute()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -39,7 +39,7 @@ func BenchmarkRateLimitRedis(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer r.Close()
+			defer r.Close(ctx)
 			a := r.Absolute()
 			parallel64(b, func() error { _, err := a.Inc(ctx, "k", benchRate, 1); return err })
 		})
@@ -55,7 +55,7 @@ func BenchmarkRateLimitHybrid(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer h.Close()
+			defer h.Close(ctx)
 			a := h.Absolute()
 			a.Inc(ctx, "k", benchRate, 1)
 			parallel64(b, func() error { _, err := a.Inc(ctx, "k", benchRate, 1); return err })

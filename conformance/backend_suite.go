@@ -11,19 +11,17 @@ import (
 
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/testkit"
 )
 
-// Test scripts, each with its Go twin.
+// Test scripts, each with its Go twin (those the parity scenarios use too
+// live in internal/testkit).
 var (
-	// typesScript returns one value of every kind Lua can produce.
-	typesScript = driver.NewScript("conf-types", `
-return {42, 'text', false, {1, 'nested'}, true, -7, ARGV[1], 3.9}
-`, func(_ driver.Store, _, args []string) (backend.Value, error) {
-		// Lua false inside an array becomes nil; true becomes 1; 3.9 truncates to 3.
-		return backend.Arr(backend.Int(42), backend.Str("text"), backend.Nil(),
-			backend.Arr(backend.Int(1), backend.Str("nested")), backend.Int(1), backend.Int(-7),
-			backend.Str(args[0]), backend.Int(3)), nil
-	})
+	typesScript     = testkit.TypesScript
+	raiseScript     = testkit.RaiseScript
+	bumpScript      = testkit.BumpScript
+	echoScript      = testkit.EchoScript
+	wrongTypeScript = testkit.WrongTypeScript
 
 	nilScript = driver.NewScript("conf-nil", `return redis.call('GET', KEYS[1])`,
 		func(st driver.Store, keys, _ []string) (backend.Value, error) {
@@ -32,32 +30,6 @@ return {42, 'text', false, {1, 'nested'}, true, -7, ARGV[1], 3.9}
 				return backend.Nil(), err
 			}
 			return backend.Str(v), nil
-		})
-
-	raiseScript = driver.NewScript("conf-raise", `return redis.error_reply('DKTEST ' .. ARGV[1])`,
-		func(_ driver.Store, _, args []string) (backend.Value, error) {
-			return backend.Value{}, errors.New("DKTEST " + args[0])
-		})
-
-	// bumpScript is a read-modify-write that only stays exact if scripts
-	// run atomically.
-	bumpScript = driver.NewScript("conf-bump", `
-local v = tonumber(redis.call('GET', KEYS[1]) or '0') + 1
-redis.call('SET', KEYS[1], tostring(v))
-return v
-`, func(st driver.Store, keys, _ []string) (backend.Value, error) {
-		s, _, err := st.Get(keys[0])
-		if err != nil {
-			return backend.Value{}, err
-		}
-		n, _ := strconv.ParseInt(s, 10, 64)
-		n++
-		return backend.Int(n), st.Set(keys[0], strconv.FormatInt(n, 10), 0)
-	})
-
-	echoScript = driver.NewScript("conf-echo", `return ARGV[1]`,
-		func(_ driver.Store, _, args []string) (backend.Value, error) {
-			return backend.Str(args[0]), nil
 		})
 
 	// aliveScript lists the members of a heartbeat group alive at server now.
@@ -79,17 +51,6 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. string.format('%d', now_ms), 
 		func(st driver.Store, _, _ []string) (backend.Value, error) {
 			return backend.Int(driver.NowMillis(st)), nil
 		})
-
-	// wrongTypeScript runs HINCRBY on a string key: a server-side error.
-	wrongTypeScript = driver.NewScript("conf-wrongtype", `
-redis.call('SET', KEYS[1], 'x')
-return redis.call('HINCRBY', KEYS[1], 'f', 1)
-`, func(st driver.Store, keys, _ []string) (backend.Value, error) {
-		if err := st.Set(keys[0], "x", 0); err != nil {
-			return backend.Value{}, err
-		}
-		return backend.Value{}, st.HSet(keys[0], "f", "1")
-	})
 )
 
 // RunBackend checks the Backend contract of package backend's doc.

@@ -16,13 +16,11 @@
 package conformance
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/internal/testkit"
 )
 
 // Harness gives the suite backends and control over time.
@@ -46,34 +44,15 @@ type ScriptFlusher interface {
 // NewHarness makes a fresh Harness for one test.
 type NewHarness func(t *testing.T) Harness
 
-// prefix returns a key prefix unique to this test run, valid under the key
-// rules (no ':', '{', '}').
-func prefix(t *testing.T) string {
-	var b [6]byte
-	rand.Read(b[:])
-	name := t.Name()
-	if i := strings.LastIndexByte(name, '/'); i >= 0 {
-		name = name[i+1:]
-	}
-	name = strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
-			return r
-		}
-		return '-'
-	}, name)
-	if len(name) > 40 {
-		name = name[:40]
-	}
-	return "t-" + name + "-" + hex.EncodeToString(b[:])
-}
+// Unexported helpers of the suite's tests; internal/testkit has the code
+// that distkit's other test suites share.
 
-// tagged returns a key in prefix's hash slot.
-func tagged(prefix, name string) string { return "{" + prefix + "}:" + name }
+func prefix(t *testing.T) string                   { return testkit.Prefix(t) }
+func tagged(prefix, name string) string            { return testkit.Tagged(prefix, name) }
+func open(t *testing.T, h Harness) backend.Backend { return testkit.Open(t, h) }
 
-// open returns a backend from h that is closed when t ends.
-func open(t *testing.T, h Harness) backend.Backend {
-	t.Helper()
-	b := h.NewBackend(t)
-	t.Cleanup(func() { b.Close() })
-	return b
+// internal adapts a NewHarness to the internal packages' harness type (an
+// interface with the same methods).
+func internal(nh NewHarness) testkit.NewHarness {
+	return func(t *testing.T) testkit.Harness { return nh(t) }
 }

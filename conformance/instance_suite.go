@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/primitives/instancecounter"
 )
 
@@ -30,7 +32,7 @@ func runInstanceCounter(t *testing.T, newHarness NewHarness) {
 
 func newIC(t *testing.T, b backend.Backend, opts instancecounter.Options) *instancecounter.Strict {
 	t.Helper()
-	c, err := instancecounter.NewStrict(context.Background(), b, opts)
+	c, err := instancecounter.NewStrict(b, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,10 +174,7 @@ var wipeScript = driver.NewScript("conf-wipe", `return redis.call('DEL', unpack(
 		return backend.Int(int64(st.Del(keys...))), nil
 	})
 
-func icKeys(p string) []string {
-	t := "{" + p + "}:ic:"
-	return []string{t + "instances", t + "total", t + "slices", t + "owned", t + "holders", t + "epochs"}
-}
+func icKeys(p string) []string { return keyspace.InstanceCounter(p).List() }
 
 func testICComeback(t *testing.T, h Harness) {
 	ctx := context.Background()
@@ -244,11 +243,11 @@ func testICClose(t *testing.T, h Harness) {
 func testICLax(t *testing.T, h Harness) {
 	ctx := context.Background()
 	p := prefix(t)
-	l1, err := instancecounter.NewLax(ctx, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "l1", FlushInterval: time.Hour})
+	l1, err := instancecounter.NewLax(open(t, h), instancecounter.Options{Prefix: p, InstanceID: "l1", FlushInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l2, err := instancecounter.NewLax(ctx, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "l2", FlushInterval: 5 * time.Millisecond})
+	l2, err := instancecounter.NewLax(open(t, h), instancecounter.Options{Prefix: p, InstanceID: "l2", FlushInterval: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,13 +288,13 @@ func testICLax(t *testing.T, h Harness) {
 func testICInvalid(t *testing.T, h Harness) {
 	ctx := context.Background()
 	b := open(t, h)
-	for _, o := range []instancecounter.Options{{DeadAfter: time.Millisecond}, {InstanceID: "a:b"}, {Prefix: "{x}"}} {
-		if _, err := instancecounter.NewStrict(ctx, b, o); !errors.Is(err, distkit.ErrInvalidOption) && !errors.Is(err, distkit.ErrInvalidKey) {
+	for _, o := range []instancecounter.Options{{DeadAfter: time.Millisecond}, {InstanceID: strings.Repeat("i", distkit.MaxKeyLen+1)}, {Prefix: strings.Repeat("p", distkit.MaxKeyLen+1)}} {
+		if _, err := instancecounter.NewStrict(b, o); !errors.Is(err, distkit.ErrInvalidOption) && !errors.Is(err, distkit.ErrInvalidKey) {
 			t.Errorf("NewStrict(%+v): %v", o, err)
 		}
 	}
 	c := newIC(t, b, instancecounter.Options{Prefix: prefix(t)})
-	if _, _, err := c.Inc(ctx, "a:b", 1); !errors.Is(err, distkit.ErrInvalidKey) {
+	if _, _, err := c.Inc(ctx, "", 1); !errors.Is(err, distkit.ErrInvalidKey) {
 		t.Fatalf("bad key: %v", err)
 	}
 }
@@ -303,7 +302,7 @@ func testICInvalid(t *testing.T, h Harness) {
 func testICCloseDown(t *testing.T, h Harness) {
 	ctx := context.Background()
 	b := h.NewBackend(t)
-	l, err := instancecounter.NewLax(ctx, b, instancecounter.Options{Prefix: prefix(t), FlushInterval: time.Hour})
+	l, err := instancecounter.NewLax(b, instancecounter.Options{Prefix: prefix(t), FlushInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

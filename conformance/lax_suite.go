@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/counter"
 )
 
@@ -26,28 +28,13 @@ func runLaxCounter(t *testing.T, newHarness NewHarness) {
 
 func newLaxOpts(t *testing.T, b backend.Backend, opts counter.Options) *counter.Lax {
 	t.Helper()
-	c, err := counter.NewLax(b, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		c.Close(ctx)
-	})
-	return c
+	return testkit.NewLax(t, b, opts)
 }
 
 // eventually polls cond every 5 ms until it holds or the deadline passes.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Eventually(t, d, what, cond)
 }
 
 func testLaxView(t *testing.T, h Harness) {
@@ -228,7 +215,7 @@ func testLaxInvalid(t *testing.T, h Harness) {
 	b := open(t, h)
 	p := prefix(t)
 	lax := newLaxOpts(t, b, counter.Options{Prefix: p, AllowedLag: time.Hour})
-	if _, err := lax.Inc(ctx, "a:b", 1); !errors.Is(err, distkit.ErrInvalidKey) {
+	if _, err := lax.Inc(ctx, strings.Repeat("k", distkit.MaxKeyLen+1), 1); !errors.Is(err, distkit.ErrInvalidKey) {
 		t.Fatalf("Inc bad key: %v", err)
 	}
 	if _, err := lax.Get(ctx, ""); !errors.Is(err, distkit.ErrInvalidKey) {
@@ -237,7 +224,7 @@ func testLaxInvalid(t *testing.T, h Harness) {
 	if p := lax.Pending(); len(p) != 0 {
 		t.Fatalf("rejected Inc left pending %v", p)
 	}
-	for _, o := range []counter.Options{{AllowedLag: time.Microsecond}, {AllowedLag: -1}, {DedupTTL: time.Millisecond}, {Prefix: "a}"}} {
+	for _, o := range []counter.Options{{AllowedLag: time.Microsecond}, {AllowedLag: -1}, {DedupTTL: time.Millisecond}, {Prefix: strings.Repeat("p", distkit.MaxKeyLen+1)}} {
 		if _, err := counter.NewLax(b, o); !errors.Is(err, distkit.ErrInvalidOption) && !errors.Is(err, distkit.ErrInvalidKey) {
 			t.Fatalf("NewLax(%+v): %v, want ErrInvalidOption/ErrInvalidKey", o, err)
 		}

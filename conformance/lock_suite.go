@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,28 +12,13 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/keyspace"
+	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/lock"
 )
 
-// FakeTime is a Harness whose server time only moves with Wait (memory,
-// miniredis). Tests that need leases to expire while other leases keep
-// being renewed let time pass in small steps on such harnesses.
-type FakeTime interface {
-	FakeTime() bool
-}
-
 // pass lets d of both real and server time go by.
-func pass(t *testing.T, h Harness, d time.Duration) {
-	if f, ok := h.(FakeTime); ok && f.FakeTime() {
-		const step = 20 * time.Millisecond
-		for el := time.Duration(0); el < d; el += step {
-			time.Sleep(step)
-			h.Wait(t, step)
-		}
-		return
-	}
-	time.Sleep(d)
-}
+func pass(t *testing.T, h Harness, d time.Duration) { testkit.Pass(t, h, d) }
 
 func runLocks(t *testing.T, newHarness NewHarness) {
 	t.Run("MutexExclusion", func(t *testing.T) { testMutexExclusion(t, newHarness(t)) })
@@ -211,10 +197,7 @@ func testRelease(t *testing.T, h Harness) {
 }
 
 var (
-	delKeyScript = driver.NewScript("conf-del", `return redis.call('DEL', KEYS[1])`,
-		func(st driver.Store, keys, _ []string) (backend.Value, error) {
-			return backend.Int(int64(st.Del(keys...))), nil
-		})
+	delKeyScript  = testkit.DelKeyScript
 	expire1Script = driver.NewScript("conf-pexpire1", `return redis.call('PEXPIRE', KEYS[1], 1)`,
 		func(st driver.Store, keys, _ []string) (backend.Value, error) {
 			return backend.Bool(st.PExpire(keys[0], time.Millisecond)), nil
@@ -237,7 +220,7 @@ func testLeaseLost(t *testing.T, h Harness) {
 			}
 			wctx := g.Context(ctx)
 			admin := open(t, h)
-			if _, err := admin.EvalScript(ctx, how.s, []string{"{" + p + ":res}:lock"}); err != nil {
+			if _, err := admin.EvalScript(ctx, how.s, []string{keyspace.Lock(p, "res").Lock}); err != nil {
 				t.Fatal(err)
 			}
 			if how.s == expire1Script {
@@ -531,8 +514,8 @@ func testLockOptions(t *testing.T, h Harness) {
 	}{
 		{"short TTL", lock.Options{TTL: 50 * time.Millisecond}, distkit.ErrInvalidOption},
 		{"negative retry", lock.Options{RetryInterval: -1}, distkit.ErrInvalidOption},
-		{"bad owner", lock.Options{Owner: "a:b"}, distkit.ErrInvalidOption},
-		{"bad prefix", lock.Options{Prefix: "{x"}, distkit.ErrInvalidKey},
+		{"bad owner", lock.Options{Owner: strings.Repeat("o", distkit.MaxKeyLen+1)}, distkit.ErrInvalidOption},
+		{"bad prefix", lock.Options{Prefix: strings.Repeat("p", distkit.MaxKeyLen+1)}, distkit.ErrInvalidKey},
 	} {
 		if _, err := lock.NewMutex(b, "res", tc.opts); !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
@@ -541,7 +524,7 @@ func testLockOptions(t *testing.T, h Harness) {
 			t.Errorf("RW %s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
-	for _, name := range []string{"", "a:b", "x}"} {
+	for _, name := range []string{"", strings.Repeat("n", distkit.MaxKeyLen+1)} {
 		if _, err := lock.NewMutex(b, name, lock.Options{}); !errors.Is(err, distkit.ErrInvalidKey) {
 			t.Errorf("name %q: %v", name, err)
 		}

@@ -8,18 +8,19 @@ import (
 	"github.com/distkit-go/distkit/backend/memory"
 )
 
-// MemoryHarness is the Harness of the memory backend: NewBackend connects
-// new clients to one in-memory server, Wait advances its clock.
-type MemoryHarness struct{ Root *memory.Backend }
+// MemoryHarness returns a Harness over a fresh memory backend (package
+// backend/memory): every backend it hands out is a client of one
+// in-memory server, and Wait advances that server's clock. It is the
+// reference RunParity compares a driver with.
+func MemoryHarness(*testing.T) Harness {
+	return &memoryHarness{root: memory.New(memory.Options{})}
+}
 
-// NewMemoryHarness wraps root.
-func NewMemoryHarness(root *memory.Backend) *MemoryHarness { return &MemoryHarness{Root: root} }
+type memoryHarness struct{ root *memory.Backend }
 
-// NewBackend returns a new client of the same server.
-func (h *MemoryHarness) NewBackend(*testing.T) backend.Backend { return h.Root.Connect() }
+func (h *memoryHarness) NewBackend(*testing.T) backend.Backend { return h.root.Connect() }
 
-// Wait advances server time by d.
-func (h *MemoryHarness) Wait(_ *testing.T, d time.Duration) { h.Root.Advance(d) }
+func (h *memoryHarness) Wait(_ *testing.T, d time.Duration) { h.root.Advance(d) }
 
 // FakeTime reports that server time moves only with Wait.
-func (h *MemoryHarness) FakeTime() bool { return true }
+func (h *memoryHarness) FakeTime() bool { return true }

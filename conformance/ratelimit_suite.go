@@ -3,7 +3,6 @@ package conformance
 import (
 	"context"
 	"errors"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/ratelimit"
 )
 
@@ -30,7 +30,7 @@ func newRedisRL(t *testing.T, b backend.Backend, opts ratelimit.Options) *rateli
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { r.Close() })
+	t.Cleanup(func() { r.Close(context.Background()) })
 	return r
 }
 
@@ -40,7 +40,7 @@ func newHybridRL(t *testing.T, b backend.Backend, opts ratelimit.Options) *ratel
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { r.Close() })
+	t.Cleanup(func() { r.Close(context.Background()) })
 	return r
 }
 
@@ -131,7 +131,7 @@ func testRLKeys(t *testing.T, h Harness) {
 	if ok, _ := other.Absolute().Allow(ctx, "a", 2); !ok {
 		t.Fatal("another prefix shares key a's window")
 	}
-	if _, err := r.Absolute().Allow(ctx, "bad:key", 1); !errors.Is(err, distkit.ErrInvalidKey) {
+	if _, err := r.Absolute().Allow(ctx, "", 1); !errors.Is(err, distkit.ErrInvalidKey) {
 		t.Fatalf("bad key: %v", err)
 	}
 	if _, err := ratelimit.NewRedis(b, ratelimit.Options{OnError: ratelimit.FailLocal}); !errors.Is(err, distkit.ErrInvalidOption) {
@@ -216,7 +216,7 @@ func testHybridClose(t *testing.T, h Harness) {
 	for range 7 {
 		hy.Absolute().Allow(ctx, "k", 5)
 	}
-	if err := hy.Close(); err != nil {
+	if err := hy.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 	r := newRedisRL(t, open(t, h), opts)
@@ -230,7 +230,7 @@ func testHybridClose(t *testing.T, h Harness) {
 // window ending at an admission, admissions ≤ capacity + one bucket's
 // worth (Redis), or + the documented Hybrid overshoot.
 func testRLBound(t *testing.T, h Harness) {
-	if f, ok := h.(FakeTime); ok && f.FakeTime() {
+	if testkit.IsFakeTime(h) {
 		t.Skip("needs server time that moves by itself")
 	}
 	const (
@@ -282,18 +282,18 @@ func testRLBound(t *testing.T, h Harness) {
 			stop.Store(true)
 			wg.Wait()
 			capacity := int(rate * window.Seconds())
-			slack := MaxInWindow(at, bucket) // buckets leave the window whole
+			slack := testkit.MaxInWindow(at, bucket) // buckets leave the window whole
 			if kind == "hybrid" {
 				// Documented: the other instances' admissions within one
 				// SyncInterval plus a sync round trip (generously 70 ms
 				// under the race detector on 2 cores).
 				per := 0
 				for _, ts := range perInstance {
-					per = max(per, MaxInWindow(ts, 80*time.Millisecond))
+					per = max(per, testkit.MaxInWindow(ts, 80*time.Millisecond))
 				}
 				slack += 2 * per
 			}
-			worst := MaxInWindow(at, window)
+			worst := testkit.MaxInWindow(at, window)
 			t.Logf("%s: %d admitted in %v, worst window %d, capacity %d, allowed slack %d", kind, len(at), run, worst, capacity, slack)
 			if worst > capacity+slack {
 				t.Fatalf("a %v window admitted %d, above capacity %d + slack %d", window, worst, capacity, slack)
@@ -303,20 +303,4 @@ func testRLBound(t *testing.T, h Harness) {
 			}
 		})
 	}
-}
-
-// MaxInWindow is the most timestamps inside any half-open interval
-// (t-d, t]: the worst sliding window of admissions, for rate-limit bound
-// checks (the chaos suite uses it too).
-func MaxInWindow(ts []time.Time, d time.Duration) int {
-	s := append([]time.Time(nil), ts...)
-	sort.Slice(s, func(i, j int) bool { return s[i].Before(s[j]) })
-	best, lo := 0, 0
-	for hi := range s {
-		for !s[lo].After(s[hi].Add(-d)) {
-			lo++
-		}
-		best = max(best, hi-lo+1)
-	}
-	return best
 }

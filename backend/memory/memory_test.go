@@ -16,14 +16,10 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func newHarness(*testing.T) conformance.Harness {
-	return conformance.NewMemoryHarness(memory.New(memory.Options{}))
-}
-
 func TestConformance(t *testing.T) {
 	t.Run("memory", func(t *testing.T) {
-		t.Run("Backend", func(t *testing.T) { conformance.RunBackend(t, newHarness) })
-		t.Run("Primitives", func(t *testing.T) { conformance.RunPrimitives(t, newHarness) })
+		t.Run("Backend", func(t *testing.T) { conformance.RunBackend(t, conformance.MemoryHarness) })
+		t.Run("Primitives", func(t *testing.T) { conformance.RunPrimitives(t, conformance.MemoryHarness) })
 	})
 }
 

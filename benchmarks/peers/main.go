@@ -43,6 +43,7 @@ import (
 	"github.com/distkit-go/distkit/backend/goredis"
 	"github.com/distkit-go/distkit/backend/memory"
 	"github.com/distkit-go/distkit/backend/rueidis"
+	"github.com/distkit-go/distkit/internal/counterscript"
 	"github.com/distkit-go/distkit/internal/redistest"
 	"github.com/distkit-go/distkit/primitives/counter"
 	"github.com/distkit-go/distkit/primitives/instancecounter"
@@ -192,7 +193,7 @@ func run(srv *redistest.Server) error {
 	driversThr := []driver{{"distkit + rueidis (flush delay 20µs)", rueidis.New(rcThr)}, {"distkit + goredis", goredis.New(gc)}}
 
 	// Counters.
-	inc := counter.IncScript()
+	inc := counterscript.Inc
 	if _, err := srv.Do("SCRIPT", "LOAD", inc.Source()); err != nil {
 		return err
 	}
@@ -315,7 +316,7 @@ func run(srv *redistest.Server) error {
 	const rate = 1e9
 	for _, d := range driversThr {
 		r, _ := ratelimit.NewRedis(d.b, ratelimit.Options{Prefix: "bench"})
-		defer r.Close()
+		defer r.Close(ctx)
 		a := r.Absolute()
 		measure("rate-limit decision, 64 goroutines", d.name+" (Redis provider)", "distkit", 64, *dur, func() error {
 			_, err := a.Inc(ctx, "k", rate, 1)
@@ -323,14 +324,14 @@ func run(srv *redistest.Server) error {
 		})
 	}
 	hy, _ := ratelimit.NewHybrid(driversThr[0].b, ratelimit.Options{Prefix: "bench"})
-	defer hy.Close()
+	defer hy.Close(ctx)
 	ha := hy.Absolute()
 	measure("rate-limit decision, 64 goroutines", "distkit + rueidis (Hybrid provider)", "distkit", 64, *dur, func() error {
 		_, err := ha.Inc(ctx, "k", rate, 1)
 		return err
 	})
 	loc, _ := ratelimit.NewLocal(ratelimit.Options{})
-	defer loc.Close()
+	defer loc.Close(ctx)
 	la := loc.Absolute()
 	measure("rate-limit decision, 64 goroutines", "distkit (Local provider)", "distkit", 64, *dur, func() error {
 		_, err := la.Inc(ctx, "k", rate, 1)
@@ -343,7 +344,7 @@ func run(srv *redistest.Server) error {
 
 	// Instance counters.
 	for _, d := range driversThr {
-		ic, err := instancecounter.NewStrict(ctx, d.b, instancecounter.Options{Prefix: "bench"})
+		ic, err := instancecounter.NewStrict(d.b, instancecounter.Options{Prefix: "bench"})
 		if err != nil {
 			return err
 		}
@@ -353,7 +354,7 @@ func run(srv *redistest.Server) error {
 			return err
 		})
 	}
-	icl, err := instancecounter.NewLax(ctx, drivers[0].b, instancecounter.Options{Prefix: "bench"})
+	icl, err := instancecounter.NewLax(drivers[0].b, instancecounter.Options{Prefix: "bench"})
 	if err != nil {
 		return err
 	}

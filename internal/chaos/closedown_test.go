@@ -26,11 +26,11 @@ func TestCloseWhileDown(t *testing.T) {
 	defer srv.Stop()
 	c := newClient(t, srv.Addr)
 	lax, _ := counter.NewLax(c.b, counter.Options{Prefix: "chaos-down"})
-	icl, err := instancecounter.NewLax(ctx, c.b, instancecounter.Options{Prefix: "chaos-down"})
+	icl, err := instancecounter.NewLax(c.b, instancecounter.Options{Prefix: "chaos-down"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ics, _ := instancecounter.NewStrict(ctx, c.b, instancecounter.Options{Prefix: "chaos-down"})
+	ics, _ := instancecounter.NewStrict(c.b, instancecounter.Options{Prefix: "chaos-down"})
 	m, _ := lock.NewMutex(c.b, "res", lock.Options{Prefix: "chaos-down", TTL: 300 * time.Millisecond})
 	g, err := m.Lock(ctx)
 	if err != nil {
@@ -47,8 +47,8 @@ func TestCloseWhileDown(t *testing.T) {
 		"instancecounter.Lax":    icl.Close,
 		"instancecounter.Strict": ics.Close,
 		"lock.Guard":             func(ctx context.Context) error { _, err := g.Release(ctx); return err },
-		"ratelimit.Hybrid":       func(context.Context) error { return hy.Close() },
-		"ratelimit.Redis":        func(context.Context) error { return rl.Close() },
+		"ratelimit.Hybrid":       func(ctx context.Context) error { return hy.Close(ctx) },
+		"ratelimit.Redis":        func(ctx context.Context) error { return rl.Close(ctx) },
 	} {
 		cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		start := time.Now()

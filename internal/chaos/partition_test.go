@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/distkit-go/distkit"
-	"github.com/distkit-go/distkit/conformance"
+	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/counter"
 	"github.com/distkit-go/distkit/primitives/instancecounter"
 	"github.com/distkit-go/distkit/primitives/lock"
@@ -78,11 +78,11 @@ func TestInstanceLaxPartition(t *testing.T) {
 	srv := env.Server(t)
 	a, b := newClient(t, srv.Addr), newClient(t, srv.Addr)
 	const dead = 300 * time.Millisecond
-	ia, err := instancecounter.NewLax(ctx, a.b, instancecounter.Options{Prefix: "chaos-ic", InstanceID: "a", DeadAfter: dead, FlushInterval: 5 * time.Millisecond})
+	ia, err := instancecounter.NewLax(a.b, instancecounter.Options{Prefix: "chaos-ic", InstanceID: "a", DeadAfter: dead, FlushInterval: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ib, err := instancecounter.NewStrict(ctx, b.b, instancecounter.Options{Prefix: "chaos-ic", InstanceID: "b", DeadAfter: dead})
+	ib, err := instancecounter.NewStrict(b.b, instancecounter.Options{Prefix: "chaos-ic", InstanceID: "b", DeadAfter: dead})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestRateLimitUnderLatency(t *testing.T) {
 		c := newClient(t, srv.Addr)
 		c.proxy.Latency(10 * time.Millisecond)
 		r, _ := ratelimit.NewRedis(c.b, ratelimit.Options{Prefix: "chaos-rl", Window: window, Bucket: bucket})
-		defer r.Close()
+		defer r.Close(context.Background())
 		for range 4 {
 			wg.Add(1)
 			go func() {
@@ -210,7 +210,7 @@ func TestRateLimitUnderLatency(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 	capacity := int(rate * window.Seconds())
-	worst, slack := conformance.MaxInWindow(at, window), conformance.MaxInWindow(at, bucket)
+	worst, slack := testkit.MaxInWindow(at, window), testkit.MaxInWindow(at, bucket)
 	t.Logf("under 10 ms latency: %d admitted, worst %v window %d, capacity %d + bucket slack %d", len(at), window, worst, capacity, slack)
 	if worst > capacity+slack {
 		t.Fatalf("window admitted %d > %d + %d", worst, capacity, slack)

@@ -262,7 +262,7 @@ func withAutoImports(src string) (string, []string, error) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if have[n] || !regexp.MustCompile(`\b` + n + `\.`).MatchString(src) {
+		if have[n] || !regexp.MustCompile(`\b`+n+`\.`).MatchString(src) {
 			continue
 		}
 		add = append(add, fmt.Sprintf("import %s %q", n, autoImports[n]))

@@ -10,9 +10,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/distkit-go/distkit/backend"
-	"github.com/distkit-go/distkit/backend/memory"
 	"github.com/distkit-go/distkit/conformance"
+	"github.com/distkit-go/distkit/internal/parity"
+	"github.com/distkit-go/distkit/internal/processtest"
 	"github.com/distkit-go/distkit/internal/redistest"
+	"github.com/distkit-go/distkit/internal/testkit"
 )
 
 // Driver describes a Redis driver to the shared driver tests: each driver
@@ -42,7 +44,7 @@ func (d Driver) connect(t *testing.T, target redistest.Target) backend.Backend {
 // binary was re-executed as one, else the tests, then stops the shared
 // servers and checks for leaked goroutines.
 func Main(m *testing.M, env *redistest.Env, d Driver) {
-	if conformance.WorkerMain(func(addrs []string, cluster bool) (backend.Backend, func(), error) {
+	if processtest.WorkerMain(func(addrs []string, cluster bool) (backend.Backend, func(), error) {
 		return d.Dial(redistest.Target{Addrs: addrs, Cluster: cluster})
 	}) {
 		return
@@ -63,9 +65,7 @@ func Main(m *testing.M, env *redistest.Env, d Driver) {
 // 3-master Cluster; FromURL; crash tests on an AOF server; multi-process
 // tests on the server and the Cluster.
 func Run(t *testing.T, env *redistest.Env, d Driver) {
-	mem := func(*testing.T) conformance.Harness {
-		return conformance.NewMemoryHarness(memory.New(memory.Options{}))
-	}
+	mem := conformance.MemoryHarness
 	mini := func(t *testing.T) conformance.Harness { return redistest.NewMiniHarness(t, d.connect) }
 	harnesses := []struct {
 		name string
@@ -84,7 +84,10 @@ func Run(t *testing.T, env *redistest.Env, d Driver) {
 			})
 		}
 	})
-	t.Run("ParityCatchesDisagreement", func(t *testing.T) { conformance.CheckParityCatchesDisagreement(t, mem, mini) })
+	t.Run("ParityCatchesDisagreement", func(t *testing.T) {
+		parity.CheckParityCatchesDisagreement(t,
+			func(t *testing.T) testkit.Harness { return mem(t) }, func(t *testing.T) testkit.Harness { return mini(t) })
+	})
 	t.Run("FromURL", func(t *testing.T) {
 		s := env.Server(t)
 		b, err := d.FromURL("redis://" + s.Addr + "/0")
@@ -102,17 +105,17 @@ func Run(t *testing.T, env *redistest.Env, d Driver) {
 		}
 	})
 	t.Run("Crash", func(t *testing.T) {
-		conformance.RunCrash(t, func(t *testing.T) conformance.CrashHarness { return redistest.NewCrashHarness(t, d.connect) })
+		processtest.RunCrash(t, func(t *testing.T) processtest.CrashHarness { return redistest.NewCrashHarness(t, d.connect) })
 	})
 	t.Run("Processes", func(t *testing.T) {
 		for _, tc := range []struct {
 			name string
-			h    func(t *testing.T) conformance.ProcessHarness
+			h    func(t *testing.T) processtest.ProcessHarness
 		}{
-			{d.Name + "+redis", func(t *testing.T) conformance.ProcessHarness { return env.NewServerHarness(t, d.connect) }},
-			{d.Name + "+cluster", func(t *testing.T) conformance.ProcessHarness { return env.NewClusterHarness(t, d.connect) }},
+			{d.Name + "+redis", func(t *testing.T) processtest.ProcessHarness { return env.NewServerHarness(t, d.connect) }},
+			{d.Name + "+cluster", func(t *testing.T) processtest.ProcessHarness { return env.NewClusterHarness(t, d.connect) }},
 		} {
-			t.Run(tc.name, func(t *testing.T) { conformance.RunProcesses(t, tc.h) })
+			t.Run(tc.name, func(t *testing.T) { processtest.RunProcesses(t, tc.h) })
 		}
 	})
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/internal/counterscript"
+	"github.com/distkit-go/distkit/internal/keyspace"
 )
 
 // Counter is what Strict and Lax both implement, so callers can swap
@@ -65,7 +67,7 @@ type Result struct {
 	Prev int64
 }
 
-// allIfArgs validates updates and encodes them for allIfScript.
+// allIfArgs validates updates and encodes them for counterscript.AllIf.
 func allIfArgs(mode string, updates []Update) ([]string, error) {
 	args := make([]string, 0, 1+4*len(updates))
 	args = append(args, mode)
@@ -76,12 +78,12 @@ func allIfArgs(mode string, updates []Update) ([]string, error) {
 		if err := u.Cmp.Validate(); err != nil {
 			return nil, fmt.Errorf("counter: update %d (key %q): %w", i, u.Key, err)
 		}
-		args = append(args, u.Key, u.Cmp.Op.String(), strconv.FormatInt(u.Cmp.Operand, 10), strconv.FormatInt(u.Delta, 10))
+		args = append(args, keyspace.CounterField(u.Key), u.Cmp.Op.String(), strconv.FormatInt(u.Cmp.Operand, 10), strconv.FormatInt(u.Delta, 10))
 	}
 	return args, nil
 }
 
-// allIfResults decodes allIfScript's reply.
+// allIfResults decodes counterscript.AllIf's reply.
 func allIfResults(updates []Update, v backend.Value) ([]Result, error) {
 	nums, err := v.Int64s()
 	if err != nil {
@@ -106,7 +108,7 @@ func evalAllIf(ctx context.Context, b backend.Backend, hash, op, mode string, up
 	if err != nil {
 		return nil, err
 	}
-	v, err := b.EvalScript(ctx, allIfScript, []string{hash}, args...)
+	v, err := b.EvalScript(ctx, counterscript.AllIf, []string{hash}, args...)
 	if err != nil {
 		key := ""
 		if len(updates) == 1 {
@@ -127,7 +129,11 @@ func evalGetAll(ctx context.Context, b backend.Backend, hash string, keys []stri
 			return nil, fmt.Errorf("counter: getall key %d: %w", i, err)
 		}
 	}
-	v, err := b.EvalScript(ctx, getAllScript, []string{hash}, keys...)
+	fields := make([]string, len(keys))
+	for i, k := range keys {
+		fields[i] = keyspace.CounterField(k)
+	}
+	v, err := b.EvalScript(ctx, counterscript.GetAll, []string{hash}, fields...)
 	if err != nil {
 		return nil, wrapErr("getall", "", err)
 	}

@@ -75,6 +75,8 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/internal/counterscript"
+	"github.com/distkit-go/distkit/internal/keyspace"
 )
 
 // Options configure a counter. The zero value is valid.
@@ -91,7 +93,7 @@ type Options struct {
 	DedupTTL time.Duration
 }
 
-// keys is the Redis key layout of one prefix.
+// keys is the Redis key layout of one prefix (internal/keyspace).
 type keys struct {
 	prefix   string
 	hash     string   // {prefix}:counter
@@ -99,11 +101,11 @@ type keys struct {
 }
 
 func newKeys(prefix string) (keys, error) {
-	p, err := distkit.PrefixOrDefault(prefix)
+	p, err := keyspace.Prefix(prefix)
 	if err != nil {
 		return keys{}, fmt.Errorf("counter: %w", err)
 	}
-	h := "{" + p + "}:counter"
+	h := keyspace.CounterHash(p)
 	return keys{prefix: p, hash: h, hashKeys: []string{h}}, nil
 }
 
@@ -118,7 +120,7 @@ func validKey(key string) error {
 // error codes into distkit sentinels.
 func wrapErr(op, key string, err error) error {
 	var se *backend.ScriptError
-	if errors.As(err, &se) && se.Code() == codeOverflow {
+	if errors.As(err, &se) && se.Code() == counterscript.CodeOverflow {
 		return fmt.Errorf("counter: %s %q: %w", op, key, distkit.ErrOverflow)
 	}
 	if key == "" {
@@ -134,13 +136,3 @@ func intValue(v backend.Value) (int64, error) {
 	}
 	return v.Int64()
 }
-
-// Scripts returns every script this package runs, for preloading (SCRIPT
-// LOAD) or for tools that need their SHA.
-func Scripts() []backend.Script {
-	return []backend.Script{incScript, getScript, setScript, delScript, clearScript, allIfScript, getAllScript, flushScript}
-}
-
-// IncScript returns the script behind Strict.Inc (KEYS[1] = the prefix's
-// hash, ARGV = key, delta), for benchmarks against the server's own limit.
-func IncScript() backend.Script { return incScript }

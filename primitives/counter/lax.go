@@ -18,6 +18,8 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/counterscript"
+	"github.com/distkit-go/distkit/internal/keyspace"
 )
 
 // Defaults of the Lax options.
@@ -69,7 +71,9 @@ type laxCore struct {
 	seq      int64      // last batch number used
 	inflight *batch     // sent with an unknown outcome: resend before anything else
 
-	stop     chan struct{} // closed by Close
+	stop     chan struct{}   // closed by Close
+	base     context.Context // the flusher's I/O runs under it; Close cancels it
+	cancel   context.CancelFunc
 	orphaned chan struct{} // closed when the Lax was collected
 	done     chan struct{} // closed when the flusher exits
 	stopOnce sync.Once
@@ -81,6 +85,7 @@ type entry struct {
 	added atomic.Int64 // sum of every local delta ever accepted
 	base  atomic.Int64 // remote value at the last sync minus the part of added it included
 	key   string
+	field string // key's field in the hash (keyspace.CounterField)
 	// guarded by laxCore.mu
 	sent  int64 // the part of added the backend has applied
 	stuck error // non-nil: the pending delta cannot be applied (overflow)
@@ -119,13 +124,14 @@ func NewLax(b backend.Backend, opts Options) (*Lax, error) {
 	cryptoRead(id[:])
 	c := &laxCore{
 		b: b, k: k, lag: lag, dedupTTL: driver.Millis(ttl),
-		marker:   "{" + k.prefix + "}:laxseq:" + hex.EncodeToString(id[:]),
+		marker:   keyspace.CounterLaxMarker(k.prefix, hex.EncodeToString(id[:])),
 		ix:       newIndex(),
 		epoch:    time.Now(),
 		stop:     make(chan struct{}),
 		orphaned: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	c.base, c.cancel = context.WithCancel(context.Background())
 	l := &Lax{c: c}
 	go c.run()
 	runtime.AddCleanup(l, func(c *laxCore) { c.orphOnce.Do(func() { close(c.orphaned) }) }, c)
@@ -155,7 +161,7 @@ func (c *laxCore) entryFor(key string) (*entry, error) {
 	if err := validKey(key); err != nil {
 		return nil, err
 	}
-	return c.ix.loadOrStore(key, func() *entry { return &entry{key: key} }), nil
+	return c.ix.loadOrStore(key, func() *entry { return &entry{key: key, field: keyspace.CounterField(key)} }), nil
 }
 
 // Inc adds delta to key's pending delta and returns the local view
@@ -239,7 +245,7 @@ func (l *Lax) Get(ctx context.Context, key string) (int64, error) {
 			}
 		}
 		if c.stale(e) {
-			v, err := c.b.EvalScript(ctx, getScript, []string{c.k.hash}, key)
+			v, err := c.b.EvalScript(ctx, counterscript.Get, c.k.hashKeys, e.field)
 			if err != nil {
 				return 0, wrapErr("get", key, err)
 			}
@@ -358,7 +364,7 @@ func (c *laxCore) build() *batch {
 		}
 		b.entries = append(b.entries, e)
 		b.snaps = append(b.snaps, a)
-		b.args = append(b.args, e.key, strconv.FormatInt(a-e.sent, 10))
+		b.args = append(b.args, e.field, strconv.FormatInt(a-e.sent, 10))
 	})
 	return b
 }
@@ -366,7 +372,7 @@ func (c *laxCore) build() *batch {
 // send applies b. On an unknown outcome b becomes the in-flight batch and
 // is resent, with the same number, before anything else.
 func (c *laxCore) send(ctx context.Context, b *batch) error {
-	v, err := c.b.EvalScript(ctx, flushScript, []string{c.k.hash, c.marker}, b.args...)
+	v, err := c.b.EvalScript(ctx, counterscript.Flush, []string{c.k.hash, c.marker}, b.args...)
 	if err != nil {
 		var se *backend.ScriptError
 		switch {
@@ -374,13 +380,13 @@ func (c *laxCore) send(ctx context.Context, b *batch) error {
 			// The script ran and applied nothing (it validates, or rolls
 			// back, before setting the marker).
 			c.inflight = nil
-			if se.Code() == codeOverflow {
-				field := strings.TrimSpace(strings.TrimPrefix(se.Msg, codeOverflow))
-				for _, e := range b.entries {
-					if e.key == field {
-						e.stuck = fmt.Errorf("counter: flush %q: %w", field, distkit.ErrOverflow)
-						return errRebuild
-					}
+			if se.Code() == counterscript.CodeOverflow {
+				// "DKOVERFLOW <n>": the n-th pair (1-based) would overflow.
+				_, arg, _ := strings.Cut(se.Msg, " ")
+				if n, err := strconv.Atoi(arg); err == nil && n >= 1 && n <= len(b.entries) {
+					e := b.entries[n-1]
+					e.stuck = fmt.Errorf("counter: flush %q: %w", e.key, distkit.ErrOverflow)
+					return errRebuild
 				}
 			}
 		case errors.Is(err, backend.ErrIndeterminate):
@@ -415,13 +421,13 @@ func (c *laxCore) run() {
 			return
 		case <-c.orphaned:
 			c.closed.Store(true)
-			ctx, cancel := context.WithTimeout(context.Background(), orphanBudget)
+			ctx, cancel := context.WithTimeout(c.base, orphanBudget)
 			c.settle(ctx)
 			cancel()
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), max(minFlushBudget, 5*c.lag))
+		ctx, cancel := context.WithTimeout(c.base, max(minFlushBudget, 5*c.lag))
 		c.mu.Lock()
 		err := c.flushLocked(ctx)
 		c.mu.Unlock()
@@ -475,8 +481,20 @@ func (c *laxCore) settle(ctx context.Context) error {
 func (l *Lax) Close(ctx context.Context) error {
 	c := l.c
 	c.closed.Store(true)
-	c.stopOnce.Do(func() { close(c.stop) })
-	<-c.done
+	c.stopOnce.Do(func() {
+		close(c.stop)
+		c.cancel() // a background flush in progress gives up at once
+	})
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		var pending map[string]int64
+		if c.mu.TryLock() {
+			pending = c.pendingLocked()
+			c.mu.Unlock()
+		}
+		return &UnflushedError{Pending: pending, Err: fmt.Errorf("counter: close: %w", ctx.Err())}
+	}
 	return c.settle(ctx)
 }
 
@@ -551,7 +569,7 @@ func (l *Lax) Set(ctx context.Context, key string, v int64) (int64, error) {
 	}
 	var out int64
 	err := l.flushFirst(ctx, "set", func() error {
-		if _, err := l.c.b.EvalScript(ctx, setScript, []string{l.c.k.hash}, key, strconv.FormatInt(v, 10)); err != nil {
+		if _, err := l.c.b.EvalScript(ctx, counterscript.Set, l.c.k.hashKeys, keyspace.CounterField(key), strconv.FormatInt(v, 10)); err != nil {
 			return wrapErr("set", key, err)
 		}
 		out = v
@@ -569,7 +587,7 @@ func (l *Lax) Del(ctx context.Context, key string) (int64, error) {
 	}
 	var out int64
 	err := l.flushFirst(ctx, "del", func() error {
-		r, err := l.c.b.EvalScript(ctx, delScript, []string{l.c.k.hash}, key)
+		r, err := l.c.b.EvalScript(ctx, counterscript.Del, l.c.k.hashKeys, keyspace.CounterField(key))
 		if err != nil {
 			return wrapErr("del", key, err)
 		}
@@ -585,7 +603,7 @@ func (l *Lax) Del(ctx context.Context, key string) (int64, error) {
 // Clear flushes pending deltas, then removes every counter of the prefix.
 func (l *Lax) Clear(ctx context.Context) error {
 	return l.flushFirst(ctx, "clear", func() error {
-		if _, err := l.c.b.EvalScript(ctx, clearScript, []string{l.c.k.hash}); err != nil {
+		if _, err := l.c.b.EvalScript(ctx, counterscript.Clear, l.c.k.hashKeys); err != nil {
 			return wrapErr("clear", "", err)
 		}
 		l.c.ix.each(func(e *entry) { l.c.remoteIs(e.key, 0, true) })

@@ -8,6 +8,8 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/internal/counterscript"
+	"github.com/distkit-go/distkit/internal/keyspace"
 )
 
 // Strict is a counter whose every call is one atomic script and one round
@@ -49,7 +51,7 @@ func (c *Strict) Inc(ctx context.Context, key string, delta int64) (int64, error
 	if err := c.check(key); err != nil {
 		return 0, err
 	}
-	v, err := c.b.EvalScript(ctx, incScript, c.k.hashKeys, key, strconv.FormatInt(delta, 10))
+	v, err := c.b.EvalScript(ctx, counterscript.Inc, c.k.hashKeys, keyspace.CounterField(key), strconv.FormatInt(delta, 10))
 	if err != nil {
 		return 0, wrapErr("inc", key, err)
 	}
@@ -70,7 +72,7 @@ func (c *Strict) Get(ctx context.Context, key string) (int64, error) {
 	if err := c.check(key); err != nil {
 		return 0, err
 	}
-	v, err := c.b.EvalScript(ctx, getScript, c.k.hashKeys, key)
+	v, err := c.b.EvalScript(ctx, counterscript.Get, c.k.hashKeys, keyspace.CounterField(key))
 	if err != nil {
 		return 0, wrapErr("get", key, err)
 	}
@@ -82,7 +84,7 @@ func (c *Strict) Set(ctx context.Context, key string, v int64) (int64, error) {
 	if err := c.check(key); err != nil {
 		return 0, err
 	}
-	r, err := c.b.EvalScript(ctx, setScript, c.k.hashKeys, key, strconv.FormatInt(v, 10))
+	r, err := c.b.EvalScript(ctx, counterscript.Set, c.k.hashKeys, keyspace.CounterField(key), strconv.FormatInt(v, 10))
 	if err != nil {
 		return 0, wrapErr("set", key, err)
 	}
@@ -94,7 +96,7 @@ func (c *Strict) Del(ctx context.Context, key string) (int64, error) {
 	if err := c.check(key); err != nil {
 		return 0, err
 	}
-	v, err := c.b.EvalScript(ctx, delScript, c.k.hashKeys, key)
+	v, err := c.b.EvalScript(ctx, counterscript.Del, c.k.hashKeys, keyspace.CounterField(key))
 	if err != nil {
 		return 0, wrapErr("del", key, err)
 	}
@@ -106,7 +108,7 @@ func (c *Strict) Clear(ctx context.Context) error {
 	if c.closed.Load() {
 		return fmt.Errorf("counter: %w", distkit.ErrClosed)
 	}
-	if _, err := c.b.EvalScript(ctx, clearScript, c.k.hashKeys); err != nil {
+	if _, err := c.b.EvalScript(ctx, counterscript.Clear, c.k.hashKeys); err != nil {
 		return wrapErr("clear", "", err)
 	}
 	return nil

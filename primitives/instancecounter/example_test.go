@@ -18,8 +18,8 @@ func Example() {
 	b := memory.New(memory.Options{})
 
 	// Two processes (instances) count their open connections.
-	nodeA, _ := instancecounter.NewStrict(ctx, b, instancecounter.Options{Prefix: "ws", InstanceID: "node-a"})
-	nodeB, _ := instancecounter.NewStrict(ctx, b, instancecounter.Options{Prefix: "ws", InstanceID: "node-b"})
+	nodeA, _ := instancecounter.NewStrict(b, instancecounter.Options{Prefix: "ws", InstanceID: "node-a"})
+	nodeB, _ := instancecounter.NewStrict(b, instancecounter.Options{Prefix: "ws", InstanceID: "node-b"})
 
 	total, mine, _ := nodeA.Inc(ctx, "connections", 3)
 	fmt.Println("node-a:", total, mine)
@@ -41,8 +41,8 @@ func Example() {
 func ExampleStrict_Set() {
 	ctx := context.Background()
 	b := memory.New(memory.Options{})
-	a, _ := instancecounter.NewStrict(ctx, b, instancecounter.Options{InstanceID: "a"})
-	o, _ := instancecounter.NewStrict(ctx, b, instancecounter.Options{InstanceID: "o"})
+	a, _ := instancecounter.NewStrict(b, instancecounter.Options{InstanceID: "a"})
+	o, _ := instancecounter.NewStrict(b, instancecounter.Options{InstanceID: "o"})
 	defer a.Close(ctx)
 	defer o.Close(ctx)
 

@@ -67,6 +67,7 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/internal/scriptlib"
 )
 
@@ -105,6 +106,7 @@ var (
 // slot is what this instance remembers of one key: its slice and the
 // key's epoch as last confirmed by the server.
 type slot struct {
+	field   string     // the key as the scripts see it (keyspace.InstanceKeyField)
 	mu      sync.Mutex // guards seq, applied and epoch (never held during I/O)
 	seq     uint64     // calls issued on the key
 	applied uint64     // the latest call whose reply was recorded
@@ -128,9 +130,10 @@ func (s *slot) slice() string { return strconv.FormatInt(s.mine.Load(), 10) }
 
 type core struct {
 	b         backend.Backend
-	keys      []string // the six KEYS
+	keys      []string // the six KEYS (keyspace.InstanceCounter)
 	marker    string   // Lax batch marker
-	id        string
+	id        string   // as the user gave it
+	me        string   // as the scripts see it (keyspace.InstanceMember)
 	deadAfter time.Duration
 	daArg     string
 	keep      bool
@@ -139,12 +142,14 @@ type core struct {
 	slotMu sync.Mutex
 	slots  atomic.Pointer[map[string]*slot] // copy on write
 
+	base     context.Context // the loop's I/O runs under it; Close cancels it
+	cancel   context.CancelFunc
 	stop     chan struct{} // closed by Close
 	orphaned chan struct{} // closed when the owner was garbage-collected
 	done     chan struct{}
 	stopOnce sync.Once
 	orphOnce sync.Once
-	final    func() // Lax: the last flush of a collected owner
+	final    func(ctx context.Context) // Lax: the last flush of a collected owner
 }
 
 // orphan is the runtime cleanup of an owner dropped without Close.
@@ -154,7 +159,7 @@ func newCore(b backend.Backend, opts Options) (*core, error) {
 	if b == nil {
 		return nil, fmt.Errorf("instancecounter: %w: backend is nil", distkit.ErrInvalidOption)
 	}
-	p, err := distkit.PrefixOrDefault(opts.Prefix)
+	p, err := keyspace.Prefix(opts.Prefix)
 	if err != nil {
 		return nil, fmt.Errorf("instancecounter: %w", err)
 	}
@@ -171,13 +176,14 @@ func newCore(b backend.Backend, opts Options) (*core, error) {
 	} else if err := distkit.ValidateKey("instance id", opts.InstanceID); err != nil {
 		return nil, fmt.Errorf("instancecounter: %w: InstanceID: %w", distkit.ErrInvalidOption, err)
 	}
-	t := "{" + p + "}:ic:"
 	c := &core{
-		b: b, id: opts.InstanceID, deadAfter: opts.DeadAfter, daArg: driver.Millis(opts.DeadAfter), keep: opts.KeepSlicesOnClose,
-		keys:   []string{t + "instances", t + "total", t + "slices", t + "owned", t + "holders", t + "epochs"},
-		marker: t + "seq:" + opts.InstanceID,
+		b: b, id: opts.InstanceID, me: keyspace.InstanceMember(opts.InstanceID),
+		deadAfter: opts.DeadAfter, daArg: driver.Millis(opts.DeadAfter), keep: opts.KeepSlicesOnClose,
+		keys:   keyspace.InstanceCounter(p).List(),
+		marker: keyspace.InstanceCounterMarker(p, opts.InstanceID),
 		stop:   make(chan struct{}), orphaned: make(chan struct{}), done: make(chan struct{}),
 	}
+	c.base, c.cancel = context.WithCancel(context.Background())
 	m := map[string]*slot{}
 	c.slots.Store(&m)
 	return c, nil
@@ -197,16 +203,16 @@ func (c *core) slot(key string) *slot {
 	for k, v := range old {
 		m[k] = v
 	}
-	s := &slot{epoch: "0"}
+	s := &slot{field: keyspace.InstanceKeyField(key), epoch: "0"}
 	m[key] = s
 	c.slots.Store(&m)
 	return s
 }
 
-// heartbeat refreshes this instance and, when the server had lost it,
-// contributes every slice again.
+// heartbeat refreshes this instance and, when the server had lost it (or
+// never saw it), contributes every slice again.
 func (c *core) heartbeat(ctx context.Context) error {
-	v, err := c.b.EvalScript(ctx, heartbeatScript, c.keys, c.id, c.daArg)
+	v, err := c.b.EvalScript(ctx, heartbeatScript, c.keys, c.me, c.daArg)
 	if err != nil {
 		return err
 	}
@@ -217,19 +223,31 @@ func (c *core) heartbeat(ctx context.Context) error {
 }
 
 func (c *core) rejoin(ctx context.Context) error {
-	args := []string{c.id, c.daArg}
-	for key, s := range *c.slots.Load() {
+	slots := *c.slots.Load()
+	if len(slots) == 0 {
+		return nil
+	}
+	args := []string{c.me, c.daArg}
+	for _, s := range slots {
 		s.mu.Lock()
-		args = append(args, key, s.epoch, s.slice())
+		args = append(args, s.field, s.epoch, s.slice())
 		s.mu.Unlock()
 	}
 	_, err := c.b.EvalScript(ctx, rejoinScript, c.keys, args...)
 	return err
 }
 
-// run is the heartbeat goroutine (and, for Lax, the flusher via tick).
-func (c *core) run(every time.Duration, tick func()) {
+// run is the background goroutine: it registers the instance at once,
+// then heartbeats every DeadAfter/3 and, for Lax, flushes every tick. Its
+// I/O runs under c.base, which Close cancels.
+func (c *core) run(every time.Duration, tick func(ctx context.Context)) {
 	defer close(c.done)
+	beat := func() {
+		ctx, cancel := context.WithTimeout(c.base, c.deadAfter/3)
+		c.heartbeat(ctx) // a failure is retried on the next tick
+		cancel()
+	}
+	beat()
 	hb := time.NewTicker(c.deadAfter / 3)
 	defer hb.Stop()
 	var ft <-chan time.Time
@@ -245,22 +263,30 @@ func (c *core) run(every time.Duration, tick func()) {
 		case <-c.orphaned:
 			c.closed.Store(true)
 			if c.final != nil {
-				c.final()
+				c.final(c.base)
 			}
 			return
 		case <-hb.C:
-			ctx, cancel := context.WithTimeout(context.Background(), c.deadAfter/3)
-			c.heartbeat(ctx) // a failure is retried on the next tick
-			cancel()
+			beat()
 		case <-ft:
-			tick()
+			tick(c.base)
 		}
 	}
 }
 
-func (c *core) stopLoop() {
-	c.stopOnce.Do(func() { close(c.stop) })
-	<-c.done
+// stopLoop stops the background goroutine, cancelling its I/O, and waits
+// for it at most until ctx is done.
+func (c *core) stopLoop(ctx context.Context) error {
+	c.stopOnce.Do(func() {
+		close(c.stop)
+		c.cancel()
+	})
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("instancecounter: close: %w", ctx.Err())
+	}
 }
 
 // op runs one operation on key and records the result.
@@ -279,7 +305,7 @@ func (c *core) op(ctx context.Context, mode, key string, cmp distkit.Comparator,
 	s.seq++
 	seq, epoch, slice := s.seq, s.epoch, s.slice()
 	s.mu.Unlock()
-	v, err := c.b.EvalScript(ctx, opScript, c.keys, c.id, c.daArg, mode, key, epoch, slice,
+	v, err := c.b.EvalScript(ctx, opScript, c.keys, c.me, c.daArg, mode, s.field, epoch, slice,
 		cmp.Op.String(), strconv.FormatInt(cmp.Operand, 10), strconv.FormatInt(n, 10))
 	if err != nil {
 		return 0, 0, wrapErr(mode, key, err)
@@ -322,7 +348,7 @@ func (c *core) clear(ctx context.Context) error {
 	if c.closed.Load() {
 		return errClosed
 	}
-	if _, err := c.b.EvalScript(ctx, clearScript, c.keys, c.id, c.daArg); err != nil {
+	if _, err := c.b.EvalScript(ctx, clearScript, c.keys, c.me, c.daArg); err != nil {
 		return fmt.Errorf("instancecounter: clear: %w", err)
 	}
 	for _, s := range *c.slots.Load() {
@@ -333,14 +359,22 @@ func (c *core) clear(ctx context.Context) error {
 	return nil
 }
 
-// leave stops the heartbeat and, unless kept, removes this instance's slices.
+// leave stops the background goroutine and, unless kept, removes this
+// instance's slices, all within ctx.
 func (c *core) leave(ctx context.Context) error {
 	c.closed.Store(true)
-	c.stopLoop()
+	if err := c.stopLoop(ctx); err != nil {
+		return err
+	}
+	return c.remove(ctx)
+}
+
+// remove takes this instance's slices out of the totals, unless kept.
+func (c *core) remove(ctx context.Context) error {
 	if c.keep {
 		return nil
 	}
-	if _, err := c.b.EvalScript(ctx, removeScript, c.keys, c.id, c.daArg); err != nil {
+	if _, err := c.b.EvalScript(ctx, removeScript, c.keys, c.me, c.daArg); err != nil {
 		return fmt.Errorf("instancecounter: close: removing this instance's slices: %w", err)
 	}
 	return nil

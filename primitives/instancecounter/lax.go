@@ -16,11 +16,12 @@ import (
 	"github.com/distkit-go/distkit/backend/driver"
 )
 
-// Lax buffers Inc and Dec in process and flushes them every FlushInterval
-// in one exactly-once batch; every other call flushes first, then acts
-// like Strict.
+// Lax is an instance-aware counter that buffers Inc and Dec in process
+// (no I/O, no allocation on a warm key) and flushes them every
+// FlushInterval in one exactly-once batch; every other call flushes first,
+// then acts like Strict. It is safe for concurrent use.
 type Lax struct {
-	*Strict
+	c  *core
 	lx *laxState
 }
 
@@ -39,9 +40,12 @@ type icBatch struct {
 	args  []string
 }
 
-// NewLax registers this instance and starts its heartbeat and flusher;
-// Close flushes and stops them.
-func NewLax(ctx context.Context, b backend.Backend, opts Options) (*Lax, error) {
+// NewLax returns a Lax instance counter over b and starts its background
+// goroutine, which registers the instance at once, heartbeats every
+// DeadAfter/3 and flushes every FlushInterval; Close flushes and stops it.
+// It does no I/O itself: invalid options fail with
+// distkit.ErrInvalidOption, an invalid prefix with distkit.ErrInvalidKey.
+func NewLax(b backend.Backend, opts Options) (*Lax, error) {
 	c, err := newCore(b, opts)
 	if err != nil {
 		return nil, err
@@ -60,24 +64,24 @@ func NewLax(ctx context.Context, b backend.Backend, opts Options) (*Lax, error) 
 	case ttl < time.Second:
 		return nil, fmt.Errorf("instancecounter: %w: DedupTTL %v is below 1s", distkit.ErrInvalidOption, ttl)
 	}
-	if err := c.heartbeat(ctx); err != nil {
-		return nil, err
-	}
 	lx := &laxState{c: c, dedupTTL: driver.Millis(ttl)}
-	c.final = func() { // a collected Lax flushes once more; its slices expire with its heartbeat
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	c.final = func(base context.Context) { // a collected Lax flushes once more; its slices expire with its heartbeat
+		ctx, cancel := context.WithTimeout(base, 5*time.Second)
 		lx.flush(ctx)
 		cancel()
 	}
-	go c.run(every, func() {
-		fctx, cancel := context.WithTimeout(context.Background(), max(time.Second, 5*every))
+	go c.run(every, func(base context.Context) {
+		fctx, cancel := context.WithTimeout(base, max(time.Second, 5*every))
 		lx.flush(fctx)
 		cancel()
 	})
-	l := &Lax{Strict: &Strict{c: c}, lx: lx}
+	l := &Lax{c: c, lx: lx}
 	runtime.AddCleanup(l, func(c *core) { c.orphan() }, c)
 	return l, nil
 }
+
+// InstanceID returns this instance's id.
+func (l *Lax) InstanceID() string { return l.c.id }
 
 // Inc adds delta to this instance's pending slice of key without I/O and
 // returns the local view (cumulative and slice as last confirmed, plus
@@ -156,12 +160,12 @@ func (lx *laxState) flush(ctx context.Context) error {
 	}
 	sort.Strings(keys)
 	lx.seq++
-	b := &icBatch{seq: lx.seq, args: []string{lx.c.id, lx.c.daArg, strconv.FormatInt(lx.seq, 10), lx.dedupTTL}}
+	b := &icBatch{seq: lx.seq, args: []string{lx.c.me, lx.c.daArg, strconv.FormatInt(lx.seq, 10), lx.dedupTTL}}
 	for _, k := range keys {
 		s := slots[k]
 		a := s.added.Load()
 		s.mu.Lock()
-		b.args = append(b.args, k, s.epoch, s.slice(), strconv.FormatInt(a-s.sent.Load(), 10))
+		b.args = append(b.args, s.field, s.epoch, s.slice(), strconv.FormatInt(a-s.sent.Load(), 10))
 		s.mu.Unlock()
 		b.slots, b.snaps = append(b.slots, s), append(b.snaps, a)
 	}
@@ -214,13 +218,13 @@ func (l *Lax) flushFirst(ctx context.Context, f func() (int64, int64, error)) (i
 // Get returns the cumulative value and this instance's slice from the
 // server, in one round trip: when key has pending deltas, the flush that
 // sends them returns its state; otherwise a plain read does.
-func (l *Lax) Get(ctx context.Context, key string) (int64, int64, error) {
+func (l *Lax) Get(ctx context.Context, key string) (cumulative, mine int64, err error) {
 	if l.c.closed.Load() {
 		return 0, 0, errClosed
 	}
 	s := (*l.c.slots.Load())[key]
 	if s == nil || s.added.Load() == s.sent.Load() {
-		return l.Strict.Get(ctx, key)
+		return l.c.op(ctx, "get", key, distkit.Always(), 0)
 	}
 	if err := l.lx.flush(ctx); err != nil {
 		return 0, 0, fmt.Errorf("instancecounter: get %q: flushing first: %w", key, err)
@@ -228,54 +232,64 @@ func (l *Lax) Get(ctx context.Context, key string) (int64, int64, error) {
 	return s.total.Load(), s.mine.Load(), nil
 }
 
+// opFirst flushes pending deltas, then runs one operation like Strict.
+func (l *Lax) opFirst(ctx context.Context, mode, key string, cmp distkit.Comparator, n int64) (int64, int64, error) {
+	return l.flushFirst(ctx, func() (int64, int64, error) { return l.c.op(ctx, mode, key, cmp, n) })
+}
+
 // SetOnInstance flushes, then acts like Strict.SetOnInstance.
-func (l *Lax) SetOnInstance(ctx context.Context, key string, v int64) (int64, int64, error) {
-	return l.flushFirst(ctx, func() (int64, int64, error) { return l.Strict.SetOnInstance(ctx, key, v) })
+func (l *Lax) SetOnInstance(ctx context.Context, key string, v int64) (cumulative, mine int64, err error) {
+	return l.opFirst(ctx, "setmine", key, distkit.Always(), v)
 }
 
 // Set flushes, then acts like Strict.Set.
-func (l *Lax) Set(ctx context.Context, key string, v int64) (int64, int64, error) {
-	return l.flushFirst(ctx, func() (int64, int64, error) { return l.Strict.Set(ctx, key, v) })
+func (l *Lax) Set(ctx context.Context, key string, v int64) (cumulative, mine int64, err error) {
+	return l.opFirst(ctx, "set", key, distkit.Always(), v)
 }
 
 // DelOnInstance flushes, then acts like Strict.DelOnInstance.
-func (l *Lax) DelOnInstance(ctx context.Context, key string) (int64, int64, error) {
-	return l.flushFirst(ctx, func() (int64, int64, error) { return l.Strict.DelOnInstance(ctx, key) })
+func (l *Lax) DelOnInstance(ctx context.Context, key string) (cumulative, mine int64, err error) {
+	return l.opFirst(ctx, "delmine", key, distkit.Always(), 0)
 }
 
 // Del flushes, then acts like Strict.Del.
-func (l *Lax) Del(ctx context.Context, key string) (int64, int64, error) {
-	return l.flushFirst(ctx, func() (int64, int64, error) { return l.Strict.Del(ctx, key) })
+func (l *Lax) Del(ctx context.Context, key string) (cumulative, mine int64, err error) {
+	return l.opFirst(ctx, "del", key, distkit.Always(), 0)
 }
 
 // Clear flushes, then acts like Strict.Clear.
 func (l *Lax) Clear(ctx context.Context) error {
-	_, _, err := l.flushFirst(ctx, func() (int64, int64, error) { return 0, 0, l.Strict.Clear(ctx) })
+	_, _, err := l.flushFirst(ctx, func() (int64, int64, error) { return 0, 0, l.c.clear(ctx) })
 	return err
 }
 
 // IncIf flushes, then acts like Strict.IncIf.
-func (l *Lax) IncIf(ctx context.Context, key string, cmp distkit.Comparator, delta int64) (int64, int64, error) {
-	return l.flushFirst(ctx, func() (int64, int64, error) { return l.Strict.IncIf(ctx, key, cmp, delta) })
+func (l *Lax) IncIf(ctx context.Context, key string, cmp distkit.Comparator, delta int64) (cumulative, mine int64, err error) {
+	return l.opFirst(ctx, "incif", key, cmp, delta)
 }
 
 // SetIf flushes, then acts like Strict.SetIf.
-func (l *Lax) SetIf(ctx context.Context, key string, cmp distkit.Comparator, v int64) (int64, int64, error) {
-	return l.flushFirst(ctx, func() (int64, int64, error) { return l.Strict.SetIf(ctx, key, cmp, v) })
+func (l *Lax) SetIf(ctx context.Context, key string, cmp distkit.Comparator, v int64) (cumulative, mine int64, err error) {
+	return l.opFirst(ctx, "setif", key, cmp, v)
 }
 
 // SetOnInstanceIf flushes, then acts like Strict.SetOnInstanceIf.
-func (l *Lax) SetOnInstanceIf(ctx context.Context, key string, cmp distkit.Comparator, v int64) (int64, int64, error) {
-	return l.flushFirst(ctx, func() (int64, int64, error) { return l.Strict.SetOnInstanceIf(ctx, key, cmp, v) })
+func (l *Lax) SetOnInstanceIf(ctx context.Context, key string, cmp distkit.Comparator, v int64) (cumulative, mine int64, err error) {
+	return l.opFirst(ctx, "setmineif", key, cmp, v)
 }
 
-// Close flushes (retrying until ctx ends), stops the heartbeat and
-// flusher, and unless KeepSlicesOnClose removes this instance's slices. It
-// returns an error when deltas could not be flushed, listing them.
+// Close stops the background goroutine, flushes pending deltas (retrying
+// until ctx ends) and, unless KeepSlicesOnClose, removes this instance's
+// slices, all within ctx. When deltas could not be flushed it returns an
+// error listing them (they stay in Pending, and Close may be called again
+// to retry). Later calls fail with distkit.ErrClosed. It does not close
+// the backend.
 func (l *Lax) Close(ctx context.Context) error {
 	c := l.c
 	c.closed.Store(true)
-	c.stopLoop()
+	if err := c.stopLoop(ctx); err != nil {
+		return err
+	}
 	var ferr error
 	for delay := 10 * time.Millisecond; ; delay = min(2*delay, time.Second) {
 		if ferr = l.lx.flush(ctx); ferr == nil {
@@ -289,13 +303,7 @@ func (l *Lax) Close(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
-	if c.keep {
-		return nil
-	}
-	if _, err := c.b.EvalScript(ctx, removeScript, c.keys, c.id, c.daArg); err != nil {
-		return fmt.Errorf("instancecounter: close: removing this instance's slices: %w", err)
-	}
-	return nil
+	return c.remove(ctx)
 }
 
 func negate(key string, delta int64) (int64, error) {

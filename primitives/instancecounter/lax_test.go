@@ -17,7 +17,7 @@ import (
 func cumulative(t *testing.T, b *memory.Backend) int64 {
 	t.Helper()
 	ctx := context.Background()
-	r, err := instancecounter.NewStrict(ctx, b.Connect(), instancecounter.Options{Prefix: "t", InstanceID: "reader"})
+	r, err := instancecounter.NewStrict(b.Connect(), instancecounter.Options{Prefix: "t", InstanceID: "reader"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestLaxCollectedWithoutCloseFlushes(t *testing.T) {
 	ctx := context.Background()
 	b := memory.New(memory.Options{})
 	func() {
-		l, err := instancecounter.NewLax(ctx, b, instancecounter.Options{Prefix: "t", InstanceID: "gone", FlushInterval: time.Hour})
+		l, err := instancecounter.NewLax(b, instancecounter.Options{Prefix: "t", InstanceID: "gone", FlushInterval: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,7 +57,7 @@ func TestLaxIncRacingClose(t *testing.T) {
 	ctx := context.Background()
 	for round := range 20 {
 		b := memory.New(memory.Options{})
-		l, err := instancecounter.NewLax(ctx, b, instancecounter.Options{Prefix: "t", InstanceID: "racer",
+		l, err := instancecounter.NewLax(b, instancecounter.Options{Prefix: "t", InstanceID: "racer",
 			FlushInterval: time.Millisecond, KeepSlicesOnClose: true})
 		if err != nil {
 			t.Fatal(err)

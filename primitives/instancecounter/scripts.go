@@ -7,10 +7,18 @@ import (
 
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/internal/scriptlib"
 )
 
-// Every script takes the same six KEYS (see the package doc):
+// Every script takes the same six KEYS (keyspace.InstanceCounter), and
+// the instance id and keys escaped (keyspace.InstanceMember,
+// keyspace.InstanceKeyField), so that they never contain ':' and a
+// composed member splits at its first ':'. A lexical range over the
+// members starting with x and ':' is ['x:' , 'x;'), the bound
+// keyspace.LexRange gives and the Go twins compare with, valid whatever
+// bytes follow the separator.
+//
 //
 //	1 instances  zset  instance → heartbeat expiry (ms)
 //	2 total      hash  key → cumulative
@@ -33,7 +41,7 @@ local function neg(s)
 end
 -- drop removes every slice of instance d, subtracting it from the totals.
 local function drop(d)
-  local lo, hi = '[' .. d .. ':', '[' .. d .. ':\255'
+  local lo, hi = '[' .. d .. ':', '(' .. d .. ';'
   for _, m in ipairs(redis.call('ZRANGEBYLEX', OWNED, lo, hi)) do
     local key = string.sub(m, #d + 2)
     local s = redis.call('HGET', SLICES, m)
@@ -75,7 +83,7 @@ local function join(key, cepoch, cslice)
 end
 -- wipe removes every instance's slice of key.
 local function wipe(key)
-  local lo, hi = '[' .. key .. ':', '[' .. key .. ':\255'
+  local lo, hi = '[' .. key .. ':', '(' .. key .. ';'
   for _, m in ipairs(redis.call('ZRANGEBYLEX', HOLDERS, lo, hi)) do
     local f = string.sub(m, #key + 2) .. ':' .. key
     redis.call('HDEL', SLICES, f)
@@ -303,15 +311,16 @@ func (c *ctx) hincr(h, f, d string) error {
 	return err
 }
 
-// lex returns the members of a score-0 zset starting with prefix.
-func (c *ctx) lex(key, prefix string) ([]string, error) {
+// lex returns the members of a score-0 zset whose first part is x, in
+// ZRANGEBYLEX order over keyspace.LexRange(x).
+func (c *ctx) lex(key, x string) ([]string, error) {
 	ms, err := c.st.ZRangeByScore(key, math.Inf(-1), math.Inf(1))
 	if err != nil {
 		return nil, err
 	}
 	var out []string
 	for _, m := range ms {
-		if strings.HasPrefix(m.Member, prefix) {
+		if keyspace.InLexRange(m.Member, x) {
 			out = append(out, m.Member)
 		}
 	}
@@ -319,7 +328,7 @@ func (c *ctx) lex(key, prefix string) ([]string, error) {
 }
 
 func (c *ctx) drop(d string) error {
-	ms, err := c.lex(c.owned, d+":")
+	ms, err := c.lex(c.owned, d)
 	if err != nil {
 		return err
 	}
@@ -331,7 +340,7 @@ func (c *ctx) drop(d string) error {
 			}
 		}
 		c.st.HDel(c.slices, m)
-		c.st.ZRem(c.holders, key+":"+d)
+		c.st.ZRem(c.holders, keyspace.Join(key, d))
 		c.st.ZRem(c.owned, m)
 	}
 	c.st.ZRem(c.inst, d)
@@ -369,7 +378,7 @@ func (c *ctx) get(h, f string) string {
 }
 
 func (c *ctx) join(key, cepoch, cslice string) (string, error) {
-	field := c.me + ":" + key
+	field := keyspace.Join(c.me, key)
 	if s, ok, err := c.st.HGet(c.slices, field); err != nil || ok {
 		return s, err
 	}
@@ -389,17 +398,17 @@ func (c *ctx) join(key, cepoch, cslice string) (string, error) {
 	}
 	c.st.HSet(c.slices, field, s)
 	c.st.ZAdd(c.owned, 0, field)
-	c.st.ZAdd(c.holders, 0, key+":"+c.me)
+	c.st.ZAdd(c.holders, 0, keyspace.Join(key, c.me))
 	return s, nil
 }
 
 func (c *ctx) wipe(key string) error {
-	ms, err := c.lex(c.holders, key+":")
+	ms, err := c.lex(c.holders, key)
 	if err != nil {
 		return err
 	}
 	for _, m := range ms {
-		f := m[len(key)+1:] + ":" + key
+		f := keyspace.Join(m[len(key)+1:], key)
 		c.st.HDel(c.slices, f)
 		c.st.ZRem(c.owned, f)
 		c.st.ZRem(c.holders, m)
@@ -411,7 +420,7 @@ func (c *ctx) add(key, d string) error {
 	if err := c.hincr(c.total, key, d); err != nil {
 		return err
 	}
-	if err := c.hincr(c.slices, c.me+":"+key, d); err != nil {
+	if err := c.hincr(c.slices, keyspace.Join(c.me, key), d); err != nil {
 		c.hincr(c.total, key, neg(d))
 		return err
 	}
@@ -419,7 +428,7 @@ func (c *ctx) add(key, d string) error {
 }
 
 func (c *ctx) state(key string) []backend.Value {
-	return []backend.Value{backend.Str(c.get(c.total, key)), backend.Str(c.get(c.slices, c.me+":"+key)), backend.Str(c.get(c.epoch, key))}
+	return []backend.Value{backend.Str(c.get(c.total, key)), backend.Str(c.get(c.slices, keyspace.Join(c.me, key))), backend.Str(c.get(c.epoch, key))}
 }
 
 func goOp(st driver.Store, keys, args []string) (backend.Value, error) {
@@ -458,10 +467,10 @@ func goOp(st driver.Store, keys, args []string) (backend.Value, error) {
 			return backend.Value{}, err
 		}
 		st.HSet(c.total, key, n)
-		f := c.me + ":" + key
+		f := keyspace.Join(c.me, key)
 		st.HSet(c.slices, f, n)
 		st.ZAdd(c.owned, 0, f)
-		st.ZAdd(c.holders, 0, key+":"+c.me)
+		st.ZAdd(c.holders, 0, keyspace.Join(key, c.me))
 		if _, err := scriptlib.HIncr(st, c.epoch, key, 1); err != nil {
 			return backend.Value{}, err
 		}
@@ -469,10 +478,10 @@ func goOp(st driver.Store, keys, args []string) (backend.Value, error) {
 		if err := c.add(key, neg(s)); err != nil {
 			return backend.Value{}, err
 		}
-		f := c.me + ":" + key
+		f := keyspace.Join(c.me, key)
 		st.HDel(c.slices, f)
 		st.ZRem(c.owned, f)
-		st.ZRem(c.holders, key+":"+c.me)
+		st.ZRem(c.holders, keyspace.Join(key, c.me))
 	case mode == "del":
 		if err := c.wipe(key); err != nil {
 			return backend.Value{}, err

@@ -8,17 +8,58 @@ import (
 	"github.com/distkit-go/distkit/backend"
 )
 
-// Strict is an instance-aware counter whose every call is one atomic script.
+// Counter is what Strict and Lax both implement, so callers can swap
+// guarantees without touching call sites. Every call returns the
+// cumulative value over live instances and this instance's slice.
+type Counter interface {
+	// Inc adds delta to this instance's slice of key.
+	Inc(ctx context.Context, key string, delta int64) (cumulative, mine int64, err error)
+	// Dec subtracts delta from this instance's slice of key.
+	Dec(ctx context.Context, key string, delta int64) (cumulative, mine int64, err error)
+	// Get returns the cumulative value of key and this instance's slice.
+	Get(ctx context.Context, key string) (cumulative, mine int64, err error)
+	// SetOnInstance sets this instance's slice of key to v.
+	SetOnInstance(ctx context.Context, key string, v int64) (cumulative, mine int64, err error)
+	// Set sets the cumulative value of key to v, all of it this instance's.
+	Set(ctx context.Context, key string, v int64) (cumulative, mine int64, err error)
+	// DelOnInstance removes this instance's slice of key.
+	DelOnInstance(ctx context.Context, key string) (cumulative, mine int64, err error)
+	// Del deletes key on every instance and returns the values before.
+	Del(ctx context.Context, key string) (cumulative, mine int64, err error)
+	// Clear deletes every counter of the prefix.
+	Clear(ctx context.Context) error
+	// IncIf adds delta to this instance's slice when cmp matches the
+	// cumulative value.
+	IncIf(ctx context.Context, key string, cmp distkit.Comparator, delta int64) (cumulative, mine int64, err error)
+	// SetIf acts like Set when cmp matches the cumulative value.
+	SetIf(ctx context.Context, key string, cmp distkit.Comparator, v int64) (cumulative, mine int64, err error)
+	// SetOnInstanceIf acts like SetOnInstance when cmp matches this
+	// instance's slice.
+	SetOnInstanceIf(ctx context.Context, key string, cmp distkit.Comparator, v int64) (cumulative, mine int64, err error)
+	// InstanceID returns this instance's id.
+	InstanceID() string
+	// Close stops the background work and, unless KeepSlicesOnClose,
+	// removes this instance's slices.
+	Close(ctx context.Context) error
+}
+
+var (
+	_ Counter = (*Strict)(nil)
+	_ Counter = (*Lax)(nil)
+)
+
+// Strict is an instance-aware counter whose every call is one atomic
+// script and one round trip. It is safe for concurrent use.
 type Strict struct{ c *core }
 
-// NewStrict registers this instance (one heartbeat) and starts its
-// heartbeat goroutine; Close stops it.
-func NewStrict(ctx context.Context, b backend.Backend, opts Options) (*Strict, error) {
+// NewStrict returns an instance counter over b and starts its background
+// goroutine, which registers the instance at once and then heartbeats
+// every DeadAfter/3; Close stops it. It does no I/O itself: invalid
+// options fail with distkit.ErrInvalidOption, an invalid prefix with
+// distkit.ErrInvalidKey.
+func NewStrict(b backend.Backend, opts Options) (*Strict, error) {
 	c, err := newCore(b, opts)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.heartbeat(ctx); err != nil {
 		return nil, err
 	}
 	go c.run(0, nil)
@@ -30,7 +71,9 @@ func NewStrict(ctx context.Context, b backend.Backend, opts Options) (*Strict, e
 // InstanceID returns this instance's id.
 func (s *Strict) InstanceID() string { return s.c.id }
 
-// Inc adds delta to this instance's slice of key.
+// Inc adds delta to this instance's slice of key. It fails with
+// distkit.ErrOverflow, changing nothing, when the slice or the cumulative
+// value would leave the int64 range.
 func (s *Strict) Inc(ctx context.Context, key string, delta int64) (cumulative, mine int64, err error) {
 	return s.c.op(ctx, "inc", key, distkit.Always(), delta)
 }
@@ -49,7 +92,8 @@ func (s *Strict) Get(ctx context.Context, key string) (cumulative, mine int64, e
 	return s.c.op(ctx, "get", key, distkit.Always(), 0)
 }
 
-// SetOnInstance sets this instance's slice of key to v, adjusting the cumulative.
+// SetOnInstance sets this instance's slice of key to v, adjusting the
+// cumulative value.
 func (s *Strict) SetOnInstance(ctx context.Context, key string, v int64) (cumulative, mine int64, err error) {
 	return s.c.op(ctx, "setmine", key, distkit.Always(), v)
 }
@@ -92,6 +136,7 @@ func (s *Strict) SetOnInstanceIf(ctx context.Context, key string, cmp distkit.Co
 }
 
 // Close stops the heartbeat and, unless KeepSlicesOnClose, removes this
-// instance's slices from the cumulative values (bounded by ctx). Later
-// calls fail with distkit.ErrClosed. It does not close the backend.
+// instance's slices from the cumulative values, all within ctx (an error
+// then says what was not done). Later calls fail with distkit.ErrClosed.
+// It does not close the backend.
 func (s *Strict) Close(ctx context.Context) error { return s.c.leave(ctx) }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/internal/lockscript"
 )
 
 type mode uint8
@@ -36,13 +37,13 @@ func (c *core) attempt(ctx context.Context, m mode, id string, retry bool) (int6
 		if retry {
 			r = "1"
 		}
-		v, err = c.b.EvalScript(ctx, acquireSharedScript, c.excKeys, id, c.ttlArg, r)
+		v, err = c.b.EvalScript(ctx, lockscript.AcquireShared, c.excKeys, id, c.ttlArg, r)
 	default:
 		wait := "0"
 		if m == writer {
 			wait = c.waitTTL
 		}
-		v, err = c.b.EvalScript(ctx, acquireScript, c.excKeys, id, c.ttlArg, wait)
+		v, err = c.b.EvalScript(ctx, lockscript.Acquire, c.excKeys, id, c.ttlArg, wait)
 	}
 	if err != nil {
 		return 0, err
@@ -132,16 +133,16 @@ func (c *core) giveUp(m mode, id string, uncertain bool, err error) error {
 		c.release(ctx, m, id) // best effort: the lease expires by TTL otherwise
 	}
 	if m == writer {
-		c.b.EvalScript(ctx, unmarkScript, []string{c.wwait}, id) // best effort: it expires too
+		c.b.EvalScript(ctx, lockscript.Unmark, []string{c.wwait}, id) // best effort: it expires too
 	}
 	return err
 }
 
 // release removes the lease of acquisition id; false when it was not held.
 func (c *core) release(ctx context.Context, m mode, id string) (bool, error) {
-	s, key := releaseScript, c.lockKey
+	s, key := lockscript.Release, c.lockKey
 	if m == shared {
-		s, key = releaseSharedScript, c.readers
+		s, key = lockscript.ReleaseShared, c.readers
 	}
 	v, err := c.b.EvalScript(ctx, s, []string{key}, id+":", c.channel)
 	if err != nil {
@@ -154,7 +155,7 @@ func (c *core) release(ctx context.Context, m mode, id string) (bool, error) {
 // renew extends the lease of a held value; false when it is gone.
 func (c *core) renew(ctx context.Context, m mode, value string) (bool, error) {
 	if m == shared {
-		v, err := c.b.EvalScript(ctx, renewSharedScript, []string{c.readers}, value, c.ttlArg)
+		v, err := c.b.EvalScript(ctx, lockscript.RenewShared, []string{c.readers}, value, c.ttlArg)
 		if err != nil {
 			return false, err
 		}

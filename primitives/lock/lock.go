@@ -70,6 +70,7 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/keyspace"
 )
 
 // Defaults and limits of Options.
@@ -146,7 +147,7 @@ func newCore(b backend.Backend, name string, opts Options) (*core, error) {
 	if err := distkit.ValidateKey("name", name); err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
-	prefix, err := distkit.PrefixOrDefault(opts.Prefix)
+	prefix, err := keyspace.Prefix(opts.Prefix)
 	if err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
@@ -169,28 +170,23 @@ func newCore(b backend.Backend, name string, opts Options) (*core, error) {
 	} else if err := distkit.ValidateKey("owner", opts.Owner); err != nil {
 		return nil, fmt.Errorf("lock: %w: Owner: %w", distkit.ErrInvalidOption, err)
 	}
-	tag := "{" + prefix + ":" + name + "}:"
+	k := keyspace.Lock(prefix, name)
 	c := &core{
 		b: b, name: name, owner: opts.Owner, ttl: opts.TTL, retry: opts.RetryInterval,
 		waitTTL: driver.Millis(max(3*opts.RetryInterval, 150*time.Millisecond)),
 		ttlArg:  driver.Millis(opts.TTL),
-		lockKey: tag + "lock", readers: tag + "readers", wwait: tag + "wwait",
-		fence: tag + "fence", channel: tag + "released",
+		lockKey: k.Lock, readers: k.Readers, wwait: k.WaitingWriter,
+		fence: k.Fence, channel: k.Channel,
 	}
 	c.excKeys = []string{c.lockKey, c.readers, c.wwait, c.fence}
 	c.notifier, _ = b.(backend.Notifier)
 	return c, nil
 }
 
-// newAcquisitionID returns owner plus 64 random bits. Uniqueness, not
-// secrecy, is what matters, so the fast (OS-seeded ChaCha8) math/rand/v2
-// generator is used rather than a getrandom syscall per acquisition.
+// newAcquisitionID returns owner plus 64 random bits (keyspace.LockAcquisition).
+// Uniqueness, not secrecy, is what matters, so the fast (OS-seeded ChaCha8)
+// math/rand/v2 generator is used rather than a getrandom syscall per
+// acquisition.
 func newAcquisitionID(owner string) string {
-	return owner + ":" + strconv.FormatUint(mrand.Uint64(), 36)
-}
-
-// Scripts returns every script this package runs, for preloading (SCRIPT
-// LOAD) or inspection.
-func Scripts() []backend.Script {
-	return []backend.Script{acquireScript, acquireSharedScript, renewSharedScript, releaseScript, releaseSharedScript, unmarkScript}
+	return keyspace.LockAcquisition(owner, strconv.FormatUint(mrand.Uint64(), 36))
 }

@@ -15,7 +15,7 @@ func ExampleRedis() {
 	ctx := context.Background()
 	b := memory.New(memory.Options{}) // or a Redis driver
 	l, _ := ratelimit.NewRedis(b, ratelimit.Options{Window: time.Second})
-	defer l.Close()
+	defer l.Close(ctx)
 
 	limit := l.Absolute()
 	for i := range 4 {
@@ -32,7 +32,7 @@ func ExampleRedis() {
 func ExampleLocal_suppressed() {
 	ctx := context.Background()
 	l, _ := ratelimit.NewLocal(ratelimit.Options{Window: time.Second, HardLimitFactor: 2})
-	defer l.Close()
+	defer l.Close(ctx)
 	s := l.Suppressed()
 
 	d, _ := s.Inc(ctx, "api", 100, 100) // at the rate: nothing suppressed
@@ -49,8 +49,8 @@ func ExampleOptions_failurePolicy() {
 	b := memory.New(memory.Options{})
 	closed, _ := ratelimit.NewRedis(b, ratelimit.Options{}) // FailClosed by default
 	open, _ := ratelimit.NewRedis(b, ratelimit.Options{OnError: ratelimit.FailOpen})
-	defer closed.Close()
-	defer open.Close()
+	defer closed.Close(ctx)
+	defer open.Close(ctx)
 
 	b.FailNext(2, nil) // the backend is unreachable for the next two calls
 	ok, err := closed.Absolute().Allow(ctx, "k", 10)
@@ -66,7 +66,7 @@ func ExampleHybrid() {
 	ctx := context.Background()
 	b := memory.New(memory.Options{})
 	h, _ := ratelimit.NewHybrid(b, ratelimit.Options{Window: time.Second})
-	defer h.Close()
+	defer h.Close(ctx)
 
 	admitted := 0
 	for range 15 {

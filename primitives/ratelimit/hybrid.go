@@ -47,8 +47,8 @@ func NewHybrid(b backend.Backend, opts Options) (*Hybrid, error) {
 		return nil, err
 	}
 	h := &Hybrid{b: b, cfg: cfg, ttl: driver.Millis(cfg.window + cfg.bucket), keys: newKeyMap[hkey]()}
-	h.jan = startJanitor(cfg.sync, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), max(time.Second, 10*cfg.sync))
+	h.jan = startJanitor(cfg.sync, func(base context.Context) {
+		ctx, cancel := context.WithTimeout(base, max(time.Second, 10*cfg.sync))
 		h.Sync(ctx)
 		cancel()
 	})
@@ -150,12 +150,15 @@ func (h *Hybrid) syncKeys(ctx context.Context, keys map[string]*hkey) error {
 	return nil
 }
 
-// Close stops the sync loop after a final push of local increments (bounded
-// by ctx-less 1 s); it does not close the backend.
-func (h *Hybrid) Close() error {
-	h.jan.close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
+// Close stops the sync loop and pushes the local increments not yet
+// synced, all within ctx: it returns ctx's error if the loop or the push
+// did not finish in time, or the backend's error from the push. It does
+// not close the backend; decisions keep working afterwards (they are no
+// longer synced in the background).
+func (h *Hybrid) Close(ctx context.Context) error {
+	if err := h.jan.close(ctx); err != nil {
+		return err
+	}
 	err := h.Sync(ctx)
 	if errors.Is(err, backend.ErrClosed) {
 		return nil

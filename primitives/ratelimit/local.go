@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"hash/maphash"
 	"math"
 	"sync"
@@ -148,15 +149,18 @@ func (km *keyMap[T]) each(f func(string, *T)) {
 	}
 }
 
-// janitor runs f every interval until stop is closed.
+// janitor runs f every interval until close. f's I/O runs under the
+// context it is given, which close cancels.
 type janitor struct {
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	cancel context.CancelFunc
 }
 
-func startJanitor(interval time.Duration, f func()) *janitor {
-	j := &janitor{stop: make(chan struct{}), done: make(chan struct{})}
+func startJanitor(interval time.Duration, f func(ctx context.Context)) *janitor {
+	ctx, cancel := context.WithCancel(context.Background())
+	j := &janitor{stop: make(chan struct{}), done: make(chan struct{}), cancel: cancel}
 	go func() {
 		defer close(j.done)
 		t := time.NewTicker(interval)
@@ -166,16 +170,26 @@ func startJanitor(interval time.Duration, f func()) *janitor {
 			case <-j.stop:
 				return
 			case <-t.C:
-				f()
+				f(ctx)
 			}
 		}
 	}()
 	return j
 }
 
-func (j *janitor) close() {
-	j.once.Do(func() { close(j.stop) })
-	<-j.done
+// close stops the loop, cancels the work in progress and waits for the
+// loop to end, at most until ctx is done.
+func (j *janitor) close(ctx context.Context) error {
+	j.once.Do(func() {
+		close(j.stop)
+		j.cancel()
+	})
+	select {
+	case <-j.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("ratelimit: close: %w", ctx.Err())
+	}
 }
 
 // Local is the in-process provider: no I/O, per-key locking only.
@@ -193,7 +207,7 @@ func NewLocal(opts Options) (*Local, error) {
 		return nil, err
 	}
 	l := &Local{cfg: cfg, keys: newKeyMap[window]()}
-	l.jan = startJanitor(max(cfg.idle/2, 10*time.Millisecond), func() {
+	l.jan = startJanitor(max(cfg.idle/2, 10*time.Millisecond), func(context.Context) {
 		cutoff := l.cfg.clock.Now().Add(-l.cfg.idle).UnixNano()
 		l.keys.sweep(func(w *window) bool { return w.lastUse.Load() < cutoff })
 	})
@@ -216,8 +230,6 @@ func (l *Local) decide(_ context.Context, sup bool, key string, rate float64, n 
 	return d, nil
 }
 
-// Close stops the cleanup loop. Decisions keep working afterwards.
-func (l *Local) Close() error {
-	l.jan.close()
-	return nil
-}
+// Close stops the cleanup loop, waiting for it at most until ctx is done.
+// Decisions keep working afterwards.
+func (l *Local) Close(ctx context.Context) error { return l.jan.close(ctx) }

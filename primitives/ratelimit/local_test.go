@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ func newLocal(t *testing.T, opts ratelimit.Options) (*ratelimit.Local, *manualCl
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
+	t.Cleanup(func() { l.Close(context.Background()) })
 	return l, clk
 }
 
@@ -181,7 +182,7 @@ func TestInvalid(t *testing.T) {
 		{Window: -1},
 		{OnError: ratelimit.FailLocal},
 		{OnError: 42},
-		{Prefix: "a:b"},
+		{Prefix: strings.Repeat("p", distkit.MaxKeyLen+1)},
 	} {
 		if _, err := ratelimit.NewLocal(o); !errors.Is(err, distkit.ErrInvalidOption) && !errors.Is(err, distkit.ErrInvalidKey) {
 			t.Errorf("NewLocal(%+v): %v", o, err)
@@ -196,7 +197,7 @@ func TestInvalid(t *testing.T) {
 	if _, err := l.Absolute().Inc(ctx, "k", 1, 0); !errors.Is(err, distkit.ErrInvalidOption) {
 		t.Errorf("n 0: %v", err)
 	}
-	if _, err := l.Suppressed().Allow(ctx, "a:b", 1); !errors.Is(err, distkit.ErrInvalidKey) {
+	if _, err := l.Suppressed().Allow(ctx, "", 1); !errors.Is(err, distkit.ErrInvalidKey) {
 		t.Errorf("bad key: %v", err)
 	}
 }

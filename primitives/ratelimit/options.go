@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/distkit-go/distkit"
+	"github.com/distkit-go/distkit/internal/keyspace"
 )
 
 // Defaults of Options.
@@ -141,7 +142,7 @@ func (o Options) config(defaultPolicy FailurePolicy, allowLocal bool) (config, e
 	default:
 		return config{}, invalid("unknown OnError %v", c.onError)
 	}
-	p, err := distkit.PrefixOrDefault(o.Prefix)
+	p, err := keyspace.Prefix(o.Prefix)
 	if err != nil {
 		return config{}, fmt.Errorf("ratelimit: %w", err)
 	}

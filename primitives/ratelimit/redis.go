@@ -8,6 +8,7 @@ import (
 
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/keyspace"
 )
 
 type factorCache struct {
@@ -27,8 +28,8 @@ type Redis struct {
 }
 
 // NewRedis returns a Redis provider over b (any backend: the memory one
-// too). Its OnError defaults to FailClosed. Close stops its cleanup loop;
-// it does not close b.
+// too) and starts its idle-key cleanup, which Close stops. Its OnError
+// defaults to FailClosed.
 func NewRedis(b backend.Backend, opts Options) (*Redis, error) {
 	if b == nil {
 		return nil, invalid("backend is nil")
@@ -38,7 +39,7 @@ func NewRedis(b backend.Backend, opts Options) (*Redis, error) {
 		return nil, err
 	}
 	r := &Redis{b: b, cfg: cfg, ttl: driver.Millis(cfg.window + cfg.bucket), factors: newKeyMap[factorCache]()}
-	r.jan = startJanitor(max(cfg.idle/2, 10*time.Millisecond), func() {
+	r.jan = startJanitor(max(cfg.idle/2, 10*time.Millisecond), func(context.Context) {
 		cutoff := time.Now().Add(-cfg.idle)
 		r.factors.sweep(func(f *factorCache) bool {
 			f.mu.Lock()
@@ -55,10 +56,7 @@ func (r *Redis) Absolute() *Absolute { return &Absolute{p: r} }
 // Suppressed returns the Suppressed strategy on this provider.
 func (r *Redis) Suppressed() *Suppressed { return &Suppressed{p: r} }
 
-func (c *config) keys(key string) []string {
-	tag := "{" + c.prefix + ":" + key + "}:rl:"
-	return []string{tag + "counts", tag + "index"}
-}
+func (c *config) keys(key string) []string { return keyspace.RateLimit(c.prefix, key).List() }
 
 // windowReply is windowScript's answer.
 type windowReply struct {
@@ -125,8 +123,7 @@ func (r *Redis) decide(ctx context.Context, sup bool, key string, rate float64, 
 	return d, nil
 }
 
-// Close stops the cleanup loop; it does not close the backend.
-func (r *Redis) Close() error {
-	r.jan.close()
-	return nil
-}
+// Close stops the cleanup loop, waiting for it at most until ctx is done
+// (then it returns ctx's error; the loop still ends on its own). It does
+// not close the backend; decisions keep working afterwards.
+func (r *Redis) Close(ctx context.Context) error { return r.jan.close(ctx) }

@@ -1,4 +1,4 @@
-package conformance
+package processtest
 
 import (
 	"context"
@@ -7,15 +7,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/counter"
 	"github.com/distkit-go/distkit/primitives/instancecounter"
 	"github.com/distkit-go/distkit/primitives/ratelimit"
 )
 
-// CrashHarness is a Harness whose server can be killed (SIGKILL) and
+// CrashHarness is a testkit.Harness whose server can be killed (SIGKILL) and
 // restarted with its persisted data (AOF, fsync always).
 type CrashHarness interface {
-	Harness
+	testkit.Harness
 	Crash(t *testing.T)
 	Restart(t *testing.T)
 }
@@ -30,14 +31,14 @@ func RunCrash(t *testing.T, newHarness func(t *testing.T) CrashHarness) {
 
 func testLaxCrash(t *testing.T, h CrashHarness) {
 	ctx := context.Background()
-	p := prefix(t)
+	p := testkit.Prefix(t)
 	const instances = 3
 	var accepted atomic.Int64
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	laxes := make([]*counter.Lax, instances)
 	for i := range laxes {
-		laxes[i] = newLaxOpts(t, h.NewBackend(t), counter.Options{Prefix: p, AllowedLag: 2 * time.Millisecond})
+		laxes[i] = testkit.NewLax(t, h.NewBackend(t), counter.Options{Prefix: p, AllowedLag: 2 * time.Millisecond})
 		for g := range 2 {
 			wg.Add(1)
 			go func() {
@@ -60,7 +61,7 @@ func testLaxCrash(t *testing.T, h CrashHarness) {
 	for i, l := range laxes {
 		closeWithin(t, i, l.Close)
 	}
-	got, err := newStrict(t, h.NewBackend(t), p).Get(ctx, "k")
+	got, err := testkit.NewStrict(t, h.NewBackend(t), p).Get(ctx, "k")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,14 +75,14 @@ func testLaxCrash(t *testing.T, h CrashHarness) {
 // it says, and decisions recover once it is back.
 func testRLServerDown(t *testing.T, h CrashHarness) {
 	ctx := context.Background()
-	p := prefix(t)
-	b := open(t, h)
+	p := testkit.Prefix(t)
+	b := testkit.Open(t, h)
 	opts := ratelimit.Options{Prefix: p, Window: time.Second, SyncInterval: 5 * time.Millisecond}
-	closed := newRedisRL(t, b, opts)
+	closed := testkit.NewRedisLimiter(t, b, opts)
 	openOpts := opts
 	openOpts.OnError = ratelimit.FailOpen
-	open := newRedisRL(t, b, openOpts)
-	hyb := newHybridRL(t, b, opts)
+	open := testkit.NewRedisLimiter(t, b, openOpts)
+	hyb := testkit.NewHybridLimiter(t, b, opts)
 	if ok, err := hyb.Absolute().Allow(ctx, "k", 100); !ok || err != nil {
 		t.Fatalf("hybrid before the crash: %v, %v", ok, err)
 	}
@@ -94,16 +95,16 @@ func testRLServerDown(t *testing.T, h CrashHarness) {
 	if d, err := open.Absolute().Inc(cctx, "k", 100, 1); !d.Allowed || err == nil {
 		t.Fatalf("FailOpen with the server down: %+v, %v", d, err)
 	}
-	eventually(t, 3*time.Second, "Hybrid decides locally and reports the error", func() bool {
+	testkit.Eventually(t, 3*time.Second, "Hybrid decides locally and reports the error", func() bool {
 		d, err := hyb.Absolute().Inc(ctx, "k", 100, 1)
 		return d.Allowed && err != nil
 	})
 	h.Restart(t)
-	eventually(t, 10*time.Second, "decisions recover", func() bool {
+	testkit.Eventually(t, 10*time.Second, "decisions recover", func() bool {
 		d, err := closed.Absolute().Inc(ctx, "k", 100, 1)
 		return d.Allowed && err == nil
 	})
-	eventually(t, 10*time.Second, "Hybrid syncs again", func() bool {
+	testkit.Eventually(t, 10*time.Second, "Hybrid syncs again", func() bool {
 		_, err := hyb.Absolute().Inc(ctx, "k", 100, 1)
 		return err == nil
 	})
@@ -115,13 +116,13 @@ func testRLServerDown(t *testing.T, h CrashHarness) {
 // accepted: nothing lost, no batch applied twice.
 func testICLaxCrash(t *testing.T, h CrashHarness) {
 	ctx := context.Background()
-	p := prefix(t)
+	p := testkit.Prefix(t)
 	var accepted atomic.Int64
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	var ls []*instancecounter.Lax
 	for i := range 2 {
-		l, err := instancecounter.NewLax(ctx, h.NewBackend(t), instancecounter.Options{Prefix: p,
+		l, err := instancecounter.NewLax(h.NewBackend(t), instancecounter.Options{Prefix: p,
 			InstanceID: "i" + string(rune('0'+i)), FlushInterval: 2 * time.Millisecond, KeepSlicesOnClose: true})
 		if err != nil {
 			t.Fatal(err)
@@ -144,7 +145,7 @@ func testICLaxCrash(t *testing.T, h CrashHarness) {
 	for i, l := range ls {
 		closeWithin(t, i, l.Close)
 	}
-	s, err := instancecounter.NewStrict(ctx, h.NewBackend(t), instancecounter.Options{Prefix: p, InstanceID: "reader"})
+	s, err := instancecounter.NewStrict(h.NewBackend(t), instancecounter.Options{Prefix: p, InstanceID: "reader"})
 	if err != nil {
 		t.Fatal(err)
 	}

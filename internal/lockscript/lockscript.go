@@ -1,4 +1,8 @@
-package lock
+// Package lockscript holds the scripts of primitives/lock, each Lua source
+// with its Go twin; KEYS and values follow keyspace.Lock and
+// keyspace.LockAcquisition. The lock package is their only user apart from
+// distkit's own tests.
+package lockscript
 
 import (
 	"errors"
@@ -16,10 +20,10 @@ import (
 const luaFmt = `local function fmt(n) return string.format('%d', n) end
 `
 
-// acquireScript takes the exclusive lock.
+// Acquire takes the exclusive lock.
 // KEYS: lock, readers, wwait, fence. ARGV: id, ttl ms, wait-marker ttl ms
 // ("0": do not mark a waiting writer). Returns the fencing token, or 0.
-var acquireScript = driver.NewScript("lock-acquire", driver.LuaNowMillis+luaFmt+`
+var Acquire = driver.NewScript("lock-acquire", driver.LuaNowMillis+luaFmt+`
 local id, pre = ARGV[1], ARGV[1] .. ':'
 local cur = redis.call('GET', KEYS[1])
 if cur then
@@ -87,10 +91,10 @@ return token
 	return backend.Int(token), nil
 })
 
-// acquireSharedScript takes a read lease.
+// AcquireShared takes a read lease.
 // KEYS: lock, readers, wwait, fence. ARGV: id, ttl ms, retry ("1": look
 // for a lease this id may already hold). Returns the token, or 0.
-var acquireSharedScript = driver.NewScript("lock-acquire-shared", driver.LuaNowMillis+luaFmt+`
+var AcquireShared = driver.NewScript("lock-acquire-shared", driver.LuaNowMillis+luaFmt+`
 local pre = ARGV[1] .. ':'
 local ttl = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', fmt(now_ms))
@@ -156,9 +160,9 @@ return token
 	return backend.Int(token), nil
 })
 
-// renewSharedScript: KEYS readers; ARGV member, ttl ms. Extends a live
+// RenewShared: KEYS readers; ARGV member, ttl ms. Extends a live
 // read lease; returns 1, or 0 when it is gone.
-var renewSharedScript = driver.NewScript("lock-renew-shared", driver.LuaNowMillis+luaFmt+`
+var RenewShared = driver.NewScript("lock-renew-shared", driver.LuaNowMillis+luaFmt+`
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not s or tonumber(s) <= now_ms then return 0 end
 local ttl = tonumber(ARGV[2])
@@ -182,10 +186,10 @@ return 1
 	return backend.Int(1), nil
 })
 
-// releaseScript: KEYS lock; ARGV id prefix ("<owner>:<acq>:"), channel.
+// Release: KEYS lock; ARGV id prefix ("<owner>:<acq>:"), channel.
 // Deletes the lock when this acquisition holds it and publishes the
 // release; returns 1, or 0 when not held.
-var releaseScript = driver.NewScript("lock-release", `
+var Release = driver.NewScript("lock-release", `
 local cur = redis.call('GET', KEYS[1])
 if cur and string.sub(cur, 1, #ARGV[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
@@ -203,9 +207,9 @@ return 0
 	return backend.Int(1), nil
 })
 
-// releaseSharedScript: KEYS readers; ARGV id prefix, channel. Removes the
+// ReleaseShared: KEYS readers; ARGV id prefix, channel. Removes the
 // live read lease of this acquisition and publishes; returns 1, or 0.
-var releaseSharedScript = driver.NewScript("lock-release-shared", driver.LuaNowMillis+luaFmt+`
+var ReleaseShared = driver.NewScript("lock-release-shared", driver.LuaNowMillis+luaFmt+`
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', fmt(now_ms))
 for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if string.sub(m, 1, #ARGV[1]) == ARGV[1] then
@@ -233,9 +237,9 @@ return 0
 	return backend.Int(0), nil
 })
 
-// unmarkScript: KEYS wwait; ARGV id. A writer that gives up removes its
+// Unmark: KEYS wwait; ARGV id. A writer that gives up removes its
 // waiting mark so readers need not wait for it to expire.
-var unmarkScript = driver.NewScript("lock-unmark-writer", `
+var Unmark = driver.NewScript("lock-unmark-writer", `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `, func(st driver.Store, keys, args []string) (backend.Value, error) {
@@ -274,4 +278,9 @@ func nextToken(st driver.Store, key string) (int64, error) {
 	}
 	n = max(n+1, driver.NowMillis(st)*1000)
 	return n, st.Set(key, strconv.FormatInt(n, 10), 0)
+}
+
+// All returns every script of the lock package.
+func All() []*driver.Script {
+	return []*driver.Script{Acquire, AcquireShared, RenewShared, Release, ReleaseShared, Unmark}
 }

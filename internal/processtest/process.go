@@ -1,4 +1,10 @@
-package conformance
+// Package processtest holds distkit's tests that need more than one
+// process or a server that crashes: the test binary re-executed as worker
+// processes (lock exclusion, a holder frozen with SIGSTOP, an instance
+// killed with SIGKILL, a rate-limit bound across processes) and kill -9 of
+// an AOF redis-server. The Redis drivers' tests run them
+// (internal/drivertest).
+package processtest
 
 import (
 	"bufio"
@@ -19,6 +25,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/counter"
 	"github.com/distkit-go/distkit/primitives/instancecounter"
 	"github.com/distkit-go/distkit/primitives/lock"
@@ -34,12 +41,15 @@ import (
 
 const workerEnv = "DISTKIT_CONFORMANCE_WORKER"
 
+// icDeadAfter is the instance counters' DeadAfter in the process tests.
+const icDeadAfter = 300 * time.Millisecond
+
 // Dial connects a worker process to a server.
 type Dial func(addrs []string, cluster bool) (backend.Backend, func(), error)
 
-// ProcessHarness is a Harness whose server other processes can reach.
+// ProcessHarness is a testkit.Harness whose server other processes can reach.
 type ProcessHarness interface {
-	Harness
+	testkit.Harness
 	Addrs() []string
 	IsCluster() bool
 }
@@ -184,7 +194,7 @@ func workerHammer(b backend.Backend, spec workerSpec) error {
 
 func testLockProcesses(t *testing.T, h ProcessHarness) {
 	dir := t.TempDir()
-	spec := workerSpec{Mode: "hammer", Addrs: h.Addrs(), Cluster: h.IsCluster(), Prefix: prefix(t), Dir: dir, Goroutines: 4, Iterations: 8}
+	spec := workerSpec{Mode: "hammer", Addrs: h.Addrs(), Cluster: h.IsCluster(), Prefix: testkit.Prefix(t), Dir: dir, Goroutines: 4, Iterations: 8}
 	var procs []*worker
 	for range 3 {
 		w := startWorker(t, spec)
@@ -257,7 +267,7 @@ func workerPause(b backend.Backend, spec workerSpec) error {
 
 func testLockPaused(t *testing.T, h ProcessHarness) {
 	ctx := context.Background()
-	spec := workerSpec{Mode: "pause", Addrs: h.Addrs(), Cluster: h.IsCluster(), Prefix: prefix(t)}
+	spec := workerSpec{Mode: "pause", Addrs: h.Addrs(), Cluster: h.IsCluster(), Prefix: testkit.Prefix(t)}
 	w := startWorker(t, spec)
 	cmd, stdin, stdout, stderr := w.cmd, w.stdin, w.stdout, w.stderr
 	lines := make(chan string, 16)
@@ -288,8 +298,8 @@ func testLockPaused(t *testing.T, h ProcessHarness) {
 		t.Fatal(err)
 	}
 	// While the holder is frozen, its lease expires and we take the lock.
-	b := open(t, h)
-	m := newMutex(t, b, "res", lock.Options{Prefix: spec.Prefix, TTL: 5 * time.Second, RetryInterval: 20 * time.Millisecond})
+	b := testkit.Open(t, h)
+	m := testkit.NewMutex(t, b, "res", lock.Options{Prefix: spec.Prefix, TTL: 5 * time.Second, RetryInterval: 20 * time.Millisecond})
 	g, err := m.TryLockWithTimeout(ctx, 3*time.Second)
 	if err != nil {
 		cmd.Process.Signal(syscall.SIGCONT)
@@ -298,7 +308,7 @@ func testLockPaused(t *testing.T, h ProcessHarness) {
 	if g.Token() <= staleToken {
 		t.Fatalf("new token %d not above the frozen holder's %d", g.Token(), staleToken)
 	}
-	store := newStrict(t, b, spec.Prefix+"-store")
+	store := testkit.NewStrict(t, b, spec.Prefix+"-store")
 	if _, prev, err := store.SetIf(ctx, "fence", distkit.Lt(g.Token()), g.Token()); err != nil || prev >= g.Token() {
 		t.Fatalf("current holder's fenced write: prev %d, %v", prev, err)
 	}
@@ -328,18 +338,18 @@ func testLockPaused(t *testing.T, h ProcessHarness) {
 	if g.State() != lock.Acquired {
 		t.Fatalf("current holder's state %v after the stale Release", g.State())
 	}
-	if _, err := newMutex(t, open(t, h), "res", lock.Options{Prefix: spec.Prefix}).TryLock(ctx); !errors.Is(err, distkit.ErrNotAcquired) {
+	if _, err := testkit.NewMutex(t, testkit.Open(t, h), "res", lock.Options{Prefix: spec.Prefix}).TryLock(ctx); !errors.Is(err, distkit.ErrNotAcquired) {
 		t.Fatalf("the stale Release freed the current holder's lock: %v", err)
 	}
 	t.Logf("stale holder noticed the loss %d ms after resuming", ms)
-	release(t, g)
+	testkit.Release(t, g)
 }
 
 // workerInstance contributes a known slice (Iterations) and then idles
 // until its stdin closes; only its heartbeat keeps it alive.
 func workerInstance(b backend.Backend, spec workerSpec) error {
 	ctx := context.Background()
-	c, err := instancecounter.NewStrict(ctx, b, instancecounter.Options{Prefix: spec.Prefix,
+	c, err := instancecounter.NewStrict(b, instancecounter.Options{Prefix: spec.Prefix,
 		InstanceID: "w" + strconv.Itoa(spec.Goroutines), DeadAfter: icDeadAfter})
 	if err != nil {
 		return err
@@ -354,8 +364,8 @@ func workerInstance(b backend.Backend, spec workerSpec) error {
 
 func testInstanceKilled(t *testing.T, h ProcessHarness) {
 	ctx := context.Background()
-	p := prefix(t)
-	watcher := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "watcher", DeadAfter: icDeadAfter})
+	p := testkit.Prefix(t)
+	watcher := testkit.NewInstanceCounter(t, testkit.Open(t, h), instancecounter.Options{Prefix: p, InstanceID: "watcher", DeadAfter: icDeadAfter})
 	var cmds []*exec.Cmd
 	for i, slice := range []int{10, 20, 30} {
 		spec := workerSpec{Mode: "instance", Addrs: h.Addrs(), Cluster: h.IsCluster(), Prefix: p, Goroutines: i, Iterations: slice}
@@ -406,7 +416,7 @@ func workerRateLimit(b backend.Backend, spec workerSpec) error {
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	defer r.Close(ctx)
 	var mu sync.Mutex
 	var out []int64
 	var wg sync.WaitGroup
@@ -437,7 +447,7 @@ func workerRateLimit(b backend.Backend, spec workerSpec) error {
 // testRLProcesses: 3 processes × 4 goroutines on one key; in every window
 // ending at an admission (server time), admissions <= capacity + one bucket.
 func testRLProcesses(t *testing.T, h ProcessHarness) {
-	spec := workerSpec{Mode: "ratelimit", Addrs: h.Addrs(), Cluster: h.IsCluster(), Prefix: prefix(t), Goroutines: 4, Iterations: 1500}
+	spec := workerSpec{Mode: "ratelimit", Addrs: h.Addrs(), Cluster: h.IsCluster(), Prefix: testkit.Prefix(t), Goroutines: 4, Iterations: 1500}
 	type proc struct {
 		*worker
 		out  []byte
@@ -461,7 +471,7 @@ func testRLProcesses(t *testing.T, h ProcessHarness) {
 		}
 	}
 	const capacity = 100 // 200/s over 500 ms
-	worst, slack := MaxInWindow(at, 500*time.Millisecond), MaxInWindow(at, 50*time.Millisecond)
+	worst, slack := testkit.MaxInWindow(at, 500*time.Millisecond), testkit.MaxInWindow(at, 50*time.Millisecond)
 	t.Logf("3 processes × 4 goroutines: %d admitted in 1.5 s, worst window %d, capacity %d + one bucket %d", len(at), worst, capacity, slack)
 	if worst > capacity+slack {
 		t.Fatalf("a window admitted %d > %d + %d", worst, capacity, slack)

@@ -1,16 +1,25 @@
-package counter
+// Package counterscript holds the scripts of primitives/counter, each Lua
+// source with its Go twin. The counter package is their only user apart
+// from distkit's own tests and benchmarks, which is why they live here and
+// not in the counter package's API.
+package counterscript
 
 import (
+	"errors"
 	"strconv"
+	"strings"
 
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/scriptlib"
 )
 
-const codeOverflow = scriptlib.CodeOverflow
+// CodeOverflow is the error code a script raises when an int64 would
+// overflow; the message goes on with the field (Inc, AllIf) or, for Flush,
+// with the 1-based index of the offending pair.
+const CodeOverflow = scriptlib.CodeOverflow
 
-// incScript: KEYS[1] hash, ARGV[1] field, ARGV[2] delta. Returns the new
+// Inc: KEYS[1] hash, ARGV[1] field, ARGV[2] delta. Returns the new
 // value: an integer while it is below 2^53 in magnitude (where Lua numbers
 // are exact), a decimal string beyond.
 //
@@ -18,7 +27,7 @@ const codeOverflow = scriptlib.CodeOverflow
 // 2^53 in magnitude cannot be a wrapped-around one (that would lie within
 // 10^15 of ±2^63). Otherwise the increment is undone (wrapping arithmetic
 // is invertible) and redone on the exact, string-based path.
-var incScript = driver.NewScript("counter-inc", scriptlib.LuaHIncr+`
+var Inc = driver.NewScript("counter-inc", scriptlib.LuaHIncr+`
 local h, f, d = KEYS[1], ARGV[1], ARGV[2]
 local neg = string.sub(d, 1, 1) == '-'
 if #d <= 15 or (neg and #d == 16) then
@@ -56,8 +65,8 @@ return v
 	return backend.Str(strconv.FormatInt(nv, 10)), nil
 })
 
-// getScript: KEYS[1] hash, ARGV[1] field. Returns the value or nil.
-var getScript = driver.NewScript("counter-get", `
+// Get: KEYS[1] hash, ARGV[1] field. Returns the value or nil.
+var Get = driver.NewScript("counter-get", `
 return redis.call('HGET', KEYS[1], ARGV[1])
 `, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	v, ok, err := st.HGet(keys[0], args[0])
@@ -67,17 +76,17 @@ return redis.call('HGET', KEYS[1], ARGV[1])
 	return backend.Str(v), nil
 })
 
-// setScript: KEYS[1] hash, ARGV[1] field, ARGV[2] value. Returns the value.
-var setScript = driver.NewScript("counter-set", `
+// Set: KEYS[1] hash, ARGV[1] field, ARGV[2] value. Returns the value.
+var Set = driver.NewScript("counter-set", `
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return ARGV[2]
 `, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	return backend.Str(args[1]), st.HSet(keys[0], args[0], args[1])
 })
 
-// delScript: KEYS[1] hash, ARGV[1] field. Deletes the field; returns the
+// Del: KEYS[1] hash, ARGV[1] field. Deletes the field; returns the
 // old value or nil.
-var delScript = driver.NewScript("counter-del", `
+var Del = driver.NewScript("counter-del", `
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if v then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return v
@@ -90,21 +99,21 @@ return v
 	return backend.Str(v), err
 })
 
-// clearScript: KEYS = every key of the prefix. Deletes them; returns how
+// Clear: KEYS = every key of the prefix. Deletes them; returns how
 // many existed.
-var clearScript = driver.NewScript("counter-clear", `
+var Clear = driver.NewScript("counter-clear", `
 return redis.call('DEL', unpack(KEYS))
 `, func(st driver.Store, keys, _ []string) (backend.Value, error) {
 	return backend.Int(int64(st.Del(keys...))), nil
 })
 
-// allIfScript is every conditional operation, single or batch.
+// AllIf is every conditional operation, single or batch.
 // KEYS[1] hash; ARGV[1] 'inc' or 'set'; then groups of four: field, op,
 // operand, n (delta or value). Items apply in order, each seeing earlier
 // ones; the whole call is all-or-nothing (an overflow rolls back earlier
 // items and fails with DKOVERFLOW). Returns {cur1, prev1, cur2, prev2, …}
 // as strings.
-var allIfScript = driver.NewScript("counter-all-if", scriptlib.LuaHIncr+scriptlib.LuaMatches+`
+var AllIf = driver.NewScript("counter-all-if", scriptlib.LuaHIncr+scriptlib.LuaMatches+`
 local h, inc = KEYS[1], ARGV[1] == 'inc'
 local undo, touched, out = {}, {}, {}
 for i = 2, #ARGV, 4 do
@@ -179,9 +188,9 @@ func goAllIf(st driver.Store, keys, args []string) (backend.Value, error) {
 	return backend.Arr(out...), nil
 }
 
-// getAllScript: KEYS[1] hash, ARGV fields. Returns their values (nil when
+// GetAll: KEYS[1] hash, ARGV fields. Returns their values (nil when
 // absent).
-var getAllScript = driver.NewScript("counter-get-all", `
+var GetAll = driver.NewScript("counter-get-all", `
 return redis.call('HMGET', KEYS[1], unpack(ARGV))
 `, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	out := make([]backend.Value, len(args))
@@ -197,14 +206,16 @@ return redis.call('HMGET', KEYS[1], unpack(ARGV))
 	return backend.Arr(out...), nil
 })
 
-// flushScript applies one Lax flush batch exactly once.
+// Flush applies one Lax flush batch exactly once.
 // KEYS[1] hash, KEYS[2] the instance's sequence marker; ARGV[1] batch
 // sequence number, ARGV[2] marker ttl in ms, then field/delta pairs.
 // A batch whose sequence number is not above the marker was applied
 // before (a retry after an indeterminate reply) and is not applied again.
-// All-or-nothing: an overflow rolls back and fails with DKOVERFLOW <field>.
+// All-or-nothing: an overflow rolls back and fails with DKOVERFLOW <n>,
+// n the 1-based index of the offending pair (an index, not the field, so
+// that the caller finds the key whatever bytes it holds).
 // Returns {applied (1) or duplicate (0), value1, value2, …}.
-var flushScript = driver.NewScript("counter-lax-flush", scriptlib.LuaHIncr+scriptlib.LuaMatches+`
+var Flush = driver.NewScript("counter-lax-flush", scriptlib.LuaHIncr+scriptlib.LuaMatches+`
 local h = KEYS[1]
 local last = redis.call('GET', KEYS[2])
 local applied = 1
@@ -221,6 +232,9 @@ if applied == 1 then
     local _, e = hincr(h, f, ARGV[i+1])
     if e then
       rollback(h, undo)
+      if string.sub(e.err, 1, 11) == 'DKOVERFLOW ' then
+        return redis.error_reply('DKOVERFLOW ' .. string.format('%d', (i - 1) / 2))
+      end
       return e
     end
   end
@@ -257,6 +271,9 @@ return out
 			d, _ := strconv.ParseInt(args[i+1], 10, 64)
 			if _, err := scriptlib.HIncr(st, h, f, d); err != nil {
 				scriptlib.Rollback(st, h, undo)
+				if strings.HasPrefix(err.Error(), CodeOverflow+" ") {
+					err = errors.New(CodeOverflow + " " + strconv.Itoa(i/2))
+				}
 				return backend.Value{}, err
 			}
 		}
@@ -279,3 +296,9 @@ return out
 	}
 	return backend.Arr(out...), nil
 })
+
+// All returns every script of the counter package, for preloading and
+// for tools that need their SHA.
+func All() []*driver.Script {
+	return []*driver.Script{Inc, Get, Set, Del, Clear, AllIf, GetAll, Flush}
+}

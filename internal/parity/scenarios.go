@@ -1,4 +1,4 @@
-package conformance
+package parity
 
 import (
 	"context"
@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/internal/keyspace"
+	"github.com/distkit-go/distkit/internal/lockscript"
+	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/lock"
 	"github.com/distkit-go/distkit/primitives/ratelimit"
 )
@@ -56,17 +59,17 @@ var lockScenario = Scenario{Name: "Lock", Run: func(ctx context.Context, b backe
 	rel(r2)
 	rel(r3)
 	w := token(rw.TryLock(ctx))
-	b.EvalScript(ctx, delKeyScript, []string{"{" + p + ":m}:lock"}) // someone deletes the lease
-	rel(w)                                                          // ErrNotHeld
+	lk := keyspace.Lock(p, "m")
+	b.EvalScript(ctx, testkit.DelKeyScript, []string{lk.Lock}) // someone deletes the lease
+	rel(w)                                                     // ErrNotHeld
 	r4 := token(rw.TryRLock(ctx))
-	b.EvalScript(ctx, delKeyScript, []string{"{" + p + ":m}:readers"})
+	b.EvalScript(ctx, testkit.DelKeyScript, []string{lk.Readers})
 	rel(r4)
 
 	// Scripts directly: a retry with the same acquisition id finds its
 	// own lease and returns the same token.
-	s := lock.Scripts()
-	tag := "{" + p + ":s}:"
-	keys := []string{tag + "lock", tag + "readers", tag + "wwait", tag + "fence"}
+	ks := keyspace.Lock(p, "s")
+	keys := []string{ks.Lock, ks.Readers, ks.WaitingWriter, ks.Fence}
 	call := func(sc backend.Script, keys []string, args ...string) backend.Value {
 		v, err := b.EvalScript(ctx, sc, keys, args...)
 		if err != nil {
@@ -74,18 +77,18 @@ var lockScenario = Scenario{Name: "Lock", Run: func(ctx context.Context, b backe
 		}
 		return v
 	}
-	t1 := call(s[0], keys, "o:1", "1000", "0")
-	t2 := call(s[0], keys, "o:1", "1000", "0")
-	t3 := call(s[0], keys, "o:2", "1000", "300")
+	t1 := call(lockscript.Acquire, keys, "o:1", "1000", "0")
+	t2 := call(lockscript.Acquire, keys, "o:1", "1000", "0")
+	t3 := call(lockscript.Acquire, keys, "o:2", "1000", "300")
 	out = append(out, fmt.Sprintf("exclusive retry same token %v, other refused %v", t1.Equal(t2), t3.Equal(backend.Int(0))))
-	out = append(out, Outcome(call(s[4], []string{tag + "readers"}, "o:1:", "ch"), nil)) // no read lease to release
-	out = append(out, Outcome(call(s[3], []string{tag + "lock"}, "o:2:", "ch"), nil))    // not the holder
-	out = append(out, Outcome(call(s[5], []string{tag + "wwait"}, "o:2"), nil))          // removes o:2's mark
-	out = append(out, Outcome(call(s[3], []string{tag + "lock"}, "o:1:", "ch"), nil))
-	r5 := call(s[1], keys, "o:3", "1000", "0")
-	r6 := call(s[1], keys, "o:3", "1000", "1")
+	out = append(out, Outcome(call(lockscript.ReleaseShared, []string{ks.Readers}, "o:1:", "ch"), nil)) // no read lease to release
+	out = append(out, Outcome(call(lockscript.Release, []string{ks.Lock}, "o:2:", "ch"), nil))          // not the holder
+	out = append(out, Outcome(call(lockscript.Unmark, []string{ks.WaitingWriter}, "o:2"), nil))         // removes o:2's mark
+	out = append(out, Outcome(call(lockscript.Release, []string{ks.Lock}, "o:1:", "ch"), nil))
+	r5 := call(lockscript.AcquireShared, keys, "o:3", "1000", "0")
+	r6 := call(lockscript.AcquireShared, keys, "o:3", "1000", "1")
 	out = append(out, fmt.Sprintf("shared retry same token %v", r5.Equal(r6)))
-	out = append(out, Outcome(call(s[2], []string{tag + "readers"}, "o:3:x", "1000"), nil)) // unknown member
+	out = append(out, Outcome(call(lockscript.RenewShared, []string{ks.Readers}, "o:3:x", "1000"), nil)) // unknown member
 	return out
 }}
 
@@ -99,7 +102,7 @@ var rateLimitScenario = Scenario{Name: "RateLimit", Run: func(ctx context.Contex
 	}
 	opts := ratelimit.Options{Prefix: p, Window: time.Second, Bucket: 100 * time.Millisecond, HardLimitFactor: 2, SuppressionCache: time.Nanosecond}
 	r, _ := ratelimit.NewRedis(b, opts)
-	defer r.Close()
+	defer r.Close(ctx)
 	for _, n := range []int64{2, 2, 1, 1, 2} { // reaches capacity (5) exactly, then goes over
 		rec(r.Absolute().Inc(ctx, "a", 5, n))
 	}
@@ -118,7 +121,7 @@ var rateLimitScenario = Scenario{Name: "RateLimit", Run: func(ctx context.Contex
 		rec(h.Absolute().Inc(ctx, "a", 5, 1)) // sees the Redis provider's 5 of 5
 	}
 	rec(h.Absolute().Inc(ctx, "h", 5, 4))
-	out = append(out, Outcome(nil, h.Close())) // pushes 4 to "h"
+	out = append(out, Outcome(nil, h.Close(ctx))) // pushes 4 to "h"
 	rec(r.Absolute().Inc(ctx, "h", 5, 2))
 	return out
 }}

@@ -1,0 +1,116 @@
+package keyspace
+
+// Every layout below takes the user's strings as given (validated, not yet
+// escaped) and escapes them itself; the package docs of the primitives
+// show the same layouts with <prefix>, <key>… standing for escaped parts.
+
+// Counter (primitives/counter): every counter of a prefix is one field of
+// one hash, so Clear is one DEL and every script touches one slot.
+//
+//	{<prefix>}:counter               hash    <key> → decimal int64
+//	{<prefix>}:laxseq:<instance>     string  last Lax flush batch applied (TTL DedupTTL)
+
+// CounterHash is the hash holding every counter of prefix.
+func CounterHash(prefix string) string { return tag(Escape(prefix)) + Sep + "counter" }
+
+// CounterField is key's field in CounterHash.
+func CounterField(key string) string { return Escape(key) }
+
+// CounterLaxMarker is the batch marker of one Lax counter instance.
+func CounterLaxMarker(prefix, instance string) string {
+	return Join(tag(Escape(prefix)), "laxseq", Escape(instance))
+}
+
+// InstanceCounterKeys are the keys of one prefix's instance counters
+// (primitives/instancecounter), all in the slot of {<prefix>}:
+//
+//	{<prefix>}:ic:instances      zset    <id> → heartbeat expiry (Unix ms)
+//	{<prefix>}:ic:total          hash    <key> → cumulative value
+//	{<prefix>}:ic:slices         hash    <id>:<key> → that instance's slice
+//	{<prefix>}:ic:owned          zset    <id>:<key>, score 0 (lexical index per instance)
+//	{<prefix>}:ic:holders        zset    <key>:<id>, score 0 (lexical index per key)
+//	{<prefix>}:ic:epochs         hash    <key> → epoch (bumped by Set, Del, Clear)
+//	{<prefix>}:ic:seq:<id>       string  last Lax flush batch applied (TTL DedupTTL)
+type InstanceCounterKeys struct {
+	Instances, Total, Slices, Owned, Holders, Epochs string
+}
+
+// InstanceCounter returns the keys of prefix's instance counters.
+func InstanceCounter(prefix string) InstanceCounterKeys {
+	t := tag(Escape(prefix)) + Sep + "ic" + Sep
+	return InstanceCounterKeys{
+		Instances: t + "instances", Total: t + "total", Slices: t + "slices",
+		Owned: t + "owned", Holders: t + "holders", Epochs: t + "epochs",
+	}
+}
+
+// List returns the keys in the order the instance-counter scripts take
+// them as KEYS[1..6].
+func (k InstanceCounterKeys) List() []string {
+	return []string{k.Instances, k.Total, k.Slices, k.Owned, k.Holders, k.Epochs}
+}
+
+// InstanceCounterMarker is the Lax batch marker of instance id.
+func InstanceCounterMarker(prefix, id string) string {
+	return Join(tag(Escape(prefix)), "ic", "seq", Escape(id))
+}
+
+// InstanceMember is instance id's member of the instances zset (and the
+// id the scripts receive).
+func InstanceMember(id string) string { return Escape(id) }
+
+// InstanceKeyField is key's field in the total and epochs hashes (and the
+// key the scripts receive).
+func InstanceKeyField(key string) string { return Escape(key) }
+
+// InstanceSlice is the field of id's slice of key in the slices hash and
+// its member of the owned zset: <id>:<key>. The scripts compose it from
+// their escaped arguments with Join, and scan one instance's slices over
+// LexRange(<id>).
+func InstanceSlice(id, key string) string { return Join(Escape(id), Escape(key)) }
+
+// InstanceHolder is the member of the holders zset that says id holds a
+// slice of key: <key>:<id>, scanned per key over LexRange(<key>).
+func InstanceHolder(key, id string) string { return Join(Escape(key), Escape(id)) }
+
+// LockKeys are the keys of one lock (primitives/lock), all in the slot of
+// {<prefix>:<name>}:
+//
+//	{<prefix>:<name>}:lock      string  exclusive holder <owner>:<nonce>:<token> (PX TTL)
+//	{<prefix>:<name>}:readers   zset    read leases <owner>:<nonce>:<token> → expiry (Unix ms)
+//	{<prefix>:<name>}:wwait     string  a waiting writer <owner>:<nonce> (PX 3×RetryInterval)
+//	{<prefix>:<name>}:fence     string  the last fencing token (never expires)
+//	{<prefix>:<name>}:released  channel a message per release
+type LockKeys struct {
+	Lock, Readers, WaitingWriter, Fence, Channel string
+}
+
+// Lock returns the keys of the lock name under prefix.
+func Lock(prefix, name string) LockKeys {
+	t := tag(Escape(prefix), Escape(name)) + Sep
+	return LockKeys{Lock: t + "lock", Readers: t + "readers", WaitingWriter: t + "wwait", Fence: t + "fence", Channel: t + "released"}
+}
+
+// LockAcquisition is the id of one acquisition by owner: <owner>:<nonce>,
+// where nonce is distkit's own (base-36 digits). Lock values and reader
+// members are the id, ':' and the fencing token; scripts find an
+// acquisition's lease by the prefix <owner>:<nonce>: .
+func LockAcquisition(owner, nonce string) string { return Join(Escape(owner), nonce) }
+
+// RateLimitKeys are the keys of one rate-limited key (primitives/ratelimit),
+// in the slot of {<prefix>:<key>}:
+//
+//	{<prefix>:<key>}:rl:counts   hash   bucket index → count, "t" → window total (PX window + bucket)
+//	{<prefix>:<key>}:rl:index    zset   bucket indexes (PX window + bucket)
+type RateLimitKeys struct {
+	Counts, Index string
+}
+
+// RateLimit returns the keys of key under prefix.
+func RateLimit(prefix, key string) RateLimitKeys {
+	t := Join(tag(Escape(prefix), Escape(key)), "rl") + Sep
+	return RateLimitKeys{Counts: t + "counts", Index: t + "index"}
+}
+
+// List returns the keys in the order the window script takes them.
+func (k RateLimitKeys) List() []string { return []string{k.Counts, k.Index} }
