@@ -3,12 +3,16 @@ SHELL := /bin/bash
 GO      ?= go
 TIMEOUT ?= 9m
 
-.PHONY: test chaos test-short bench bench-go bench-ceiling demo vet
+.PHONY: test test-race fuzz docs chaos test-short bench bench-go bench-ceiling demo vet
 
 ## test: every suite with the race detector: unit tests, the conformance
 ## suite on memory, miniredis, redis-server and a 3-master Cluster (both
-## drivers), examples. Starts its own Redis processes on free ports.
-test: vet
+## drivers), examples, the README and package-doc snippets; then a short
+## run of the fuzz targets (make fuzz). Starts its own Redis processes on
+## free ports.
+test: vet test-race fuzz
+
+test-race:
 	@set -o pipefail; $(GO) test -race -count=1 -timeout $(TIMEOUT) -v ./... 2>&1 | tee test.out | \
 		grep -E '^\s*(--- (PASS|FAIL|SKIP)|ok |FAIL|panic:)' ; \
 	status=$${PIPESTATUS[0]}; \
@@ -17,6 +21,19 @@ test: vet
 	passed=$$(grep -cE '^\s*--- PASS' test.out); failed=$$(grep -cE '^\s*--- FAIL' test.out); \
 	skipped=$$(grep -cE '^\s*--- SKIP' test.out); \
 	echo "$$passed passed, $$failed failed, $$skipped skipped"; exit $$status
+
+## fuzz: the fuzz targets, briefly (FUZZTIME each; corpus in testdata/fuzz):
+## key encoding injective, layouts distinct per unit and slot, Lua and Go
+## twins agreeing for any keys and instance ids (via miniredis).
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzEscape$$' -fuzztime=$(FUZZTIME) ./internal/keyspace
+	$(GO) test -run '^$$' -fuzz '^FuzzLayouts$$' -fuzztime=$(FUZZTIME) ./internal/keyspace
+	$(GO) test -run '^$$' -fuzz '^FuzzAnyKeyParity$$' -fuzztime=$(FUZZTIME) ./internal/parity
+
+## docs: only the test that builds the README and package-doc snippets.
+docs:
+	$(GO) test -count=1 -run '^TestSnippetsCompile$$' ./internal/doccheck
 
 ## chaos: the reliability suite (faults through TCP proxies, crashes, a
 ## Cluster failover, linearizability), bounded to a few minutes, fixed seeds.

@@ -298,27 +298,3 @@ func CheckParityCatchesDisagreement(t *testing.T, reference, subject testkit.New
 		t.Fatalf("Diff reported a faithful twin: %v", d)
 	}
 }
-
-// anyKeyScenario: keys and instance ids made of bytes at the top of the
-// byte range, where lexical ranges over composed members must hold too.
-var anyKeyScenario = Scenario{Name: "AnyKey", Run: func(ctx context.Context, b backend.Backend, p string) []string {
-	var out []string
-	rec := func(c, m int64, err error) { out = append(out, Outcome([2]int64{c, m}, err)) }
-	a, err := instancecounter.NewStrict(b, instancecounter.Options{Prefix: p, InstanceID: "a"})
-	if err != nil {
-		return []string{Outcome(nil, err)}
-	}
-	o, _ := instancecounter.NewStrict(b, instancecounter.Options{Prefix: p, InstanceID: "\xff\xfe"})
-	defer o.Close(ctx)
-	for _, k := range []string{"\xff\xff", "\xff", "\x80"} {
-		rec(a.Inc(ctx, k, 5))
-		rec(o.Inc(ctx, k, 2))
-	}
-	out = append(out, Outcome(nil, a.Close(ctx))) // a's slices leave every total
-	for _, k := range []string{"\xff\xff", "\xff", "\x80"} {
-		rec(o.Get(ctx, k))
-	}
-	rec(o.Del(ctx, "\xff")) // every slice of the key goes
-	rec(o.Inc(ctx, "\xff", 1))
-	return out
-}}
