@@ -55,7 +55,7 @@ func Le(n int64) Comparator { return Comparator{OpLe, n} }
 // Ge matches a current value greater than or equal to n.
 func Ge(n int64) Comparator { return Comparator{OpGe, n} }
 
-// Always matches any value (the Rust crate's Nil).
+// Always matches any value; it is also the zero Comparator.
 func Always() Comparator { return Comparator{} }
 
 // Matches reports whether current satisfies c.

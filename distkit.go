@@ -1,14 +1,41 @@
-// Package distkit holds what every distkit primitive shares: key rules,
-// comparators, sentinel errors and the Clock.
+// Package distkit gives Go services distributed counters, instance-aware
+// counters, locks and rate limiting, backed by Redis (standalone or
+// Cluster, through the rueidis or go-redis client) or by an in-process
+// memory backend. This package holds what every primitive shares: the key
+// rules, comparators, sentinel errors and the Clock.
 //
-// distkit gives Go services distributed counters, instance-aware counters,
-// locks and rate limiting backed by Redis (through rueidis or go-redis) or
-// by a pure-Go in-memory backend:
-//
-//	b := memory.New(memory.Options{})          // or rueidis.New(client), goredis.New(client)
+//	ctx := context.Background()
+//	b := memory.New(memory.Options{}) // or rueidisbackend.New(client), goredisbackend.New(client)
 //	defer b.Close()
-//	c, _ := counter.NewStrict(b, counter.Options{Prefix: "shop"})
-//	n, _ := c.Inc(ctx, "orders", 1)            // 1, stored in Redis hash {shop}:counter
+//	c, err := counter.NewStrict(b, counter.Options{Prefix: "shop"})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	n, err := c.Inc(ctx, "orders", 1) // stored in the Redis hash {shop}:counter
+//	if errors.Is(err, distkit.ErrIndeterminate) {
+//		// the increment may or may not have been applied: do not retry blindly
+//	}
+//	fmt.Println(n, err)
+//
+// The primitives live in primitives/counter, primitives/instancecounter,
+// primitives/lock and primitives/ratelimit; the backends in backend/memory,
+// backend/rueidis and backend/goredis.
+//
+// # Keys
+//
+// A key, prefix, lock name, owner or instance id is any byte string of 1
+// to MaxKeyLen (1024) bytes: IPv6 addresses, "user:42", URLs, "a{b}c",
+// binary ids are all valid as they are. distkit encodes each one before it
+// becomes part of a Redis key name, hash field, set member or channel: the
+// bytes '%', ':', '{', '}', every byte below 0x20 and 0x7f become '%'
+// followed by two upper-case hex digits, and every other byte is kept. The
+// encoding is injective, so two different keys never share state, and it
+// keeps all the Redis keys of one counter prefix, lock or rate-limited key
+// in one Redis Cluster hash slot. Each primitive's documentation shows its
+// exact layout; a key without any of the encoded bytes appears in Redis
+// exactly as given.
+//
+// # Errors
 //
 // Every error a primitive returns can be matched with errors.Is against the
 // sentinels below. Backend failures additionally match ErrNotApplied

@@ -1,18 +1,20 @@
-// Package conformance is the one suite every distkit backend passes: the
-// Backend contract (RunBackend) and every primitive's behaviour
-// (RunPrimitives), run the same way on the memory backend, on miniredis and
-// on real Redis (standalone and Cluster) through both Redis drivers.
-//
-// A backend package's test is a few lines:
+// Package conformance is the suite every distkit backend passes: the
+// Backend contract (RunBackend), every primitive's behaviour
+// (RunPrimitives) and, for a driver that runs the Lua scripts, agreement
+// with the Go twins the memory backend runs (RunParity). distkit runs it on
+// its memory backend, on miniredis and on real Redis (standalone and
+// Cluster) through both Redis drivers; a third-party driver runs it from
+// its own test file:
 //
 //	func TestConformance(t *testing.T) {
+//		newHarness := conformance.MemoryHarness // your driver's NewHarness (see the example)
 //		conformance.RunBackend(t, newHarness)
 //		conformance.RunPrimitives(t, newHarness)
+//		conformance.RunParity(t, conformance.MemoryHarness, newHarness)
 //	}
 //
-// Each test calls newHarness for a fresh, isolated world; tests isolate
-// their keys further with a unique prefix, so harnesses may share one
-// server.
+// Each test calls newHarness for a fresh world; tests isolate their keys
+// further with a unique prefix, so harnesses may share one server.
 package conformance
 
 import (
@@ -31,12 +33,16 @@ type Harness interface {
 	// up the rest with t.Cleanup.
 	NewBackend(t *testing.T) backend.Backend
 	// Wait lets at least d of server time pass: advance a fake clock, or
-	// sleep on a real server.
+	// sleep on a real server. A harness whose server time moves only with
+	// Wait also has the method FakeTime() bool, returning true: the suite
+	// then lets time pass in small steps, so that the primitives' own
+	// renewals keep up.
 	Wait(t *testing.T, d time.Duration)
 }
 
-// ScriptFlusher is a Harness that can empty the server's script cache
-// (SCRIPT FLUSH on every node), so the suite can check NOSCRIPT recovery.
+// ScriptFlusher is an optional capability of a Harness: emptying the
+// server's script cache (SCRIPT FLUSH on every node), so that the suite
+// checks recovery from NOSCRIPT. Without it that test is skipped.
 type ScriptFlusher interface {
 	FlushScripts(t *testing.T)
 }

@@ -5,6 +5,34 @@
 // it: they construct a driver (backend/rueidis, backend/goredis or
 // backend/memory) and hand it to a primitive.
 //
+// A primitive declares each atomic operation once, as a [Script]: Lua for
+// Redis and its Go twin for the memory backend, which must agree (package
+// conformance checks that they do):
+//
+//	// incrBy adds ARGV[1] to the integer at KEYS[1] and returns the sum.
+//	var incrBy = driver.NewScript("example-incrby", `return redis.call('INCRBY', KEYS[1], ARGV[1])`,
+//		func(st driver.Store, keys, args []string) (backend.Value, error) {
+//			cur, _, err := st.Get(keys[0])
+//			if err != nil {
+//				return backend.Value{}, err
+//			}
+//			n, _ := strconv.ParseInt(cur, 10, 64)
+//			d, err := strconv.ParseInt(args[0], 10, 64)
+//			if err != nil {
+//				return backend.Value{}, errors.New("ERR value is not an integer or out of range")
+//			}
+//			n += d
+//			return backend.Int(n), st.Set(keys[0], strconv.FormatInt(n, 10), 0)
+//		})
+//
+//	func add(ctx context.Context, b backend.Backend, key string, d int64) (int64, error) {
+//		v, err := b.EvalScript(ctx, incrBy, []string{key}, strconv.FormatInt(d, 10))
+//		if err != nil {
+//			return 0, err
+//		}
+//		return v.Int64()
+//	}
+//
 // # The driver contract
 //
 // A driver must implement every method of [backend.Backend] as follows.

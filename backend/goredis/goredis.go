@@ -1,9 +1,19 @@
 // Package goredis is the distkit backend over github.com/redis/go-redis/v9.
 // It works with any redis.UniversalClient: a standalone *redis.Client, a
-// *redis.ClusterClient or a failover client.
+// *redis.ClusterClient or a failover (Sentinel) client. Import it under the
+// name goredisbackend, next to the client package it wraps:
+//
+//	import (
+//		"github.com/redis/go-redis/v9"
+//
+//		goredisbackend "github.com/distkit-go/distkit/backend/goredis"
+//	)
 //
 //	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", MaxRetries: -1})
-//	b := goredis.New(client) // Close does not close client
+//	defer client.Close()
+//	b := goredisbackend.New(client) // b.Close does not close client
+//	defer b.Close()
+//	c, err := counter.NewStrict(b, counter.Options{Prefix: "shop"})
 //
 // Scripts run with EVALSHA and fall back to EVAL when the server answers
 // NOSCRIPT; batches are pipelined (split per node on Cluster).

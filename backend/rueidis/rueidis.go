@@ -1,8 +1,22 @@
 // Package rueidis is the distkit backend over github.com/redis/rueidis, for
-// standalone Redis and Redis Cluster alike (rueidis detects Cluster itself).
+// standalone Redis, Redis Cluster (rueidis detects Cluster itself) and
+// Sentinel. Import it under the name rueidisbackend, next to the client
+// package it wraps:
 //
-//	client, _ := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:6379"}})
-//	b := distkitrueidis.New(client) // Close does not close client
+//	import (
+//		"github.com/redis/rueidis"
+//
+//		rueidisbackend "github.com/distkit-go/distkit/backend/rueidis"
+//	)
+//
+//	client, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:6379"}})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	defer client.Close()
+//	b := rueidisbackend.New(client) // b.Close does not close client
+//	defer b.Close()
+//	c, err := counter.NewStrict(b, counter.Options{Prefix: "shop"})
 //
 // Scripts run with EVALSHA and fall back to EVAL when the server answers
 // NOSCRIPT; batches go out with DoMulti (one pipeline per node). rueidis

@@ -1,6 +1,9 @@
 // Command quickstart shows distkit on the in-memory backend: no Redis
-// needed. Swap memory.New for rueidis.New(client) or goredis.New(client)
-// and nothing else changes.
+// needed. Swap memory.New for rueidisbackend.New(client) or
+// goredisbackend.New(client) (imported as rueidisbackend
+// "github.com/distkit-go/distkit/backend/rueidis" and goredisbackend
+// "github.com/distkit-go/distkit/backend/goredis") and nothing else
+// changes.
 package main
 
 import (
@@ -45,7 +48,12 @@ func main() {
 	n, err = c.Get(ctx, "stock")
 	step(`Get("stock")`, n, err)
 
-	_, err = c.Inc(ctx, "bad:key", 1)
-	fmt.Printf("Inc(\"bad:key\") is rejected before any I/O: ErrInvalidKey=%v\n  %v\n",
+	n, err = c.Inc(ctx, "user:42", 1)
+	step(`Inc("user:42", 1)`, n, err)
+	n, err = c.Inc(ctx, "2001:db8::1", 1)
+	step(`Inc("2001:db8::1", 1)`, n, err)
+
+	_, err = c.Inc(ctx, "", 1)
+	fmt.Printf("Inc(\"\") is rejected before any I/O: ErrInvalidKey=%v\n  %v\n",
 		errors.Is(err, distkit.ErrInvalidKey), err)
 }

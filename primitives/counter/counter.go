@@ -1,29 +1,35 @@
 // Package counter provides distributed int64 counters keyed by name, with
-// two guarantees behind one interface, Counter:
+// two guarantees behind one interface, Counter: Strict makes every call one
+// atomic script and one round trip, so reads are always current; Lax
+// buffers Inc and Dec in process (a few nanoseconds, no I/O, no allocation
+// on a warm key) and flushes them in the background every AllowedLag,
+// while every other call flushes first and then acts like Strict.
 //
-//   - Strict makes every call one atomic script and one round trip; reads
-//     are always current.
-//
-//   - Lax buffers Inc and Dec in process (a few nanoseconds, no I/O, no
-//     allocation on a warm key) and flushes them in the background every
-//     AllowedLag; every other call flushes first and then acts like Strict.
-//
-//     c, err := counter.NewStrict(b, counter.Options{Prefix: "shop"})
-//     n, err := c.Inc(ctx, "orders", 1)
-//     cur, prev, err := c.IncIf(ctx, "seats", distkit.Lt(100), 1)
+//	ctx := context.Background()
+//	b := memory.New(memory.Options{}) // or a Redis driver
+//	c, err := counter.NewStrict(b, counter.Options{Prefix: "shop"})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	defer c.Close(ctx)
+//	n, err := c.Inc(ctx, "orders", 1)
+//	cur, prev, err := c.IncIf(ctx, "seats", distkit.Lt(100), 1) // take a seat while fewer than 100 are taken
+//	fmt.Println(n, cur, prev, err)
 //
 // # Key layout
 //
-// All counters of one prefix live in one Redis hash, one field per key; Lax
-// adds one small marker per instance:
+// All counters of one prefix live in one Redis hash, one field per key;
+// Lax adds one small marker per instance. <prefix> and <key> stand for the
+// prefix and key as given, with '%', ':', '{', '}' and control bytes
+// written as %XX (see package distkit, "Keys"):
 //
-//	{prefix}:counter          hash    key → decimal int64
-//	{prefix}:laxseq:<id>      string  last flush batch applied for Lax instance <id> (TTL DedupTTL)
+//	{<prefix>}:counter              hash    <key> → decimal int64
+//	{<prefix>}:laxseq:<instance>    string  last flush batch applied for one Lax value (TTL DedupTTL)
 //
-// The hash tag {prefix} keeps every key of a prefix in one Cluster slot, so
-// every script is Cluster-safe and Clear is a single DEL. Values are exact
-// over the whole int64 range: scripts never do arithmetic on Lua numbers
-// (doubles) but on Redis integers and decimal strings.
+// The hash tag {<prefix>} keeps every key of a prefix in one Cluster slot,
+// so every script is Cluster-safe and Clear is a single DEL. Values are
+// exact over the whole int64 range: scripts never do arithmetic on Lua
+// numbers (doubles) but on Redis integers and decimal strings.
 //
 // # Conditional and batch operations
 //
@@ -47,17 +53,17 @@
 // noticed by a runtime cleanup (the flusher holds no reference to it): the
 // flusher does a final flush and exits.
 //
-// The spec asks for a per-batch SET NX PX marker; distkit keeps one marker
-// per instance holding the last applied batch number instead. It gives the
-// same exactly-once guarantee with one key per live instance rather than
-// one key per flush (50 per second per instance at the default lag), and
-// its TTL (DedupTTL, 24 h) can therefore be long enough to outlast any
+// The marker holds the last batch number applied for one Lax value, rather
+// than one marker per batch: the same exactly-once guarantee with one key
+// per live Lax instead of one per flush (50 per second at the default
+// lag), so its TTL (DedupTTL, 24 h) can be long enough to outlast any
 // realistic outage between a lost reply and its resend.
 //
 // A delta that would overflow the remote value (other instances moved it
 // close to the int64 limit) is kept pending, excluded from later batches
-// and reported by Flush, Pending and Close with distkit.ErrOverflow; a Set,
-// Del or Clear of that key supersedes it.
+// and reported by Flush, Pending and Close with distkit.ErrOverflow; the
+// other keys keep flushing, and a Set, Del or Clear of that key supersedes
+// it.
 //
 // # Errors
 //

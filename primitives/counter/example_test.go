@@ -14,7 +14,7 @@ import (
 
 func ExampleStrict() {
 	ctx := context.Background()
-	b := memory.New(memory.Options{}) // or rueidis.New(client) / goredis.New(client)
+	b := memory.New(memory.Options{}) // or rueidisbackend.New(client) / goredisbackend.New(client)
 	defer b.Close()
 
 	c, err := counter.NewStrict(b, counter.Options{Prefix: "shop"})
@@ -41,7 +41,7 @@ func ExampleStrict_errors() {
 	b := memory.New(memory.Options{})
 	c, _ := counter.NewStrict(b, counter.Options{})
 
-	_, err := c.Inc(ctx, "user:42", 1)
+	_, err := c.Inc(ctx, "", 1)
 	fmt.Println(errors.Is(err, distkit.ErrInvalidKey), err)
 
 	c.Set(ctx, "big", math.MaxInt64)
@@ -49,7 +49,7 @@ func ExampleStrict_errors() {
 	v, _ := c.Get(ctx, "big")
 	fmt.Println(errors.Is(err, distkit.ErrOverflow), v == math.MaxInt64)
 	// Output:
-	// true counter: distkit: invalid key: key "user:42" contains ':' (the key separator) at byte 4
+	// true counter: distkit: invalid key: key is empty
 	// true true
 }
 

@@ -4,24 +4,30 @@
 // service, live sessions, per-node metrics — anything that must shrink by
 // itself when a process dies.
 //
-//	c, _ := instancecounter.NewStrict(b, instancecounter.Options{Prefix: "ws"})
-//	defer c.Close(ctx)
-//	total, mine, _ := c.Inc(ctx, "connections", 1)
+//	ctx := context.Background()
+//	b := memory.New(memory.Options{}) // or a Redis driver
+//	c, err := instancecounter.NewStrict(b, instancecounter.Options{Prefix: "ws"})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	defer c.Close(ctx) // this instance's slices leave the totals
+//	total, mine, err := c.Inc(ctx, "connections", 1)
+//	fmt.Println(total, mine, err)
 //
 // Every call returns (cumulative, mine): the total over live instances and
-// this instance's slice.
+// this instance's slice. Strict and Lax both implement Counter.
 //
 // # Liveness
 //
-// An instance heartbeats every DeadAfter/3 (DeadAfter default 30 s) from a
-// background goroutine, so an idle but running instance keeps its slices.
-// Every operation of any instance, heartbeats included, first removes the
-// slices of instances whose last heartbeat is older than DeadAfter (server
-// time), subtracting them from the cumulative values in the same atomic
-// script. An instance that was declared dead (a long pause) or whose data
-// the server lost (FLUSHALL, a restart without persistence) notices on its
-// next heartbeat or operation, re-registers and contributes its current
-// slices again, exactly once.
+// An instance registers and then heartbeats every DeadAfter/3 (DeadAfter
+// default 30 s) from a background goroutine, so an idle but running
+// instance keeps its slices. Every operation of any instance, heartbeats
+// included, first removes the slices of instances whose last heartbeat is
+// older than DeadAfter (server time), subtracting them from the cumulative
+// values in the same atomic script. An instance that was declared dead (a
+// long pause) or whose data the server lost (FLUSHALL, a restart without
+// persistence) notices on its next heartbeat or operation, re-registers and
+// contributes its current slices again, exactly once.
 //
 // # Epochs
 //
@@ -34,23 +40,24 @@
 //
 // Strict runs every call as one script. Lax buffers Inc and Dec in process
 // and flushes them every FlushInterval (20 ms) in one script per prefix,
-// with numbered batches applied exactly once (as counter.Lax); every other
-// call flushes first.
+// with numbered batches applied exactly once (as counter.Lax does); every
+// other call flushes first. Close removes this instance's slices unless
+// Options.KeepSlicesOnClose is set (then they leave with its heartbeat).
 //
 // # Key layout
 //
-// All keys share the hash tag {prefix}; every script declares all of them:
+// All keys share the hash tag {<prefix>}; every script declares all of
+// them. <prefix>, <key> and <id> (the instance id) stand for the strings as
+// given, with '%', ':', '{', '}' and control bytes written as %XX (see
+// package distkit, "Keys"), so a composed member splits at its first ':':
 //
-//	{prefix}:ic:instances      zset  instance → heartbeat expiry (ms)
-//	{prefix}:ic:total          hash  key → cumulative
-//	{prefix}:ic:slices         hash  "<instance>:<key>" → slice
-//	{prefix}:ic:owned          zset  "<instance>:<key>" (lexical index per instance)
-//	{prefix}:ic:holders        zset  "<key>:<instance>" (lexical index per key)
-//	{prefix}:ic:epochs         hash  key → epoch
-//	{prefix}:ic:seq:<instance> string last Lax batch applied (TTL DedupTTL)
-//
-// The spec's RemoveOnClose option (default true) is KeepSlicesOnClose here
-// (default false), so that the zero Options value has the default.
+//	{<prefix>}:ic:instances      zset    <id> → heartbeat expiry (Unix ms)
+//	{<prefix>}:ic:total          hash    <key> → cumulative value
+//	{<prefix>}:ic:slices         hash    <id>:<key> → that instance's slice
+//	{<prefix>}:ic:owned          zset    <id>:<key>, score 0 (lexical index per instance)
+//	{<prefix>}:ic:holders        zset    <key>:<id>, score 0 (lexical index per key)
+//	{<prefix>}:ic:epochs         hash    <key> → epoch
+//	{<prefix>}:ic:seq:<id>       string  last Lax batch applied (TTL DedupTTL)
 package instancecounter
 
 import (
@@ -83,8 +90,9 @@ const (
 type Options struct {
 	// Prefix namespaces the keys; default distkit.DefaultPrefix.
 	Prefix string
-	// InstanceID names this instance; random by default. It follows the key
-	// rules. Two live counters must not share one.
+	// InstanceID names this instance (any byte string of up to
+	// distkit.MaxKeyLen bytes, e.g. "10.0.0.7:8080"); random by default.
+	// Two live counters must not share one.
 	InstanceID string
 	// DeadAfter: an instance without a heartbeat for this long is dead and
 	// its slices are removed; default 30 s, at least 100 ms.

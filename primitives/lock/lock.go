@@ -2,12 +2,21 @@
 // writer-preferring RWMutex, one value per resource name, with fencing
 // tokens, background lease renewal and wake-up on release.
 //
-//	m, err := lock.NewMutex(b, "orders-42", lock.Options{TTL: 30 * time.Second})
-//	g, err := m.Lock(ctx)           // waits until acquired or ctx is done
-//	if err != nil { ... }
-//	defer g.Release(ctx)
-//	ctx := g.Context(ctx)           // cancelled if the lease is lost
-//	err = store.Write(ctx, data, g.Token()) // the store rejects stale tokens
+//	// checkout runs write while holding the lock of one order. write gets a
+//	// context cancelled if the lease is lost, and the fencing token to hand
+//	// to the store, which rejects tokens lower than one it has seen.
+//	func checkout(ctx context.Context, b backend.Backend, order string, write func(context.Context, int64) error) error {
+//		m, err := lock.NewMutex(b, "order:"+order, lock.Options{TTL: 30 * time.Second})
+//		if err != nil {
+//			return err
+//		}
+//		g, err := m.Lock(ctx) // waits until acquired or ctx is done
+//		if err != nil {
+//			return err
+//		}
+//		defer g.Release(ctx)
+//		return write(g.Context(ctx), g.Token())
+//	}
 //
 // # What a lease promises, and what it does not
 //
@@ -50,13 +59,16 @@
 //
 // # Key layout
 //
-// All keys of one lock share the hash tag {prefix:name}:
+// All keys of one lock share the hash tag {<prefix>:<name>}. <prefix>,
+// <name> and <owner> stand for the strings as given, with '%', ':', '{',
+// '}' and control bytes written as %XX (see package distkit, "Keys");
+// <nonce> is a random base-36 number per acquisition:
 //
-//	{prefix:name}:lock      string  the exclusive holder "<owner>:<acquisition>:<token>" (PX TTL)
-//	{prefix:name}:readers   zset    read leases "<owner>:<acquisition>:<token>" → expiry (ms)
-//	{prefix:name}:wwait     string  a waiting writer (PX 3×RetryInterval)
-//	{prefix:name}:fence     string  the last fencing token (never expires)
-//	{prefix:name}:released  pub/sub channel announcing releases
+//	{<prefix>:<name>}:lock      string   the exclusive holder <owner>:<nonce>:<token> (PX TTL)
+//	{<prefix>:<name>}:readers   zset     read leases <owner>:<nonce>:<token> → expiry (Unix ms)
+//	{<prefix>:<name>}:wwait     string   a waiting writer <owner>:<nonce> (PX 3×RetryInterval)
+//	{<prefix>:<name>}:fence     string   the last fencing token (never expires)
+//	{<prefix>:<name>}:released  channel  a message on every release
 package lock
 
 import (
@@ -89,7 +101,8 @@ type Options struct {
 	// notification arrives; default 50 ms.
 	RetryInterval time.Duration
 	// Owner identifies this holder in the backend (for debugging and
-	// operations); random by default. It follows the key rules.
+	// operations): any byte string of up to distkit.MaxKeyLen bytes, such
+	// as a host name and process id; random by default.
 	Owner string
 	// Prefix namespaces the keys; default distkit.DefaultPrefix.
 	Prefix string

@@ -52,8 +52,9 @@ type Options struct {
 	// Window is the sliding window; default 60 s. A rate r per second
 	// allows r × Window (in seconds) per window.
 	Window time.Duration
-	// Bucket is the window's granularity (the "rate group"); default
-	// 100 ms. It must divide Window.
+	// Bucket is the window's granularity: admissions are counted per
+	// bucket, and a bucket leaves the window whole; default 100 ms. It
+	// must divide Window.
 	Bucket time.Duration
 	// HardLimitFactor (Suppressed): requests are rejected outright above
 	// HardLimitFactor × capacity; default 1, at least 1.

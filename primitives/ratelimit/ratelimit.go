@@ -1,11 +1,17 @@
-// Package ratelimit is sliding-window rate limiting in the model of the
-// Rust crate trypema: a window (default 60 s) cut into buckets (default
-// 100 ms); the count in the window is the sum of its live buckets; a rate
-// r per second (fractional allowed) allows a capacity of r × window.
+// Package ratelimit is sliding-window rate limiting: a window (default
+// 60 s) cut into buckets (default 100 ms); the count in the window is the
+// sum of its live buckets; a rate r per second (fractional allowed) allows
+// a capacity of r × window.
 //
-//	l, _ := ratelimit.NewRedis(b, ratelimit.Options{})
-//	defer l.Close()
-//	ok, err := l.Absolute().Allow(ctx, "user-42", 10) // 10/s = 600 per minute
+//	ctx := context.Background()
+//	b := memory.New(memory.Options{}) // or a Redis driver
+//	l, err := ratelimit.NewRedis(b, ratelimit.Options{})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	defer l.Close(ctx)
+//	ok, err := l.Absolute().Allow(ctx, "2001:db8::7", 10) // 10/s = 600 per minute for this client
+//	fmt.Println(ok, err)
 //
 // # Strategies
 //
@@ -49,8 +55,11 @@
 //
 // # Key layout
 //
-//	{prefix:key}:rl:counts   hash   bucket index → count, "t" → window total (PX window + bucket)
-//	{prefix:key}:rl:index    zset   bucket indexes (PX window + bucket)
+// <prefix> and <key> stand for the strings as given, with '%', ':', '{',
+// '}' and control bytes written as %XX (see package distkit, "Keys"):
+//
+//	{<prefix>:<key>}:rl:counts   hash   bucket index → count, "t" → window total (PX window + bucket)
+//	{<prefix>:<key>}:rl:index    zset   bucket indexes (PX window + bucket)
 package ratelimit
 
 import (
