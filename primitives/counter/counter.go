@@ -87,8 +87,9 @@ import (
 
 // Options configure a counter. The zero value is valid.
 type Options struct {
-	// Prefix namespaces the counters; default distkit.DefaultPrefix. It
-	// follows the key rules of distkit.ValidateKey.
+	// Prefix namespaces the counters (any byte string of up to
+	// distkit.MaxKeyLen bytes); default distkit.DefaultPrefix. Counters
+	// of one prefix share one Redis hash.
 	Prefix string
 	// AllowedLag (Lax only) is how often pending deltas are flushed and how
 	// stale Get's remote part may be; default 20 ms, minimum 1 ms.

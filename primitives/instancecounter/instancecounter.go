@@ -88,7 +88,8 @@ const (
 
 // Options configure an instance counter. The zero value is valid.
 type Options struct {
-	// Prefix namespaces the keys; default distkit.DefaultPrefix.
+	// Prefix namespaces the keys (any byte string of up to
+	// distkit.MaxKeyLen bytes); default distkit.DefaultPrefix.
 	Prefix string
 	// InstanceID names this instance (any byte string of up to
 	// distkit.MaxKeyLen bytes, e.g. "10.0.0.7:8080"); random by default.

@@ -71,7 +71,11 @@ func NewLax(b backend.Backend, opts Options) (*Lax, error) {
 		cancel()
 	}
 	go c.run(every, func(base context.Context) {
-		fctx, cancel := context.WithTimeout(base, max(time.Second, 5*every))
+		// A flush shares the goroutine with the heartbeat: it may not hold
+		// it longer than a heartbeat period, or a live instance whose
+		// flush hangs (a connection lost mid-request) would be declared
+		// dead.
+		fctx, cancel := context.WithTimeout(base, min(max(time.Second, 5*every), c.deadAfter/3))
 		lx.flush(fctx)
 		cancel()
 	})

@@ -104,7 +104,8 @@ type Options struct {
 	// operations): any byte string of up to distkit.MaxKeyLen bytes, such
 	// as a host name and process id; random by default.
 	Owner string
-	// Prefix namespaces the keys; default distkit.DefaultPrefix.
+	// Prefix namespaces the keys (any byte string of up to
+	// distkit.MaxKeyLen bytes); default distkit.DefaultPrefix.
 	Prefix string
 }
 

@@ -70,7 +70,8 @@ type Options struct {
 	IdleAfter time.Duration
 	// OnError: see FailurePolicy.
 	OnError FailurePolicy
-	// Prefix namespaces Redis keys; default distkit.DefaultPrefix.
+	// Prefix namespaces Redis keys (any byte string of up to
+	// distkit.MaxKeyLen bytes); default distkit.DefaultPrefix.
 	Prefix string
 	// Clock (Local) supplies time; default the system clock.
 	Clock distkit.Clock
