@@ -89,6 +89,7 @@ type RetriesError struct {
 	Last     error // the last attempt's error, if it was not a plain refusal
 }
 
+// Error says how many attempts failed and, if known, the last error.
 func (e *RetriesError) Error() string {
 	msg := "distkit: retries exhausted after " + strconv.Itoa(e.Attempts) + " attempts"
 	if e.Last != nil {

@@ -28,6 +28,7 @@ type ScriptError struct {
 	Msg    string // the message as the server (or the Go implementation) gave it
 }
 
+// Error returns the script's name and the server's message.
 func (e *ScriptError) Error() string {
 	return "distkit: script " + e.Script + ": " + e.Msg
 }

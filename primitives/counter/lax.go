@@ -505,6 +505,8 @@ type UnflushedError struct {
 	Err     error
 }
 
+// Error lists up to ten unflushed keys with their deltas, then the last
+// flush error.
 func (e *UnflushedError) Error() string {
 	keys := make([]string, 0, len(e.Pending))
 	for k := range e.Pending {

@@ -124,6 +124,7 @@ const (
 	Released
 )
 
+// String returns "Acquired", "Lost" or "Released".
 func (s State) String() string {
 	switch s {
 	case Acquired:

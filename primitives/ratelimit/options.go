@@ -33,6 +33,7 @@ const (
 	FailLocal
 )
 
+// String returns the policy's name, e.g. "FailClosed".
 func (p FailurePolicy) String() string {
 	switch p {
 	case FailDefault:
