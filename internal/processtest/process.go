@@ -35,7 +35,7 @@ import (
 // Multi-process tests re-execute the test binary as worker processes. A
 // driver's TestMain starts with
 //
-//	if conformance.WorkerMain(dial) { return }
+//	if processtest.WorkerMain(dial) { return }
 //
 // where dial connects to the addresses a ProcessHarness hands out.
 
