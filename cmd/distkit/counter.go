@@ -136,7 +136,12 @@ func counterDel(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	if c.o.json {
-		return c.writeJSON(map[string]any{"prefix": c.o.prefix, "deleted": toJSONCounters([]inspect.Counter{{Key: key, Value: old, Exists: true}})})
+		return c.writeJSON(struct {
+			Prefix    string `json:"prefix"`
+			Key       string `json:"key"`
+			KeyBase64 string `json:"key_base64,omitempty"`
+			Value     int64  `json:"value"`
+		}{c.o.prefix, key, b64(key), old})
 	}
 	fmt.Fprintf(c.stdout, "deleted counter %s (value was %d)\n", disp(key), old)
 	return nil

@@ -47,7 +47,7 @@
 // The documents, by command:
 //
 //	counter get|set|list   {prefix, [pattern], counters: [{key, value, exists}]}
-//	counter del            {prefix, deleted: [{key, value (before), exists}]}
+//	counter del            {prefix, key, value (before the delete)}
 //	counter clear          {prefix, cleared (how many counters)}
 //	icounter get           {prefix, server_time, counters: [{key, exists, cumulative, stored, epoch,
 //	                         slices: [{instance, value, alive, registered}]}]}

@@ -36,12 +36,6 @@ func layoutErr(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrLayout}, args...)...)
 }
 
-// Scripts returns the scripts of this package (for tests; the command does
-// not preload them: EvalScript falls back to EVAL on NOSCRIPT).
-func Scripts() []*driver.Script {
-	return []*driver.Script{counterRead, lockRead, lockBreak, instancesRead, icRead, limitRead, limitReset}
-}
-
 // luaZScores appends the members of sorted set k with their scores as
 // integers (Unix ms in every distkit zset that has meaningful scores) to
 // table t.

@@ -91,7 +91,7 @@ func state(t *testing.T, b backend.Backend, prefix string) (held *lock.Guard) {
 		}
 		t.Cleanup(func() { g.Release(context.Background()) })
 	}
-	w := testkit.NewRWMutex(t, b, "rw", lock.Options{Prefix: prefix, Owner: "w", RetryInterval: 20 * time.Millisecond})
+	w := testkit.NewRWMutex(t, b, "rw", lock.Options{Prefix: prefix, Owner: "w", RetryInterval: time.Second}) // its mark lives 3 s
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
