@@ -57,7 +57,12 @@ func newClient(t *testing.T, target string) *client {
 		p.Close()
 		t.Fatal(err)
 	}
-	b := rueidis.New(c)
+	b, err := rueidis.New(c)
+	if err != nil {
+		c.Close()
+		p.Close()
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { b.Close(); c.Close(); p.Close() })
 	return &client{proxy: p, b: b}
 }
