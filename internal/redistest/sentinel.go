@@ -259,4 +259,3 @@ func (s *Server) running() bool {
 	defer s.mu.Unlock()
 	return s.cmd != nil
 }
-
