@@ -92,7 +92,7 @@ func (p *Proxy) accept(ln net.Listener) {
 		}
 		pr := &pair{client: c, server: up}
 		p.mu.Lock()
-		if p.closed {
+		if p.closed || p.cut {
 			p.mu.Unlock()
 			reset(c)
 			reset(up)
