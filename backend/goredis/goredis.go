@@ -146,6 +146,7 @@ func clientOptions(in *redis.Options) *redis.Options {
 	o.MaxRetryBackoff = undoInit(o.MaxRetryBackoff, false)
 	o.ClientSideCacheConfig, o.ClientSideCache = nil, nil
 	o.AutoPipelineOptions = nil
+	o.PushNotificationProcessor = nil // the user's client's own; ours gets one
 	distkitSettings(&o.MaxRetries, &o.DialerRetries, &o.ContextTimeoutEnabled)
 	return &o
 }
@@ -167,6 +168,7 @@ func clusterOptions(in *redis.ClusterOptions) *redis.ClusterOptions {
 	o.MinRetryBackoff = undoInit(o.MinRetryBackoff, false)
 	o.MaxRetryBackoff = undoInit(o.MaxRetryBackoff, false)
 	o.AutoPipelineOptions = nil
+	o.PushNotificationProcessor = nil
 	distkitSettings(&o.MaxRetries, &o.DialerRetries, &o.ContextTimeoutEnabled)
 	return &o
 }

@@ -1,9 +1,6 @@
 package rueidis_test
 
 import (
-	"context"
-	"crypto/tls"
-	"net"
 	"testing"
 
 	rd "github.com/redis/rueidis"
@@ -36,48 +33,7 @@ func dial(target redistest.Target) (backend.Backend, func(), error) {
 	return b, c.Close, nil
 }
 
-// kind is a fault-matrix client kind: opt is the user's option, its
-// connections routed through the deployment's proxies.
-func kind(name, topology string, opt func(d redistest.Deployment) rd.ClientOption) drivertest.ClientKind {
-	return drivertest.ClientKind{Name: name, Topology: topology,
-		Build: func(d redistest.Deployment) (backend.Backend, func(), error) {
-			o := opt(d)
-			if d.Dial != nil {
-				o.DialCtxFn = func(ctx context.Context, dst string, _ *net.Dialer, _ *tls.Config) (net.Conn, error) {
-					return d.Dial(ctx, "tcp", dst)
-				}
-			}
-			c, err := rd.NewClient(o)
-			if err != nil {
-				return nil, nil, err
-			}
-			b, err := rueidis.New(c)
-			if err != nil {
-				c.Close()
-				return nil, nil, err
-			}
-			return b, c.Close, nil
-		}}
-}
-
-// kinds: standalone, Cluster and Sentinel with rueidis's defaults, and
-// standalone with retries disabled.
-var kinds = []drivertest.ClientKind{
-	kind("Client", redistest.Standalone, func(d redistest.Deployment) rd.ClientOption {
-		return rd.ClientOption{InitAddress: d.Addrs[:1]}
-	}),
-	kind("Client DisableRetry", redistest.Standalone, func(d redistest.Deployment) rd.ClientOption {
-		return rd.ClientOption{InitAddress: d.Addrs[:1], DisableRetry: true}
-	}),
-	kind("Cluster", redistest.Clustered, func(d redistest.Deployment) rd.ClientOption {
-		return rd.ClientOption{InitAddress: d.Addrs}
-	}),
-	kind("Sentinel", redistest.Sentinel, func(d redistest.Deployment) rd.ClientOption {
-		return rd.ClientOption{InitAddress: d.SentinelAddrs, Sentinel: rd.SentinelOption{MasterSet: d.MasterName}}
-	}),
-}
-
-var driver = drivertest.Driver{Name: "rueidis", Dial: dial, Kinds: kinds,
+var driver = drivertest.Driver{Name: "rueidis", Dial: dial, Kinds: drivertest.RueidisKinds,
 	FromURL: func(url string) (backend.Backend, error) { return rueidis.FromURL(url) },
 	// rueidis's Cluster client closes connections replaced by a topology
 	// refresh from a goroutine that sleeps 5 s first; it belongs to the

@@ -48,11 +48,17 @@ type Env struct {
 func (e *Env) Sentinel(t *testing.T) *SentinelGroup {
 	t.Helper()
 	Require(t)
-	e.sentOnce.Do(func() { e.sentinel, e.sentErr = StartSentinel(5*time.Second, Options{}) })
-	if e.sentErr != nil {
-		t.Fatal(e.sentErr)
+	g, err := e.SentinelGroup()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return e.sentinel
+	return g
+}
+
+// SentinelGroup is Sentinel for code without a *testing.T (examples).
+func (e *Env) SentinelGroup() (*SentinelGroup, error) {
+	e.sentOnce.Do(func() { e.sentinel, e.sentErr = StartSentinel(5*time.Second, Options{}) })
+	return e.sentinel, e.sentErr
 }
 
 // NewSentinelHarness returns a harness on e's Sentinel group: backends
