@@ -17,11 +17,15 @@ import (
 	"github.com/distkit-go/distkit/internal/redistest"
 )
 
-var env redistest.Env
+var (
+	env      redistest.Env
+	faultEnv redistest.FaultEnv
+)
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	env.Stop()
+	faultEnv.Stop()
 	if code == 0 {
 		if err := goleak.Find(goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2")); err != nil {
 			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
