@@ -36,14 +36,19 @@ func StartSentinel(downAfter time.Duration, data Options) (*SentinelGroup, error
 		return nil, err
 	}
 	g.Data = append(g.Data, master)
-	ro := data
-	ro.Args = append(append([]string(nil), mo.Args...), "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
-	replica, err := Start(ro)
+	// The replica is made one at run time, not with --replicaof: a server
+	// restarted after a failover must come back with its data and no stale
+	// role from its command line.
+	replica, err := Start(mo)
 	if err != nil {
 		g.Stop()
 		return nil, err
 	}
 	g.Data = append(g.Data, replica)
+	if _, err := replica.Do("REPLICAOF", "127.0.0.1", strconv.Itoa(master.Port)); err != nil {
+		g.Stop()
+		return nil, err
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	if err := waitReplicaUp(replica, deadline); err != nil {
 		g.Stop()
