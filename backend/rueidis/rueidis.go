@@ -24,6 +24,11 @@
 // Cluster node removed, a Sentinel master switch); distkit cannot tell them
 // apart, so ErrClosing is ErrIndeterminate (and ErrClosed), and only a call
 // on a backend already closed is ErrNotApplied.
+//
+// Deadlines: rueidis honours a call's context except while it dials and
+// handshakes a new connection, which is bounded by ClientOption.Dialer.Timeout
+// (5 s by default) instead; lower it if calls must end near their deadline
+// when a server stops answering.
 package rueidis
 
 import (

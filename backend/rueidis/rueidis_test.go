@@ -34,6 +34,7 @@ func dial(target redistest.Target) (backend.Backend, func(), error) {
 }
 
 var driver = drivertest.Driver{Name: "rueidis", Dial: dial, Kinds: drivertest.RueidisKinds,
+	Faults:  drivertest.RueidisFaults,
 	FromURL: func(url string) (backend.Backend, error) { return rueidis.FromURL(url) },
 	// rueidis's Cluster client closes connections replaced by a topology
 	// refresh from a goroutine that sleeps 5 s first; it belongs to the

@@ -16,5 +16,7 @@ import (
 func TestFaultMatrix(t *testing.T) {
 	o := conformance.FaultOptions{Calls: 10, Failover: true, OutageBound: time.Second}
 	t.Run("goredis", func(t *testing.T) { drivertest.RunFaults(t, &faultEnv, "goredis", drivertest.GoredisKinds, o) })
-	t.Run("rueidis", func(t *testing.T) { drivertest.RunFaults(t, &faultEnv, "rueidis", drivertest.RueidisKinds, o) })
+	ro := o
+	ro.ConnectSlack = drivertest.RueidisFaults.ConnectSlack
+	t.Run("rueidis", func(t *testing.T) { drivertest.RunFaults(t, &faultEnv, "rueidis", drivertest.RueidisKinds, ro) })
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/goredis"
 	"github.com/distkit-go/distkit/backend/rueidis"
+	"github.com/distkit-go/distkit/conformance"
 	"github.com/distkit-go/distkit/internal/redistest"
 )
 
@@ -89,6 +90,12 @@ func rueidisKind(name, topology string, opt func(d redistest.Deployment) rd.Clie
 			return b, c.Close, nil
 		}}
 }
+
+// RueidisFaults sizes the fault matrix for rueidis: a call may overrun its
+// deadline by rueidis's dial-and-handshake timeout (Dialer.Timeout, 5 s by
+// default) while rueidis reconnects, which does not honour the call's
+// context (seen on Cluster in a blackhole).
+var RueidisFaults = conformance.FaultOptions{ConnectSlack: rd.DefaultDialTimeout}
 
 // RueidisKinds are the rueidis client kinds of the fault matrix:
 // standalone, Cluster and Sentinel with rueidis's defaults, and standalone
