@@ -38,7 +38,7 @@ docs:
 ## chaos: the reliability suite (faults through TCP proxies, crashes, a
 ## Cluster failover, linearizability), bounded to a few minutes, fixed seeds.
 chaos:
-	@set -o pipefail; $(GO) test -tags chaos -race -count=1 -timeout 8m -v ./internal/chaos/ 2>&1 | tee chaos.out | \
+	@set -o pipefail; $(GO) test -tags chaos -race -count=1 -timeout 20m -v ./internal/chaos/ 2>&1 | tee chaos.out | \
 		grep -E '^\s*(--- |ok |FAIL|panic:)|_test.go:[0-9]+: ' ; \
 	status=$${PIPESTATUS[0]}; exit $$status
 

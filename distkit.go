@@ -58,7 +58,7 @@ var (
 	ErrInvalidKey = errors.New("distkit: invalid key")
 	// ErrInvalidOption: an option or argument is out of range. Nothing was
 	// sent to the backend.
-	ErrInvalidOption = errors.New("distkit: invalid option")
+	ErrInvalidOption = backend.ErrInvalidOption
 	// ErrClosed: the primitive or backend was closed.
 	ErrClosed = backend.ErrClosed
 	// ErrNotAcquired: a single lock attempt found the lock held.

@@ -19,6 +19,11 @@ var (
 	// closed backend fails with an error matching both ErrClosed and
 	// ErrNotApplied.
 	ErrClosed = errors.New("distkit: closed")
+	// ErrInvalidOption means an option or argument is out of range (for a
+	// driver: a nil client, or a client configured in a way distkit cannot
+	// drive safely). Nothing was sent to the server. The root package
+	// re-exports it as distkit.ErrInvalidOption.
+	ErrInvalidOption = errors.New("distkit: invalid option")
 )
 
 // ScriptError is a runtime error raised by a script, with the server's

@@ -53,7 +53,12 @@ func backends(b *testing.B) []struct {
 		{"goredis", func(b *testing.B) backend.Backend {
 			c := redis.NewClient(&redis.Options{Addr: redisAddr(b), MaxRetries: -1, PoolSize: 128})
 			b.Cleanup(func() { c.Close() })
-			return goredis.New(c)
+			d, err := goredis.New(c)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { d.Close() })
+			return d
 		}},
 		{"rueidis", func(b *testing.B) backend.Backend {
 			c, err := rd.NewClient(rd.ClientOption{InitAddress: []string{redisAddr(b)}, DisableCache: true})
@@ -61,7 +66,11 @@ func backends(b *testing.B) []struct {
 				b.Fatal(err)
 			}
 			b.Cleanup(c.Close)
-			return rueidis.New(c)
+			d, err := rueidis.New(c)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return d
 		}},
 	}
 }

@@ -31,7 +31,12 @@ func BenchmarkMutexVsFloorDistkit(b *testing.B) {
 	ctx := context.Background()
 	c := redis.NewClient(&redis.Options{Addr: redisAddr(b), MaxRetries: -1})
 	defer c.Close()
-	m, _ := lock.NewMutex(goredis.New(c), "floor", lock.Options{})
+	d, err := goredis.New(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	m, _ := lock.NewMutex(d, "floor", lock.Options{})
 	for b.Loop() {
 		g, _ := m.Lock(ctx)
 		g.Release(ctx)

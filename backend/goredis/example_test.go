@@ -17,9 +17,12 @@ import (
 // server, so they are compiled but not run.)
 func ExampleNew() {
 	ctx := context.Background()
-	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", MaxRetries: -1})
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	defer client.Close()
-	b := goredisbackend.New(client)
+	b, err := goredisbackend.New(client)
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer b.Close()
 
 	c, err := counter.NewStrict(b, counter.Options{Prefix: "shop"})
@@ -34,23 +37,12 @@ func ExampleNew() {
 func ExampleNew_cluster() {
 	client := redis.NewClusterClient(&redis.ClusterOptions{
 		Addrs:      []string{"10.0.0.1:7000", "10.0.0.2:7000", "10.0.0.3:7000"},
-		MaxRetries: -1,
 	})
 	defer client.Close()
-	b := goredisbackend.New(client)
-	defer b.Close()
-}
-
-// Sentinel: the failover client asks the sentinels for the current master
-// and follows failovers.
-func ExampleNew_sentinel() {
-	client := redis.NewFailoverClient(&redis.FailoverOptions{
-		MasterName:    "mymaster",
-		SentinelAddrs: []string{"10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"},
-		MaxRetries:    -1,
-	})
-	defer client.Close()
-	b := goredisbackend.New(client)
+	b, err := goredisbackend.New(client)
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer b.Close()
 }
 

@@ -1,7 +1,10 @@
 // Package goredis is the distkit backend over github.com/redis/go-redis/v9.
-// It works with any redis.UniversalClient: a standalone *redis.Client, a
-// *redis.ClusterClient or a failover (Sentinel) client. Import it under the
-// name goredisbackend, next to the client package it wraps:
+// It works with every client kind go-redis builds: a standalone
+// *redis.Client, a *redis.ClusterClient, a *redis.Client from
+// redis.NewFailoverClient (Redis Sentinel), and whatever
+// redis.NewUniversalClient returns for one address, several, or a
+// MasterName. Import it under the name goredisbackend, next to the client
+// package it wraps:
 //
 //	import (
 //		"github.com/redis/go-redis/v9"
@@ -9,22 +12,55 @@
 //		goredisbackend "github.com/distkit-go/distkit/backend/goredis"
 //	)
 //
-//	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", MaxRetries: -1})
+//	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 //	defer client.Close()
-//	b := goredisbackend.New(client) // b.Close does not close client
+//	b, err := goredisbackend.New(client) // b.Close does not close client
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 //	defer b.Close()
 //	c, err := counter.NewStrict(b, counter.Options{Prefix: "shop"})
 //
 // Scripts run with EVALSHA and fall back to EVAL when the server answers
 // NOSCRIPT; batches are pipelined (split per node on Cluster).
 //
-// # Retries
+// # What New does with your client
 //
-// distkit's primitives decide about retries themselves and rely on the
-// driver making one attempt. go-redis retries failed commands by default
-// (Options.MaxRetries = 3), which can apply a non-idempotent script twice
-// after a lost reply. Give distkit a client with MaxRetries: -1 for exact
-// accounting; FromURL does so.
+// distkit reports success only for exactly one execution of a script,
+// ErrNotApplied only when the server certainly did not run it, and
+// ErrIndeterminate otherwise. go-redis on its own re-sends commands: after
+// a lost reply (Options.MaxRetries, default 3), and on Cluster after EOF or
+// a read timeout up to ClusterOptions.MaxRedirects times even with
+// MaxRetries -1; it also retries every dial DialerRetries times (default
+// 5 × 100 ms), so that a call during an outage used to burn its whole
+// deadline. New therefore never sends distkit's commands through your
+// client's settings as they are:
+//
+//   - For a *redis.Client (not a failover client) and a
+//     *redis.ClusterClient, New builds a client of its own from
+//     client.Options(): same addresses, credentials, TLS, dialer, pool size
+//     and timeouts, with MaxRetries -1 (no retry), DialerRetries 1 (one
+//     dial attempt: an outage is reported ErrNotApplied at once) and
+//     ContextTimeoutEnabled (a call's context bounds its socket reads and
+//     writes). Cluster redirects (MOVED, ASK) are still followed, up to your
+//     MaxRedirects. Hooks added to your client with AddHook are not copied.
+//     Close closes this client; yours is never modified nor closed.
+//   - For a failover client (Sentinel), New uses a view of your client
+//     (Client.WithTimeout) that shares its connection pool, so it follows
+//     the master exactly as your client does, with MaxRetries off and
+//     ContextTimeoutEnabled on for distkit's commands only. Dials are your
+//     pool's: an outage is reported ErrNotApplied after your
+//     DialerRetries attempts or at the call's deadline, whichever comes
+//     first (set DialerRetries: 1 for one attempt). Close leaves your client
+//     open.
+//   - Every distkit command is marked so that no retry path of go-redis
+//     (client retries, Cluster EOF/timeout retries, pipeline retries)
+//     ever sends it a second time; redirects after MOVED or ASK, which the
+//     server answers without running the script, are the only re-sends.
+//
+// Any other redis.UniversalClient (a *redis.Ring, a wrapper of your own) is
+// refused with an error wrapping backend.ErrInvalidOption: distkit cannot
+// control how it retries.
 package goredis
 
 import (
@@ -32,7 +68,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
+	"net/url"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,8 +82,9 @@ import (
 
 // Backend is the go-redis backend. It is safe for concurrent use.
 type Backend struct {
-	c      redis.UniversalClient
-	owned  bool
+	c      redis.UniversalClient // the client distkit's commands go through
+	user   redis.UniversalClient // the client the user passed (nil for FromURL)
+	owned  bool                  // Close closes c
 	closed atomic.Bool
 
 	subMu   sync.Mutex
@@ -61,42 +99,187 @@ var (
 	_ backend.Notifier = (*Backend)(nil)
 )
 
-// New returns a backend over the caller's client. Close does not close it.
-func New(client redis.UniversalClient) *Backend {
-	return &Backend{c: client}
+// failoverAddr is the Addr go-redis gives the options of a failover
+// (Sentinel) client.
+const failoverAddr = "FailoverClient"
+
+// New returns a backend over client; see the package documentation for
+// exactly what it builds from it. A nil client (also a typed nil pointer)
+// or a client kind distkit cannot drive safely is refused with an error
+// wrapping backend.ErrInvalidOption. Close does not close client.
+func New(client redis.UniversalClient) (*Backend, error) {
+	if isNil(client) {
+		return nil, fmt.Errorf("goredis: %w: nil client", backend.ErrInvalidOption)
+	}
+	switch c := client.(type) {
+	case *redis.Client:
+		if c.Options().Addr == failoverAddr {
+			return &Backend{c: failoverView(c), user: client}, nil
+		}
+		return &Backend{c: redis.NewClient(clientOptions(c.Options())), user: client, owned: true}, nil
+	case *redis.ClusterClient:
+		return &Backend{c: redis.NewClusterClient(clusterOptions(c.Options())), user: client, owned: true}, nil
+	}
+	return nil, fmt.Errorf("goredis: %w: client of type %T: distkit drives *redis.Client (standalone or failover) and *redis.ClusterClient only, because it must control their retries",
+		backend.ErrInvalidOption, client)
 }
 
-// FromURL builds a client from a redis:// or rediss:// URL and returns a
-// backend that owns it (Close closes it). A URL with addr= query parameters
-// naming more nodes (redis://host:port?addr=host2:port2) builds a
-// ClusterClient. Retries are disabled (MaxRetries -1) so each operation is
-// one attempt.
-func FromURL(url string) (*Backend, error) {
-	if strings.Contains(url, "addr=") {
-		opts, err := redis.ParseClusterURL(url)
+func isNil(c redis.UniversalClient) bool {
+	if c == nil {
+		return true
+	}
+	v := reflect.ValueOf(c)
+	return v.Kind() == reflect.Pointer && v.IsNil()
+}
+
+// undoInit maps a duration that go-redis's option init normalised back to
+// what the user wrote, so that a second init keeps its meaning: after init
+// 0 means "none" (the user wrote -1) and -1 means "no deadline calls" (-2).
+func undoInit(d time.Duration, noDeadlineCalls bool) time.Duration {
+	switch {
+	case d == 0:
+		return -1
+	case d == -1 && noDeadlineCalls:
+		return -2
+	}
+	return d
+}
+
+// clientOptions copies the options of a standalone client with distkit's
+// settings.
+func clientOptions(in *redis.Options) *redis.Options {
+	o := *in
+	if in.MaintNotificationsConfig != nil {
+		mc := *in.MaintNotificationsConfig
+		o.MaintNotificationsConfig = &mc
+	}
+	o.ReadTimeout = undoInit(o.ReadTimeout, true)
+	o.WriteTimeout = undoInit(o.WriteTimeout, true)
+	o.MinRetryBackoff = undoInit(o.MinRetryBackoff, false)
+	o.MaxRetryBackoff = undoInit(o.MaxRetryBackoff, false)
+	o.ClientSideCacheConfig, o.ClientSideCache = nil, nil
+	o.AutoPipelineOptions = nil
+	o.PushNotificationProcessor = nil // the user's client's own; ours gets one
+	distkitSettings(&o.MaxRetries, &o.DialerRetries, &o.ContextTimeoutEnabled)
+	return &o
+}
+
+// clusterOptions copies the options of a Cluster client with distkit's
+// settings.
+func clusterOptions(in *redis.ClusterOptions) *redis.ClusterOptions {
+	o := *in
+	o.Addrs = append([]string(nil), in.Addrs...)
+	if in.MaintNotificationsConfig != nil {
+		mc := *in.MaintNotificationsConfig
+		o.MaintNotificationsConfig = &mc
+	}
+	if o.MaxRedirects == 0 {
+		o.MaxRedirects = -1 // the user disabled redirects
+	}
+	o.ReadTimeout = undoInit(o.ReadTimeout, false)
+	o.WriteTimeout = undoInit(o.WriteTimeout, false)
+	o.MinRetryBackoff = undoInit(o.MinRetryBackoff, false)
+	o.MaxRetryBackoff = undoInit(o.MaxRetryBackoff, false)
+	o.AutoPipelineOptions = nil
+	o.PushNotificationProcessor = nil
+	distkitSettings(&o.MaxRetries, &o.DialerRetries, &o.ContextTimeoutEnabled)
+	return &o
+}
+
+func distkitSettings(maxRetries, dialerRetries *int, ctxTimeout *bool) {
+	*maxRetries = -1
+	*dialerRetries = 1
+	*ctxTimeout = true
+}
+
+// failoverView returns a client that shares c's connection pool (so it
+// follows Sentinel's master switches with c) with retries off and context
+// deadlines on for the commands sent through it.
+func failoverView(c *redis.Client) *redis.Client {
+	o := c.Options()
+	v := c.WithTimeout(o.ReadTimeout)
+	vo := v.Options() // the view's own copy
+	vo.WriteTimeout = o.WriteTimeout
+	vo.MaxRetries = 0 // after init, 0 means no retry
+	vo.ContextTimeoutEnabled = true
+	return v
+}
+
+// FromURL builds a client from a URL and returns a backend that owns it
+// (Close closes it). The forms:
+//
+//	redis://[user:pass@]host:port[/db]                    standalone
+//	redis://host:port?addr=host2:port2&addr=host3:port3   Cluster (seed nodes)
+//	redis://[user:pass@]sentinel1:26379[/db]?addr=sentinel2:26379&master_set=mymaster
+//	                                                      Sentinel (the hosts are
+//	                                                      Sentinels; master_name is an alias)
+//
+// rediss:// enables TLS. Other query parameters are go-redis's (see
+// redis.ParseURL, redis.ParseClusterURL, redis.ParseFailoverURL). The client
+// gets distkit's settings: MaxRetries -1, DialerRetries 1,
+// ContextTimeoutEnabled.
+func FromURL(rawURL string) (*Backend, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("goredis: %w: %w", backend.ErrInvalidOption, err)
+	}
+	q := u.Query()
+	if ms := q.Get("master_set"); ms != "" {
+		q.Del("master_set")
+		q.Set("master_name", ms)
+		u.RawQuery = q.Encode()
+	}
+	switch {
+	case q.Get("master_name") != "":
+		opts, err := redis.ParseFailoverURL(u.String())
 		if err != nil {
-			return nil, fmt.Errorf("goredis: %w", err)
+			return nil, fmt.Errorf("goredis: %w: %w", backend.ErrInvalidOption, err)
 		}
-		opts.MaxRetries = -1
+		distkitSettings(&opts.MaxRetries, &opts.DialerRetries, &opts.ContextTimeoutEnabled)
+		return &Backend{c: redis.NewFailoverClient(opts), owned: true}, nil
+	case q.Has("addr"):
+		opts, err := redis.ParseClusterURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("goredis: %w: %w", backend.ErrInvalidOption, err)
+		}
+		distkitSettings(&opts.MaxRetries, &opts.DialerRetries, &opts.ContextTimeoutEnabled)
 		return &Backend{c: redis.NewClusterClient(opts), owned: true}, nil
 	}
-	opts, err := redis.ParseURL(url)
+	opts, err := redis.ParseURL(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("goredis: %w", err)
+		return nil, fmt.Errorf("goredis: %w: %w", backend.ErrInvalidOption, err)
 	}
-	opts.MaxRetries = -1
+	distkitSettings(&opts.MaxRetries, &opts.DialerRetries, &opts.ContextTimeoutEnabled)
 	return &Backend{c: redis.NewClient(opts), owned: true}, nil
 }
 
-// Client returns the underlying client.
+// Client returns the client distkit's commands go through: the driver's
+// own copy (see New), a view of a failover client, or the client FromURL
+// built. Use it for reads and diagnostics; commands sent through it get
+// distkit's settings (no retries).
 func (b *Backend) Client() redis.UniversalClient { return b.c }
 
-func args(in []string) []any {
-	out := make([]any, len(in))
-	for i, a := range in {
-		out[i] = a
+// evalCmd is a script call that no go-redis retry path may send twice.
+type evalCmd struct{ *redis.Cmd }
+
+// NoRetry tells go-redis never to re-send the command after an attempt
+// that may have reached the server.
+func (evalCmd) NoRetry() bool { return true }
+
+func newEval(ctx context.Context, name, payload string, keys, argv []string) evalCmd {
+	a := make([]any, 3, 3+len(keys)+len(argv))
+	a[0], a[1], a[2] = name, payload, len(keys)
+	for _, k := range keys {
+		a = append(a, k)
 	}
-	return out
+	for _, v := range argv {
+		a = append(a, v)
+	}
+	cmd := redis.NewCmd(ctx, a...)
+	if len(keys) > 0 {
+		cmd.SetFirstKeyPos(3)
+	}
+	return evalCmd{cmd}
 }
 
 func isNoScript(err error) bool { return redis.HasErrorPrefix(err, "NOSCRIPT") }
@@ -106,12 +289,14 @@ func (b *Backend) EvalScript(ctx context.Context, s backend.Script, keys []strin
 	if err := b.usable(ctx); err != nil {
 		return backend.Value{}, err
 	}
-	a := args(argv)
-	res, err := b.c.EvalSha(ctx, s.SHA(), keys, a...).Result()
-	if err != nil && isNoScript(err) {
-		res, err = b.c.Eval(ctx, s.Source(), keys, a...).Result()
+	cmd := newEval(ctx, "evalsha", s.SHA(), keys, argv)
+	_ = b.c.Process(ctx, cmd)
+	if isNoScript(cmd.Err()) {
+		cmd = newEval(ctx, "eval", s.Source(), keys, argv)
+		_ = b.c.Process(ctx, cmd)
 	}
-	return convert(s.Name(), res, err)
+	res, err := cmd.Result()
+	return convert(s.Name(), res, err, true)
 }
 
 // EvalScripts implements backend.Backend with one pipeline (one per node
@@ -127,10 +312,11 @@ func (b *Backend) EvalScripts(ctx context.Context, calls []backend.Call) []backe
 		}
 		return out
 	}
-	cmds := make([]*redis.Cmd, len(calls))
+	cmds := make([]evalCmd, len(calls))
 	pipe := b.c.Pipeline()
 	for i, c := range calls {
-		cmds[i] = pipe.EvalSha(ctx, c.Script.SHA(), c.Keys, args(c.Args)...)
+		cmds[i] = newEval(ctx, "evalsha", c.Script.SHA(), c.Keys, c.Args)
+		_ = pipe.Process(ctx, cmds[i])
 	}
 	_, _ = pipe.Exec(ctx) // per-command errors are read below
 	var retry []int
@@ -143,13 +329,14 @@ func (b *Backend) EvalScripts(ctx context.Context, calls []backend.Call) []backe
 		pipe = b.c.Pipeline()
 		for _, i := range retry {
 			c := calls[i]
-			cmds[i] = pipe.Eval(ctx, c.Script.Source(), c.Keys, args(c.Args)...)
+			cmds[i] = newEval(ctx, "eval", c.Script.Source(), c.Keys, c.Args)
+			_ = pipe.Process(ctx, cmds[i])
 		}
 		_, _ = pipe.Exec(ctx)
 	}
 	for i, cmd := range cmds {
 		res, err := cmd.Result()
-		out[i].Value, out[i].Err = convert(calls[i].Script.Name(), res, err)
+		out[i].Value, out[i].Err = convert(calls[i].Script.Name(), res, err, false)
 	}
 	return out
 }
@@ -174,7 +361,10 @@ func (b *Backend) ReleaseLease(ctx context.Context, key, owner string) (bool, er
 	return driver.EvalLease(ctx, b, driver.ReleaseLeaseScript, key, owner, 0)
 }
 
-// Close marks the backend closed and closes the client if FromURL built it.
+// Close marks the backend closed and closes the client the driver built
+// (New's copy, or FromURL's client); the client passed to New stays open.
+// Calls in flight when Close closes that client end with ErrIndeterminate
+// (they may have run) or ErrNotApplied, never with a false success.
 func (b *Backend) Close() error {
 	if b.closed.Swap(true) {
 		return nil
@@ -196,13 +386,14 @@ func (b *Backend) usable(ctx context.Context) error {
 	return nil
 }
 
-// convert maps a go-redis reply to a Value and classifies its error.
-func convert(script string, res any, err error) (backend.Value, error) {
+// convert maps a go-redis reply to a Value and classifies its error. single
+// reports a lone command (not a pipeline).
+func convert(script string, res any, err error, single bool) (backend.Value, error) {
 	if err != nil {
 		if errors.Is(err, redis.Nil) {
 			return backend.Nil(), nil
 		}
-		return backend.Value{}, classify(script, err)
+		return backend.Value{}, classify(script, err, single)
 	}
 	return toValue(res), nil
 }
@@ -227,14 +418,32 @@ func toValue(res any) backend.Value {
 	return backend.Str(fmt.Sprint(res))
 }
 
-func classify(script string, err error) error {
+// classify sorts a failed command. A command distkit sends is never re-sent
+// by go-redis, so the failure belongs to its one attempt:
+//   - an error reply is classified by its code (driver.ClassifyReply);
+//   - an exhausted pool, a failed dial: the request was never written,
+//     ErrNotApplied;
+//   - a closed client: go-redis says so also to commands in flight when it
+//     closes, so ErrIndeterminate (and ErrClosed); a call on a closed
+//     backend is ErrNotApplied before it reaches go-redis;
+//   - a context error on a lone command: go-redis returns the context's
+//     error only while it waits for a connection (socket deadlines surface
+//     as network timeouts), so the request was never written, ErrNotApplied.
+//     In a pipeline a context error can also overwrite the result of a
+//     command that ran (Cluster redirect backoff), so there it is
+//     ErrIndeterminate;
+//   - anything else (EOF, reset, timeout) may have followed the write:
+//     ErrIndeterminate.
+func classify(script string, err error, single bool) error {
 	var rerr redis.Error
 	switch {
 	case errors.As(err, &rerr):
 		return driver.ClassifyReply(script, rerr.Error())
 	case errors.Is(err, redis.ErrClosed):
-		return driver.NotApplied(fmt.Errorf("%w: %w", backend.ErrClosed, err))
+		return driver.Indeterminate(fmt.Errorf("%w: %w", backend.ErrClosed, err))
 	case errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted):
+		return driver.NotApplied(err)
+	case single && (err == context.Canceled || err == context.DeadlineExceeded):
 		return driver.NotApplied(err)
 	}
 	var op *net.OpError
@@ -308,7 +517,7 @@ func (b *Backend) openSub(ctx context.Context, channel string) (func(), error) {
 		ps.Unsubscribe(uctx, channel)
 	}
 	if err := ps.Subscribe(ctx, channel); err != nil {
-		return nil, classify("subscribe", err)
+		return nil, classify("subscribe", err, false)
 	}
 	select {
 	case <-ready:

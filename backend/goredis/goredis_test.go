@@ -13,19 +13,27 @@ import (
 
 var env redistest.Env
 
-// dial builds the client the way distkit needs it: MaxRetries -1, so each
-// operation is one attempt.
+// dial builds the client as a user would, with go-redis's defaults: New
+// makes it safe.
 func dial(target redistest.Target) (backend.Backend, func(), error) {
 	var c redis.UniversalClient
-	if target.Cluster {
-		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: target.Addrs, MaxRetries: -1})
-	} else {
-		c = redis.NewClient(&redis.Options{Addr: target.Addrs[0], MaxRetries: -1})
+	switch {
+	case target.MasterName != "":
+		c = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: target.MasterName, SentinelAddrs: target.Addrs})
+	case target.Cluster:
+		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: target.Addrs})
+	default:
+		c = redis.NewClient(&redis.Options{Addr: target.Addrs[0]})
 	}
-	return goredis.New(c), func() { c.Close() }, nil
+	b, err := goredis.New(c)
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return b, func() { c.Close() }, nil
 }
 
-var driver = drivertest.Driver{Name: "goredis", Dial: dial,
+var driver = drivertest.Driver{Name: "goredis", Dial: dial, Kinds: drivertest.GoredisKinds,
 	FromURL: func(url string) (backend.Backend, error) { return goredis.FromURL(url) }}
 
 func TestMain(m *testing.M) { drivertest.Main(m, &env, driver) }

@@ -21,7 +21,10 @@ func ExampleNew() {
 		log.Fatal(err)
 	}
 	defer client.Close()
-	b := rueidisbackend.New(client)
+	b, err := rueidisbackend.New(client)
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer b.Close()
 
 	c, err := counter.NewStrict(b, counter.Options{Prefix: "shop"})
@@ -42,22 +45,10 @@ func ExampleNew_cluster() {
 		log.Fatal(err)
 	}
 	defer client.Close()
-	b := rueidisbackend.New(client)
-	defer b.Close()
-}
-
-// Sentinel: rueidis asks the sentinels for the current master of the set
-// and follows failovers.
-func ExampleNew_sentinel() {
-	client, err := rueidis.NewClient(rueidis.ClientOption{
-		InitAddress: []string{"10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"},
-		Sentinel:    rueidis.SentinelOption{MasterSet: "mymaster"},
-	})
+	b, err := rueidisbackend.New(client)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer client.Close()
-	b := rueidisbackend.New(client)
 	defer b.Close()
 }
 

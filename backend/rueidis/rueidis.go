@@ -1,7 +1,8 @@
 // Package rueidis is the distkit backend over github.com/redis/rueidis, for
-// standalone Redis, Redis Cluster (rueidis detects Cluster itself) and
-// Sentinel. Import it under the name rueidisbackend, next to the client
-// package it wraps:
+// every topology rueidis serves: a standalone server, Redis Cluster
+// (detected by rueidis itself) and Redis Sentinel (ClientOption.Sentinel).
+// Import it under the name rueidisbackend, next to the client package it
+// wraps:
 //
 //	import (
 //		"github.com/redis/rueidis"
@@ -14,13 +15,37 @@
 //		log.Fatal(err)
 //	}
 //	defer client.Close()
-//	b := rueidisbackend.New(client) // b.Close does not close client
+//	b, err := rueidisbackend.New(client) // b.Close does not close client
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 //	defer b.Close()
 //	c, err := counter.NewStrict(b, counter.Options{Prefix: "shop"})
 //
 // Scripts run with EVALSHA and fall back to EVAL when the server answers
-// NOSCRIPT; batches go out with DoMulti (one pipeline per node). rueidis
-// retries only read-only commands, so every script call is one attempt.
+// NOSCRIPT; batches go out with DoMulti (one pipeline per node).
+//
+// # Outcomes
+//
+// distkit reports success only for exactly one execution of a script,
+// ErrNotApplied only when the server certainly did not run it, and
+// ErrIndeterminate otherwise. New uses your client as it is and adds
+// nothing to it. rueidis (v1.0.79) re-sends a command only when it is
+// marked retryable (read-only commands; distkit's scripts are not), after a
+// MOVED or ASK redirect (the server did not run it), and after a connection
+// reached ClientOption.ConnLifetime (it then re-sends even commands whose
+// reply was pending, which may run a script twice): New refuses a client
+// built with ConnLifetime. rueidis answers ErrClosing both to commands it
+// never wrote (client closed before the call) and to commands already
+// written when a connection closes (your Close with calls in flight, a
+// Cluster node removed, a Sentinel master switch); distkit cannot tell them
+// apart, so ErrClosing is ErrIndeterminate (and ErrClosed), and only a call
+// on a backend already closed is ErrNotApplied.
+//
+// Deadlines: rueidis honours a call's context except while it dials and
+// handshakes a new connection, which is bounded by ClientOption.Dialer.Timeout
+// (5 s by default) instead; lower it if calls must end near their deadline
+// when a server stops answering.
 package rueidis
 
 import (
@@ -28,6 +53,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -53,18 +80,71 @@ var (
 	_ backend.Notifier = (*Backend)(nil)
 )
 
-// New returns a backend over the caller's client. Close does not close it.
-func New(client rd.Client) *Backend {
-	return &Backend{c: client}
+// New returns a backend over client, used as it is. A nil client (also a
+// typed nil pointer) and a client built with ClientOption.ConnLifetime
+// (which re-sends commands in flight) are refused with an error wrapping
+// backend.ErrInvalidOption. Close does not close client.
+func New(client rd.Client) (*Backend, error) {
+	if client == nil {
+		return nil, fmt.Errorf("rueidis: %w: nil client", backend.ErrInvalidOption)
+	}
+	if v := reflect.ValueOf(client); v.Kind() == reflect.Pointer && v.IsNil() {
+		return nil, fmt.Errorf("rueidis: %w: nil client", backend.ErrInvalidOption)
+	}
+	if connLifetime(client) {
+		return nil, fmt.Errorf("rueidis: %w: ClientOption.ConnLifetime is set: rueidis re-sends commands in flight when a connection expires, which can run a script twice; build the client without it",
+			backend.ErrInvalidOption)
+	}
+	return &Backend{c: client}, nil
 }
 
-// FromURL builds a client from a redis:// URL (see rueidis.ParseURL; extra
-// nodes with addr= make it Cluster-ready) and returns a backend that owns
-// it (Close closes it).
-func FromURL(url string) (*Backend, error) {
-	opt, err := rd.ParseURL(url)
+// connLifetime reports whether one of rueidis's own client types was built
+// with ConnLifetime. rueidis does not expose its options, so this reads the
+// unexported fields that record it (hasLftm, opt.ConnLifetime) of the
+// client types of the pinned version; a test pins the detection.
+func connLifetime(c rd.Client) bool {
+	v := reflect.ValueOf(c)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return false
+	}
+	s := v.Elem()
+	if f := s.FieldByName("hasLftm"); f.IsValid() && f.Kind() == reflect.Bool {
+		return f.Bool()
+	}
+	for _, name := range []string{"opt", "mOpt"} {
+		f := s.FieldByName(name)
+		if !f.IsValid() || f.Kind() != reflect.Pointer || f.IsNil() || f.Elem().Kind() != reflect.Struct {
+			continue
+		}
+		if lt := f.Elem().FieldByName("ConnLifetime"); lt.IsValid() && lt.Kind() == reflect.Int64 {
+			return lt.Int() > 0
+		}
+	}
+	return false
+}
+
+// FromURL builds a client from a URL and returns a backend that owns it
+// (Close closes it). The forms (see rueidis.ParseURL for other parameters):
+//
+//	redis://[user:pass@]host:port[/db]                    standalone (or a Cluster node)
+//	redis://host:port?addr=host2:port2&addr=host3:port3   Cluster (seed nodes)
+//	redis://[user:pass@]sentinel1:26379[/db]?addr=sentinel2:26379&master_set=mymaster
+//	                                                      Sentinel (the hosts are
+//	                                                      Sentinels; master_name is an alias)
+//
+// rediss:// enables TLS.
+func FromURL(rawURL string) (*Backend, error) {
+	if u, err := url.Parse(rawURL); err == nil {
+		if q := u.Query(); q.Get("master_name") != "" && q.Get("master_set") == "" {
+			q.Set("master_set", q.Get("master_name"))
+			q.Del("master_name")
+			u.RawQuery = q.Encode()
+			rawURL = u.String()
+		}
+	}
+	opt, err := rd.ParseURL(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("rueidis: %w", err)
+		return nil, fmt.Errorf("rueidis: %w: %w", backend.ErrInvalidOption, err)
 	}
 	c, err := rd.NewClient(opt)
 	if err != nil {
@@ -264,7 +344,9 @@ func classify(script string, err error) error {
 		return driver.ClassifyReply(script, re.Error())
 	}
 	if errors.Is(err, rd.ErrClosing) {
-		return driver.NotApplied(fmt.Errorf("%w: %w", backend.ErrClosed, err))
+		// Also the answer to commands already written when a connection
+		// closes: only a call on a closed backend (usable) is known unsent.
+		return driver.Indeterminate(fmt.Errorf("%w: %w", backend.ErrClosed, err))
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {

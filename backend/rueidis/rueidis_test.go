@@ -19,14 +19,22 @@ var env redistest.Env
 // AlwaysRESP2 on miniredis: it cannot mix pub/sub and commands on one RESP3
 // connection, so rueidis must use a dedicated pub/sub connection there.
 func dial(target redistest.Target) (backend.Backend, func(), error) {
-	c, err := rd.NewClient(rd.ClientOption{InitAddress: target.Addrs, DisableCache: true, AlwaysRESP2: target.Emulated})
+	opt := rd.ClientOption{InitAddress: target.Addrs, DisableCache: true, AlwaysRESP2: target.Emulated}
+	opt.Sentinel.MasterSet = target.MasterName
+	c, err := rd.NewClient(opt)
 	if err != nil {
 		return nil, nil, err
 	}
-	return rueidis.New(c), c.Close, nil
+	b, err := rueidis.New(c)
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return b, c.Close, nil
 }
 
-var driver = drivertest.Driver{Name: "rueidis", Dial: dial,
+var driver = drivertest.Driver{Name: "rueidis", Dial: dial, Kinds: drivertest.RueidisKinds,
+	Faults:  drivertest.RueidisFaults,
 	FromURL: func(url string) (backend.Backend, error) { return rueidis.FromURL(url) },
 	// rueidis's Cluster client closes connections replaced by a topology
 	// refresh from a goroutine that sleeps 5 s first; it belongs to the

@@ -189,8 +189,21 @@ func run(srv *redistest.Server) error {
 		name string
 		b    backend.Backend
 	}
-	drivers := []driver{{"distkit + rueidis", rueidis.New(rcLat)}, {"distkit + goredis", goredis.New(gc)}}
-	driversThr := []driver{{"distkit + rueidis (flush delay 20µs)", rueidis.New(rcThr)}, {"distkit + goredis", goredis.New(gc)}}
+	rbLat, err := rueidis.New(rcLat)
+	if err != nil {
+		return err
+	}
+	rbThr, err := rueidis.New(rcThr)
+	if err != nil {
+		return err
+	}
+	gb, err := goredis.New(gc)
+	if err != nil {
+		return err
+	}
+	defer gb.Close()
+	drivers := []driver{{"distkit + rueidis", rbLat}, {"distkit + goredis", gb}}
+	driversThr := []driver{{"distkit + rueidis (flush delay 20µs)", rbThr}, {"distkit + goredis", gb}}
 
 	// Counters.
 	inc := counterscript.Inc

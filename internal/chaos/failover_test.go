@@ -79,7 +79,10 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	b := rueidis.New(c)
+	b, err := rueidis.New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer b.Close()
 	victim := masterOf(t, cl, "{chaos-fo}:counter")
 	lockName := ""

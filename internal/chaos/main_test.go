@@ -17,11 +17,15 @@ import (
 	"github.com/distkit-go/distkit/internal/redistest"
 )
 
-var env redistest.Env
+var (
+	env      redistest.Env
+	faultEnv redistest.FaultEnv
+)
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	env.Stop()
+	faultEnv.Stop()
 	if code == 0 {
 		if err := goleak.Find(goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2")); err != nil {
 			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
@@ -57,7 +61,12 @@ func newClient(t *testing.T, target string) *client {
 		p.Close()
 		t.Fatal(err)
 	}
-	b := rueidis.New(c)
+	b, err := rueidis.New(c)
+	if err != nil {
+		c.Close()
+		p.Close()
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { b.Close(); c.Close(); p.Close() })
 	return &client{proxy: p, b: b}
 }

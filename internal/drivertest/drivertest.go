@@ -28,6 +28,10 @@ type Driver struct {
 	// IgnoreLeaks names goroutines of the client library itself that may
 	// outlive the tests.
 	IgnoreLeaks []goleak.Option
+	// Kinds are the client kinds the fault matrix runs on.
+	Kinds []ClientKind
+	// Faults sizes the fault matrix.
+	Faults conformance.FaultOptions
 }
 
 // connect dials target and closes the client when t ends.
@@ -74,6 +78,7 @@ func Run(t *testing.T, env *redistest.Env, d Driver) {
 		{d.Name + "+miniredis", mini},
 		{d.Name + "+redis", func(t *testing.T) conformance.Harness { return env.NewServerHarness(t, d.connect) }},
 		{d.Name + "+cluster", func(t *testing.T) conformance.Harness { return env.NewClusterHarness(t, d.connect) }},
+		{d.Name + "+sentinel", func(t *testing.T) conformance.Harness { return env.NewSentinelHarness(t, d.connect) }},
 	}
 	t.Run("Conformance", func(t *testing.T) {
 		for _, tc := range harnesses {
@@ -84,6 +89,8 @@ func Run(t *testing.T, env *redistest.Env, d Driver) {
 			})
 		}
 	})
+	t.Run("Faults", func(t *testing.T) { RunFaults(t, &env.Faults, d.Name, d.Kinds, d.Faults) })
+	t.Run("ReleaseWithoutChannelPermission", func(t *testing.T) { releaseWithoutPublish(t, env, d) })
 	t.Run("ParityCatchesDisagreement", func(t *testing.T) {
 		parity.CheckParityCatchesDisagreement(t,
 			func(t *testing.T) testkit.Harness { return mem(t) }, func(t *testing.T) testkit.Harness { return mini(t) })

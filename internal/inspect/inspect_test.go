@@ -56,7 +56,11 @@ func backends(t *testing.T) map[string]func(t *testing.T) backend.Backend {
 				t.Fatal(err)
 			}
 			t.Cleanup(c.Close)
-			return rueidisbackend.New(c)
+			b, err := rueidisbackend.New(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
 		},
 	}
 }

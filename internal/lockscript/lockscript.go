@@ -188,12 +188,15 @@ return 1
 
 // Release: KEYS lock; ARGV id prefix ("<owner>:<acq>:"), channel.
 // Deletes the lock when this acquisition holds it and publishes the
-// release; returns 1, or 0 when not held.
+// release; returns 1, or 0 when not held. The publish is best effort
+// (redis.pcall): a server that refuses it (an ACL user without channel
+// permissions) must not turn a release that already deleted the lock into
+// an error. The Go twin's Publish cannot fail.
 var Release = driver.NewScript("lock-release", `
 local cur = redis.call('GET', KEYS[1])
 if cur and string.sub(cur, 1, #ARGV[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], 'released')
+  redis.pcall('PUBLISH', ARGV[2], 'released')
   return 1
 end
 return 0
@@ -208,13 +211,14 @@ return 0
 })
 
 // ReleaseShared: KEYS readers; ARGV id prefix, channel. Removes the
-// live read lease of this acquisition and publishes; returns 1, or 0.
+// live read lease of this acquisition and publishes (best effort, as in
+// Release); returns 1, or 0.
 var ReleaseShared = driver.NewScript("lock-release-shared", driver.LuaNowMillis+luaFmt+`
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', fmt(now_ms))
 for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if string.sub(m, 1, #ARGV[1]) == ARGV[1] then
     redis.call('ZREM', KEYS[1], m)
-    redis.call('PUBLISH', ARGV[2], 'released')
+    redis.pcall('PUBLISH', ARGV[2], 'released')
     return 1
   end
 end

@@ -26,10 +26,17 @@ func (c *Cluster) Addrs() []string {
 // redis-cli --cluster create and waits until every node reports
 // cluster_state:ok.
 func StartCluster(masters, replicas int) (*Cluster, error) {
+	return StartClusterWith(masters, replicas, Options{})
+}
+
+// StartClusterWith is StartCluster with options for every node (Cluster is
+// set for them).
+func StartClusterWith(masters, replicas int, opts Options) (*Cluster, error) {
 	c := &Cluster{}
 	total := masters * (1 + replicas)
+	opts.Cluster = true
 	for range total {
-		s, err := Start(Options{Cluster: true})
+		s, err := Start(opts)
 		if err != nil {
 			c.Stop()
 			return nil, err
@@ -148,4 +155,113 @@ func (c *Cluster) WaitOK(timeout time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// KeySlot returns the hash slot of key.
+func (c *Cluster) KeySlot(key string) (int, error) {
+	r, err := c.Nodes[0].Do("CLUSTER", "KEYSLOT", key)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(r)
+}
+
+// MasterOf returns the running master that serves slot, as the first
+// running node reports it.
+func (c *Cluster) MasterOf(slot int) (*Server, error) {
+	var nodes string
+	var err error
+	for _, n := range c.Nodes {
+		if nodes, err = n.Do("CLUSTER", "NODES"); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(nodes, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 9 || !strings.Contains(f[2], "master") {
+			continue
+		}
+		for _, r := range f[8:] {
+			if strings.HasPrefix(r, "[") {
+				continue // a migration in progress
+			}
+			lo, hi, ok := strings.Cut(r, "-")
+			if !ok {
+				hi = lo
+			}
+			l, _ := strconv.Atoi(lo)
+			h, _ := strconv.Atoi(hi)
+			if slot >= l && slot <= h {
+				addr := strings.Split(f[1], "@")[0]
+				for _, n := range c.Nodes {
+					if n.Addr == addr {
+						return n, nil
+					}
+				}
+			}
+		}
+	}
+	return nil, fmt.Errorf("redistest: no master for slot %d", slot)
+}
+
+// MoveSlot migrates slot (and its keys) from its master to another master,
+// the way redis-cli --cluster reshard does: IMPORTING/MIGRATING, MIGRATE of
+// every key, then SETSLOT NODE on every node. Clients meet ASK during the
+// move and MOVED after it. It returns the new master.
+func (c *Cluster) MoveSlot(slot int) (*Server, error) {
+	src, err := c.MasterOf(slot)
+	if err != nil {
+		return nil, err
+	}
+	var dst *Server
+	for _, n := range c.Nodes {
+		if n == src {
+			continue
+		}
+		if info, err := n.Do("INFO", "replication"); err == nil && strings.Contains(info, "role:master") {
+			dst = n
+			break
+		}
+	}
+	if dst == nil {
+		return nil, fmt.Errorf("redistest: no other master")
+	}
+	srcID, err := src.Do("CLUSTER", "MYID")
+	if err != nil {
+		return nil, err
+	}
+	dstID, err := dst.Do("CLUSTER", "MYID")
+	if err != nil {
+		return nil, err
+	}
+	s := strconv.Itoa(slot)
+	if _, err := dst.Do("CLUSTER", "SETSLOT", s, "IMPORTING", srcID); err != nil {
+		return nil, err
+	}
+	if _, err := src.Do("CLUSTER", "SETSLOT", s, "MIGRATING", dstID); err != nil {
+		return nil, err
+	}
+	for {
+		keys, err := src.Do("CLUSTER", "GETKEYSINSLOT", s, "100")
+		if err != nil {
+			return nil, err
+		}
+		if keys == "" {
+			break
+		}
+		args := []string{"MIGRATE", "127.0.0.1", strconv.Itoa(dst.Port), "", "0", "5000", "REPLACE", "KEYS"}
+		args = append(args, strings.Split(keys, "\n")...)
+		if _, err := src.Do(args...); err != nil {
+			return nil, err
+		}
+	}
+	for _, n := range append([]*Server{dst, src}, c.Nodes...) {
+		if _, err := n.Do("CLUSTER", "SETSLOT", s, "NODE", dstID); err != nil && !strings.Contains(err.Error(), "I still hold keys") {
+			return nil, fmt.Errorf("redistest: SETSLOT NODE on %s: %w", n.Addr, err)
+		}
+	}
+	return dst, nil
 }

@@ -18,6 +18,8 @@ type Target struct {
 	// Emulated: miniredis, which lacks RESP3 push messages on a shared
 	// connection (rueidis then needs AlwaysRESP2 for pub/sub).
 	Emulated bool
+	// Sentinel: Addrs are Sentinels monitoring MasterName.
+	MasterName string
 }
 
 // Connect builds a backend client for a target. It registers the client's
@@ -34,6 +36,44 @@ type Env struct {
 	clusterOnce sync.Once
 	cluster     *Cluster
 	clusterErr  error
+	sentOnce    sync.Once
+	sentinel    *SentinelGroup
+	sentErr     error
+
+	// Faults holds the deployments of the fault matrix.
+	Faults FaultEnv
+}
+
+// Sentinel returns the shared Sentinel group, starting it on first use.
+func (e *Env) Sentinel(t *testing.T) *SentinelGroup {
+	t.Helper()
+	Require(t)
+	g, err := e.SentinelGroup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// SentinelGroup is Sentinel for code without a *testing.T (examples).
+func (e *Env) SentinelGroup() (*SentinelGroup, error) {
+	e.sentOnce.Do(func() { e.sentinel, e.sentErr = StartSentinel(5*time.Second, Options{}) })
+	return e.sentinel, e.sentErr
+}
+
+// NewSentinelHarness returns a harness on e's Sentinel group: backends
+// connect through the Sentinels.
+func (e *Env) NewSentinelHarness(t *testing.T, connect Connect) *ServerHarness {
+	g := e.Sentinel(t)
+	return &ServerHarness{addrs: g.SentinelAddrs(), masterName: g.Name, connect: connect,
+		flush: func() error {
+			for _, s := range g.Data {
+				if _, err := s.Do("SCRIPT", "FLUSH"); err != nil {
+					return err
+				}
+			}
+			return nil
+		}}
 }
 
 // Server returns the shared standalone server, starting it on first use.
@@ -66,14 +106,19 @@ func (e *Env) Stop() {
 	if e.cluster != nil {
 		e.cluster.Stop()
 	}
+	if e.sentinel != nil {
+		e.sentinel.Stop()
+	}
+	e.Faults.Stop()
 }
 
 // ServerHarness is a conformance harness on a real redis-server.
 type ServerHarness struct {
-	addrs   []string
-	cluster bool
-	flush   func() error
-	connect Connect
+	addrs      []string
+	masterName string
+	cluster    bool
+	flush      func() error
+	connect    Connect
 }
 
 // NewServerHarness returns a harness on e's standalone server.
@@ -98,7 +143,7 @@ func (h *ServerHarness) IsCluster() bool { return h.cluster }
 
 // NewBackend connects a new client.
 func (h *ServerHarness) NewBackend(t *testing.T) backend.Backend {
-	return h.connect(t, Target{Addrs: h.addrs, Cluster: h.cluster})
+	return h.connect(t, Target{Addrs: h.addrs, Cluster: h.cluster, MasterName: h.masterName})
 }
 
 // Wait sleeps d plus a small margin for timer granularity.

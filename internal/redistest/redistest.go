@@ -46,6 +46,8 @@ type Options struct {
 	AppendOnly bool     // --appendonly yes with fsync always
 	Cluster    bool     // --cluster-enabled yes
 	Args       []string // extra redis-server arguments
+
+	sentinelConf string // run as a Sentinel with this config file
 }
 
 // Server is one redis-server process on 127.0.0.1.
@@ -113,6 +115,9 @@ func Start(opts Options) (*Server, error) {
 }
 
 func (s *Server) start() error {
+	if s.opts.sentinelConf != "" {
+		return s.launch(sentinelArgs(s.opts.sentinelConf))
+	}
 	args := []string{
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
 		"--dir", s.Dir, "--logfile", filepath.Join(s.Dir, "redis.log"),
@@ -128,6 +133,10 @@ func (s *Server) start() error {
 			"--cluster-node-timeout", "2000", "--repl-diskless-sync-delay", "0")
 	}
 	args = append(args, s.opts.Args...)
+	return s.launch(args)
+}
+
+func (s *Server) launch(args []string) error {
 	cmd := exec.Command("redis-server", args...)
 	// The server dies with the test process even when that is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
