@@ -10,6 +10,7 @@ import (
 
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/ratelimitscript"
 )
 
 // hkey is one key's Hybrid state.
@@ -117,7 +118,7 @@ func (h *Hybrid) syncKeys(ctx context.Context, keys map[string]*hkey) error {
 		push := k.inflight
 		k.mu.Unlock()
 		names = append(names, name)
-		calls = append(calls, backend.Call{Script: windowScript, Keys: h.cfg.keys(name),
+		calls = append(calls, backend.Call{Script: ratelimitscript.Window, Keys: h.cfg.keys(name),
 			Args: []string{"push", driver.Millis(h.cfg.bucket), fmt.Sprint(h.cfg.nb), "0", fmt.Sprint(push), h.ttl}})
 	}
 	var firstErr error

@@ -9,6 +9,7 @@ import (
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/keyspace"
+	"github.com/distkit-go/distkit/internal/ratelimitscript"
 )
 
 type factorCache struct {
@@ -58,7 +59,7 @@ func (r *Redis) Suppressed() *Suppressed { return &Suppressed{p: r} }
 
 func (c *config) keys(key string) []string { return keyspace.RateLimit(c.prefix, key).List() }
 
-// windowReply is windowScript's answer.
+// windowReply is ratelimitscript.Window's answer.
 type windowReply struct {
 	allowed bool
 	total   int64
@@ -67,7 +68,7 @@ type windowReply struct {
 }
 
 func evalWindow(ctx context.Context, b backend.Backend, cfg *config, ttl, mode, key string, limit float64, n int64) (windowReply, error) {
-	v, err := b.EvalScript(ctx, windowScript, cfg.keys(key), mode, driver.Millis(cfg.bucket),
+	v, err := b.EvalScript(ctx, ratelimitscript.Window, cfg.keys(key), mode, driver.Millis(cfg.bucket),
 		fmt.Sprint(cfg.nb), fmtFloat(limit), fmt.Sprint(n), ttl)
 	if err != nil {
 		return windowReply{}, err

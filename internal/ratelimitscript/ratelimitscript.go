@@ -1,4 +1,8 @@
-package ratelimit
+// Package ratelimitscript holds the scripts of primitives/ratelimit, each
+// Lua source with its Go twin; KEYS follow keyspace.RateLimit. The ratelimit
+// package is their only user apart from distkit's own tests and tools that
+// load every script (All).
+package ratelimitscript
 
 import (
 	"math"
@@ -8,7 +12,7 @@ import (
 	"github.com/distkit-go/distkit/backend/driver"
 )
 
-// windowScript is every Redis-side decision and the Hybrid sync.
+// Window is every Redis-side decision and the Hybrid sync.
 // KEYS: counts hash (bucket index → count, plus "t" = window total),
 // index zset (bucket indexes). ARGV: mode, bucket ms, buckets per window,
 // limit (a float: capacity for "abs", hard limit for "sup"), n, ttl ms.
@@ -20,7 +24,7 @@ import (
 //
 // Returns {allowed, total after, retry-after ms (0 when allowed), now ms}.
 // Time is the server's: clients' clocks never decide window boundaries.
-var windowScript = driver.NewScript("ratelimit-window", driver.LuaNowMillis+`
+var Window = driver.NewScript("ratelimit-window", driver.LuaNowMillis+`
 local function fmt(n) return string.format('%d', n) end
 local mode, B, nb = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local limit, n = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -134,3 +138,6 @@ return {allowed, total, retry, now_ms}
 	}
 	return backend.Arr(backend.Int(allowed), backend.Int(total), backend.Int(retry), backend.Int(now)), nil
 })
+
+// All returns every script of the package, e.g. to SCRIPT LOAD them.
+func All() []*driver.Script { return []*driver.Script{Window} }
