@@ -3,6 +3,8 @@ package conformance
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,9 +12,12 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/ratelimit"
 )
+
+var testkitWrongType = testkit.WrongTypeScript
 
 func runRateLimit(t *testing.T, newHarness NewHarness) {
 	t.Run("RedisAbsolute", func(t *testing.T) { testRLAbsolute(t, newHarness(t)) })
@@ -22,6 +27,10 @@ func runRateLimit(t *testing.T, newHarness NewHarness) {
 	t.Run("HybridSeesOtherInstances", func(t *testing.T) { testHybridGlobal(t, newHarness(t)) })
 	t.Run("HybridClosePushes", func(t *testing.T) { testHybridClose(t, newHarness(t)) })
 	t.Run("BoundUnderConcurrency", func(t *testing.T) { testRLBound(t, newHarness(t)) })
+	t.Run("HugeN", func(t *testing.T) { testRLHugeN(t, newHarness(t)) })
+	t.Run("HybridBadKeyIsolated", func(t *testing.T) { testHybridBadKey(t, newHarness(t)) })
+	t.Run("HybridCancelledCallerContext", func(t *testing.T) { testHybridCancelled(t, newHarness(t)) })
+	t.Run("HybridIdleKeysCostNoIO", func(t *testing.T) { testHybridIdleIO(t, newHarness(t)) })
 }
 
 func newRedisRL(t *testing.T, b backend.Backend, opts ratelimit.Options) *ratelimit.Redis {
@@ -302,5 +311,115 @@ func testRLBound(t *testing.T, h Harness) {
 				t.Fatalf("only %d admitted in %v: the limiter is stricter than its rate", len(at), run)
 			}
 		})
+	}
+}
+
+// testRLHugeN: amounts beyond what a window can ever hold are rejected,
+// never wrapped around, never handed to the server as inexact numbers, and
+// never an error; the window still admits exactly its capacity.
+func testRLHugeN(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	b := open(t, h)
+	opts := ratelimit.Options{Prefix: p, Window: time.Second, SyncInterval: time.Hour}
+	r := newRedisRL(t, b, opts)
+	hy := newHybridRL(t, b, opts)
+	for name, s := range map[string]struct {
+		abs *ratelimit.Absolute
+		sup *ratelimit.Suppressed
+	}{"redis": {r.Absolute(), r.Suppressed()}, "hybrid": {hy.Absolute(), hy.Suppressed()}} {
+		for _, n := range []int64{math.MaxInt64, math.MaxInt64 - 1, 1e17, 1<<53 + 1, 11} {
+			for strat, inc := range map[string]func() (ratelimit.Decision, error){
+				"abs": func() (ratelimit.Decision, error) { return s.abs.Inc(ctx, name+"-abs", 10, n) },
+				"sup": func() (ratelimit.Decision, error) { return s.sup.Inc(ctx, name+"-sup", 10, n) },
+			} {
+				d, err := inc()
+				if err != nil || d.Allowed {
+					t.Fatalf("%s %s Inc(n=%d) with capacity 10: %+v, %v; want rejected without an error", name, strat, n, d, err)
+				}
+			}
+		}
+		if err := hy.Sync(ctx); err != nil {
+			t.Fatalf("hybrid sync after huge requests: %v", err)
+		}
+		admitted := 0
+		for range 20 {
+			if ok, err := s.abs.Allow(ctx, name+"-abs", 10); err != nil {
+				t.Fatal(err)
+			} else if ok {
+				admitted++
+			}
+		}
+		if admitted != 10 {
+			t.Fatalf("%s: %d admitted after the huge requests, want the capacity 10", name, admitted)
+		}
+	}
+}
+
+// testHybridBadKey: a key the server rejects (WRONGTYPE) is reported on
+// that key only; every other key keeps deciding normally.
+func testHybridBadKey(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	b := open(t, h)
+	hy := newHybridRL(t, b, ratelimit.Options{Prefix: p, Window: time.Second, SyncInterval: 5 * time.Millisecond})
+	if _, err := b.EvalScript(ctx, testkitWrongType, []string{keyspace.RateLimit(p, "bad").Counts}); err == nil {
+		t.Fatal("WRONGTYPE script succeeded")
+	}
+	for i := range 20 {
+		hy.Absolute().Allow(ctx, "bad", 100)
+		if d, err := hy.Absolute().Inc(ctx, "good", 100, 1); err != nil || !d.Allowed {
+			t.Fatalf("good key, decision %d next to a bad key: %+v, %v", i, d, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// testHybridCancelled: a caller whose context is already cancelled gets
+// its own error; other keys' decisions are unaffected.
+func testHybridCancelled(t *testing.T, h Harness) {
+	ctx := context.Background()
+	hy := newHybridRL(t, open(t, h), ratelimit.Options{Prefix: prefix(t), Window: time.Second, SyncInterval: time.Hour})
+	if ok, err := hy.Absolute().Allow(ctx, "a", 100); !ok || err != nil {
+		t.Fatalf("key a: %v, %v", ok, err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	hy.Absolute().Allow(cancelled, "b", 100)
+	if d, err := hy.Absolute().Inc(ctx, "a", 100, 1); err != nil || !d.Allowed {
+		t.Fatalf("key a after another caller's cancelled context: %+v, %v", d, err)
+	}
+}
+
+// countingBackend counts the script calls it passes on.
+type countingBackend struct {
+	backend.Backend
+	calls atomic.Int64
+}
+
+func (c *countingBackend) EvalScript(ctx context.Context, s backend.Script, keys []string, args ...string) (backend.Value, error) {
+	c.calls.Add(1)
+	return c.Backend.EvalScript(ctx, s, keys, args...)
+}
+
+func (c *countingBackend) EvalScripts(ctx context.Context, calls []backend.Call) []backend.Result {
+	c.calls.Add(int64(len(calls)))
+	return c.Backend.EvalScripts(ctx, calls)
+}
+
+// testHybridIdleIO: keys nobody uses cost no I/O: once their increments
+// are pushed, the sync loop leaves them alone.
+func testHybridIdleIO(t *testing.T, h Harness) {
+	ctx := context.Background()
+	cb := &countingBackend{Backend: open(t, h)}
+	hy := newHybridRL(t, cb, ratelimit.Options{Prefix: prefix(t), Window: 10 * time.Second, SyncInterval: 5 * time.Millisecond})
+	for i := range 50 {
+		hy.Absolute().Allow(ctx, fmt.Sprint("k", i), 100)
+	}
+	time.Sleep(100 * time.Millisecond) // pushed by now
+	before := cb.calls.Load()
+	time.Sleep(200 * time.Millisecond) // 40 sync intervals with nothing to do
+	if n := cb.calls.Load() - before; n > 0 {
+		t.Fatalf("%d scripts ran for 50 idle keys in 40 sync intervals", n)
 	}
 }
