@@ -47,6 +47,7 @@ type hkey struct {
 	pulledAt time.Time
 
 	limit, maxN int64 // the latest limit decided against, the largest n (≤ limit) seen
+	supLast     bool  // the latest decision was Suppressed
 	lastUse     time.Time
 	sup         suppression
 }
@@ -136,7 +137,7 @@ func (h *Hybrid) decide(ctx context.Context, sup bool, key string, rate float64,
 			k.mu.Unlock()
 			continue
 		}
-		k.limit = limit // what a pull should describe (cover)
+		k.limit, k.supLast = limit, sup // what a pull should describe (room)
 		if n <= limit {
 			k.maxN = max(k.maxN, n)
 		}
@@ -208,27 +209,36 @@ func (h *Hybrid) decideLocked(k *hkey, sup bool, lim limits, n int64) Decision {
 		if record {
 			after += n
 		}
-		d.RetryAfter = h.retryAfter(k, after+n-d.Limit, now)
+		d.RetryAfter = h.retryAfter(k, after+n-d.Limit, k.inflight+k.pending, now)
 	}
 	return d
 }
 
 // retryAfter is when need units will have left the window, by the oldest
-// buckets of the last pull; when those do not hold enough, a lower bound:
-// the last of them, or else the next sync (which will describe them).
-func (h *Hybrid) retryAfter(k *hkey, need int64, now time.Time) time.Duration {
+// buckets of the last pull, then this instance's own unpushed increments
+// (local), which the server will count from the bucket they are pushed in:
+// the current one at the earliest. When neither holds enough (the pull
+// described too little), a lower bound: the last bucket described, or
+// else the next sync, which will describe more.
+func (h *Hybrid) retryAfter(k *hkey, need, local int64, now time.Time) time.Duration {
 	bucketMs := h.cfg.bucket.Milliseconds()
 	serverNow := k.serverMs + now.Sub(k.pulledAt).Milliseconds()
-	freed, at := int64(0), int64(-1)
+	leave := func(b int64) time.Duration {
+		return time.Duration(max((b+h.cfg.nb+1)*bucketMs-1-serverNow, 1)) * time.Millisecond
+	}
+	freed, last := int64(0), int64(-1)
 	for i := 0; i+1 < len(k.profile); i += 2 {
 		freed += k.profile[i+1]
-		at = (k.profile[i]+h.cfg.nb+1)*bucketMs - 1
+		last = k.profile[i]
 		if freed >= need {
-			return time.Duration(max(at-serverNow, 1)) * time.Millisecond
+			return leave(last)
 		}
 	}
-	if at >= 0 {
-		return time.Duration(max(at-serverNow, 1)) * time.Millisecond
+	if described := len(k.profile) > 0 || k.global == 0; described && freed+local >= need && k.global <= freed {
+		return leave(serverNow / bucketMs)
+	}
+	if last >= 0 {
+		return leave(last)
 	}
 	return min(h.cfg.sync, h.cfg.window)
 }
@@ -236,13 +246,19 @@ func (h *Hybrid) retryAfter(k *hkey, need int64, now time.Time) time.Duration {
 // room is how much the window may hold before a request as large as the
 // largest seen on k (locked) no longer fits, given what k holds locally
 // beyond push: a pull describes the oldest buckets that exceed it, for
-// RetryAfter. MaxCount (nothing described) before any decision.
+// RetryAfter (a Suppressed request above the hard limit is counted too, so
+// it needs twice its size to leave). MaxCount (nothing described) before
+// any decision.
 func (h *Hybrid) room(k *hkey, push int64) string {
 	if k.limit == 0 {
 		return strconv.FormatInt(MaxCount, 10)
 	}
+	need := max(k.maxN, 1)
+	if k.supLast {
+		need *= 2
+	}
 	local := k.inflight + k.pending - push
-	return strconv.FormatInt(max(k.limit-max(k.maxN, 1)-local, 0), 10)
+	return strconv.FormatInt(max(k.limit-need-local, 0), 10)
 }
 
 func (h *Hybrid) call(k *hkey, push int64) backend.Call {
@@ -299,6 +315,11 @@ func (h *Hybrid) pull(ctx context.Context, k *hkey) error {
 	k.sentRound = h.round.Load() // fresh, or failed just now: no second attempt before the next rounds
 	if err != nil {
 		h.fail(k, err)
+		if k.permanent {
+			h.queueMu.Lock()
+			h.quarantine[k] = struct{}{}
+			h.queueMu.Unlock()
+		}
 		return nil
 	}
 	if k.seq == seq {
@@ -324,9 +345,6 @@ func (h *Hybrid) fail(k *hkey, err error) {
 	if k.permanent {
 		k.backoff = min(max(2*k.backoff, quarantineMin), quarantineMax)
 		k.retryAt = h.cfg.clock.Now().Add(k.backoff)
-		h.queueMu.Lock()
-		h.quarantine[k] = struct{}{}
-		h.queueMu.Unlock()
 	}
 }
 
@@ -354,12 +372,10 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 	h.queueMu.Lock()
 	batch := h.dirty
 	h.dirty = nil
-	for k := range h.quarantine {
-		if all || !now.Before(k.retryAt) {
-			batch = append(batch, k)
-			delete(h.quarantine, k)
-		}
+	for k := range h.quarantine { // the loop below puts back those not due
+		batch = append(batch, k)
 	}
+	clear(h.quarantine)
 	h.queueMu.Unlock()
 	if all {
 		h.keys.each(func(_ string, k *hkey) {
@@ -415,14 +431,17 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 		k.inflight = 0
 		callerEnded := ctx.Err() != nil && !(ownCtx && errors.Is(ctx.Err(), context.DeadlineExceeded))
 		if !callerEnded {
-			h.fail(k, err)
+			h.fail(k, err) // a key the server rejects goes (back) into quarantine
 		}
-		if k.pending > 0 && !k.permanent && !k.dead && !k.dirty {
+		h.queueMu.Lock()
+		switch {
+		case k.permanent:
+			h.quarantine[k] = struct{}{}
+		case k.pending > 0 && !k.dirty: // retried next round
 			k.dirty = true
-			h.queueMu.Lock()
 			h.dirty = append(h.dirty, k)
-			h.queueMu.Unlock()
 		}
+		h.queueMu.Unlock()
 		k.mu.Unlock()
 		failed++
 		if first == nil {
