@@ -110,9 +110,12 @@ func (h *Hybrid) Suppressed() *Suppressed { return &Suppressed{p: h} }
 
 // stale reports whether k's view of the global count is too old to decide
 // on: never pulled (and never failed), or the key sat out the last two
-// sync rounds.
+// sync rounds; a quarantined key waits for its backoff.
 func (h *Hybrid) stale(k *hkey) bool {
-	if !k.synced && k.err == nil {
+	switch {
+	case k.permanent && h.cfg.clock.Now().Before(k.retryAt):
+		return false
+	case !k.synced && k.err == nil:
 		return true
 	}
 	return k.sentRound+1 < h.round.Load()
