@@ -20,7 +20,10 @@ const (
 	DefaultSyncInterval     = 10 * time.Millisecond
 )
 
-// FailurePolicy says what a decision is when the backend fails.
+// FailurePolicy says what a decision is when the backend fails (or, on
+// Hybrid, when the key's last sync failed or the key is quarantined). Such
+// a decision has Decision.Degraded set to the reason and comes with a nil
+// error.
 type FailurePolicy int
 
 const (
@@ -29,10 +32,13 @@ const (
 	FailDefault FailurePolicy = iota
 	// FailClosed rejects while the backend fails.
 	FailClosed
-	// FailOpen admits while the backend fails.
+	// FailOpen admits while the backend fails (a request that never fits,
+	// n > Limit, excepted); Hybrid counts what it admits and pushes it once
+	// the backend is back.
 	FailOpen
 	// FailLocal (Hybrid only) keeps deciding against the last known global
-	// count plus local traffic until the backend answers again.
+	// count plus local traffic until the backend answers again: each
+	// instance then enforces the capacity on its own.
 	FailLocal
 )
 

@@ -17,42 +17,49 @@
 //
 // # Capacity
 //
-// The capacity C of a window W at rate r is ⌊r × W⌋, computed exactly from
-// the shortest decimal form of r (what fmt prints: 2.05, 0.7) and W, never
-// in float64: 2.05/s over 60 s is 123 on every provider, although 2.05 ×
-// 60 is 122.99999999999999 in float64. Suppressed's hard limit is
-// ⌊r × W × HardLimitFactor⌋ the same way. A rate whose capacity is below 1
-// (0.01/s over 60 s) is an error wrapping distkit.ErrInvalidOption, as is
+// The capacity C of a window W at rate r is ⌊r × W⌋, computed in exact
+// rational arithmetic from the shortest decimal form of r (what fmt prints:
+// 2.05, 0.7), never in float64: 2.05/s over 60 s is 123 on every provider,
+// although 2.05 × 60 is 122.99999999999999 in float64. A product short of an
+// integer by less than 10⁻¹⁴ of itself counts as that integer, so that a
+// rate computed as a quotient gets the capacity meant (1.0/60 per second is
+// 0.016666666666666666: one per minute). Suppressed's hard limit is
+// ⌊r × W × HardLimitFactor⌋ by the same rule. A rate whose capacity is below
+// 1 (0.01/s over 60 s) is an error wrapping distkit.ErrInvalidOption, as is
 // one whose capacity or hard limit exceeds MaxCount (2^53 − 1, the largest
 // integer Redis' Lua computes exactly).
 //
-// Amounts are exact: n may be any value from 1 to math.MaxInt64; a request
-// with n above the limit (Decision.Limit) never fits and is rejected without
-// being counted, on every provider; window totals never exceed MaxCount.
+// Amounts are exact: n may be anything from 1 to math.MaxInt64; a request
+// with n above the limit (Decision.Limit) never fits and is rejected
+// without being counted, on every provider; window totals never exceed
+// MaxCount.
 //
 // # The window and its bound
 //
 // A request at time t (milliseconds) is counted in bucket ⌊t / Bucket⌋, and
 // a bucket stays in the window until its last millisecond is more than
-// Window old: every admission is counted for at least Window and at most
-// Window + Bucket − 1 ms. Hence, for Absolute, every interval of length
-// Window, wherever it starts (not only at bucket edges), holds at most C
-// admissions:
+// Window old: every unit admitted is counted for at least Window and at
+// most Window + Bucket − 1 ms. Hence every interval (t − Window, t],
+// wherever t lies (not only at bucket edges), holds at most C admitted
+// units for Absolute, and at most the hard limit for Suppressed:
 //
-//   - Local: at most C in every window of its own clock.
-//   - Redis: at most C in every window of the server's clock (TIME), across
-//     every process sharing the key, as long as that clock does not jump back.
-//   - Hybrid: at most C plus what the other instances admitted in the last
+//   - Local: exactly so, on its own clock.
+//   - Redis: exactly so, on the server's clock (TIME), across every process
+//     sharing the key, as long as that clock does not jump back.
+//   - Hybrid: C plus what the other instances admitted within
 //     2 × (SyncInterval + one sync round trip) before the deciding
-//     instance's decision: each instance sees the others' admissions once
-//     they have pushed them and it has pulled. One Hybrid instance alone
-//     keeps the exact bound.
+//     instance's last admission in the interval: an instance sees another's
+//     admissions once that one has pushed them (its next sync) and it has
+//     pulled (its own next sync). Under bursts that can be up to C per
+//     other instance. One Hybrid instance alone keeps the exact bound.
+//     While the backend is unreachable (FailLocal), each instance enforces
+//     C on its own.
 //
-// The price of exactness: a bucket's admissions are released only when its
-// end leaves the window, up to Bucket − 1 ms later than a log of every
-// request would release them; a client sending exactly at the rate sees
+// The price of exactness: a bucket's units are released only when its end
+// leaves the window, up to Bucket − 1 ms later than a log of every request
+// would release them, so a client sending at exactly the rate sees up to
 // about Bucket / Window of its requests rejected (0.17 % with the
-// defaults). A smaller Bucket narrows it.
+// defaults). A smaller Bucket narrows the gap at the cost of more buckets.
 //
 // # Strategies
 //
@@ -79,8 +86,9 @@
 //     sync plus this process's increments since; every SyncInterval
 //     (10 ms) one round trip pushes the increments of the keys used since
 //     the previous sync and pulls their global counts. Keys nobody uses cost
-//     no I/O; a key unused for two sync intervals pulls its global count
-//     once (one round trip) on its next decision.
+//     no I/O; the first decision on a key, and on a key unused for two sync
+//     intervals, pulls its global count first (one round trip, shared by
+//     concurrent callers).
 //
 // # Failures
 //
