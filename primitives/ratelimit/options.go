@@ -60,7 +60,8 @@ func (p FailurePolicy) String() string {
 // Options configure a provider. The zero value is valid.
 type Options struct {
 	// Window is the sliding window; default 60 s. A rate r per second
-	// allows r × Window (in seconds) per window.
+	// allows ⌊r × Window⌋ (in seconds) per window: see the package doc,
+	// "Capacity".
 	Window time.Duration
 	// Bucket is the window's granularity: admissions are counted per
 	// bucket, and a bucket leaves the window when its end does, so an
@@ -87,8 +88,9 @@ type Options struct {
 	// Prefix namespaces Redis keys (any byte string of up to
 	// distkit.MaxKeyLen bytes); default distkit.DefaultPrefix.
 	Prefix string
-	// Clock (Local, Hybrid) supplies local time; default the system clock.
-	// Redis decides on the server's clock.
+	// Clock supplies local time: Local's and Hybrid's windows and
+	// decisions, suppression caches, idle cleanup; default the system
+	// clock. The Redis provider's windows run on the server's clock.
 	Clock distkit.Clock
 }
 
