@@ -264,8 +264,11 @@ func TestDegradedIsNotAnError(t *testing.T) {
 	}
 	defer open.Close(ctx)
 	b.FailNext(1, nil)
-	if d, err := open.Absolute().Inc(ctx, "k", 10, 1); err != nil || !d.Allowed {
-		t.Fatalf("FailOpen with the backend down: %+v, %v; want admitted without an error", d, err)
+	if d, err := open.Absolute().Inc(ctx, "k", 10, 1); err != nil || !d.Allowed || !errors.Is(d.Degraded, distkit.ErrNotApplied) {
+		t.Fatalf("FailOpen with the backend down: %+v, %v; want admitted without an error, marked degraded", d, err)
+	}
+	if d, err := open.Absolute().Inc(ctx, "k", 10, 1); err != nil || d.Degraded != nil {
+		t.Fatalf("FailOpen with the backend back: %+v, %v", d, err)
 	}
 }
 
