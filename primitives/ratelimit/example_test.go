@@ -53,10 +53,13 @@ func ExampleOptions_failurePolicy() {
 	defer open.Close(ctx)
 
 	b.FailNext(2, nil) // the backend is unreachable for the next two calls
-	ok, err := closed.Absolute().Allow(ctx, "k", 10)
-	fmt.Println(ok, errors.Is(err, distkit.ErrNotApplied))
-	ok, err = open.Absolute().Allow(ctx, "k", 10)
-	fmt.Println(ok, errors.Is(err, distkit.ErrNotApplied))
+	for _, l := range []*ratelimit.Redis{closed, open} {
+		d, err := l.Absolute().Inc(ctx, "k", 10, 1)
+		if err != nil { // invalid input, a closed limiter or ctx ended: not the outage
+			panic(err)
+		}
+		fmt.Println(d.Allowed, errors.Is(d.Degraded, distkit.ErrNotApplied))
+	}
 	// Output:
 	// false true
 	// true true

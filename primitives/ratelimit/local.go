@@ -10,73 +10,88 @@ import (
 	"time"
 )
 
-// window is one key's sliding window in process: a ring of bucket counts
-// with a running total, advanced lazily (amortised O(1) per decision).
+// window is one key's sliding window in process: a ring of nb + 1 bucket
+// counts with a running total, advanced lazily (amortised O(1) per
+// decision). It is the Go rendering of the window script's buckets.
 type window struct {
 	mu      sync.Mutex
-	counts  []int64
-	head    int64 // newest bucket index the ring has been advanced to
+	dead    bool    // dropped from the key map: decisions must look the key up again
+	counts  []int64 // bucket b at b mod (nb + 1)
+	head    int64   // newest bucket the ring has been advanced to; none: empty
+	low     int64   // oldest bucket still counted in total
+	lastMs  int64   // latest time seen: the window's clock never runs back
 	total   int64
 	sup     suppression
-	lastUse atomic.Int64
+	lastUse atomic.Int64 // clock time (ns) of the latest decision
 }
 
-func newWindow(nb int64) *window { return &window{counts: make([]int64, nb), head: math.MinInt64} }
+const none = math.MinInt64
 
-// advance expires buckets older than the window ending at bucket cur.
-func (w *window) advance(cur int64) {
-	nb := int64(len(w.counts))
-	if w.head == math.MinInt64 || cur-w.head >= nb {
+func newWindow(nb int64) *window {
+	return &window{counts: make([]int64, nb+1), head: none, lastMs: none}
+}
+
+func (w *window) slot(b int64) int64 {
+	n := int64(len(w.counts))
+	return ((b % n) + n) % n
+}
+
+// advance expires the buckets that left the window at nowMs.
+func (w *window) advance(nowMs, bucketMs, nb int64) (cur int64) {
+	cur = nowMs / bucketMs
+	oldest := (nowMs+1)/bucketMs - nb
+	if w.head == none || oldest > w.head {
 		clear(w.counts)
-		w.total = 0
-		w.head = cur
-		return
+		w.total, w.head, w.low = 0, cur, oldest
+		return cur
 	}
-	for b := w.head + 1; b <= cur; b++ {
-		s := b % nb
+	for b := w.low; b < oldest; b++ { // at most nb + 1 buckets: low ≥ head − nb
+		s := w.slot(b)
 		w.total -= w.counts[s]
 		w.counts[s] = 0
 	}
-	if cur > w.head {
-		w.head = cur
-	}
+	w.low = max(w.low, oldest)
+	w.head = max(w.head, cur) // slots of buckets after head hold expired ones, already zero
+	return cur
 }
 
 func (w *window) add(cur, n int64) {
-	w.counts[cur%int64(len(w.counts))] += n
+	w.counts[w.slot(cur)] += n
 	w.total += n
 }
 
-// retryAfter: when enough of the oldest buckets will have left for need
-// units to be freed; -1 when they never will.
-func (w *window) retryAfter(cur, nowMs, bucketMs int64, need float64) time.Duration {
-	nb := int64(len(w.counts))
+// retryAfter is how long until need units have left the window: bucket b
+// leaves at (b + nb + 1)·B − 1 ms.
+func (w *window) retryAfter(nowMs, bucketMs, nb, need int64) time.Duration {
 	freed := int64(0)
-	for b := cur - nb + 1; b <= cur; b++ {
-		freed += w.counts[b%nb]
-		if float64(freed) >= need {
-			return time.Duration((b+nb)*bucketMs-nowMs) * time.Millisecond
+	for b := w.low; b <= w.head; b++ {
+		freed += w.counts[w.slot(b)]
+		if freed >= need {
+			return time.Duration((b+nb+1)*bucketMs-1-nowMs) * time.Millisecond
 		}
 	}
-	return -1
+	return 0
+}
+
+// empty reports whether nothing recorded is still in the window at nowMs.
+func (w *window) empty(nowMs, bucketMs, nb int64) bool {
+	return w.head == none || w.total == 0 || (nowMs+1)/bucketMs-nb > w.head
 }
 
 // decide makes Local's decision for the window ending now.
-func (w *window) decide(cfg *config, sup bool, rate float64, n int64, now time.Time) Decision {
-	nowMs := now.UnixMilli()
+func (w *window) decide(cfg *config, sup bool, lim limits, n int64, now time.Time) Decision {
+	nowMs := max(now.UnixMilli(), w.lastMs)
+	w.lastMs = nowMs
 	bucketMs := cfg.bucket.Milliseconds()
-	cur := nowMs / bucketMs
-	w.advance(cur)
-	d, record := judge(cfg, sup, rate, n, w.total, &w.sup, now)
+	cur := w.advance(nowMs, bucketMs, cfg.nb)
+	before := w.total
+	d, record := judge(cfg, sup, lim, n, before, &w.sup, now)
 	if record {
 		w.add(cur, n)
 	}
-	capacity := cfg.capacity(rate)
-	switch {
-	case !sup && !d.Allowed:
-		d.RetryAfter = max(0, w.retryAfter(cur, nowMs, bucketMs, float64(w.total+n)-capacity))
-	case sup && d.Suppression == 1:
-		d.RetryAfter = max(0, w.retryAfter(cur, nowMs, bucketMs, float64(w.total)-capacity*cfg.hlf))
+	if !d.Allowed && n <= d.Limit && (!sup || d.Suppression == 1) {
+		// a rejection that is not probabilistic: when would it fit?
+		d.RetryAfter = w.retryAfter(nowMs, bucketMs, cfg.nb, w.total+n-d.Limit)
 	}
 	return d
 }
@@ -194,9 +209,10 @@ func (j *janitor) close(ctx context.Context) error {
 
 // Local is the in-process provider: no I/O, per-key locking only.
 type Local struct {
-	cfg  config
-	keys *keyMap[window]
-	jan  *janitor
+	cfg    config
+	keys   *keyMap[window]
+	jan    *janitor
+	closed atomic.Bool
 }
 
 // NewLocal returns a Local provider and starts its idle-key cleanup, which
@@ -207,9 +223,22 @@ func NewLocal(opts Options) (*Local, error) {
 		return nil, err
 	}
 	l := &Local{cfg: cfg, keys: newKeyMap[window]()}
+	bucketMs := cfg.bucket.Milliseconds()
 	l.jan = startJanitor(max(cfg.idle/2, 10*time.Millisecond), func(context.Context) {
-		cutoff := l.cfg.clock.Now().Add(-l.cfg.idle).UnixNano()
-		l.keys.sweep(func(w *window) bool { return w.lastUse.Load() < cutoff })
+		now := l.cfg.clock.Now()
+		cutoff := now.Add(-l.cfg.idle).UnixNano()
+		l.keys.sweep(func(w *window) bool {
+			if w.lastUse.Load() >= cutoff {
+				return false
+			}
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if !w.empty(max(now.UnixMilli(), w.lastMs), bucketMs, l.cfg.nb) {
+				return false // still holds admissions the window counts
+			}
+			w.dead = true
+			return true
+		})
 	})
 	return l, nil
 }
@@ -221,15 +250,32 @@ func (l *Local) Absolute() *Absolute { return &Absolute{p: l} }
 func (l *Local) Suppressed() *Suppressed { return &Suppressed{p: l} }
 
 func (l *Local) decide(_ context.Context, sup bool, key string, rate float64, n int64) (Decision, error) {
+	if l.closed.Load() {
+		return Decision{}, errClosed(key)
+	}
+	lim, err := l.cfg.limitsFor(rate)
+	if err != nil {
+		return Decision{}, err
+	}
 	now := l.cfg.clock.Now()
-	w := l.keys.get(key, func() *window { return newWindow(l.cfg.nb) })
-	w.lastUse.Store(now.UnixNano())
-	w.mu.Lock()
-	d := w.decide(&l.cfg, sup, rate, n, now)
-	w.mu.Unlock()
-	return d, nil
+	for {
+		w := l.keys.get(key, func() *window { return newWindow(l.cfg.nb) })
+		w.lastUse.Store(now.UnixNano())
+		w.mu.Lock()
+		if w.dead { // swept between the lookup and the lock: it was empty
+			w.mu.Unlock()
+			continue
+		}
+		d := w.decide(&l.cfg, sup, lim, n, now)
+		w.mu.Unlock()
+		return d, nil
+	}
 }
 
-// Close stops the cleanup loop, waiting for it at most until ctx is done.
-// Decisions keep working afterwards.
-func (l *Local) Close(ctx context.Context) error { return l.jan.close(ctx) }
+// Close stops the cleanup loop, waiting for it at most until ctx is done
+// (then it returns ctx's error; the loop still ends on its own). Decisions
+// after Close return an error wrapping distkit.ErrClosed.
+func (l *Local) Close(ctx context.Context) error {
+	l.closed.Store(true)
+	return l.jan.close(ctx)
+}

@@ -57,31 +57,37 @@ func TestLocalAbsoluteSteps(t *testing.T) {
 		rate  float64
 		steps []step
 	}{
+		// A bucket leaves the window when its last millisecond is more than
+		// Window old: bucket [0 s, 1 s) of a 10 s window leaves at 10.999 s.
 		{"capacity then retry after the oldest bucket", ratelimit.Options{Window: 10 * time.Second, Bucket: time.Second}, 1, []step{
 			{0, 4, true, 6, 0},
 			{2 * time.Second, 6, true, 0, 0},
-			{0, 1, false, 0, 8 * time.Second}, // the first 4 leave at 10 s
-			{8 * time.Second, 1, true, 3, 0},  // they left: 6 + 1
-			{0, 4, false, 3, 2 * time.Second}, // the 6 leave at 12 s
-			{2 * time.Second, 4, true, 5, 0},  // window (2 s, 12 s]: 1 + 4
+			{0, 1, false, 0, 8999 * time.Millisecond}, // the first 4 leave at 10.999 s
+			{8998 * time.Millisecond, 1, false, 0, time.Millisecond},
+			{time.Millisecond, 1, true, 3, 0},                 // they left: 6 + 1
+			{0, 4, false, 3, 2 * time.Second},                 // the 6 leave at 12.999 s
+			{2 * time.Second, 4, true, 5, 0},                  // 1 + 4
+			{0, 6, false, 5, 8 * time.Second},                 // the 1 leaves at 20.999 s
+			{0, math.MaxInt64, false, 5, 0},                   // never fits
+			{8 * time.Second, math.MaxInt64 - 1, false, 6, 0}, // still never
 		}},
 		{"fractional rate", ratelimit.Options{Window: 10 * time.Second, Bucket: time.Second}, 0.5, []step{
 			{0, 5, true, 0, 0},
-			{500 * time.Millisecond, 1, false, 0, 9500 * time.Millisecond},
-			{9500 * time.Millisecond, 1, true, 4, 0},
+			{500 * time.Millisecond, 1, false, 0, 10499 * time.Millisecond},
+			{10499 * time.Millisecond, 1, true, 4, 0},
 		}},
 		{"n larger than what is left", ratelimit.Options{Window: time.Second, Bucket: 100 * time.Millisecond}, 10, []step{
 			{0, 8, true, 2, 0},
-			{100 * time.Millisecond, 3, false, 2, 900 * time.Millisecond},
+			{100 * time.Millisecond, 3, false, 2, 999 * time.Millisecond},
 			{0, 2, true, 0, 0},
-			{900 * time.Millisecond, 3, true, 5, 0}, // the 8 left; 2 + 3 = 5
+			{999 * time.Millisecond, 3, true, 5, 0}, // the 8 left; 2 + 3 = 5
 		}},
 		{"a request larger than capacity never fits", ratelimit.Options{Window: time.Second, Bucket: 100 * time.Millisecond}, 2, []step{
 			{0, 3, false, 2, 0},
 		}},
 		{"idle past the window resets", ratelimit.Options{Window: time.Second, Bucket: 100 * time.Millisecond}, 1, []step{
 			{0, 1, true, 0, 0},
-			{0, 1, false, 0, time.Second},
+			{0, 1, false, 0, 1099 * time.Millisecond},
 			{time.Hour, 1, true, 0, 0},
 		}},
 	} {

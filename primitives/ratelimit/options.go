@@ -3,6 +3,9 @@ package ratelimit
 import (
 	"fmt"
 	"math"
+	"math/big"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/distkit-go/distkit"
@@ -17,7 +20,10 @@ const (
 	DefaultSyncInterval     = 10 * time.Millisecond
 )
 
-// FailurePolicy says what a decision is when the backend fails.
+// FailurePolicy says what a decision is when the backend fails (or, on
+// Hybrid, when the key's last sync failed or the key is quarantined). Such
+// a decision has Decision.Degraded set to the reason and comes with a nil
+// error.
 type FailurePolicy int
 
 const (
@@ -26,10 +32,13 @@ const (
 	FailDefault FailurePolicy = iota
 	// FailClosed rejects while the backend fails.
 	FailClosed
-	// FailOpen admits while the backend fails.
+	// FailOpen admits while the backend fails (a request that never fits,
+	// n > Limit, excepted); Hybrid counts what it admits and pushes it once
+	// the backend is back.
 	FailOpen
 	// FailLocal (Hybrid only) keeps deciding against the last known global
-	// count plus local traffic until the backend answers again.
+	// count plus local traffic until the backend answers again: each
+	// instance then enforces the capacity on its own.
 	FailLocal
 )
 
@@ -51,14 +60,17 @@ func (p FailurePolicy) String() string {
 // Options configure a provider. The zero value is valid.
 type Options struct {
 	// Window is the sliding window; default 60 s. A rate r per second
-	// allows r × Window (in seconds) per window.
+	// allows ⌊r × Window⌋ (in seconds) per window: see the package doc,
+	// "Capacity".
 	Window time.Duration
 	// Bucket is the window's granularity: admissions are counted per
-	// bucket, and a bucket leaves the window whole; default 100 ms. It
-	// must divide Window.
+	// bucket, and a bucket leaves the window when its end does, so an
+	// admission is counted for between Window and Window + Bucket − 1 ms;
+	// default 100 ms. A whole number of milliseconds that divides Window.
 	Bucket time.Duration
 	// HardLimitFactor (Suppressed): requests are rejected outright above
-	// HardLimitFactor × capacity; default 1, at least 1.
+	// the hard limit ⌊rate × Window × HardLimitFactor⌋; default 1, at
+	// least 1.
 	HardLimitFactor float64
 	// SuppressionCache (Suppressed): how long a key's suppression factor
 	// is reused; default 100 ms.
@@ -67,14 +79,18 @@ type Options struct {
 	// global counts pulled; default 10 ms.
 	SyncInterval time.Duration
 	// IdleAfter: local state of a key unused this long is dropped by a
-	// background loop; default Window.
+	// background loop, but never while it still holds something the
+	// window counts (Local: admissions in the window; Hybrid: increments
+	// not yet pushed); default Window.
 	IdleAfter time.Duration
 	// OnError: see FailurePolicy.
 	OnError FailurePolicy
 	// Prefix namespaces Redis keys (any byte string of up to
 	// distkit.MaxKeyLen bytes); default distkit.DefaultPrefix.
 	Prefix string
-	// Clock (Local) supplies time; default the system clock.
+	// Clock supplies local time: Local's and Hybrid's windows and
+	// decisions, suppression caches, idle cleanup; default the system
+	// clock. The Redis provider's windows run on the server's clock.
 	Clock distkit.Clock
 }
 
@@ -88,6 +104,8 @@ type config struct {
 	onError          FailurePolicy
 	prefix           string
 	clock            distkit.Clock
+	hlfRat           *big.Rat
+	limits           *limitCache
 }
 
 func invalid(format string, args ...any) error {
@@ -134,6 +152,8 @@ func (o Options) config(defaultPolicy FailurePolicy, allowLocal bool) (config, e
 	case c.hlf < 1 || math.IsNaN(c.hlf) || math.IsInf(c.hlf, 0):
 		return config{}, invalid("HardLimitFactor %v must be at least 1", c.hlf)
 	}
+	c.hlfRat = decimal(c.hlf)
+	c.limits = &limitCache{}
 	switch c.onError {
 	case FailDefault:
 		c.onError = defaultPolicy
@@ -156,8 +176,66 @@ func (o Options) config(defaultPolicy FailurePolicy, allowLocal bool) (config, e
 	return c, nil
 }
 
-// capacity is rate × window.
-func (c config) capacity(rate float64) float64 { return rate * c.window.Seconds() }
+// limits are the capacity and the hard limit a rate gives.
+type limits struct{ capacity, hard int64 }
+
+// limits returns ⌊rate × Window⌋ and ⌊rate × Window × HardLimitFactor⌋,
+// computed exactly from the shortest decimal forms of rate and the factor
+// (with the tolerance below),
+// or an error wrapping ErrInvalidOption when the capacity is below 1 or
+// either is above MaxCount. Results are cached per rate, without locks.
+func (c *config) limitsFor(rate float64) (limits, error) {
+	bits := math.Float64bits(rate)
+	slot := &c.limits.slots[(bits*0x9E3779B97F4A7C15)>>(64-limitSlotsLog2)]
+	if e := slot.Load(); e != nil && e.bits == bits {
+		return e.l, nil
+	}
+	r := decimal(rate)
+	w := new(big.Rat).Mul(r, big.NewRat(int64(c.window), int64(time.Second))) // rate × window in seconds
+	w.Mul(w, tolerance)
+	capacity := floor(w)
+	hard := floor(w.Mul(w, c.hlfRat))
+	switch {
+	case capacity.Sign() <= 0:
+		return limits{}, invalid("rate %v allows less than one request per %v window", rate, c.window)
+	case !hard.IsInt64() || hard.Int64() > MaxCount:
+		return limits{}, invalid("rate %v over a %v window (× HardLimitFactor %v) exceeds the largest window count %d", rate, c.window, c.hlf, int64(MaxCount))
+	}
+	l := limits{capacity: capacity.Int64(), hard: hard.Int64()}
+	slot.Store(&limitEntry{bits: bits, l: l})
+	return l, nil
+}
+
+// tolerance is 1 + 10⁻¹⁴: a product that falls short of an integer by less
+// than 10⁻¹⁴ of itself counts as that integer, so that rates computed as
+// quotients in float64 (1.0/60 per second is 0.016666666666666666) give
+// the capacity meant (1 per minute). Far below one unit for any capacity
+// up to 10¹³.
+var tolerance = big.NewRat(100000000000001, 100000000000000)
+
+// decimal is f's shortest decimal form (what fmt prints) as an exact
+// rational.
+func decimal(f float64) *big.Rat {
+	r, ok := new(big.Rat).SetString(strconv.FormatFloat(f, 'g', -1, 64))
+	if !ok { // unreachable for finite f
+		r = new(big.Rat).SetFloat64(f)
+	}
+	return r
+}
+
+func floor(r *big.Rat) *big.Int { return new(big.Int).Quo(r.Num(), r.Denom()) } // r ≥ 0
+
+const limitSlotsLog2 = 4
+
+// limitCache remembers the limits of recently used rates.
+type limitCache struct {
+	slots [1 << limitSlotsLog2]atomic.Pointer[limitEntry]
+}
+
+type limitEntry struct {
+	bits uint64
+	l    limits
+}
 
 func checkCall(key string, rate float64, n int64) error {
 	if err := distkit.ValidateKey("key", key); err != nil {
@@ -169,5 +247,6 @@ func checkCall(key string, rate float64, n int64) error {
 	if n < 1 {
 		return invalid("n %d must be at least 1", n)
 	}
+	// Any n ≥ 1 is valid: one above the limit never fits (a rejection).
 	return nil
 }

@@ -1,7 +1,6 @@
 // Package ratelimit is sliding-window rate limiting: a window (default
-// 60 s) cut into buckets (default 100 ms); the count in the window is the
-// sum of its live buckets; a rate r per second (fractional allowed) allows
-// a capacity of r × window.
+// 60 s) cut into buckets (default 100 ms); a rate r per second (fractional
+// allowed) allows a capacity of ⌊r × window⌋ requests in any window.
 //
 //	ctx := context.Background()
 //	b := memory.New(memory.Options{}) // or a Redis driver
@@ -10,25 +9,74 @@
 //		log.Fatal(err)
 //	}
 //	defer l.Close(ctx)
-//	ok, err := l.Absolute().Allow(ctx, "2001:db8::7", 10) // 10/s = 600 per minute for this client
-//	fmt.Println(ok, err)
+//	d, err := l.Absolute().Inc(ctx, "2001:db8::7", 10, 1) // 10/s = 600 per minute for this client
+//	if err != nil {
+//		log.Fatal(err) // invalid input, a closed limiter or ctx ended: never a backend outage
+//	}
+//	fmt.Println(d.Allowed, d.Remaining, d.Degraded)
+//
+// # Capacity
+//
+// The capacity C of a window W at rate r is ⌊r × W⌋, computed in exact
+// rational arithmetic from the shortest decimal form of r (what fmt prints:
+// 2.05, 0.7), never in float64: 2.05/s over 60 s is 123 on every provider,
+// although 2.05 × 60 is 122.99999999999999 in float64. A product short of an
+// integer by less than 10⁻¹⁴ of itself counts as that integer, so that a
+// rate computed as a quotient gets the capacity meant (1.0/60 per second is
+// 0.016666666666666666: one per minute). Suppressed's hard limit is
+// ⌊r × W × HardLimitFactor⌋ by the same rule. A rate whose capacity is below
+// 1 (0.01/s over 60 s) is an error wrapping distkit.ErrInvalidOption, as is
+// one whose capacity or hard limit exceeds MaxCount (2^53 − 1, the largest
+// integer Redis' Lua computes exactly).
+//
+// Amounts are exact: n may be anything from 1 to math.MaxInt64; a request
+// with n above the limit (Decision.Limit) never fits and is rejected
+// without being counted, on every provider; window totals never exceed
+// MaxCount.
+//
+// # The window and its bound
+//
+// A request at time t (milliseconds) is counted in bucket ⌊t / Bucket⌋, and
+// a bucket stays in the window until its last millisecond is more than
+// Window old: every unit admitted is counted for at least Window and at
+// most Window + Bucket − 1 ms. Hence every interval (t − Window, t],
+// wherever t lies (not only at bucket edges), holds at most C admitted
+// units for Absolute, and at most the hard limit for Suppressed:
+//
+//   - Local: exactly so, on its own clock.
+//   - Redis: exactly so, on the server's clock (TIME), across every process
+//     sharing the key, as long as that clock does not jump back.
+//   - Hybrid: C plus what the other instances admitted within
+//     2 × (SyncInterval + one sync round trip) before the deciding
+//     instance's last admission in the interval: an instance sees another's
+//     admissions once that one has pushed them (its next sync) and it has
+//     pulled (its own next sync). Under bursts that can be up to C per
+//     other instance. One Hybrid instance alone keeps the exact bound.
+//     While the backend is unreachable (FailLocal), each instance enforces
+//     C on its own.
+//
+// The price of exactness: a bucket's units are released only when its end
+// leaves the window, up to Bucket − 1 ms later than a log of every request
+// would release them, so a client sending at exactly the rate sees up to
+// about Bucket / Window of its requests rejected (0.17 % with the
+// defaults). A smaller Bucket narrows the gap at the cost of more buckets.
 //
 // # Strategies
 //
-// Absolute admits while the window count + n ≤ capacity; a rejection says
-// when enough of the oldest buckets will have left the window (RetryAfter).
+// Absolute admits while the window count + n ≤ C; a rejection says when
+// enough of the oldest buckets will have left the window (RetryAfter).
 //
 // Suppressed counts all offered traffic. While the observed rate (offered
 // count in the window / window) is at or below the rate, everything is
 // admitted (Suppression 0). Above it, each request is admitted with
 // probability 1 − s, where
 //
-//	s = 1 − capacity / observed          (observed = offered count incl. this request)
+//	s = 1 − C / observed          (observed = offered count incl. this request)
 //
 // so s rises smoothly from 0 and the admitted rate stays near the soft rate
 // however much is offered: at 1.5× the rate, s = 1/3 and two thirds are
-// admitted. Above HardLimitFactor × capacity everything is rejected. A
-// key's s is reused for SuppressionCache (default 100 ms).
+// admitted. Above the hard limit everything is rejected. A key's s is
+// reused for SuppressionCache (default 100 ms).
 //
 // # Providers
 //
@@ -36,22 +84,24 @@
 //   - Redis: one atomic script per decision on the backend, server time.
 //   - Hybrid: decisions are local, against the global count as of the last
 //     sync plus this process's increments since; every SyncInterval
-//     (10 ms) one round trip pushes the local increments of all active keys
-//     and pulls their global counts. Overshoot bound: between two syncs each
-//     of I instances decides without seeing the others' new traffic, so a
-//     window can exceed capacity by at most what the other I − 1 instances
-//     admit within one SyncInterval plus one sync round trip.
-//
-// A sliding window measured between arbitrary instants (not bucket
-// boundaries) may hold up to one bucket's worth of admissions more than
-// capacity: buckets leave the window whole.
+//     (10 ms) one round trip pushes the increments of the keys used since
+//     the previous sync and pulls their global counts. Keys nobody uses cost
+//     no I/O; the first decision on a key, and on a key unused for two sync
+//     intervals, pulls its global count first (one round trip, shared by
+//     concurrent callers).
 //
 // # Failures
 //
-// OnError chooses what a decision is when the backend fails: FailClosed
-// (the Redis default) rejects, FailOpen admits; Hybrid by default keeps
-// deciding locally (FailLocal) until the backend answers again. Every such
-// decision is returned together with the backend's error.
+// The error of a decision is non-nil only for invalid input (ErrInvalidKey,
+// ErrInvalidOption), a closed limiter (ErrClosed) or the caller's own
+// context ending. When the backend fails, OnError decides and the decision
+// says so in Degraded, with a nil error, so that `if err != nil` stays the
+// check for a broken call: FailClosed (the Redis default) rejects, FailOpen
+// admits, FailLocal (the Hybrid default) decides locally against the last
+// known global count. On Hybrid a failure is per key: a key the server
+// rejects (say it holds another type) is quarantined and retried with
+// backoff, and only its own decisions are degraded; a failed sync degrades
+// the keys it carried until one succeeds.
 //
 // # Key layout
 //
@@ -64,25 +114,47 @@ package ratelimit
 
 import (
 	"context"
-	"math"
+	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"time"
+
+	"github.com/distkit-go/distkit"
+	"github.com/distkit-go/distkit/internal/ratelimitscript"
 )
+
+// MaxCount is the largest capacity, hard limit or window total: 2^53 − 1,
+// the largest integer Redis' Lua (doubles) computes exactly.
+const MaxCount = ratelimitscript.MaxCount
 
 // Decision is the outcome of one Inc.
 type Decision struct {
 	// Allowed: the request may proceed.
 	Allowed bool
-	// RetryAfter (rejections): when enough of the window will have expired
-	// for the same request to fit; 0 when unknown or not applicable.
-	RetryAfter time.Duration
-	// Remaining: how much more the window admits now (Absolute: below
-	// capacity; Suppressed: below the hard limit); never negative.
+	// Limit is what the decision was checked against: the capacity
+	// (Absolute) or the hard limit (Suppressed). A request with n > Limit
+	// never fits: it is rejected, not counted, and RetryAfter is 0.
+	Limit int64
+	// Remaining: how many more units the window takes now: an Absolute
+	// request with n ≤ Remaining made at once is admitted, one with
+	// n > Remaining is not; for Suppressed, the units below the hard limit.
+	// Never negative; 0 when the decision was degraded and not local.
 	Remaining int64
+	// RetryAfter (rejections): how long until enough of the window will
+	// have expired for the same request to fit; 0 when it never fits, for a
+	// probabilistic (Suppressed) rejection, or when unknown (a degraded
+	// decision). Hybrid computes it from the oldest buckets seen at its
+	// last sync: exact for one instance, otherwise a lower bound.
+	RetryAfter time.Duration
 	// Suppression (Suppressed): the factor s used for this decision, in
 	// [0, 1]; 1 above the hard limit.
 	Suppression float64
+	// Degraded is nil for a normal decision. Otherwise the backend could
+	// not decide (it failed, or the key is quarantined) and the failure
+	// policy (Options.OnError) made this decision; Degraded says why and
+	// wraps the backend's error (errors.Is(d.Degraded,
+	// distkit.ErrNotApplied), …). The call's error is nil for a degraded
+	// decision.
+	Degraded error
 	// At is when the decision was made: server time for Redis, local time
 	// otherwise.
 	At time.Time
@@ -96,7 +168,12 @@ type provider interface {
 // Absolute is the strategy that admits up to capacity.
 type Absolute struct{ p provider }
 
-// Inc asks to admit n units for key at rate per second.
+// Inc asks to admit n units for key at rate per second. The error is
+// non-nil only for invalid input (wrapping distkit.ErrInvalidKey or
+// ErrInvalidOption, e.g. a rate allowing less than one request per
+// window), a closed provider (distkit.ErrClosed) or ctx ending before a
+// decision (ctx.Err()); a backend failure gives a degraded decision
+// (Decision.Degraded) and a nil error.
 func (a *Absolute) Inc(ctx context.Context, key string, rate float64, n int64) (Decision, error) {
 	if err := checkCall(key, rate, n); err != nil {
 		return Decision{}, err
@@ -114,7 +191,7 @@ func (a *Absolute) Allow(ctx context.Context, key string, rate float64) (bool, e
 // rate and rejects above the hard limit.
 type Suppressed struct{ p provider }
 
-// Inc offers n units for key at rate per second.
+// Inc offers n units for key at rate per second; errors as Absolute.Inc.
 func (s *Suppressed) Inc(ctx context.Context, key string, rate float64, n int64) (Decision, error) {
 	if err := checkCall(key, rate, n); err != nil {
 		return Decision{}, err
@@ -129,11 +206,11 @@ func (s *Suppressed) Allow(ctx context.Context, key string, rate float64) (bool,
 }
 
 // factor is the suppression factor for an offered count.
-func factor(offered int64, capacity float64) float64 {
-	if float64(offered) <= capacity || offered <= 0 {
+func factor(offered, capacity int64) float64 {
+	if offered <= capacity || offered <= 0 {
 		return 0
 	}
-	return 1 - capacity/float64(offered)
+	return 1 - float64(capacity)/float64(offered)
 }
 
 // suppression caches a key's suppression factor for SuppressionCache.
@@ -144,8 +221,8 @@ type suppression struct {
 
 // get returns the factor for offered, recomputing the cached one when it
 // is older than cache.
-func (s *suppression) get(offered int64, capacity float64, cache time.Duration, now time.Time) float64 {
-	if s.at.IsZero() || now.Sub(s.at) >= cache {
+func (s *suppression) get(offered, capacity int64, cache time.Duration, now time.Time) float64 {
+	if s.at.IsZero() || now.Sub(s.at) >= cache || now.Before(s.at) {
 		s.factor, s.at = factor(offered, capacity), now
 	}
 	return s.factor
@@ -153,37 +230,50 @@ func (s *suppression) get(offered int64, capacity float64, cache time.Duration, 
 
 // judge is the decision of the in-process providers (Local against its
 // window, Hybrid against the global count as of the last sync plus its own
-// traffic since): count is what the window holds before this request. It
-// reports whether n is to be recorded: Absolute records admissions,
-// Suppressed records all offered traffic. RetryAfter is left to the caller,
-// which knows its buckets.
-func judge(cfg *config, sup bool, rate float64, n, count int64, sc *suppression, now time.Time) (d Decision, record bool) {
+// traffic since): count is what the window holds before this request, at
+// most a few times MaxCount (so no sum here overflows). It reports whether
+// n is to be recorded: Absolute records admissions, Suppressed records
+// offered traffic that fits the window (total ≤ MaxCount). RetryAfter is
+// left to the caller, which knows its buckets. It is the Go rendering of
+// the window script's decision modes and must agree with them.
+func judge(cfg *config, sup bool, lim limits, n, count int64, sc *suppression, now time.Time) (d Decision, record bool) {
 	d.At = now
-	capacity := cfg.capacity(rate)
 	if !sup {
-		if float64(count+n) <= capacity+1e-9 {
-			d.Allowed, d.Remaining = true, remaining(capacity, count+n)
+		d.Limit = lim.capacity
+		if n <= lim.capacity && n <= lim.capacity-count {
+			d.Allowed, d.Remaining = true, lim.capacity-count-n
 			return d, true
 		}
-		d.Remaining = remaining(capacity, count)
+		d.Remaining = max(0, lim.capacity-count)
 		return d, false
 	}
-	hard := capacity * cfg.hlf
+	d.Limit = lim.hard
+	if n > lim.hard || n > MaxCount-count { // never fits, or beyond any window
+		d.Suppression, d.Remaining = 1, max(0, lim.hard-count)
+		return d, false
+	}
 	offered := count + n
-	if float64(offered) > hard+1e-9 {
+	if offered > lim.hard {
 		d.Suppression = 1
 		return d, true
 	}
-	s := sc.get(offered, capacity, cfg.suppressionCache, now)
-	d.Suppression, d.Allowed, d.Remaining = s, admit(s), remaining(hard, offered)
+	s := sc.get(offered, lim.capacity, cfg.suppressionCache, now)
+	d.Suppression, d.Allowed, d.Remaining = s, admit(s), lim.hard-offered
 	return d, true
-}
-
-// remaining is how much fits below limit after count.
-func remaining(limit float64, count int64) int64 {
-	return max(0, int64(math.Floor(limit+1e-9))-count)
 }
 
 func admit(s float64) bool { return s <= 0 || rand.Float64() >= s }
 
-func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+// errClosed is a decision's error on a closed provider.
+func errClosed(key string) error {
+	return fmt.Errorf("ratelimit: key %q: %w", key, distkit.ErrClosed)
+}
+
+// callerDone is a decision's error when the caller's context ended; err is
+// what the backend said, if anything.
+func callerDone(ctx context.Context, key string, err error) error {
+	if err == nil {
+		return fmt.Errorf("ratelimit: key %q: %w", key, ctx.Err())
+	}
+	return fmt.Errorf("ratelimit: key %q: %w: %w", key, ctx.Err(), err)
+}

@@ -3,12 +3,15 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/keyspace"
+	"github.com/distkit-go/distkit/internal/ratelimitscript"
 )
 
 type factorCache struct {
@@ -25,6 +28,7 @@ type Redis struct {
 	ttl     string
 	factors *keyMap[factorCache]
 	jan     *janitor
+	closed  atomic.Bool
 }
 
 // NewRedis returns a Redis provider over b (any backend: the memory one
@@ -40,7 +44,7 @@ func NewRedis(b backend.Backend, opts Options) (*Redis, error) {
 	}
 	r := &Redis{b: b, cfg: cfg, ttl: driver.Millis(cfg.window + cfg.bucket), factors: newKeyMap[factorCache]()}
 	r.jan = startJanitor(max(cfg.idle/2, 10*time.Millisecond), func(context.Context) {
-		cutoff := time.Now().Add(-cfg.idle)
+		cutoff := r.cfg.clock.Now().Add(-cfg.idle)
 		r.factors.sweep(func(f *factorCache) bool {
 			f.mu.Lock()
 			defer f.mu.Unlock()
@@ -58,65 +62,72 @@ func (r *Redis) Suppressed() *Suppressed { return &Suppressed{p: r} }
 
 func (c *config) keys(key string) []string { return keyspace.RateLimit(c.prefix, key).List() }
 
-// windowReply is windowScript's answer.
+// windowReply is the answer of the window script's decision modes.
 type windowReply struct {
-	allowed bool
-	total   int64
-	retry   time.Duration
-	at      time.Time
+	admitted bool
+	total    int64
+	retry    time.Duration // 0: admitted, never fits or unknown
+	at       time.Time
 }
 
-func evalWindow(ctx context.Context, b backend.Backend, cfg *config, ttl, mode, key string, limit float64, n int64) (windowReply, error) {
-	v, err := b.EvalScript(ctx, windowScript, cfg.keys(key), mode, driver.Millis(cfg.bucket),
-		fmt.Sprint(cfg.nb), fmtFloat(limit), fmt.Sprint(n), ttl)
+func (r *Redis) eval(ctx context.Context, mode, key string, limit, n int64) (windowReply, error) {
+	v, err := r.b.EvalScript(ctx, ratelimitscript.Window, r.cfg.keys(key), mode, driver.Millis(r.cfg.bucket),
+		strconv.FormatInt(r.cfg.nb, 10), strconv.FormatInt(limit, 10), strconv.FormatInt(n, 10), r.ttl)
 	if err != nil {
 		return windowReply{}, err
 	}
-	return parseWindow(v)
-}
-
-func parseWindow(v backend.Value) (windowReply, error) {
 	a, err := v.Int64s()
 	if err != nil || len(a) != 4 {
 		return windowReply{}, fmt.Errorf("ratelimit: malformed reply %v", v)
 	}
-	return windowReply{allowed: a[0] == 1, total: a[1], retry: time.Duration(max(a[2], 0)) * time.Millisecond,
-		at: time.UnixMilli(a[3])}, nil
+	return windowReply{admitted: a[0] == ratelimitscript.Admitted, total: a[1],
+		retry: time.Duration(max(a[2], 0)) * time.Millisecond, at: time.UnixMilli(a[3])}, nil
 }
 
-// onError applies the failure policy.
-func onError(p FailurePolicy, key string, err error) (Decision, error) {
-	err = fmt.Errorf("ratelimit: key %q: %w", key, err)
-	return Decision{Allowed: p == FailOpen, At: time.Now()}, err
+// degraded is the decision of the failure policy when the backend could
+// not decide; local reports whether the policy decided locally.
+func degraded(cfg *config, key string, limit, n int64, err error) Decision {
+	return Decision{Allowed: cfg.onError == FailOpen && n <= limit, Limit: limit,
+		Degraded: fmt.Errorf("ratelimit: key %q: %w", key, err), At: cfg.clock.Now()}
 }
 
 func (r *Redis) decide(ctx context.Context, sup bool, key string, rate float64, n int64) (Decision, error) {
-	capacity := r.cfg.capacity(rate)
+	if r.closed.Load() {
+		return Decision{}, errClosed(key)
+	}
+	lim, err := r.cfg.limitsFor(rate)
+	if err != nil {
+		return Decision{}, err
+	}
+	if ctx.Err() != nil {
+		return Decision{}, callerDone(ctx, key, nil)
+	}
+	mode, limit := "abs", lim.capacity
+	if sup {
+		mode, limit = "sup", lim.hard
+	}
+	w, err := r.eval(ctx, mode, key, limit, n)
+	if err != nil {
+		if ctx.Err() != nil { // the caller gave up: not the backend's failure
+			return Decision{}, callerDone(ctx, key, err)
+		}
+		return degraded(&r.cfg, key, limit, n, err), nil
+	}
+	d := Decision{Allowed: w.admitted, Limit: limit, Remaining: max(0, limit-w.total), At: w.at}
+	if !w.admitted {
+		d.RetryAfter = w.retry
+	}
 	if !sup {
-		w, err := evalWindow(ctx, r.b, &r.cfg, r.ttl, "abs", key, capacity, n)
-		if err != nil {
-			return onError(r.cfg.onError, key, err)
-		}
-		d := Decision{Allowed: w.allowed, At: w.at, Remaining: remaining(capacity, w.total)}
-		if !w.allowed {
-			d.RetryAfter = w.retry
-		}
 		return d, nil
 	}
-	hard := capacity * r.cfg.hlf
-	w, err := evalWindow(ctx, r.b, &r.cfg, r.ttl, "sup", key, hard, n)
-	if err != nil {
-		return onError(r.cfg.onError, key, err)
-	}
-	d := Decision{At: w.at, Remaining: remaining(hard, w.total)}
-	if !w.allowed {
-		d.Suppression, d.RetryAfter = 1, w.retry
+	if !w.admitted {
+		d.Suppression = 1
 		return d, nil
 	}
 	fc := r.factors.get(key, func() *factorCache { return &factorCache{} })
-	now := time.Now()
+	now := r.cfg.clock.Now()
 	fc.mu.Lock()
-	s := fc.sup.get(w.total, capacity, r.cfg.suppressionCache, now)
+	s := fc.sup.get(w.total, lim.capacity, r.cfg.suppressionCache, now)
 	fc.lastUse = now
 	fc.mu.Unlock()
 	d.Suppression, d.Allowed = s, admit(s)
@@ -125,5 +136,9 @@ func (r *Redis) decide(ctx context.Context, sup bool, key string, rate float64, 
 
 // Close stops the cleanup loop, waiting for it at most until ctx is done
 // (then it returns ctx's error; the loop still ends on its own). It does
-// not close the backend; decisions keep working afterwards.
-func (r *Redis) Close(ctx context.Context) error { return r.jan.close(ctx) }
+// not close the backend. Decisions after Close return an error wrapping
+// distkit.ErrClosed.
+func (r *Redis) Close(ctx context.Context) error {
+	r.closed.Store(true)
+	return r.jan.close(ctx)
+}
