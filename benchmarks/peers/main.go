@@ -326,7 +326,7 @@ func run(srv *redistest.Server) error {
 
 	// Rate limiting.
 	limiter := redis_rate.NewLimiter(gc)
-	const rate = 1e9
+	rate := ratelimit.PerSecond(1_000_000_000)
 	for _, d := range driversThr {
 		r, _ := ratelimit.NewRedis(d.b, ratelimit.Options{Prefix: "bench"})
 		defer r.Close(ctx)

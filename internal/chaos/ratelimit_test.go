@@ -53,15 +53,15 @@ func fuzzCorpus(t *testing.T) []parity.RLCase {
 		arg := func(i int, kind string) string {
 			return strings.TrimSuffix(strings.TrimPrefix(lines[i], kind+"("), ")")
 		}
-		rate, err1 := strconv.ParseFloat(arg(1, "float64"), 64)
-		nb, err2 := strconv.Unquote(arg(2, "byte"))
-		bms, err3 := strconv.ParseUint(arg(3, "uint16"), 10, 16)
+		n, err1 := strconv.ParseUint(arg(1, "uint64"), 10, 64)
+		pms, err2 := strconv.ParseUint(arg(2, "uint32"), 10, 32)
+		buckets, err3 := strconv.Unquote(arg(3, "byte"))
 		hlf, err4 := strconv.Unquote(arg(4, "byte"))
 		seq, err5 := strconv.Unquote(arg(5, "[]byte"))
 		if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 			t.Fatalf("%s: %v", e.Name(), err)
 		}
-		out = append(out, parity.DecodeRL(rate, nb[0], uint16(bms), hlf[0], []byte(seq)))
+		out = append(out, parity.DecodeRL(n, uint32(pms), buckets[0], hlf[0], []byte(seq)))
 	}
 	return out
 }
@@ -69,9 +69,9 @@ func fuzzCorpus(t *testing.T) []parity.RLCase {
 // TestRateLimitFuzzOnServer runs the fuzz corpus and seeded random cases
 // on a real redis-server (the Lua script, real server time) and replays
 // each decision on Local at the server's timestamp: the decisions must be
-// the same, RetryAfter included, and no window of length W (server time)
-// may admit more than the limit. Windows are shortened (bucket ≤ 20 ms)
-// and pauses cut to an eighth so that real time can pass.
+// the same, RetryAfter and ReleaseAfter included, and no window of the
+// limit's period (server time) may admit more than the limit. Periods are
+// capped at 500 ms and pauses cut to an eighth so that real time can pass.
 func TestRateLimitFuzzOnServer(t *testing.T) {
 	ctx := context.Background()
 	srv := env.Server(t)
@@ -83,21 +83,18 @@ func TestRateLimitFuzzOnServer(t *testing.T) {
 		for i := range seq {
 			seq[i] = byte(r.IntN(256))
 		}
-		rates := []float64{50, 205, 700, 1e4, 1000.0 / 3, 1e6, 3333.3}
-		cases = append(cases, parity.DecodeRL(rates[r.IntN(len(rates))], uint8(r.IntN(24)), uint16(r.IntN(20)), uint8(r.IntN(40)), seq))
+		ns := []uint64{5, 12, 50, 205, 700, 1e4, 1e6}
+		cases = append(cases, parity.DecodeRL(ns[r.IntN(len(ns))], uint32(r.IntN(6000)), uint8(r.IntN(25)), uint8(r.IntN(40)), seq))
 	}
 	worst, total := 0.0, 0
 	for i, rc := range cases {
-		old := rc.Window
-		rc.Window = time.Duration(int(rc.Window/rc.Bucket)) * time.Duration(rc.Bucket.Milliseconds()%20+1) * time.Millisecond
-		rc.Bucket = time.Duration(rc.Bucket.Milliseconds()%20+1) * time.Millisecond
-		rc.Rate *= float64(old) / float64(rc.Window) // about the same capacity in the shorter window
+		rc.Limit.Period = min(rc.Limit.Period, 500*time.Millisecond) // real time must pass
 		if len(rc.Ops) > 32 {
 			rc.Ops = rc.Ops[:32]
 		}
 		fill, n, err := replayOnServer(ctx, c.b, rc, fmt.Sprint("chaos-fz-", i))
 		if err != nil {
-			t.Fatalf("case %d (rate %v, window %v, bucket %v, factor %v): %v", i, rc.Rate, rc.Window, rc.Bucket, rc.HardLimitFactor, err)
+			t.Fatalf("case %d (limit %v, buckets %d, factor %v): %v", i, rc.Limit, rc.Buckets, rc.HardLimitFactor, err)
 		}
 		worst, total = max(worst, fill), total+n
 	}
@@ -123,14 +120,18 @@ func replayOnServer(ctx context.Context, b backend.Backend, rc parity.RLCase, pr
 	supUsed := map[string]bool{}
 	var lastLimit, capacity, hard int64
 	for i, op := range rc.Ops {
-		time.Sleep(min(op.Advance/8, rc.Window+rc.Bucket)) // real time: shortened, the replay uses the server's
+		time.Sleep(min(op.Advance/8, 2*rc.Limit.Period)) // real time: shortened, the replay uses the server's
+		if op.Kind != parity.RLDecide {
+			continue // decisions only: Peek, SetIf and Reset are the fuzz target's
+		}
 		n := op.Resolve(lastLimit)
 		supUsed[op.Key] = supUsed[op.Key] || op.Sup
+		lim := rc.LimitOf(op)
 		inc := func(abs *ratelimit.Absolute, sup *ratelimit.Suppressed) (ratelimit.Decision, error) {
 			if op.Sup {
-				return sup.Inc(ctx, op.Key, rc.Rate, n)
+				return sup.Inc(ctx, op.Key, lim, n)
 			}
-			return abs.Inc(ctx, op.Key, rc.Rate, n)
+			return abs.Inc(ctx, op.Key, lim, n)
 		}
 		d, err := inc(red.Absolute(), red.Suppressed())
 		clk.set(d.At)
@@ -164,10 +165,10 @@ func replayOnServer(ctx context.Context, b backend.Backend, rc parity.RLCase, pr
 		if limit == 0 {
 			continue
 		}
-		if err := parity.CheckRLBound(a, rc.Window, limit); err != nil {
+		if err := parity.CheckRLBound(a, rc.Limit.Period, limit); err != nil {
 			return 0, len(rc.Ops), fmt.Errorf("key %s: %v", key, err)
 		}
-		fill = max(fill, float64(maxUnits(a, rc.Window))/float64(limit))
+		fill = max(fill, float64(maxUnits(a, rc.Limit.Period))/float64(limit))
 	}
 	return fill, len(rc.Ops), nil
 }
@@ -197,7 +198,7 @@ func TestHybridPartitionPerKey(t *testing.T) {
 	c := newClient(t, srv.Addr)
 	admin := newClient(t, srv.Addr)
 	const p = "chaos-hyb"
-	h, err := ratelimit.NewHybrid(c.b, ratelimit.Options{Prefix: p, Window: time.Second, SyncInterval: 5 * time.Millisecond})
+	h, err := ratelimit.NewHybrid(c.b, ratelimit.Options{Prefix: p, SyncInterval: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +208,7 @@ func TestHybridPartitionPerKey(t *testing.T) {
 	}
 	keys := []string{"a", "b", "c"}
 	decide := func(key string) ratelimit.Decision {
-		d, err := h.Absolute().Inc(ctx, key, 1000, 1)
+		d, err := h.Absolute().Inc(ctx, key, ratelimit.PerSecond(1000), 1)
 		if err != nil {
 			t.Fatalf("key %s: %v (a backend failure must not be the call's error)", key, err)
 		}

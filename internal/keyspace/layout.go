@@ -100,7 +100,8 @@ func LockAcquisition(owner, nonce string) string { return Join(Escape(owner), no
 // RateLimitKeys are the keys of one rate-limited key (primitives/ratelimit),
 // in the slot of {<prefix>:<key>}:
 //
-//	{<prefix>:<key>}:rl:counts   hash   bucket index → count, "t" → window total (PX window + bucket)
+//	{<prefix>:<key>}:rl:counts   hash   bucket index → count, "t" → window total,
+//	                                    "g" → "B/nb" (bucket ms / buckets per window) (PX window + bucket)
 //	{<prefix>:<key>}:rl:index    zset   bucket indexes (PX window + bucket)
 type RateLimitKeys struct {
 	Counts, Index string

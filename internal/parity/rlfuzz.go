@@ -6,64 +6,110 @@ import (
 	"sort"
 	"time"
 
+	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/primitives/ratelimit"
 )
 
-// RLCase is one rate-limit fuzz input, decoded: the providers' options and
-// a sequence of requests. FuzzRateLimit runs it on Local, Redis on the
-// memory backend and on miniredis, and Hybrid, all on one clock; the chaos
-// suite runs it on a real server and replays it on Local at the server's
-// timestamps.
+// RLCase is one rate-limit fuzz input, decoded: the providers' options,
+// a limit and a sequence of operations. FuzzRateLimit runs it on Local,
+// Redis on the memory backend and on miniredis, and Hybrid, all on one
+// clock; the chaos suite runs its decisions on a real server and replays
+// them on Local at the server's timestamps.
 type RLCase struct {
-	Rate            float64
-	Window, Bucket  time.Duration
+	Limit           ratelimit.Limit // may be invalid: every provider must say so
+	Buckets         int             // Options.Buckets (0: the default)
 	HardLimitFactor float64
 	Ops             []RLOp
 }
 
-// RLOp is one request of an RLCase, made after the clock advanced.
+// Alt is the case's other limit, with twice the period: a key used with
+// both has what it holds re-dated on every switch.
+func (c RLCase) Alt() ratelimit.Limit { return ratelimit.Per(c.Limit.N, 2*c.Limit.Period) }
+
+// RLKind is what an RLOp does.
+type RLKind int
+
+// The operations of a fuzz case.
+const (
+	RLDecide     RLKind = iota // Inc
+	RLPeek                     // Peek
+	RLSetKeep                  // SetIf, KeepHistory
+	RLSetReplace               // SetIf, ReplaceHistory
+	RLReset                    // Reset
+)
+
+// RLOp is one operation of an RLCase, made after the clock advanced.
 type RLOp struct {
 	Advance time.Duration
+	Kind    RLKind
 	Key     string // "a" or "b"
-	Sup     bool   // Suppressed, else Absolute
-	// N is the amount; when Rel is set it is relative to the limit of the
-	// previous decision (Resolve), to reach the edges of any capacity.
+	Sup     bool   // Suppressed, else Absolute (Decide, Peek)
+	Alt     bool   // under the case's Alt limit
+	// N is the amount (Decide) or the value (SetIf); when Rel is set it is
+	// relative to the limit of the previous decision (Resolve), to reach
+	// the edges of any capacity.
 	N   int64
 	Rel bool
+	Cmp distkit.Comparator // SetIf
 }
 
 // rlSpecial are amounts the fuzzer picks besides small ones.
 var rlSpecial = []int64{math.MaxInt64, math.MaxInt64 - 1, ratelimit.MaxCount, ratelimit.MaxCount + 1,
 	1 << 53, 1e17, 1 << 40, 1000}
 
-// DecodeRL turns fuzzer bytes into a case: bucket 1..250 ms, 1..24
-// buckets per window, factor 1..4.9, and 4 bytes per request (advance,
-// amount, strategy and key, spare).
-func DecodeRL(rate float64, nb uint8, bucketMs uint16, hlf uint8, seq []byte) RLCase {
-	c := RLCase{Rate: rate, Bucket: time.Duration(bucketMs%250+1) * time.Millisecond, HardLimitFactor: 1 + float64(hlf%40)/10}
-	c.Window = time.Duration(nb%24+1) * c.Bucket
+// rlOperands are comparator operands the fuzzer picks besides small ones.
+var rlOperands = []int64{math.MinInt64, math.MaxInt64, -1, ratelimit.MaxCount, ratelimit.MaxCount + 1}
+
+// DecodeRL turns fuzzer bytes into a case: the limit's N as given (any
+// int64, valid or not), its period 1..6000 ms, 0..24 buckets per period,
+// factor 1..4.9, and 4 bytes per operation (advance, amount, kind and key,
+// comparator).
+func DecodeRL(n uint64, periodMs uint32, buckets, hlf uint8, seq []byte) RLCase {
+	c := RLCase{Limit: ratelimit.Per(int64(n), time.Duration(periodMs%6000+1)*time.Millisecond),
+		Buckets: int(buckets % 25), HardLimitFactor: 1 + float64(hlf%40)/10}
+	bucket := max(c.Limit.Period/time.Duration(max(c.Buckets, 1)), time.Millisecond)
 	for i := 0; i+3 < len(seq) && len(c.Ops) < 96; i += 4 {
-		a, b, f := seq[i], seq[i+1], seq[i+2]
-		op := RLOp{Key: "a", Sup: f&2 != 0}
+		a, b, f, x := seq[i], seq[i+1], seq[i+2], seq[i+3]
+		op := RLOp{Key: "a", Sup: f&2 != 0, Alt: f&32 != 0}
 		if f&1 != 0 {
 			op.Key = "b"
+		}
+		switch k := (f >> 2) & 7; {
+		case k < 4:
+			op.Kind = RLDecide
+		case k == 4:
+			op.Kind = RLPeek
+		case k == 5:
+			op.Kind = RLSetKeep
+		case k == 6:
+			op.Kind = RLSetReplace
+		default:
+			op.Kind = RLReset
 		}
 		switch {
 		case a < 200:
 			op.Advance = time.Duration(a) * time.Millisecond
 		case a < 240:
-			op.Advance = time.Duration(a-200) * c.Bucket
+			op.Advance = time.Duration(a-200) * bucket
 		default:
-			op.Advance = time.Duration(a-240) * c.Window
+			op.Advance = time.Duration(a-240) * c.Limit.Period
 		}
 		switch {
 		case b < 192:
 			op.N = int64(b%8) + 1
+			if op.Kind == RLSetKeep || op.Kind == RLSetReplace {
+				op.N = int64(b % 8) // values may be 0
+			}
 		case b < 224:
 			op.N, op.Rel = int64(b%3)-1, true // limit − 1, limit, limit + 1
 		default:
 			op.N = rlSpecial[int(b)%len(rlSpecial)]
 		}
+		operand := int64(x>>3) % 8
+		if x >= 216 {
+			operand = rlOperands[int(x)%len(rlOperands)]
+		}
+		op.Cmp = distkit.Comparator{Op: distkit.Op(x % 7), Operand: operand}
 		c.Ops = append(c.Ops, op)
 	}
 	return c
@@ -72,7 +118,15 @@ func DecodeRL(rate float64, nb uint8, bucketMs uint16, hlf uint8, seq []byte) RL
 // Options are the providers' options for c (their clock, prefix and sync
 // interval are the caller's).
 func (c RLCase) Options() ratelimit.Options {
-	return ratelimit.Options{Window: c.Window, Bucket: c.Bucket, HardLimitFactor: c.HardLimitFactor, SuppressionCache: time.Nanosecond}
+	return ratelimit.Options{Buckets: c.Buckets, HardLimitFactor: c.HardLimitFactor, SuppressionCache: time.Nanosecond}
+}
+
+// LimitOf is op's limit in c.
+func (c RLCase) LimitOf(op RLOp) ratelimit.Limit {
+	if op.Alt {
+		return c.Alt()
+	}
+	return c.Limit
 }
 
 // Resolve returns op's amount given the limit of the previous decision
@@ -84,15 +138,18 @@ func (op RLOp) Resolve(lastLimit int64) int64 {
 	return max(1, lastLimit+op.N)
 }
 
-// RLResult is a decision as the providers must agree on it.
+// RLResult is an operation's outcome as the providers must agree on it.
 type RLResult struct {
-	Err         string
-	Allowed     bool
-	Random      bool // Suppressed admitted with probability 1 − s: Allowed may differ
-	Limit       int64
-	Remaining   int64
-	RetryAfter  time.Duration
-	Suppression float64
+	Err          string
+	Allowed      bool
+	Random       bool // Suppressed admitted with probability 1 − s: Allowed may differ
+	Limit        int64
+	Count        int64 // Peek; SetIf's count after
+	Prev         int64 // SetIf's count before
+	Remaining    int64
+	RetryAfter   time.Duration
+	ReleaseAfter time.Duration
+	Suppression  float64
 }
 
 // RenderRL renders a decision; a degraded one is an error here (the fuzz
@@ -105,11 +162,31 @@ func RenderRL(d ratelimit.Decision, err error) RLResult {
 		return RLResult{Err: Outcome(nil, err)}
 	}
 	return RLResult{Allowed: d.Allowed, Random: d.Suppression > 0 && d.Suppression < 1, Limit: d.Limit,
-		Remaining: d.Remaining, RetryAfter: d.RetryAfter, Suppression: d.Suppression}
+		Remaining: d.Remaining, RetryAfter: d.RetryAfter, ReleaseAfter: d.ReleaseAfter, Suppression: d.Suppression}
+}
+
+// RenderRLState renders a Peek; a degraded one is an error here.
+func RenderRLState(st ratelimit.State, err error) RLResult {
+	if err == nil && st.Degraded != nil {
+		err = fmt.Errorf("degraded: %w", st.Degraded)
+	}
+	if err != nil {
+		return RLResult{Err: Outcome(nil, err)}
+	}
+	return RLResult{Limit: st.Limit, Count: st.Count, Remaining: st.Remaining, RetryAfter: st.RetryAfter,
+		ReleaseAfter: st.ReleaseAfter, Suppression: st.Suppression}
+}
+
+// RenderRLSet renders a SetIf or (cur = prev = 0) a Reset.
+func RenderRLSet(cur, prev int64, err error) RLResult {
+	if err != nil {
+		return RLResult{Err: Outcome(nil, err)}
+	}
+	return RLResult{Count: cur, Prev: prev}
 }
 
 // Same reports how a and b differ, ignoring who a random admission went
-// to; retry false skips RetryAfter.
+// to; retry false skips RetryAfter and ReleaseAfter.
 func (a RLResult) Same(b RLResult, retry bool) error {
 	x, y := a, b
 	if x.Random && y.Random {
@@ -117,6 +194,7 @@ func (a RLResult) Same(b RLResult, retry bool) error {
 	}
 	if !retry {
 		x.RetryAfter, y.RetryAfter = 0, 0
+		x.ReleaseAfter, y.ReleaseAfter = 0, 0
 	}
 	if x != y {
 		return fmt.Errorf("%+v vs %+v", a, b)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 
+	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	goredisbackend "github.com/distkit-go/distkit/backend/goredis"
 	"github.com/distkit-go/distkit/backend/memory"
@@ -28,21 +29,25 @@ func (c *clock) advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// FuzzRateLimit: for any rate, window, bucket, factor and sequence of
-// requests (amounts up to MaxInt64, both strategies, two keys, the clock
-// advancing by anything from 0 to many windows), Local, Redis on the memory
-// backend (the Go twin), Redis on miniredis (the Lua script) and Hybrid
-// (synced around each decision) make the same decisions: same error, same
-// admission (unless Suppressed drew it at random), limit, remaining,
-// suppression, and RetryAfter (Hybrid: whenever its last sync described
-// enough buckets); and no window of length W, wherever it starts, admits
-// more than the capacity (Absolute only) or the hard limit.
+// FuzzRateLimit: for any limit (N and period, valid or not), number of
+// buckets, factor and sequence of operations (Inc with amounts up to
+// MaxInt64 on both strategies, Peek, SetIf with both histories and any
+// comparator, Reset, two keys, the key switching between two periods, the
+// clock advancing by anything from 0 to many windows), Local, Redis on the
+// memory backend (the Go twin), Redis on miniredis (the Lua script) and
+// Hybrid (synced around each operation) give the same outcomes: same
+// error, same admission (unless Suppressed drew it at random), limit,
+// remaining, counts, suppression, RetryAfter and ReleaseAfter; and on a
+// key nobody set or reset, no window of length Period, wherever it
+// starts, admits more than N (Absolute only) or the hard limit.
 func FuzzRateLimit(f *testing.F) {
-	f.Add(10.0, uint8(9), uint16(99), uint8(10), []byte{99, 0, 0, 0, 0, 200, 0, 0, 1, 0, 0, 0, 255, 1, 0, 0})
-	f.Add(2.05, uint8(9), uint16(99), uint8(0), []byte{0, 205, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
-	f.Add(0.7, uint8(0), uint16(999), uint8(0), []byte{5, 255, 2, 0, 5, 250, 2, 0, 201, 1, 3, 0, 240, 3, 1, 0})
-	f.Add(1e9, uint8(23), uint16(7), uint8(39), []byte{1, 224, 2, 0, 1, 225, 0, 0, 1, 226, 2, 0, 1, 227, 0, 0, 1, 228, 3, 0})
-	f.Add(0.01, uint8(5), uint16(9), uint8(0), []byte{1, 1, 0, 0})
+	f.Add(uint64(10), uint32(999), uint8(10), uint8(10), []byte{99, 0, 0, 0, 0, 200, 0, 0, 1, 0, 0, 0, 255, 1, 0, 0})
+	f.Add(uint64(123), uint32(59999), uint8(0), uint8(0), []byte{0, 205, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 3, 20, 9, 0, 0, 28, 0})
+	f.Add(uint64(7), uint32(999), uint8(1), uint8(11), []byte{5, 255, 2, 0, 5, 250, 2, 0, 201, 1, 3, 0, 240, 3, 1, 0, 1, 4, 36, 0, 1, 2, 0, 0})
+	f.Add(uint64(1e9), uint32(167), uint8(24), uint8(39), []byte{1, 224, 2, 0, 1, 225, 0, 0, 1, 226, 2, 0, 1, 227, 0, 0, 1, 228, 3, 0})
+	f.Add(uint64(0), uint32(5), uint8(5), uint8(0), []byte{1, 1, 0, 0})
+	f.Add(uint64(1<<63), uint32(5), uint8(5), uint8(0), []byte{1, 1, 0, 0})
+	f.Add(uint64(5), uint32(99), uint8(10), uint8(10), []byte{10, 3, 0, 0, 10, 2, 0, 0, 10, 1, 20, 12, 10, 6, 24, 0, 10, 1, 32, 0, 10, 1, 0, 0, 10, 2, 16, 0, 30, 5, 28, 0, 0, 0, 0, 0})
 	mr := miniredis.NewMiniRedis()
 	if err := mr.StartAddr("127.0.0.1:0"); err != nil {
 		f.Fatal(err)
@@ -54,11 +59,11 @@ func FuzzRateLimit(f *testing.F) {
 	}
 	f.Cleanup(func() { lua.Close() })
 	var seq int
-	f.Fuzz(func(t *testing.T, rate float64, nb uint8, bucketMs uint16, hlf uint8, raw []byte) {
+	f.Fuzz(func(t *testing.T, n uint64, periodMs uint32, buckets, hlf uint8, raw []byte) {
 		seq++
-		c := parity.DecodeRL(rate, nb, bucketMs, hlf, raw)
+		c := parity.DecodeRL(n, periodMs, buckets, hlf, raw)
 		if err := runRL(c, fmt.Sprint("fz", seq), mr, lua); err != nil {
-			t.Fatalf("rate %v window %v bucket %v factor %v: %v", c.Rate, c.Window, c.Bucket, c.HardLimitFactor, err)
+			t.Fatalf("limit %v buckets %d factor %v: %v", c.Limit, c.Buckets, c.HardLimitFactor, err)
 		}
 	})
 }
@@ -67,8 +72,15 @@ type rlProvider struct {
 	name   string
 	abs    *ratelimit.Absolute
 	sup    *ratelimit.Suppressed
-	around func() error // Hybrid: called before and after each decision
+	admin  admin
+	around func() error // Hybrid: called before and after each operation
 	adm    map[string][]parity.Admission
+}
+
+// admin is what every provider has besides its strategies.
+type admin interface {
+	Reset(context.Context, string) error
+	SetIf(context.Context, string, ratelimit.Limit, distkit.Comparator, int64, ratelimit.History) (int64, int64, error)
 }
 
 func runRL(c parity.RLCase, prefix string, mr *miniredis.Miniredis, lua backend.Backend) error {
@@ -94,9 +106,9 @@ func runRL(c parity.RLCase, prefix string, mr *miniredis.Miniredis, lua backend.
 	hopts.Prefix = prefix + "-hybrid"
 	hyb, _ := ratelimit.NewHybrid(mem, hopts)
 	defer hyb.Close(ctx)
-	// Before a decision: two syncs without the key, so that its view is
-	// stale and the decision pulls it (at the decision's time); after it: a
-	// sync that pushes what it recorded, at the same time.
+	// Before an operation: two syncs without the key, so that its view is
+	// stale and the operation pulls it (at the operation's time); after it:
+	// a sync that pushes what it recorded, at the same time.
 	var syncs int
 	sync := func() error {
 		syncs++
@@ -108,24 +120,24 @@ func runRL(c parity.RLCase, prefix string, mr *miniredis.Miniredis, lua backend.
 		return hyb.Sync(ctx)
 	}
 	ps := []*rlProvider{
-		{name: "Local", abs: local.Absolute(), sup: local.Suppressed()},
-		{name: "Redis/memory", abs: red.Absolute(), sup: red.Suppressed()},
-		{name: "Redis/miniredis", abs: redLua.Absolute(), sup: redLua.Suppressed()},
-		{name: "Hybrid", abs: hyb.Absolute(), sup: hyb.Suppressed(), around: sync},
+		{name: "Local", abs: local.Absolute(), sup: local.Suppressed(), admin: local},
+		{name: "Redis/memory", abs: red.Absolute(), sup: red.Suppressed(), admin: red},
+		{name: "Redis/miniredis", abs: redLua.Absolute(), sup: redLua.Suppressed(), admin: redLua},
+		{name: "Hybrid", abs: hyb.Absolute(), sup: hyb.Suppressed(), admin: hyb, around: sync},
 	}
 	for _, p := range ps {
 		p.adm = map[string][]parity.Admission{}
 	}
 	lastLimit := int64(0)
 	supUsed := map[string]bool{}
-	maxN := map[string]int64{}
+	tampered := map[string]bool{} // set or reset: admissions before may leave early
 	var capacity, hard int64
 	for i, op := range c.Ops {
 		clk.advance(op.Advance)
 		mr.SetTime(clk.Now())
 		mr.FastForward(op.Advance)
 		n := op.Resolve(lastLimit)
-		supUsed[op.Key] = supUsed[op.Key] || op.Sup
+		lim := c.LimitOf(op)
 		var ref parity.RLResult
 		for j, p := range ps {
 			if p.around != nil {
@@ -133,51 +145,72 @@ func runRL(c parity.RLCase, prefix string, mr *miniredis.Miniredis, lua backend.
 					return fmt.Errorf("op %d: %s sync: %v", i, p.name, err)
 				}
 			}
-			var d ratelimit.Decision
-			var err error
-			if op.Sup {
-				d, err = p.sup.Inc(ctx, op.Key, c.Rate, n)
-			} else {
-				d, err = p.abs.Inc(ctx, op.Key, c.Rate, n)
+			var r parity.RLResult
+			switch op.Kind {
+			case parity.RLDecide:
+				var d ratelimit.Decision
+				var err error
+				if op.Sup {
+					d, err = p.sup.Inc(ctx, op.Key, lim, n)
+				} else {
+					d, err = p.abs.Inc(ctx, op.Key, lim, n)
+				}
+				r = parity.RenderRL(d, err)
+				if d.Allowed {
+					p.adm[op.Key] = append(p.adm[op.Key], parity.Admission{At: clk.Now(), N: n})
+				}
+			case parity.RLPeek:
+				if op.Sup {
+					r = parity.RenderRLState(p.sup.Peek(ctx, op.Key, lim))
+				} else {
+					r = parity.RenderRLState(p.abs.Peek(ctx, op.Key, lim))
+				}
+			case parity.RLSetKeep, parity.RLSetReplace:
+				h := ratelimit.KeepHistory
+				if op.Kind == parity.RLSetReplace {
+					h = ratelimit.ReplaceHistory
+				}
+				r = parity.RenderRLSet(p.admin.SetIf(ctx, op.Key, lim, op.Cmp, n, h))
+			case parity.RLReset:
+				r = parity.RenderRLSet(0, 0, p.admin.Reset(ctx, op.Key))
 			}
 			if p.around != nil {
 				if err := p.around(); err != nil {
 					return fmt.Errorf("op %d: %s sync: %v", i, p.name, err)
 				}
 			}
-			r := parity.RenderRL(d, err)
-			if d.Allowed {
-				p.adm[op.Key] = append(p.adm[op.Key], parity.Admission{At: clk.Now(), N: n})
-			}
 			if j == 0 {
 				ref = r
 				continue
 			}
-			// Hybrid's RetryAfter is exact when its last pull described
-			// enough of the window, which it always does here: each
-			// decision pulls, knowing its own request.
-			exactRetry := true
-			if err := ref.Same(r, exactRetry); err != nil {
+			// Hybrid's RetryAfter and ReleaseAfter are exact when its last
+			// pull described enough of the window, which it always does
+			// here: each operation pulls, knowing its own request.
+			if err := ref.Same(r, true); err != nil {
 				return fmt.Errorf("op %d (%+v, n=%d): Local vs %s: %v", i, op, n, p.name, err)
 			}
-			if !exactRetry && (ref.RetryAfter > 0) != (r.RetryAfter > 0) {
-				return fmt.Errorf("op %d (%+v, n=%d): Local RetryAfter %v, %s %v", i, op, n, ref.RetryAfter, p.name, r.RetryAfter)
-			}
 		}
-		if ref.Err != "" {
-			if i == 0 {
-				return nil // an invalid rate: every provider said so
+		if op.Kind == parity.RLSetKeep || op.Kind == parity.RLSetReplace || op.Kind == parity.RLReset {
+			if ref.Err == "" {
+				tampered[op.Key] = true
 			}
 			continue
 		}
+		if ref.Err != "" {
+			if i == 0 {
+				return nil // an invalid limit: every provider said so
+			}
+			continue
+		}
+		if op.Kind != parity.RLDecide {
+			continue
+		}
+		supUsed[op.Key] = supUsed[op.Key] || op.Sup
 		lastLimit = ref.Limit
 		if op.Sup {
 			hard = ref.Limit
 		} else {
 			capacity = ref.Limit
-		}
-		if n <= ref.Limit {
-			maxN[op.Key] = max(maxN[op.Key], n)
 		}
 	}
 	for _, p := range ps {
@@ -186,10 +219,12 @@ func runRL(c parity.RLCase, prefix string, mr *miniredis.Miniredis, lua backend.
 			if supUsed[key] {
 				limit = max(capacity, hard)
 			}
-			if limit == 0 {
+			if limit == 0 || tampered[key] {
 				continue
 			}
-			if err := parity.CheckRLBound(adm, c.Window, limit); err != nil {
+			// Under either period, every unit stays counted for at least
+			// the shorter one (a switch re-dates, never drops).
+			if err := parity.CheckRLBound(adm, c.Limit.Period, limit); err != nil {
 				return fmt.Errorf("%s key %s: %v", p.name, key, err)
 			}
 		}

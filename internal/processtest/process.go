@@ -414,7 +414,7 @@ func testInstanceKilled(t *testing.T, h ProcessHarness) {
 // ("ratelimit-hybrid": local time).
 func workerRateLimit(b backend.Backend, spec workerSpec) error {
 	ctx := context.Background()
-	opts := ratelimit.Options{Prefix: spec.Prefix, Window: rlWindow, Bucket: rlBucket, SyncInterval: rlSync}
+	opts := ratelimit.Options{Prefix: spec.Prefix, Buckets: rlBuckets, SyncInterval: rlSync}
 	var abs *ratelimit.Absolute
 	if spec.Mode == "ratelimit" {
 		r, err := ratelimit.NewRedis(b, opts)
@@ -441,7 +441,7 @@ func workerRateLimit(b backend.Backend, spec workerSpec) error {
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(end) {
-				d, err := abs.Inc(ctx, "k", rlRate, 1)
+				d, err := abs.Inc(ctx, "k", ratelimit.Per(rlCapacity, rlWindow), 1)
 				if err == nil && d.Degraded != nil {
 					err = d.Degraded
 				}
@@ -474,9 +474,8 @@ func workerRateLimit(b backend.Backend, spec workerSpec) error {
 // The multi-process rate-limit tests: capacity 100 per 500 ms.
 const (
 	rlWindow   = 500 * time.Millisecond
-	rlBucket   = 50 * time.Millisecond
+	rlBuckets  = 10 // of 50 ms
 	rlSync     = 10 * time.Millisecond
-	rlRate     = 200.0
 	rlCapacity = 100
 )
 

@@ -90,9 +90,9 @@ func TestHugeNeverBypasses(t *testing.T) {
 					var d ratelimit.Decision
 					var err error
 					if strat == "abs" {
-						d, err = p.abs.Inc(ctx, key, 1, n) // capacity 60 per minute
+						d, err = p.abs.Inc(ctx, key, ratelimit.PerMinute(60), n)
 					} else {
-						d, err = p.sup.Inc(ctx, key, 1, n)
+						d, err = p.sup.Inc(ctx, key, ratelimit.PerMinute(60), n)
 					}
 					if err != nil {
 						t.Fatalf("Inc(%d): %v", n, err)
@@ -124,34 +124,71 @@ func TestHugeNeverBypasses(t *testing.T) {
 	}
 }
 
-// Item 3: every provider computes one capacity, also for rates whose
-// float64 product with the window lands just below an integer (2.05/s ×
-// 60 s = 122.99999999999999 in float64, 123 in decimal), and Remaining
-// says what the next decision does.
-func TestFractionalCapacityAgrees(t *testing.T) {
+// Item 3: every provider computes one hard limit, also for factors whose
+// float64 product with N lands just below an integer (2.05 × 60 =
+// 122.99999999999999 in float64, 123 in decimal), and Remaining says what
+// the next offer meets.
+func TestHardLimitAgrees(t *testing.T) {
 	ctx := context.Background()
-	for _, rate := range []float64{2.05, 4.1, 16.65, 0.7, 2.5} {
-		w := newWorld(t, ratelimit.Options{})
-		want := map[float64]int{2.05: 123, 4.1: 246, 16.65: 999, 0.7: 42, 2.5: 150}[rate]
+	for _, f := range []float64{2.05, 4.1, 16.65, 1.7, 2.5} {
+		w := newWorld(t, ratelimit.Options{HardLimitFactor: f, SuppressionCache: time.Nanosecond})
+		want := map[float64]int64{2.05: 123, 4.1: 246, 16.65: 999, 1.7: 102, 2.5: 150}[f]
 		for _, p := range w.providers(t) {
-			admitted := 0
-			var last ratelimit.Decision
-			for i := range want + 5 {
+			for i := range want + 2 {
 				p.before()
-				d, err := p.abs.Inc(ctx, "k", rate, 1)
+				d, err := p.sup.Inc(ctx, "k", ratelimit.PerMinute(60), 1)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if i > 0 && last.Remaining > 0 != d.Allowed {
-					t.Fatalf("%s rate %v: Remaining %d, then the next request allowed=%v", p.name, rate, last.Remaining, d.Allowed)
+				if d.Limit != want || (i < want) != (d.Suppression < 1) || d.Remaining != max(0, want-i-1) {
+					t.Fatalf("%s factor %v, offer %d: %+v; want hard limit %d", p.name, f, i+1, d, want)
 				}
-				if d.Allowed {
-					admitted++
-				}
-				last = d
 			}
-			if admitted != want {
-				t.Errorf("%s: rate %v over 60 s admitted %d, want %d", p.name, rate, admitted, want)
+		}
+	}
+}
+
+// Issue 17: a limit reads like the requirement and its window is its
+// period: PerSecond(10) lets 10 through in the first second, not 600;
+// PerMinute(100) a burst of 100, then nothing for the rest of the minute;
+// Every(100ms) one per 100 ms. (Requests every 10 ms for 3 s.)
+func TestFirstSecond(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		limit      ratelimit.Limit
+		first, all int // admitted in the first second, in the first 3 s
+	}{
+		{ratelimit.PerSecond(10), 10, 30},
+		{ratelimit.PerMinute(100), 100, 100},
+		{ratelimit.PerHour(1000), 1000, 1000},
+		{ratelimit.Every(100 * time.Millisecond), 10, 30},
+		{ratelimit.Every(2 * time.Second), 1, 2},
+		{ratelimit.Per(5, 2*time.Second), 5, 10},
+	} {
+		w := newWorld(t, ratelimit.Options{})
+		for _, p := range w.providers(t) {
+			start := w.clk.Now()
+			first, all := 0, 0
+			key := fmt.Sprint(tc.limit, p.name)
+			for ms := 0; ms < 3000; ms += 10 { // 1100 requests a second, every 10 ms
+				now := start.Add(time.Duration(ms) * time.Millisecond)
+				w.clk.Advance(now.Sub(w.clk.Now()))
+				for range 11 {
+					p.before()
+					d, err := p.abs.Inc(ctx, key, tc.limit, 1)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if d.Allowed {
+						all++
+						if ms < 1000 {
+							first++
+						}
+					}
+				}
+			}
+			if first != tc.first || all != tc.all {
+				t.Errorf("%s %v: %d admitted in the first second, %d in the first 3 s; want %d and %d", p.name, tc.limit, first, all, tc.first, tc.all)
 			}
 		}
 	}
@@ -164,13 +201,13 @@ func TestIdleAfterKeepsAdmissions(t *testing.T) {
 	l, clk := newLocal(t, ratelimit.Options{IdleAfter: 10 * time.Millisecond})
 	a := l.Absolute()
 	for i := range 60 {
-		if ok, err := a.Allow(ctx, "k", 1); !ok || err != nil {
+		if ok, err := a.Allow(ctx, "k", ratelimit.PerMinute(60)); !ok || err != nil {
 			t.Fatalf("request %d: %v, %v", i, ok, err)
 		}
 	}
 	clk.Advance(2 * time.Second) // idle past IdleAfter, well within the window
 	time.Sleep(100 * time.Millisecond)
-	if ok, _ := a.Allow(ctx, "k", 1); ok {
+	if ok, _ := a.Allow(ctx, "k", ratelimit.PerMinute(60)); ok {
 		t.Fatal("admitted after IdleAfter although the window still holds 60 of 60")
 	}
 }
@@ -180,7 +217,8 @@ func TestIdleAfterKeepsAdmissions(t *testing.T) {
 func TestHybridSweepRaceLosesNothing(t *testing.T) {
 	ctx := context.Background()
 	b := memory.New(memory.Options{})
-	opts := ratelimit.Options{Window: time.Minute, SyncInterval: time.Millisecond, IdleAfter: time.Nanosecond}
+	opts := ratelimit.Options{SyncInterval: time.Millisecond, IdleAfter: time.Nanosecond}
+	lim := ratelimit.PerMinute(60_000_000_000)
 	h, err := ratelimit.NewHybrid(b, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +232,7 @@ func TestHybridSweepRaceLosesNothing(t *testing.T) {
 			defer wg.Done()
 			for i := 0; time.Now().Before(deadline); i++ {
 				k := (g + i) % 4
-				if ok, _ := h.Absolute().Allow(ctx, fmt.Sprint("k", k), 1e9); ok {
+				if ok, _ := h.Absolute().Allow(ctx, fmt.Sprint("k", k), lim); ok {
 					admitted[k].Add(1)
 				}
 				time.Sleep(time.Duration(i%3) * time.Millisecond) // keys go idle between syncs
@@ -205,13 +243,13 @@ func TestHybridSweepRaceLosesNothing(t *testing.T) {
 	if err := h.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r := testkit.NewRedisLimiter(t, b, ratelimit.Options{Window: time.Minute})
+	r := testkit.NewRedisLimiter(t, b, ratelimit.Options{})
 	for k := range admitted {
-		d, err := r.Absolute().Inc(ctx, fmt.Sprint("k", k), 1e9, 1)
+		d, err := r.Absolute().Inc(ctx, fmt.Sprint("k", k), lim, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if counted := int64(1e9*60) - 1 - d.Remaining; counted != admitted[k].Load() {
+		if counted := lim.N - 1 - d.Remaining; counted != admitted[k].Load() {
 			t.Errorf("key %d: Hybrid admitted %d, the server counted %d: admissions recorded into swept keys were lost", k, admitted[k].Load(), counted)
 		}
 	}
@@ -222,16 +260,16 @@ func TestHybridSweepRaceLosesNothing(t *testing.T) {
 // next burst comes.
 func TestExactWindow(t *testing.T) {
 	ctx := context.Background()
-	const window, bucket = time.Second, 100 * time.Millisecond
-	w := newWorld(t, ratelimit.Options{Window: window, Bucket: bucket})
-	w.clk.Advance(99 * time.Millisecond) // the last ms of a bucket
+	const window = time.Second
+	w := newWorld(t, ratelimit.Options{Buckets: 10}) // buckets of 100 ms
+	w.clk.Advance(99 * time.Millisecond)             // the last ms of a bucket
 	ps := w.providers(t)
 	at := make([][]time.Time, len(ps))
 	for ms := 0; ms < 3000; ms++ {
 		for i, p := range ps {
 			for {
 				p.before()
-				d, err := p.abs.Inc(ctx, "k", 10, 1) // capacity 10
+				d, err := p.abs.Inc(ctx, "k", ratelimit.PerSecond(10), 1)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -264,10 +302,10 @@ func TestDegradedIsNotAnError(t *testing.T) {
 	}
 	defer open.Close(ctx)
 	b.FailNext(1, nil)
-	if d, err := open.Absolute().Inc(ctx, "k", 10, 1); err != nil || !d.Allowed || !errors.Is(d.Degraded, distkit.ErrNotApplied) {
+	if d, err := open.Absolute().Inc(ctx, "k", ratelimit.PerSecond(10), 1); err != nil || !d.Allowed || !errors.Is(d.Degraded, distkit.ErrNotApplied) {
 		t.Fatalf("FailOpen with the backend down: %+v, %v; want admitted without an error, marked degraded", d, err)
 	}
-	if d, err := open.Absolute().Inc(ctx, "k", 10, 1); err != nil || d.Degraded != nil {
+	if d, err := open.Absolute().Inc(ctx, "k", ratelimit.PerSecond(10), 1); err != nil || d.Degraded != nil {
 		t.Fatalf("FailOpen with the backend back: %+v, %v", d, err)
 	}
 }
@@ -280,41 +318,45 @@ func TestClosedLimiters(t *testing.T) {
 	l, _ := ratelimit.NewLocal(ratelimit.Options{})
 	for name, p := range map[string]interface {
 		Absolute() *ratelimit.Absolute
+		Suppressed() *ratelimit.Suppressed
+		Reset(context.Context, string) error
+		SetIf(context.Context, string, ratelimit.Limit, distkit.Comparator, int64, ratelimit.History) (int64, int64, error)
 		Close(context.Context) error
 	}{"Redis": r, "Hybrid": h, "Local": l} {
 		if err := p.Close(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if ok, err := p.Absolute().Allow(ctx, "k", 10); ok || !errors.Is(err, distkit.ErrClosed) {
+		lim := ratelimit.PerSecond(10)
+		if ok, err := p.Absolute().Allow(ctx, "k", lim); ok || !errors.Is(err, distkit.ErrClosed) {
 			t.Errorf("%s after Close: %v, %v; want ErrClosed", name, ok, err)
 		}
-	}
-}
-
-func TestRateBelowOnePerWindow(t *testing.T) {
-	ctx := context.Background()
-	w := newWorld(t, ratelimit.Options{})
-	for _, p := range w.providers(t) {
-		if _, err := p.abs.Inc(ctx, "k", 0.01, 1); !errors.Is(err, distkit.ErrInvalidOption) { // 0.6 per minute
-			t.Errorf("%s: rate 0.01/s over 60 s: %v; want ErrInvalidOption", p.name, err)
+		if _, err := p.Absolute().Wait(ctx, "k", lim, 1); !errors.Is(err, distkit.ErrClosed) {
+			t.Errorf("%s Wait after Close: %v; want ErrClosed", name, err)
 		}
-		if _, err := p.abs.Inc(ctx, "k", 1.0/60, 1); err != nil { // exactly one per minute
-			t.Errorf("%s: rate 1/60 per second over 60 s: %v", p.name, err)
+		if _, err := p.Suppressed().Peek(ctx, "k", lim); !errors.Is(err, distkit.ErrClosed) {
+			t.Errorf("%s Peek after Close: %v; want ErrClosed", name, err)
+		}
+		if err := p.Reset(ctx, "k"); !errors.Is(err, distkit.ErrClosed) {
+			t.Errorf("%s Reset after Close: %v; want ErrClosed", name, err)
+		}
+		if _, _, err := p.SetIf(ctx, "k", lim, distkit.Always(), 0, ratelimit.KeepHistory); !errors.Is(err, distkit.ErrClosed) {
+			t.Errorf("%s SetIf after Close: %v; want ErrClosed", name, err)
 		}
 	}
 }
 
 func TestHybridRetryAfter(t *testing.T) {
 	ctx := context.Background()
-	w := newWorld(t, ratelimit.Options{Window: 10 * time.Second, Bucket: time.Second})
+	w := newWorld(t, ratelimit.Options{Buckets: 10})
 	p := w.providers(t)[2]
+	lim := ratelimit.Per(10, 10*time.Second)
 	for range 5 {
 		p.before()
-		p.abs.Inc(ctx, "k", 1, 2) // capacity 10
+		p.abs.Inc(ctx, "k", lim, 2)
 		w.clk.Advance(time.Second)
 	}
 	p.before()
-	d, err := p.abs.Inc(ctx, "k", 1, 3)
+	d, err := p.abs.Inc(ctx, "k", lim, 3)
 	if err != nil || d.Allowed {
 		t.Fatalf("over capacity: %+v, %v", d, err)
 	}

@@ -9,8 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
-	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/ratelimitscript"
 )
 
@@ -46,8 +46,10 @@ type hkey struct {
 	serverMs int64
 	pulledAt time.Time
 
-	limit, maxN int64 // the latest limit decided against, the largest n (≤ limit) seen
-	supLast     bool  // the latest decision was Suppressed
+	g           geometry // the window of the latest decision or SetIf: what pushes use
+	vg          geometry // the window the view (global, profile) describes
+	limit, maxN int64    // the latest limit decided against, the largest n (≤ limit) seen
+	supLast     bool     // the latest decision was Suppressed
 	lastUse     time.Time
 	sup         suppression
 }
@@ -58,7 +60,6 @@ type hkey struct {
 type Hybrid struct {
 	b      backend.Backend
 	cfg    config
-	ttl    string
 	keys   *keyMap[hkey]
 	jan    *janitor
 	closed atomic.Bool
@@ -87,8 +88,7 @@ func NewHybrid(b backend.Backend, opts Options) (*Hybrid, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Hybrid{b: b, cfg: cfg, ttl: driver.Millis(cfg.window + cfg.bucket), keys: newKeyMap[hkey](),
-		quarantine: map[*hkey]struct{}{}}
+	h := &Hybrid{b: b, cfg: cfg, keys: newKeyMap[hkey](), quarantine: map[*hkey]struct{}{}}
 	h.lastSweep = cfg.clock.Now()
 	h.jan = startJanitor(cfg.sync, func(base context.Context) {
 		ctx, cancel := context.WithTimeout(base, h.syncTimeout())
@@ -108,26 +108,38 @@ func (h *Hybrid) Absolute() *Absolute { return &Absolute{p: h} }
 // Suppressed returns the Suppressed strategy on this provider.
 func (h *Hybrid) Suppressed() *Suppressed { return &Suppressed{p: h} }
 
+func (h *Hybrid) conf() *config { return &h.cfg }
+
 // stale reports whether k's view of the global count is too old to decide
-// on: never pulled (and never failed), or the key sat out the last two
-// sync rounds; a quarantined key waits for its backoff.
-func (h *Hybrid) stale(k *hkey) bool {
+// on under geometry g: never pulled (and never failed), pulled under
+// another geometry, or the key sat out the last two sync rounds; a
+// quarantined key waits for its backoff.
+func (h *Hybrid) stale(k *hkey, g geometry) bool {
 	switch {
 	case k.permanent && h.cfg.clock.Now().Before(k.retryAt):
 		return false
-	case !k.synced && k.err == nil:
+	case !k.synced && k.err == nil, k.synced && k.vg != g:
 		return true
 	}
 	return k.sentRound+1 < h.round.Load()
 }
 
-func (h *Hybrid) decide(ctx context.Context, sup bool, key string, rate float64, n int64) (Decision, error) {
+func (h *Hybrid) decide(ctx context.Context, sup bool, key string, lim limits, g geometry, n int64) (d Decision, err error) {
+	err = h.view(ctx, sup, key, lim, g, n, func(k *hkey) { d = h.decideLocked(k, sup, lim, n) })
+	return d, err
+}
+
+func (h *Hybrid) peek(ctx context.Context, sup bool, key string, lim limits, g geometry) (st State, err error) {
+	err = h.view(ctx, sup, key, lim, g, 0, func(k *hkey) { st = h.peekLocked(k, sup, lim) })
+	return st, err
+}
+
+// view runs f on key's state (locked) once its view of the global count is
+// fresh enough to decide on, pulling it first when stale. n is the amount
+// of a decision (0 for a peek).
+func (h *Hybrid) view(ctx context.Context, sup bool, key string, lim limits, g geometry, n int64, f func(k *hkey)) error {
 	if h.closed.Load() {
-		return Decision{}, errClosed(key)
-	}
-	lim, err := h.cfg.limitsFor(rate)
-	if err != nil {
-		return Decision{}, err
+		return errClosed(key)
 	}
 	limit := lim.capacity
 	if sup {
@@ -140,44 +152,65 @@ func (h *Hybrid) decide(ctx context.Context, sup bool, key string, rate float64,
 			k.mu.Unlock()
 			continue
 		}
-		k.limit, k.supLast = limit, sup // what a pull should describe (room)
-		if n <= limit {
-			k.maxN = max(k.maxN, n)
+		if n > 0 || k.g == (geometry{}) {
+			k.g = g // a peek does not change what pushes use
 		}
-		if h.stale(k) {
+		if n > 0 {
+			k.limit, k.supLast = limit, sup // what a pull should describe (room)
+			if n <= limit {
+				k.maxN = max(k.maxN, n)
+			}
+		} else if k.limit == 0 {
+			k.limit, k.supLast = limit, sup
+		}
+		if h.stale(k, g) {
 			if ch := k.loading; ch != nil { // another caller is pulling: wait for it
 				k.mu.Unlock()
 				select {
 				case <-ch:
 					continue
 				case <-ctx.Done():
-					return Decision{}, callerDone(ctx, key, nil)
+					return callerDone(ctx, key, nil)
 				}
 			}
 			if ctx.Err() != nil {
 				k.mu.Unlock()
-				return Decision{}, callerDone(ctx, key, nil)
+				return callerDone(ctx, key, nil)
 			}
 			ch := make(chan struct{})
 			k.loading = ch
 			k.mu.Unlock()
-			err := h.pull(ctx, k)
+			err := h.pull(ctx, k, g, n > 0) // a decision's pull writes (as a Redis decision would), a peek's reads
 			k.mu.Lock()
 			k.loading = nil
 			close(ch)
 			if err != nil {
 				k.mu.Unlock()
-				return Decision{}, err // the caller's context ended
+				return err // the caller's context ended
 			}
 		}
 		if h.closed.Load() { // checked under k.mu: Close's final push sees what was recorded before
 			k.mu.Unlock()
-			return Decision{}, errClosed(key)
+			return errClosed(key)
 		}
-		d := h.decideLocked(k, sup, lim, n)
+		f(k)
 		k.mu.Unlock()
-		return d, nil
+		return nil
 	}
+}
+
+// peekLocked is k's (locked) State from its view.
+func (h *Hybrid) peekLocked(k *hkey, sup bool, lim limits) State {
+	now := h.cfg.clock.Now()
+	local := k.inflight + k.pending
+	count := min(k.global+local, MaxCount)
+	st := peekState(sup, lim, count, now)
+	st.Degraded = k.err
+	if count+1 > st.Limit {
+		st.RetryAfter = h.retryAfter(k, count+1-st.Limit, local, now)
+	}
+	st.ReleaseAfter = h.releaseAfter(k, local, now)
+	return st
 }
 
 // decideLocked decides for k (locked) against its view.
@@ -214,7 +247,38 @@ func (h *Hybrid) decideLocked(k *hkey, sup bool, lim limits, n int64) Decision {
 		}
 		d.RetryAfter = h.retryAfter(k, after+n-d.Limit, k.inflight+k.pending, now)
 	}
+	d.ReleaseAfter = h.releaseAfter(k, k.inflight+k.pending, now)
 	return d
+}
+
+// serverNow estimates the server's time now from k's last pull.
+func (h *Hybrid) serverNow(k *hkey, now time.Time) int64 {
+	return k.serverMs + now.Sub(k.pulledAt).Milliseconds()
+}
+
+// leave is how long from now until bucket b leaves k's window (≥ 1 ms).
+func (h *Hybrid) leave(k *hkey, b int64, now time.Time) time.Duration {
+	return time.Duration(max((b+k.vg.nb+1)*k.vg.bucketMs-1-h.serverNow(k, now), 1)) * time.Millisecond
+}
+
+// releaseAfter is when k's window next counts less, by the oldest bucket
+// of the last pull still in the window, else this instance's own unpushed
+// increments (the current bucket at the earliest); 0 when neither holds
+// anything.
+func (h *Hybrid) releaseAfter(k *hkey, local int64, now time.Time) time.Duration {
+	if k.vg.bucketMs == 0 || !k.synced {
+		return 0
+	}
+	oldest := (h.serverNow(k, now)+1)/k.vg.bucketMs - k.vg.nb
+	for i := 0; i+1 < len(k.profile); i += 2 {
+		if k.profile[i] >= oldest && k.profile[i+1] > 0 {
+			return h.leave(k, k.profile[i], now)
+		}
+	}
+	if local > 0 {
+		return h.leave(k, h.serverNow(k, now)/k.vg.bucketMs, now)
+	}
+	return 0
 }
 
 // retryAfter is when need units will have left the window, by the oldest
@@ -224,11 +288,12 @@ func (h *Hybrid) decideLocked(k *hkey, sup bool, lim limits, n int64) Decision {
 // described too little), a lower bound: the last bucket described, or
 // else the next sync, which will describe more.
 func (h *Hybrid) retryAfter(k *hkey, need, local int64, now time.Time) time.Duration {
-	bucketMs := h.cfg.bucket.Milliseconds()
-	serverNow := k.serverMs + now.Sub(k.pulledAt).Milliseconds()
-	leave := func(b int64) time.Duration {
-		return time.Duration(max((b+h.cfg.nb+1)*bucketMs-1-serverNow, 1)) * time.Millisecond
+	bucketMs := k.vg.bucketMs
+	if bucketMs == 0 || !k.synced {
+		return min(h.cfg.sync, time.Duration(k.g.ttlMs())*time.Millisecond)
 	}
+	serverNow := h.serverNow(k, now)
+	leave := func(b int64) time.Duration { return h.leave(k, b, now) }
 	freed, last := int64(0), int64(-1)
 	for i := 0; i+1 < len(k.profile); i += 2 {
 		freed += k.profile[i+1]
@@ -243,7 +308,7 @@ func (h *Hybrid) retryAfter(k *hkey, need, local int64, now time.Time) time.Dura
 	if last >= 0 {
 		return leave(last)
 	}
-	return min(h.cfg.sync, h.cfg.window)
+	return min(h.cfg.sync, time.Duration(k.vg.nb*bucketMs)*time.Millisecond)
 }
 
 // room is how much the window may hold before a request as large as the
@@ -264,10 +329,10 @@ func (h *Hybrid) room(k *hkey, push int64) string {
 	return strconv.FormatInt(max(k.limit-need-local, 0), 10)
 }
 
-func (h *Hybrid) call(k *hkey, push int64) backend.Call {
+func (h *Hybrid) call(k *hkey, mode string, g geometry, push int64) backend.Call {
 	return backend.Call{Script: ratelimitscript.Window, Keys: h.cfg.keys(k.name),
-		Args: []string{"sync", driver.Millis(h.cfg.bucket), strconv.FormatInt(h.cfg.nb, 10),
-			strconv.FormatInt(push, 10), h.ttl, h.room(k, push), strconv.Itoa(ratelimitscript.ProfileMax)}}
+		Args: windowArgs(mode, g, strconv.FormatInt(push, 10), h.room(k, push),
+			strconv.Itoa(ratelimitscript.ProfileMax))}
 }
 
 // syncReply is the answer of the window script's sync mode.
@@ -284,24 +349,30 @@ func parseSync(v backend.Value) (syncReply, error) {
 	return syncReply{total: a[0], nowMs: a[1], profile: a[2:]}, nil
 }
 
-// apply takes a successful pull into k (locked).
-func (h *Hybrid) apply(k *hkey, r syncReply) {
-	k.global, k.synced = r.total, true
+// apply takes a successful pull under g into k (locked).
+func (h *Hybrid) apply(k *hkey, g geometry, r syncReply) {
+	k.global, k.synced, k.vg = r.total, true, g
 	k.seq++
 	k.err, k.permanent, k.backoff = nil, false, 0
 	k.profile, k.serverMs, k.pulledAt = r.profile, r.nowMs, h.cfg.clock.Now()
 }
 
-// pull reads k's global count for a decision, under the caller's ctx
+// pull reads k's global count for a decision (write: with the window
+// script's sync mode, which re-dates a window kept under another
+// geometry) or a peek (view mode: nothing written), under the caller's ctx
 // bounded by the sync timeout. It returns an error only when the caller's
 // ctx ended; a backend failure is recorded on the key (its decisions are
 // degraded until a sync succeeds). The reply is dropped when a sync round
 // applied a newer one meanwhile.
-func (h *Hybrid) pull(ctx context.Context, k *hkey) error {
+func (h *Hybrid) pull(ctx context.Context, k *hkey, g geometry, write bool) error {
 	pctx, cancel := context.WithTimeout(ctx, h.syncTimeout())
 	defer cancel()
+	mode := ratelimitscript.ModeView
+	if write {
+		mode = ratelimitscript.ModeSync
+	}
 	k.mu.Lock()
-	c := h.call(k, 0)
+	c := h.call(k, mode, g, 0)
 	seq := k.seq
 	k.mu.Unlock()
 	res := h.b.EvalScripts(pctx, []backend.Call{c})[0]
@@ -326,7 +397,7 @@ func (h *Hybrid) pull(ctx context.Context, k *hkey) error {
 		return nil
 	}
 	if k.seq == seq {
-		h.apply(k, r)
+		h.apply(k, g, r)
 	}
 	return nil
 }
@@ -405,7 +476,7 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 			k.sentRound = round
 			k.inflight, k.pending = k.pending, 0
 			keys = append(keys, k)
-			calls = append(calls, h.call(k, k.inflight))
+			calls = append(calls, h.call(k, ratelimitscript.ModeSync, k.g, k.inflight))
 		}
 		k.mu.Unlock()
 	}
@@ -423,7 +494,7 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 		}
 		k.mu.Lock()
 		if err == nil {
-			h.apply(k, r)
+			h.apply(k, k.g, r)
 			k.inflight = 0
 			k.mu.Unlock()
 			continue
@@ -469,6 +540,104 @@ func (h *Hybrid) sweep(now time.Time) {
 		k.dead = true
 		return true
 	})
+}
+
+// Reset deletes key's window on the backend and forgets this instance's
+// increments of it not yet pushed: its next decision, on every provider
+// sharing the prefix, starts from nothing (another Hybrid instance still
+// pushes what it admitted and not yet pushed, and decides against its own
+// view until its next sync). It waits for a sync in progress. The error is
+// non-nil for invalid input, a closed provider, ctx ending or a backend
+// failure (wrapping distkit.ErrNotApplied when the window was certainly
+// not deleted, ErrIndeterminate when it may have been); this instance's
+// state is then unchanged.
+func (h *Hybrid) Reset(ctx context.Context, key string) error {
+	if err := distkit.ValidateKey("key", key); err != nil {
+		return fmt.Errorf("ratelimit: %w", err)
+	}
+	if h.closed.Load() {
+		return errClosed(key)
+	}
+	return h.admin(ctx, key, nil, func(k *hkey) backend.Call {
+		return backend.Call{Script: ratelimitscript.Window, Keys: h.cfg.keys(key), Args: []string{ratelimitscript.ModeReset}}
+	}, func(k *hkey, v backend.Value) error {
+		if k != nil {
+			k.pending = 0
+			k.global, k.synced, k.profile, k.vg = 0, true, nil, k.g
+			k.serverMs, k.pulledAt = h.cfg.clock.Now().UnixMilli(), h.cfg.clock.Now()
+			k.err, k.permanent, k.backoff = nil, false, 0
+		}
+		return nil
+	})
+}
+
+// SetIf sets key's window count (what Peek reports as Count) to value
+// when cmp matches the current count, keeping or replacing the buckets it
+// holds (History); it returns the count after and before: (value, prev)
+// on a match, (prev, prev) otherwise. It acts on the server in one atomic
+// script that first pushes this instance's increments of the key (so the
+// comparison sees them), waiting for a sync in progress; other instances
+// see the new count at their next sync. limit gives the window (only its
+// Period matters). Errors as Redis.SetIf; on a backend failure this
+// instance keeps its increments for the next sync.
+func (h *Hybrid) SetIf(ctx context.Context, key string, limit Limit, cmp distkit.Comparator, value int64, hist History) (cur, prev int64, err error) {
+	if err := checkSet(key, limit, value, hist); err != nil {
+		return 0, 0, err
+	}
+	if h.closed.Load() {
+		return 0, 0, errClosed(key)
+	}
+	g := geometryOf(limit, h.cfg.buckets)
+	err = h.admin(ctx, key, &g, func(k *hkey) backend.Call {
+		push := int64(0)
+		if k != nil {
+			push = k.pending
+		}
+		return backend.Call{Script: ratelimitscript.Window, Keys: h.cfg.keys(key), Args: setArgs(g, push, cmp, value, hist)}
+	}, func(k *hkey, v backend.Value) error {
+		r, err := parseSet(v)
+		if err != nil {
+			return err
+		}
+		cur, prev = r.cur, r.prev
+		if k != nil {
+			// The count is known, not where its buckets are: the next
+			// decision or Peek pulls them (for RetryAfter, ReleaseAfter).
+			k.pending = 0
+			k.global, k.synced, k.profile, k.vg = r.cur, false, nil, g
+			k.err, k.permanent, k.backoff = nil, false, 0
+			k.seq++
+		}
+		return nil
+	})
+	return cur, prev, err
+}
+
+// admin runs one administrative script for key between sync rounds (so no
+// increment of the key is in flight), with key's local state (nil when
+// this instance has none) locked; apply takes a successful reply into it.
+// g, when set, becomes the key's geometry.
+func (h *Hybrid) admin(ctx context.Context, key string, g *geometry, call func(k *hkey) backend.Call, apply func(k *hkey, v backend.Value) error) error {
+	h.syncMu.Lock()
+	defer h.syncMu.Unlock()
+	k := h.keys.lookup(key)
+	if k != nil {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		if k.dead {
+			k = nil
+		} else if g != nil {
+			k.g = *g
+		}
+	}
+	res := h.b.EvalScripts(ctx, []backend.Call{call(k)})[0]
+	if res.Err != nil {
+		return fmt.Errorf("ratelimit: key %q: %w", key, res.Err)
+	}
+	if k != nil {
+		k.sentRound = h.round.Load() // a fresh view
+	}
+	return apply(k, res.Value)
 }
 
 // Close stops the sync loop, then pushes every key's increments not yet

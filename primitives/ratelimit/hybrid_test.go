@@ -17,6 +17,9 @@ import (
 	"github.com/distkit-go/distkit/primitives/ratelimit"
 )
 
+// perMinute600 is what 10/s over the old default window of 60 s was.
+var perMinute600 = ratelimit.PerMinute(600)
+
 func newHybrid(t *testing.T, b backend.Backend, opts ratelimit.Options) *ratelimit.Hybrid {
 	t.Helper()
 	h, err := ratelimit.NewHybrid(b, opts)
@@ -38,29 +41,29 @@ func TestHybridTransientFailureIsPerSync(t *testing.T) {
 	b := memory.New(memory.Options{})
 	h := newHybrid(t, b, ratelimit.Options{SyncInterval: time.Hour})
 	for _, k := range []string{"a", "b"} {
-		if d, err := h.Absolute().Inc(ctx, k, 10, 1); err != nil || d.Degraded != nil {
+		if d, err := h.Absolute().Inc(ctx, k, perMinute600, 1); err != nil || d.Degraded != nil {
 			t.Fatalf("key %s: %+v, %v", k, d, err)
 		}
 	}
 	if err := h.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	h.Absolute().Inc(ctx, "a", 10, 1) // only a is in the next sync
+	h.Absolute().Inc(ctx, "a", perMinute600, 1) // only a is in the next sync
 	b.FailNext(1, nil)
 	if err := h.Sync(ctx); !errors.Is(err, distkit.ErrNotApplied) {
 		t.Fatalf("failed sync: %v", err)
 	}
-	d, err := h.Absolute().Inc(ctx, "a", 10, 1)
+	d, err := h.Absolute().Inc(ctx, "a", perMinute600, 1)
 	if err != nil || !d.Allowed || !errors.Is(d.Degraded, distkit.ErrNotApplied) {
 		t.Fatalf("key a after its sync failed: %+v, %v; want a local decision marked degraded", d, err)
 	}
-	if d, err := h.Absolute().Inc(ctx, "b", 10, 1); err != nil || d.Degraded != nil {
+	if d, err := h.Absolute().Inc(ctx, "b", perMinute600, 1); err != nil || d.Degraded != nil {
 		t.Fatalf("key b was not in the failed sync: %+v, %v", d, err)
 	}
 	if err := h.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if d, err := h.Absolute().Inc(ctx, "a", 10, 1); err != nil || d.Degraded != nil {
+	if d, err := h.Absolute().Inc(ctx, "a", perMinute600, 1); err != nil || d.Degraded != nil {
 		t.Fatalf("key a after a good sync: %+v, %v", d, err)
 	}
 	// Nothing was lost: a's 4 and b's 2 reached the server.
@@ -69,7 +72,7 @@ func TestHybridTransientFailureIsPerSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	for k, want := range map[string]int64{"a": 4, "b": 2} {
-		if d, _ := r.Absolute().Inc(ctx, k, 10, 1); d.Remaining != 600-want-1 {
+		if d, _ := r.Absolute().Inc(ctx, k, perMinute600, 1); d.Remaining != 600-want-1 {
 			t.Fatalf("key %s on the server: %+v; want %d counted", k, d, want)
 		}
 	}
@@ -87,14 +90,14 @@ func TestHybridQuarantine(t *testing.T) {
 	if _, err := b.EvalScript(ctx, testkit.WrongTypeScript, []string{bad.Counts}); err == nil {
 		t.Fatal("WRONGTYPE script succeeded")
 	}
-	d, err := h.Absolute().Inc(ctx, "bad", 10, 1)
+	d, err := h.Absolute().Inc(ctx, "bad", perMinute600, 1)
 	var se *backend.ScriptError
 	if err != nil || !errors.As(d.Degraded, &se) {
 		t.Fatalf("bad key: %+v, %v; want degraded by the script error", d, err)
 	}
 	before := cb.perKey("bad")
 	for range 10 {
-		h.Absolute().Inc(ctx, "bad", 10, 1)
+		h.Absolute().Inc(ctx, "bad", perMinute600, 1)
 		h.Sync(ctx)
 		clk.Advance(50 * time.Millisecond)
 	}
@@ -106,7 +109,7 @@ func TestHybridQuarantine(t *testing.T) {
 	if err := h.Sync(ctx); err != nil {
 		t.Fatalf("sync after the fix: %v", err)
 	}
-	if d, err := h.Absolute().Inc(ctx, "bad", 10, 1); err != nil || d.Degraded != nil {
+	if d, err := h.Absolute().Inc(ctx, "bad", perMinute600, 1); err != nil || d.Degraded != nil {
 		t.Fatalf("bad key after the fix: %+v, %v", d, err)
 	}
 }
@@ -119,21 +122,21 @@ func TestCancelledCallerContext(t *testing.T) {
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 	r := testkit.NewRedisLimiter(t, b, ratelimit.Options{})
-	if _, err := r.Absolute().Inc(cancelled, "k", 10, 1); !errors.Is(err, context.Canceled) {
+	if _, err := r.Absolute().Inc(cancelled, "k", perMinute600, 1); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Redis with a cancelled context: %v", err)
 	}
-	if d, err := r.Absolute().Inc(ctx, "k", 10, 1); err != nil || d.Remaining != 599 {
+	if d, err := r.Absolute().Inc(ctx, "k", perMinute600, 1); err != nil || d.Remaining != 599 {
 		t.Fatalf("Redis after a cancelled call: %+v, %v; want nothing counted for it", d, err)
 	}
 	h := newHybrid(t, b, ratelimit.Options{Prefix: "h", SyncInterval: time.Hour})
 	b.Latency(50 * time.Millisecond)
 	short, cancel2 := context.WithTimeout(ctx, 5*time.Millisecond)
 	defer cancel2()
-	if _, err := h.Absolute().Inc(short, "k", 10, 1); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := h.Absolute().Inc(short, "k", perMinute600, 1); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Hybrid first use with a short context: %v", err)
 	}
 	b.Latency(0)
-	if d, err := h.Absolute().Inc(ctx, "k", 10, 1); err != nil || d.Degraded != nil || d.Remaining != 599 {
+	if d, err := h.Absolute().Inc(ctx, "k", perMinute600, 1); err != nil || d.Degraded != nil || d.Remaining != 599 {
 		t.Fatalf("Hybrid after a caller gave up: %+v, %v", d, err)
 	}
 }
@@ -152,7 +155,7 @@ func TestHybridCloseRacingDecisions(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := 0; ; i++ {
-					d, err := h.Absolute().Inc(ctx, fmt.Sprint("k", (g+i)%3), 1e6, 1)
+					d, err := h.Absolute().Inc(ctx, fmt.Sprint("k", (g+i)%3), ratelimit.PerMinute(60_000_000), 1)
 					if errors.Is(err, distkit.ErrClosed) {
 						return
 					}
@@ -174,7 +177,7 @@ func TestHybridCloseRacingDecisions(t *testing.T) {
 		r := testkit.NewRedisLimiter(t, b, ratelimit.Options{})
 		counted := int64(0)
 		for k := range 3 {
-			d, _ := r.Absolute().Inc(ctx, fmt.Sprint("k", k), 1e6, 1)
+			d, _ := r.Absolute().Inc(ctx, fmt.Sprint("k", k), ratelimit.PerMinute(60_000_000), 1)
 			counted += 6e7 - 1 - d.Remaining
 		}
 		if counted != admitted.Load() {
@@ -187,7 +190,7 @@ func TestHybridCloseRacingDecisions(t *testing.T) {
 // window.
 func TestLocalSweepRace(t *testing.T) {
 	ctx := context.Background()
-	l, err := ratelimit.NewLocal(ratelimit.Options{Window: time.Second, Bucket: 10 * time.Millisecond, IdleAfter: time.Nanosecond})
+	l, err := ratelimit.NewLocal(ratelimit.Options{IdleAfter: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +204,7 @@ func TestLocalSweepRace(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(deadline) {
-				d, _ := l.Absolute().Inc(ctx, "k", 20, 1) // capacity 20
+				d, _ := l.Absolute().Inc(ctx, "k", ratelimit.PerSecond(20), 1)
 				if d.Allowed {
 					mu.Lock()
 					at = append(at, d.At)

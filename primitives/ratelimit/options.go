@@ -12,12 +12,13 @@ import (
 	"github.com/distkit-go/distkit/internal/keyspace"
 )
 
-// Defaults of Options.
+// Defaults and bounds of Options.
 const (
-	DefaultWindow           = 60 * time.Second
-	DefaultBucket           = 100 * time.Millisecond
+	DefaultBuckets          = 100
+	MaxBuckets              = 10000
 	DefaultSuppressionCache = 100 * time.Millisecond
 	DefaultSyncInterval     = 10 * time.Millisecond
+	DefaultIdleAfter        = time.Minute
 )
 
 // FailurePolicy says what a decision is when the backend fails (or, on
@@ -59,18 +60,16 @@ func (p FailurePolicy) String() string {
 
 // Options configure a provider. The zero value is valid.
 type Options struct {
-	// Window is the sliding window; default 60 s. A rate r per second
-	// allows ⌊r × Window⌋ (in seconds) per window: see the package doc,
-	// "Capacity".
-	Window time.Duration
-	// Bucket is the window's granularity: admissions are counted per
-	// bucket, and a bucket leaves the window when its end does, so an
-	// admission is counted for between Window and Window + Bucket − 1 ms;
-	// default 100 ms. A whole number of milliseconds that divides Window.
-	Bucket time.Duration
+	// Buckets is how many buckets a Limit's period is cut into (each a
+	// whole number of milliseconds, at least 1 ms): admissions are counted
+	// per bucket, and a bucket leaves the window when its end does, so an
+	// admission is counted for between the period and the period plus two
+	// buckets; default 100, at most MaxBuckets. Every limiter sharing a
+	// prefix should use the same value (a key written with another bucket
+	// size is re-dated: see the package doc).
+	Buckets int
 	// HardLimitFactor (Suppressed): requests are rejected outright above
-	// the hard limit ⌊rate × Window × HardLimitFactor⌋; default 1, at
-	// least 1.
+	// the hard limit ⌊Limit.N × HardLimitFactor⌋; default 1, at least 1.
 	HardLimitFactor float64
 	// SuppressionCache (Suppressed): how long a key's suppression factor
 	// is reused; default 100 ms.
@@ -81,7 +80,7 @@ type Options struct {
 	// IdleAfter: local state of a key unused this long is dropped by a
 	// background loop, but never while it still holds something the
 	// window counts (Local: admissions in the window; Hybrid: increments
-	// not yet pushed); default Window.
+	// not yet pushed); default DefaultIdleAfter (1 minute).
 	IdleAfter time.Duration
 	// OnError: see FailurePolicy.
 	OnError FailurePolicy
@@ -95,8 +94,7 @@ type Options struct {
 }
 
 type config struct {
-	window, bucket   time.Duration
-	nb               int64 // buckets per window
+	buckets          int64
 	hlf              float64
 	suppressionCache time.Duration
 	sync             time.Duration
@@ -113,7 +111,7 @@ func invalid(format string, args ...any) error {
 }
 
 func (o Options) config(defaultPolicy FailurePolicy, allowLocal bool) (config, error) {
-	c := config{window: o.Window, bucket: o.Bucket, hlf: o.HardLimitFactor, suppressionCache: o.SuppressionCache,
+	c := config{buckets: int64(o.Buckets), hlf: o.HardLimitFactor, suppressionCache: o.SuppressionCache,
 		sync: o.SyncInterval, idle: o.IdleAfter, onError: o.OnError, clock: o.Clock}
 	def := func(v *time.Duration, d time.Duration, name string) error {
 		switch {
@@ -128,24 +126,21 @@ func (o Options) config(defaultPolicy FailurePolicy, allowLocal bool) (config, e
 		v    *time.Duration
 		d    time.Duration
 		name string
-	}{{&c.window, DefaultWindow, "Window"}, {&c.bucket, DefaultBucket, "Bucket"},
-		{&c.suppressionCache, DefaultSuppressionCache, "SuppressionCache"}, {&c.sync, DefaultSyncInterval, "SyncInterval"}} {
+	}{{&c.suppressionCache, DefaultSuppressionCache, "SuppressionCache"}, {&c.sync, DefaultSyncInterval, "SyncInterval"},
+		{&c.idle, DefaultIdleAfter, "IdleAfter"}} {
 		if err := def(f.v, f.d, f.name); err != nil {
 			return config{}, err
 		}
 	}
-	if err := def(&c.idle, c.window, "IdleAfter"); err != nil {
-		return config{}, err
-	}
 	switch {
-	case c.bucket < time.Millisecond || c.bucket%time.Millisecond != 0:
-		return config{}, invalid("Bucket %v must be a whole number of milliseconds", c.bucket)
-	case c.window%c.bucket != 0:
-		return config{}, invalid("Bucket %v does not divide Window %v", c.bucket, c.window)
-	case c.sync < time.Millisecond:
+	case c.buckets == 0:
+		c.buckets = DefaultBuckets
+	case c.buckets < 0 || c.buckets > MaxBuckets:
+		return config{}, invalid("Buckets %d must be between 1 and %d", c.buckets, MaxBuckets)
+	}
+	if c.sync < time.Millisecond {
 		return config{}, invalid("SyncInterval %v is below 1ms", c.sync)
 	}
-	c.nb = int64(c.window / c.bucket)
 	switch {
 	case c.hlf == 0:
 		c.hlf = 1
@@ -176,41 +171,41 @@ func (o Options) config(defaultPolicy FailurePolicy, allowLocal bool) (config, e
 	return c, nil
 }
 
-// limits are the capacity and the hard limit a rate gives.
+// limits are the capacity and the hard limit of a Limit.
 type limits struct{ capacity, hard int64 }
 
-// limits returns ⌊rate × Window⌋ and ⌊rate × Window × HardLimitFactor⌋,
-// computed exactly from the shortest decimal forms of rate and the factor
-// (with the tolerance below),
-// or an error wrapping ErrInvalidOption when the capacity is below 1 or
-// either is above MaxCount. Results are cached per rate, without locks.
-func (c *config) limitsFor(rate float64) (limits, error) {
-	bits := math.Float64bits(rate)
-	slot := &c.limits.slots[(bits*0x9E3779B97F4A7C15)>>(64-limitSlotsLog2)]
-	if e := slot.Load(); e != nil && e.bits == bits {
+// limitsFor validates l and returns N and, for Suppressed (sup),
+// ⌊N × HardLimitFactor⌋, computed exactly from the factor's shortest
+// decimal form (with the tolerance below), or an error wrapping
+// ErrInvalidOption when l is invalid or the hard limit is above MaxCount.
+// Hard limits are cached per N, without locks.
+func (c *config) limitsFor(l Limit, sup bool) (limits, error) {
+	if err := l.Validate(); err != nil {
+		return limits{}, err
+	}
+	if !sup || c.hlf == 1 {
+		return limits{capacity: l.N, hard: l.N}, nil
+	}
+	slot := &c.limits.slots[(uint64(l.N)*0x9E3779B97F4A7C15)>>(64-limitSlotsLog2)]
+	if e := slot.Load(); e != nil && e.n == l.N {
 		return e.l, nil
 	}
-	r := decimal(rate)
-	w := new(big.Rat).Mul(r, big.NewRat(int64(c.window), int64(time.Second))) // rate × window in seconds
+	w := new(big.Rat).SetInt64(l.N)
 	w.Mul(w, tolerance)
-	capacity := floor(w)
 	hard := floor(w.Mul(w, c.hlfRat))
-	switch {
-	case capacity.Sign() <= 0:
-		return limits{}, invalid("rate %v allows less than one request per %v window", rate, c.window)
-	case !hard.IsInt64() || hard.Int64() > MaxCount:
-		return limits{}, invalid("rate %v over a %v window (× HardLimitFactor %v) exceeds the largest window count %d", rate, c.window, c.hlf, int64(MaxCount))
+	if !hard.IsInt64() || hard.Int64() > MaxCount {
+		return limits{}, invalid("limit %v × HardLimitFactor %v exceeds the largest window count %d", l, c.hlf, int64(MaxCount))
 	}
-	l := limits{capacity: capacity.Int64(), hard: hard.Int64()}
-	slot.Store(&limitEntry{bits: bits, l: l})
-	return l, nil
+	lim := limits{capacity: l.N, hard: hard.Int64()}
+	slot.Store(&limitEntry{n: l.N, l: lim})
+	return lim, nil
 }
 
 // tolerance is 1 + 10⁻¹⁴: a product that falls short of an integer by less
-// than 10⁻¹⁴ of itself counts as that integer, so that rates computed as
-// quotients in float64 (1.0/60 per second is 0.016666666666666666) give
-// the capacity meant (1 per minute). Far below one unit for any capacity
-// up to 10¹³.
+// than 10⁻¹⁴ of itself counts as that integer, so that a factor computed
+// as a quotient in float64 (4.0/3 is 1.3333333333333333) gives the hard
+// limit meant (⌊3 × 4/3⌋ = 4). Far below one unit for any limit up to
+// 10¹³.
 var tolerance = big.NewRat(100000000000001, 100000000000000)
 
 // decimal is f's shortest decimal form (what fmt prints) as an exact
@@ -227,26 +222,12 @@ func floor(r *big.Rat) *big.Int { return new(big.Int).Quo(r.Num(), r.Denom()) } 
 
 const limitSlotsLog2 = 4
 
-// limitCache remembers the limits of recently used rates.
+// limitCache remembers the hard limits of recently used Ns.
 type limitCache struct {
 	slots [1 << limitSlotsLog2]atomic.Pointer[limitEntry]
 }
 
 type limitEntry struct {
-	bits uint64
-	l    limits
-}
-
-func checkCall(key string, rate float64, n int64) error {
-	if err := distkit.ValidateKey("key", key); err != nil {
-		return fmt.Errorf("ratelimit: %w", err)
-	}
-	if !(rate > 0) || math.IsInf(rate, 0) {
-		return invalid("rate %v must be a positive finite number", rate)
-	}
-	if n < 1 {
-		return invalid("n %d must be at least 1", n)
-	}
-	// Any n ≥ 1 is valid: one above the limit never fits (a rejection).
-	return nil
+	n int64
+	l limits
 }
