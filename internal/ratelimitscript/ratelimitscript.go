@@ -107,8 +107,10 @@ const RetryNever = -1
 // than either geometry would. "peek" reports the window as the next write
 // will see it. Arguments are all checked before anything is written; a
 // script writes only when the window changed (buckets left, an amount was
-// added or set); both keys then live ttl ms from that write.
-var Window = driver.NewScript("ratelimit-window", driver.LuaNowMillis+scriptlib.LuaIntCmp+scriptlib.LuaMatches+`
+// added or set); both keys then live ttl ms from the write that created
+// their newest bucket (or wrote them anew): a bucket outlives its last
+// moment in the window.
+var Window = driver.NewScript("ratelimit-window", driver.LuaNowMillis+`
 local MAXC = 9007199254740991
 local function int(s)
   if type(s) ~= 'string' or #s == 0 or #s > 16 or string.find(s, '^%d+$') == nil then return nil end
@@ -116,21 +118,6 @@ local function int(s)
   if v > MAXC then return nil end
   return v
 end
-local function i64ok(s)
-  if type(s) ~= 'string' then return false end
-  local neg = string.sub(s, 1, 1) == '-'
-  local d = s
-  if neg then d = string.sub(s, 2) end
-  if d == '0' then return not neg end
-  if string.find(d, '^[1-9]%d*$') == nil or #d > 19 then return false end
-  if #d == 19 then
-    local m = '9223372036854775807'
-    if neg then m = '9223372036854775808' end
-    if d > m then return false end
-  end
-  return true
-end
-local ops = {always = true, eq = true, ne = true, lt = true, gt = true, le = true, ge = true}
 local function fmt(n) return string.format('%d', n) end
 local h, z = KEYS[1], KEYS[2]
 local mode = ARGV[1]
@@ -158,22 +145,38 @@ elseif mode == 'sync' then
   if not push or not room or not maxp then return redis.error_reply('DKARG sync') end
 else
   push, op, operand, value, hist = int(ARGV[5]), ARGV[6], ARGV[7], int(ARGV[8]), ARGV[9]
-  if not push or not ops[op] or not i64ok(operand) or not value or (hist ~= 'keep' and hist ~= 'replace') then
+  local ok = type(operand) == 'string'
+  if ok then -- operand: a canonical int64
+    local neg = string.sub(operand, 1, 1) == '-'
+    local d = operand
+    if neg then d = string.sub(operand, 2) end
+    if d == '0' then
+      ok = not neg
+    elseif string.find(d, '^[1-9]%d*$') == nil or #d > 19 then
+      ok = false
+    elseif #d == 19 then
+      local m = '9223372036854775807'
+      if neg then m = '9223372036854775808' end
+      ok = d <= m
+    end
+  end
+  local ops = {always = true, eq = true, ne = true, lt = true, gt = true, le = true, ge = true}
+  if not push or not ops[op] or not ok or not value or (hist ~= 'keep' and hist ~= 'replace') then
     return redis.error_reply('DKARG set')
   end
 end
 local cur = math.floor(now_ms / B)
 local oldest = math.floor((now_ms + 1) / B) - nb
 local curf = fmt(cur)
-local geo = fmt(B) .. '/' .. fmt(nb)
+local geo = ARGV[2] .. '/' .. ARGV[3]
 local total = 0
-local tv = redis.call('HGET', h, 't')
+local st = redis.call('HMGET', h, 't', 'g', curf)
+local tv, g, cv = st[1], st[2], st[3]
 if tv then
   total = int(tv)
   if not total then return redis.error_reply('DKCORRUPT t') end
 end
-local changed, collapsed = false, false
-local g = redis.call('HGET', h, 'g')
+local changed, collapsed, fresh = false, false, false -- fresh: a bucket was created (the keys' ttl is renewed)
 if g ~= geo and (g or tv or redis.call('ZCARD', z) > 0) then
   local live = total
   if g then
@@ -190,16 +193,17 @@ if g ~= geo and (g or tv or redis.call('ZCARD', z) > 0) then
   total = live
   if write then
     redis.call('DEL', h, z)
+    cv, fresh = false, true -- the keys are written anew
     if live > 0 then
       redis.call('HSET', h, curf, fmt(live))
       redis.call('ZADD', z, curf, curf)
+      cv = true
     end
     changed = true
   else
     collapsed = true
   end
 else
-  local cv = redis.call('HGET', h, curf)
   if cv and not int(cv) then return redis.error_reply('DKCORRUPT ' .. curf) end
   local old = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. fmt(oldest))
   local gone = 0
@@ -222,15 +226,24 @@ else
 end
 local function add(k)
   redis.call('HINCRBY', h, curf, fmt(k))
-  redis.call('ZADD', z, curf, curf)
+  if not cv then
+    redis.call('ZADD', z, curf, curf)
+    cv, fresh = true, true
+  end
   total = total + k
   changed = true
 end
 local function done()
   if changed then
-    redis.call('HSET', h, 't', fmt(total), 'g', geo)
-    redis.call('PEXPIRE', h, ttl)
-    redis.call('PEXPIRE', z, ttl)
+    if g ~= geo then
+      redis.call('HSET', h, 't', fmt(total), 'g', geo)
+    else
+      redis.call('HSET', h, 't', fmt(total))
+    end
+    if fresh then -- a bucket lives ttl from its first write: past the moment it leaves the window
+      redis.call('PEXPIRE', h, ttl)
+      redis.call('PEXPIRE', z, ttl)
+    end
   end
 end
 local function leave(b) return (b + nb + 1) * B - 1 - now_ms end
@@ -263,9 +276,15 @@ local function retry(need)
 end
 local function release()
   if total <= 0 then return 0 end
-  local l = live(1)
-  if #l == 0 then return 0 end
-  return leave(l[1])
+  if collapsed then return leave(cur) end
+  local f
+  if write then -- what left the window is deleted: the first bucket is the oldest live one
+    f = redis.call('ZRANGE', z, 0, 0)
+  else
+    f = redis.call('ZRANGEBYSCORE', z, fmt(oldest), '+inf', 'LIMIT', 0, 1)
+  end
+  if #f == 0 then return 0 end
+  return leave(tonumber(f[1]))
 end
 if mode == 'peek' then
   local r = 0
@@ -299,7 +318,7 @@ if mode == 'sync' then
   end
   return out
 end
-if mode == 'set' then
+if mode == 'set' then`+scriptlib.LuaIntCmp+scriptlib.LuaMatches+`
   local prev = total
   if not matches(op, fmt(prev), operand) then
     done()
@@ -307,13 +326,13 @@ if mode == 'set' then
   end
   if hist == 'replace' then
     redis.call('DEL', h, z)
-    total = 0
+    total, g, cv = 0, false, false
     changed = false
     if value > 0 then
       redis.call('HSET', h, curf, fmt(value))
       redis.call('ZADD', z, curf, curf)
       total = value
-      changed = true
+      changed, fresh, cv = true, true, true
     end
   elseif value > total then
     add(value - total)
@@ -328,6 +347,7 @@ if mode == 'set' then
       if take == c then
         redis.call('HDEL', h, b)
         redis.call('ZREM', z, b)
+        if b == curf then cv = false end
       else
         redis.call('HSET', h, b, fmt(c - take))
       end
@@ -413,6 +433,7 @@ type win struct {
 	total       int64
 	changed     bool
 	collapsed   bool
+	fresh       bool // a bucket was created or the keys written anew: their ttl is renewed
 	ttl         time.Duration
 	write       bool
 }
@@ -476,6 +497,7 @@ func (w *win) load() error {
 			return nil
 		}
 		w.st.Del(w.h, w.z)
+		w.fresh = true
 		if live > 0 {
 			if err := w.put(w.curf, w.cur, live); err != nil {
 				return err
@@ -529,6 +551,9 @@ func (w *win) add(k int64) error {
 	if err != nil {
 		return err
 	}
+	if _, ok, _ := w.st.HGet(w.h, w.curf); !ok {
+		w.fresh = true
+	}
 	if err := w.put(w.curf, w.cur, c+k); err != nil {
 		return err
 	}
@@ -547,8 +572,10 @@ func (w *win) done() error {
 	if err := w.st.HSet(w.h, GeometryField, w.geo); err != nil {
 		return err
 	}
-	w.st.PExpire(w.h, w.ttl)
-	w.st.PExpire(w.z, w.ttl)
+	if w.fresh { // a bucket lives ttl from its first write: past the moment it leaves the window
+		w.st.PExpire(w.h, w.ttl)
+		w.st.PExpire(w.z, w.ttl)
+	}
 	return nil
 }
 
@@ -601,11 +628,15 @@ func (w *win) release() (int64, error) {
 	if w.total <= 0 {
 		return 0, nil
 	}
-	l, err := w.live(1)
-	if err != nil || len(l) == 0 {
+	if w.collapsed {
+		return w.leave(w.cur), nil
+	}
+	ms, err := w.st.ZRangeByScore(w.z, float64(w.oldest), math.Inf(1))
+	if err != nil || len(ms) == 0 {
 		return 0, err
 	}
-	return w.leave(l[0]), nil
+	b, _ := strconv.ParseInt(ms[0].Member, 10, 64)
+	return w.leave(b), nil
 }
 
 // window is Window's Go twin.
@@ -668,7 +699,7 @@ func window(st driver.Store, keys, args []string) (backend.Value, error) {
 	w.B, w.nb, w.ttl = B, nb, time.Duration(ttlMs)*time.Millisecond
 	w.now = driver.NowMillis(st)
 	w.cur, w.oldest = w.now/B, (w.now+1)/B-nb
-	w.curf, w.geo = strconv.FormatInt(w.cur, 10), Geometry(B, nb)
+	w.curf, w.geo = strconv.FormatInt(w.cur, 10), args[1]+"/"+args[2]
 	if err := w.load(); err != nil {
 		return backend.Value{}, err
 	}
@@ -741,7 +772,7 @@ func window(st driver.Store, keys, args []string) (backend.Value, error) {
 				if err := w.put(w.curf, w.cur, value); err != nil {
 					return backend.Value{}, err
 				}
-				w.total, w.changed = value, true
+				w.total, w.changed, w.fresh = value, true, true
 			}
 		case value > w.total:
 			if err := w.add(value - w.total); err != nil {
