@@ -8,12 +8,12 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/ctxsync"
 )
 
 // Lax is an instance-aware counter that buffers Inc and Dec in process
@@ -28,7 +28,9 @@ type Lax struct {
 type laxState struct {
 	c        *core
 	dedupTTL string
-	flushMu  sync.Mutex
+	// flushMu serialises flushes. It is held across backend calls, so
+	// every wait for it gives up when the waiter's context ends.
+	flushMu  *ctxsync.Mutex
 	seq      int64
 	inflight *icBatch
 }
@@ -64,7 +66,7 @@ func NewLax(b backend.Backend, opts Options) (*Lax, error) {
 	case ttl < time.Second:
 		return nil, fmt.Errorf("instancecounter: %w: DedupTTL %v is below 1s", distkit.ErrInvalidOption, ttl)
 	}
-	lx := &laxState{c: c, dedupTTL: driver.Millis(ttl)}
+	lx := &laxState{c: c, dedupTTL: driver.Millis(ttl), flushMu: ctxsync.NewMutex()}
 	c.final = func(base context.Context) { // a collected Lax flushes once more; its slices expire with its heartbeat
 		ctx, cancel := context.WithTimeout(base, 5*time.Second)
 		lx.flush(ctx)
@@ -131,10 +133,10 @@ func (l *Lax) Dec(ctx context.Context, key string, delta int64) (cumulative, min
 // Flush sends every pending delta now.
 func (l *Lax) Flush(ctx context.Context) error { return l.lx.flush(ctx) }
 
-// Pending returns the deltas accepted but not yet confirmed, per key.
+// Pending returns the deltas accepted but not yet confirmed, per key. It
+// does not wait for a flush in progress, whose deltas count as pending
+// until the backend confirms them.
 func (l *Lax) Pending() map[string]int64 {
-	l.lx.flushMu.Lock()
-	defer l.lx.flushMu.Unlock()
 	out := map[string]int64{}
 	for k, s := range *l.c.slots.Load() {
 		if d := s.added.Load() - s.sent.Load(); d != 0 {
@@ -145,7 +147,9 @@ func (l *Lax) Pending() map[string]int64 {
 }
 
 func (lx *laxState) flush(ctx context.Context) error {
-	lx.flushMu.Lock()
+	if err := lx.flushMu.LockCtx(ctx); err != nil {
+		return fmt.Errorf("instancecounter: flush: %w", err)
+	}
 	defer lx.flushMu.Unlock()
 	if lx.inflight != nil {
 		if err := lx.send(ctx, lx.inflight); err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/ctxsync"
 )
 
 // hkey is one key's Hybrid state.
@@ -32,7 +33,10 @@ type Hybrid struct {
 	keys    *keyMap[hkey]
 	lastErr atomic.Pointer[error]
 	jan     *janitor
-	syncMu  sync.Mutex
+	// syncMu allows one sync at a time (pushes are not idempotent). It is
+	// held across a backend call, so a wait for it gives up when the
+	// waiter's context ends.
+	syncMu *ctxsync.Mutex
 }
 
 // NewHybrid returns a Hybrid provider over b and starts its sync loop
@@ -46,7 +50,7 @@ func NewHybrid(b backend.Backend, opts Options) (*Hybrid, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Hybrid{b: b, cfg: cfg, ttl: driver.Millis(cfg.window + cfg.bucket), keys: newKeyMap[hkey]()}
+	h := &Hybrid{b: b, cfg: cfg, ttl: driver.Millis(cfg.window + cfg.bucket), keys: newKeyMap[hkey](), syncMu: ctxsync.NewMutex()}
 	h.jan = startJanitor(cfg.sync, func(base context.Context) {
 		ctx, cancel := context.WithTimeout(base, max(time.Second, 10*cfg.sync))
 		h.Sync(ctx)
@@ -107,7 +111,9 @@ func (h *Hybrid) syncKeys(ctx context.Context, keys map[string]*hkey) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	h.syncMu.Lock() // one sync at a time: pushes are not idempotent
+	if err := h.syncMu.LockCtx(ctx); err != nil { // one sync at a time: pushes are not idempotent
+		return fmt.Errorf("ratelimit: sync: %w", err)
+	}
 	defer h.syncMu.Unlock()
 	names := make([]string, 0, len(keys))
 	calls := make([]backend.Call, 0, len(keys))
