@@ -19,6 +19,7 @@ type Hang struct {
 	// "AcquireLease", "ReleaseLease", "Heartbeat". Nil hangs nothing.
 	match   atomic.Pointer[func(name string) bool]
 	Entered chan string
+	hanging atomic.Int64
 }
 
 // NewHang wraps b; nothing hangs until HangOn.
@@ -32,6 +33,8 @@ func (h *Hang) hangs(ctx context.Context, name string) error {
 	if m == nil || *m == nil || !(*m)(name) {
 		return nil
 	}
+	h.hanging.Add(1)
+	defer h.hanging.Add(-1)
 	select {
 	case h.Entered <- name:
 	default:
@@ -84,6 +87,13 @@ func (h *Hang) WaitEntered(t *testing.T, name string) {
 			t.Fatalf("no %s call started within 10s", name)
 		}
 	}
+}
+
+// WaitIdle waits (up to d) until no call hangs any more: the calls the
+// library still makes in the background have given up.
+func (h *Hang) WaitIdle(t *testing.T, d time.Duration) {
+	t.Helper()
+	Eventually(t, d, "hung calls end", func() bool { return h.hanging.Load() == 0 })
 }
 
 // ReturnsWithin runs f (a Close or Release given a context of budget) and

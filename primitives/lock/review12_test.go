@@ -55,4 +55,5 @@ func TestReview12_WriterLockReturnsWithCtxWhileBackendHangs(t *testing.T) {
 		return err
 	}
 	testkit.ReturnsWithin(t, "RWMutex.Lock", 300*time.Millisecond, 700*time.Millisecond, lockW, func() {})
+	hb.WaitIdle(t, 5*time.Second) // the cleanup gives up within TTL/3
 }
