@@ -119,3 +119,31 @@ func ReturnsWithin(t *testing.T, what string, budget, slack time.Duration, f fun
 		return <-errc
 	}
 }
+
+// Gate wraps a backend so that the first call of one script waits, before
+// it reaches the backend, until Open: a request that the network delays
+// while other calls go through.
+type Gate struct {
+	backend.Backend
+	name    string
+	once    atomic.Bool
+	Entered chan struct{} // closed when the gated call is waiting
+	open    chan struct{}
+}
+
+// NewGate gates the first call of the script named name.
+func NewGate(b backend.Backend, name string) *Gate {
+	return &Gate{Backend: b, name: name, Entered: make(chan struct{}), open: make(chan struct{})}
+}
+
+// Open lets the gated call through.
+func (g *Gate) Open() { close(g.open) }
+
+// EvalScript delays the gated call, then delegates.
+func (g *Gate) EvalScript(ctx context.Context, s backend.Script, keys []string, args ...string) (backend.Value, error) {
+	if s.Name() == g.name && g.once.CompareAndSwap(false, true) {
+		close(g.Entered)
+		<-g.open
+	}
+	return g.Backend.EvalScript(ctx, s, keys, args...)
+}

@@ -35,3 +35,49 @@ func TestReview12_LaxCloseWithinCtxWhileFlushHangs(t *testing.T) {
 	cancelUser()
 	wg.Wait()
 }
+
+// An Inc whose request is delayed past Close (it left before Close began
+// and reaches the server after Close removed this instance's slices) must
+// not bring the closed instance back: after Close returned nil, the other
+// instances never see its slice in the cumulative value.
+func TestReview12_StrictIncRacingCloseLeavesNoSlice(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.New(memory.Options{})
+	g := testkit.NewGate(mem, "instancecounter-op")
+	gone, err := instancecounter.NewStrict(g, instancecounter.Options{Prefix: "p", InstanceID: "gone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := instancecounter.NewStrict(mem.Connect(), instancecounter.Options{Prefix: "p", InstanceID: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	incErr := make(chan error, 1)
+	go func() {
+		_, _, err := gone.Inc(ctx, "conns", 5)
+		incErr <- err
+	}()
+	<-g.Entered
+	closeErr := make(chan error, 1)
+	go func() { closeErr <- gone.Close(ctx) }()
+	// Let Close run as far as it goes while the Inc is still on its way
+	// (it may wait for it), then let the Inc through.
+	select {
+	case err := <-closeErr:
+		closeErr <- err
+	case <-time.After(200 * time.Millisecond):
+	}
+	g.Open()
+	err = <-incErr
+	if err := <-closeErr; err != nil {
+		t.Fatal(err)
+	}
+	cum, _, gerr := other.Get(ctx, "conns")
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	if cum != 0 {
+		t.Errorf("after Close returned nil (and the racing Inc returned %v), the closed instance's slice is in the total: cumulative %d, want 0", err, cum)
+	}
+}
