@@ -130,8 +130,15 @@ func (l *Lax) Dec(ctx context.Context, key string, delta int64) (cumulative, min
 	return l.Inc(ctx, key, d)
 }
 
-// Flush sends every pending delta now.
-func (l *Lax) Flush(ctx context.Context) error { return l.lx.flush(ctx) }
+// Flush sends every pending delta now. After Close it fails with
+// distkit.ErrClosed.
+func (l *Lax) Flush(ctx context.Context) error {
+	if !l.c.enter() {
+		return errClosed
+	}
+	defer l.c.exit()
+	return l.lx.flush(ctx)
+}
 
 // Pending returns the deltas accepted but not yet confirmed, per key. It
 // does not wait for a flush in progress, whose deltas count as pending
@@ -214,9 +221,10 @@ func (lx *laxState) send(ctx context.Context, b *icBatch) error {
 
 // flushFirst flushes, then runs f.
 func (l *Lax) flushFirst(ctx context.Context, f func() (int64, int64, error)) (int64, int64, error) {
-	if l.c.closed.Load() {
+	if !l.c.enter() {
 		return 0, 0, errClosed
 	}
+	defer l.c.exit()
 	if err := l.lx.flush(ctx); err != nil {
 		return 0, 0, fmt.Errorf("instancecounter: flushing first: %w", err)
 	}
@@ -227,9 +235,10 @@ func (l *Lax) flushFirst(ctx context.Context, f func() (int64, int64, error)) (i
 // server, in one round trip: when key has pending deltas, the flush that
 // sends them returns its state; otherwise a plain read does.
 func (l *Lax) Get(ctx context.Context, key string) (cumulative, mine int64, err error) {
-	if l.c.closed.Load() {
+	if !l.c.enter() {
 		return 0, 0, errClosed
 	}
+	defer l.c.exit()
 	s := (*l.c.slots.Load())[key]
 	if s == nil || s.added.Load() == s.sent.Load() {
 		return l.c.op(ctx, "get", key, distkit.Always(), 0)
@@ -286,16 +295,15 @@ func (l *Lax) SetOnInstanceIf(ctx context.Context, key string, cmp distkit.Compa
 	return l.opFirst(ctx, "setmineif", key, cmp, v)
 }
 
-// Close stops the background goroutine, flushes pending deltas (retrying
-// until ctx ends) and, unless KeepSlicesOnClose, removes this instance's
-// slices, all within ctx. When deltas could not be flushed it returns an
+// Close stops the background goroutine, waits for the calls in progress,
+// flushes pending deltas (retrying until ctx ends) and, unless
+// KeepSlicesOnClose, removes this instance's slices, all within ctx. When deltas could not be flushed it returns an
 // error listing them (they stay in Pending, and Close may be called again
 // to retry). Later calls fail with distkit.ErrClosed. It does not close
 // the backend.
 func (l *Lax) Close(ctx context.Context) error {
 	c := l.c
-	c.closed.Store(true)
-	if err := c.stopLoop(ctx); err != nil {
+	if err := c.beginClose(ctx); err != nil {
 		return err
 	}
 	var ferr error
