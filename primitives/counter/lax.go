@@ -310,7 +310,10 @@ func (l *Lax) Pending() map[string]int64 { return l.c.pending() }
 func (c *laxCore) pending() map[string]int64 {
 	out := map[string]int64{}
 	c.ix.each(func(e *entry) {
-		if d := e.added.Load() - e.sent.Load(); d != 0 {
+		// sent first: it only grows towards a value added already had, so
+		// a flush confirming meanwhile cannot make the difference negative.
+		sent := e.sent.Load()
+		if d := e.added.Load() - sent; d != 0 {
 			out[e.key] = d
 		}
 	})

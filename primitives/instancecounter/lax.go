@@ -146,7 +146,10 @@ func (l *Lax) Flush(ctx context.Context) error {
 func (l *Lax) Pending() map[string]int64 {
 	out := map[string]int64{}
 	for k, s := range *l.c.slots.Load() {
-		if d := s.added.Load() - s.sent.Load(); d != 0 {
+		// sent first: it only grows towards a value added already had, so
+		// a flush confirming meanwhile cannot make the difference negative.
+		sent := s.sent.Load()
+		if d := s.added.Load() - sent; d != 0 {
 			out[k] = d
 		}
 	}
