@@ -11,6 +11,7 @@ import (
 
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/ctxsync"
 	"github.com/distkit-go/distkit/internal/ratelimitscript"
 )
 
@@ -64,7 +65,10 @@ type Hybrid struct {
 	closed atomic.Bool
 	round  atomic.Uint64 // rounds started
 
-	syncMu sync.Mutex // one round at a time: pushes are not idempotent
+	// syncMu allows one round at a time (pushes are not idempotent). It is
+	// held across a backend call, so a wait for it gives up when the
+	// waiter's context ends.
+	syncMu *ctxsync.Mutex
 
 	queueMu    sync.Mutex
 	dirty      []*hkey
@@ -88,7 +92,7 @@ func NewHybrid(b backend.Backend, opts Options) (*Hybrid, error) {
 		return nil, err
 	}
 	h := &Hybrid{b: b, cfg: cfg, ttl: driver.Millis(cfg.window + cfg.bucket), keys: newKeyMap[hkey](),
-		quarantine: map[*hkey]struct{}{}}
+		quarantine: map[*hkey]struct{}{}, syncMu: ctxsync.NewMutex()}
 	h.lastSweep = cfg.clock.Now()
 	h.jan = startJanitor(cfg.sync, func(base context.Context) {
 		ctx, cancel := context.WithTimeout(base, h.syncTimeout())
@@ -368,7 +372,9 @@ func (h *Hybrid) Sync(ctx context.Context) error {
 // is over (all: every key with increments, for Close). ownCtx: ctx is the
 // loop's own bounded context, so its deadline is the backend's failure.
 func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
-	h.syncMu.Lock()
+	if err := h.syncMu.LockCtx(ctx); err != nil {
+		return fmt.Errorf("ratelimit: sync: %w", err)
+	}
 	defer h.syncMu.Unlock()
 	round := h.round.Add(1)
 	now := h.cfg.clock.Now()
