@@ -333,10 +333,12 @@ func (h *Hybrid) pull(ctx context.Context, k *hkey) error {
 
 // permanentErr reports whether err is the server rejecting the key's
 // script (wrong type, corrupt value, malformed reply) rather than the
-// backend being unreachable.
+// backend being unreachable or refusing every command for a while: a
+// reply the server gives before running the script (LOADING, BUSY,
+// READONLY, TRYAGAIN, CLUSTERDOWN: a ScriptError that is also
+// ErrNotApplied) says nothing about the key.
 func permanentErr(err error) bool {
-	var se *backend.ScriptError
-	return errors.As(err, &se) || !(errors.Is(err, backend.ErrNotApplied) || errors.Is(err, backend.ErrIndeterminate) ||
+	return !(errors.Is(err, backend.ErrNotApplied) || errors.Is(err, backend.ErrIndeterminate) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, backend.ErrClosed))
 }
 
