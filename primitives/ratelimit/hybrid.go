@@ -64,7 +64,7 @@ type Hybrid struct {
 	closed atomic.Bool
 	round  atomic.Uint64 // rounds started
 
-	syncMu sync.Mutex // one round at a time: pushes are not idempotent
+	syncSem chan struct{} // held by the round in progress (one at a time: pushes are not idempotent); waited for within ctx
 
 	queueMu    sync.Mutex
 	dirty      []*hkey
@@ -88,7 +88,7 @@ func NewHybrid(b backend.Backend, opts Options) (*Hybrid, error) {
 		return nil, err
 	}
 	h := &Hybrid{b: b, cfg: cfg, ttl: driver.Millis(cfg.window + cfg.bucket), keys: newKeyMap[hkey](),
-		quarantine: map[*hkey]struct{}{}}
+		quarantine: map[*hkey]struct{}{}, syncSem: make(chan struct{}, 1)}
 	h.lastSweep = cfg.clock.Now()
 	h.jan = startJanitor(cfg.sync, func(base context.Context) {
 		ctx, cancel := context.WithTimeout(base, h.syncTimeout())
@@ -370,8 +370,12 @@ func (h *Hybrid) Sync(ctx context.Context) error {
 // is over (all: every key with increments, for Close). ownCtx: ctx is the
 // loop's own bounded context, so its deadline is the backend's failure.
 func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
-	h.syncMu.Lock()
-	defer h.syncMu.Unlock()
+	select {
+	case h.syncSem <- struct{}{}:
+	case <-ctx.Done(): // another round is stuck on the backend
+		return fmt.Errorf("ratelimit: sync: %w", ctx.Err())
+	}
+	defer func() { <-h.syncSem }()
 	round := h.round.Add(1)
 	now := h.cfg.clock.Now()
 	h.queueMu.Lock()
