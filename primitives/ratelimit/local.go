@@ -10,53 +10,50 @@ import (
 	"time"
 )
 
-// window is one key's sliding window in process: a ring of nb + 1 bucket
-// counts with a running total, advanced lazily (amortised O(1) per
-// decision). It is the Go rendering of the window script's buckets.
+// window is one key's sliding window in process: the buckets that hold
+// admissions still counted, oldest first, with a running total (amortised
+// O(1) per decision). Its memory follows what the key holds (at most
+// min(C, nb + 1) buckets), not the number of buckets in the window. It is
+// the Go rendering of the window script's buckets.
 type window struct {
 	mu      sync.Mutex
-	dead    bool    // dropped from the key map: decisions must look the key up again
-	counts  []int64 // bucket b at b mod (nb + 1)
-	head    int64   // newest bucket the ring has been advanced to; none: empty
-	low     int64   // oldest bucket still counted in total
-	lastMs  int64   // latest time seen: the window's clock never runs back
+	dead    bool          // dropped from the key map: decisions must look the key up again
+	q       []bucketCount // ascending bucket, count > 0
+	lastMs  int64         // latest time seen: the window's clock never runs back
 	total   int64
 	sup     suppression
 	lastUse atomic.Int64 // clock time (ns) of the latest decision
 }
 
+type bucketCount struct{ b, n int64 }
+
 const none = math.MinInt64
 
-func newWindow(nb int64) *window {
-	return &window{counts: make([]int64, nb+1), head: none, lastMs: none}
-}
-
-func (w *window) slot(b int64) int64 {
-	n := int64(len(w.counts))
-	return ((b % n) + n) % n
-}
+func newWindow() *window { return &window{lastMs: none} }
 
 // advance expires the buckets that left the window at nowMs.
 func (w *window) advance(nowMs, bucketMs, nb int64) (cur int64) {
 	cur = nowMs / bucketMs
 	oldest := (nowMs+1)/bucketMs - nb
-	if w.head == none || oldest > w.head {
-		clear(w.counts)
-		w.total, w.head, w.low = 0, cur, oldest
-		return cur
+	i := 0
+	for i < len(w.q) && w.q[i].b < oldest {
+		w.total -= w.q[i].n
+		i++
 	}
-	for b := w.low; b < oldest; b++ { // at most nb + 1 buckets: low ≥ head − nb
-		s := w.slot(b)
-		w.total -= w.counts[s]
-		w.counts[s] = 0
+	if i == len(w.q) {
+		w.q = w.q[:0] // reuse the array
+	} else if i > 0 {
+		w.q = w.q[i:] // an append that outgrows it copies only what is live
 	}
-	w.low = max(w.low, oldest)
-	w.head = max(w.head, cur) // slots of buckets after head hold expired ones, already zero
 	return cur
 }
 
 func (w *window) add(cur, n int64) {
-	w.counts[w.slot(cur)] += n
+	if l := len(w.q) - 1; l >= 0 && cur <= w.q[l].b {
+		w.q[l].n += n // same bucket (a later one than cur only if the clock ran back: stricter)
+	} else {
+		w.q = append(w.q, bucketCount{cur, n})
+	}
 	w.total += n
 }
 
@@ -64,10 +61,10 @@ func (w *window) add(cur, n int64) {
 // leaves at (b + nb + 1)·B − 1 ms.
 func (w *window) retryAfter(nowMs, bucketMs, nb, need int64) time.Duration {
 	freed := int64(0)
-	for b := w.low; b <= w.head; b++ {
-		freed += w.counts[w.slot(b)]
+	for _, e := range w.q {
+		freed += e.n
 		if freed >= need {
-			return time.Duration((b+nb+1)*bucketMs-1-nowMs) * time.Millisecond
+			return time.Duration((e.b+nb+1)*bucketMs-1-nowMs) * time.Millisecond
 		}
 	}
 	return 0
@@ -75,7 +72,7 @@ func (w *window) retryAfter(nowMs, bucketMs, nb, need int64) time.Duration {
 
 // empty reports whether nothing recorded is still in the window at nowMs.
 func (w *window) empty(nowMs, bucketMs, nb int64) bool {
-	return w.head == none || w.total == 0 || (nowMs+1)/bucketMs-nb > w.head
+	return len(w.q) == 0 || w.total == 0 || (nowMs+1)/bucketMs-nb > w.q[len(w.q)-1].b
 }
 
 // decide makes Local's decision for the window ending now.
@@ -259,7 +256,7 @@ func (l *Local) decide(_ context.Context, sup bool, key string, rate float64, n 
 	}
 	now := l.cfg.clock.Now()
 	for {
-		w := l.keys.get(key, func() *window { return newWindow(l.cfg.nb) })
+		w := l.keys.get(key, func() *window { return newWindow() })
 		w.lastUse.Store(now.UnixNano())
 		w.mu.Lock()
 		if w.dead { // swept between the lookup and the lock: it was empty
