@@ -81,6 +81,13 @@ func (w *window) decide(cfg *config, sup bool, lim limits, n int64, now time.Tim
 	w.lastMs = nowMs
 	bucketMs := cfg.bucket.Milliseconds()
 	cur := w.advance(nowMs, bucketMs, cfg.nb)
+	if now.UnixMilli() == nowMs && now.Sub(time.UnixMilli(nowMs)) > 0 {
+		// Within a millisecond: counted from the next one, so that the
+		// bound holds for windows measured to the nanosecond (counted from
+		// this one, an admission at 99.9 ms leaves with the bucket of 99 ms
+		// while one 999.9 ms later still sees it gone).
+		cur = (nowMs + 1) / bucketMs
+	}
 	before := w.total
 	d, record := judge(cfg, sup, lim, n, before, &w.sup, now)
 	if record {

@@ -43,9 +43,12 @@
 // wherever t lies (not only at bucket edges), holds at most C admitted
 // units for Absolute, and at most the hard limit for Suppressed:
 //
-//   - Local: exactly so, on its own clock.
-//   - Redis: exactly so, on the server's clock (TIME), across every process
-//     sharing the key, as long as that clock does not jump back.
+//   - Local: exactly so, on its own clock, to the nanosecond (a request
+//     made within a millisecond is counted from the next one).
+//   - Redis: exactly so, on the server's clock (TIME, in whole
+//     milliseconds, as Decision.At reports it), across every process
+//     sharing the key, as long as that clock does not jump back; in real
+//     time, for every interval of Window − 1 ms.
 //   - Hybrid: C plus what the other instances admitted within
 //     2 × (SyncInterval + one sync round trip) before the deciding
 //     instance's last admission in the interval: an instance sees another's
