@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
@@ -77,8 +78,9 @@ type Hybrid struct {
 func (h *Hybrid) syncTimeout() time.Duration { return max(time.Second, 10*h.cfg.sync) }
 
 // NewHybrid returns a Hybrid provider over b and starts its sync loop
-// (which also drops idle keys); Close stops it. OnError defaults to
-// FailLocal.
+// (which also drops idle keys); Close stops it (so does the garbage
+// collector, once h is unreachable, losing what was not pushed). OnError
+// defaults to FailLocal.
 func NewHybrid(b backend.Backend, opts Options) (*Hybrid, error) {
 	if b == nil {
 		return nil, invalid("backend is nil")
@@ -90,7 +92,12 @@ func NewHybrid(b backend.Backend, opts Options) (*Hybrid, error) {
 	h := &Hybrid{b: b, cfg: cfg, ttl: driver.Millis(cfg.window + cfg.bucket), keys: newKeyMap[hkey](),
 		quarantine: map[*hkey]struct{}{}, syncSem: make(chan struct{}, 1)}
 	h.lastSweep = cfg.clock.Now()
+	wh := weak.Make(h) // the loop must not hold h: it ends when h is collected
 	h.jan = startJanitor(cfg.sync, func(base context.Context) {
+		h := wh.Value()
+		if h == nil {
+			return
+		}
 		ctx, cancel := context.WithTimeout(base, h.syncTimeout())
 		h.sync(ctx, false, true)
 		cancel()
@@ -99,6 +106,7 @@ func NewHybrid(b backend.Backend, opts Options) (*Hybrid, error) {
 			h.sweep(now)
 		}
 	})
+	stopWhenCollected(h, h.jan)
 	return h, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -196,13 +197,24 @@ func startJanitor(interval time.Duration, f func(ctx context.Context)) *janitor 
 	return j
 }
 
-// close stops the loop, cancels the work in progress and waits for the
-// loop to end, at most until ctx is done.
-func (j *janitor) close(ctx context.Context) error {
+// stopWhenCollected ends j's loop once owner is garbage (nobody called
+// Close); j's work must not reference owner.
+func stopWhenCollected[T any](owner *T, j *janitor) {
+	runtime.AddCleanup(owner, (*janitor).stopLoop, j)
+}
+
+// stopLoop stops the loop and cancels the work in progress.
+func (j *janitor) stopLoop() {
 	j.once.Do(func() {
 		close(j.stop)
 		j.cancel()
 	})
+}
+
+// close stops the loop, cancels the work in progress and waits for the
+// loop to end, at most until ctx is done.
+func (j *janitor) close(ctx context.Context) error {
+	j.stopLoop()
 	select {
 	case <-j.done:
 		return nil
@@ -220,7 +232,7 @@ type Local struct {
 }
 
 // NewLocal returns a Local provider and starts its idle-key cleanup, which
-// Close stops.
+// Close stops (or the garbage collector, once l is unreachable).
 func NewLocal(opts Options) (*Local, error) {
 	cfg, err := opts.config(FailClosed, false)
 	if err != nil {
@@ -228,22 +240,24 @@ func NewLocal(opts Options) (*Local, error) {
 	}
 	l := &Local{cfg: cfg, keys: newKeyMap[window]()}
 	bucketMs := cfg.bucket.Milliseconds()
+	keys := l.keys // the loop must not hold l: it ends when l is collected
 	l.jan = startJanitor(max(cfg.idle/2, 10*time.Millisecond), func(context.Context) {
-		now := l.cfg.clock.Now()
-		cutoff := now.Add(-l.cfg.idle).UnixNano()
-		l.keys.sweep(func(w *window) bool {
+		now := cfg.clock.Now()
+		cutoff := now.Add(-cfg.idle).UnixNano()
+		keys.sweep(func(w *window) bool {
 			if w.lastUse.Load() >= cutoff {
 				return false
 			}
 			w.mu.Lock()
 			defer w.mu.Unlock()
-			if !w.empty(max(now.UnixMilli(), w.lastMs), bucketMs, l.cfg.nb) {
+			if !w.empty(max(now.UnixMilli(), w.lastMs), bucketMs, cfg.nb) {
 				return false // still holds admissions the window counts
 			}
 			w.dead = true
 			return true
 		})
 	})
+	stopWhenCollected(l, l.jan)
 	return l, nil
 }
 
