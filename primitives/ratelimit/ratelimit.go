@@ -146,7 +146,10 @@ type Decision struct {
 	// have expired for the same request to fit; 0 when it never fits, for a
 	// probabilistic (Suppressed) rejection, or when unknown (a degraded
 	// decision). Hybrid computes it from the oldest buckets seen at its
-	// last sync: exact for one instance, otherwise a lower bound.
+	// last sync and its own increments not yet pushed: a lower bound,
+	// exact for one instance whose increments were pushed (the server
+	// counts an increment from the bucket it is pushed in, up to
+	// SyncInterval after it was decided: possibly one bucket later).
 	RetryAfter time.Duration
 	// Suppression (Suppressed): the factor s used for this decision, in
 	// [0, 1]; 1 above the hard limit.
