@@ -395,3 +395,33 @@ func TestReview16_HybridStress(t *testing.T) {
 		}
 	}
 }
+
+// A Window so long that Window + Bucket (the keys' TTL) overflows a
+// Duration is refused, or enforced: never a TTL silently clamped to 1 ms
+// (the server then forgets every admission and the Redis provider admits
+// without limit).
+func TestReview16_HugeWindowTTL(t *testing.T) {
+	ctx := context.Background()
+	opts := ratelimit.Options{Window: 5e18, Bucket: 5e18} // ~158 years, one bucket
+	w := newWorld(t, ratelimit.Options{})
+	if _, err := ratelimit.NewRedis(w.mem, opts); err != nil {
+		if !errors.Is(err, distkit.ErrInvalidOption) {
+			t.Fatalf("NewRedis: %v; want ErrInvalidOption", err)
+		}
+		return
+	}
+	r, _ := ratelimit.NewRedis(w.mem, opts)
+	defer r.Close(ctx)
+	admitted := 0
+	for range 10 {
+		if ok, err := r.Absolute().Allow(ctx, "k", 1e-9); err != nil { // capacity 5
+			t.Fatal(err)
+		} else if ok {
+			admitted++
+		}
+		w.clk.Advance(10 * time.Millisecond)
+	}
+	if admitted != 5 {
+		t.Fatalf("Window %v: admitted %d of 10 at capacity 5", opts.Window, admitted)
+	}
+}
