@@ -142,6 +142,8 @@ func (o Options) config(defaultPolicy FailurePolicy, allowLocal bool) (config, e
 		return config{}, invalid("Bucket %v must be a whole number of milliseconds", c.bucket)
 	case c.window%c.bucket != 0:
 		return config{}, invalid("Bucket %v does not divide Window %v", c.bucket, c.window)
+	case c.window > math.MaxInt64-c.bucket: // the keys live Window + Bucket
+		return config{}, invalid("Window %v + Bucket %v exceeds the longest time.Duration", c.window, c.bucket)
 	case c.sync < time.Millisecond:
 		return config{}, invalid("SyncInterval %v is below 1ms", c.sync)
 	}
