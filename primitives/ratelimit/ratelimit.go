@@ -54,9 +54,12 @@
 //     instance's last admission in the interval: an instance sees another's
 //     admissions once that one has pushed them (its next sync) and it has
 //     pulled (its own next sync). Under bursts that can be up to C per
-//     other instance. One Hybrid instance alone keeps the exact bound.
+//     other instance. One Hybrid instance alone keeps the exact bound (in
+//     whole milliseconds, as Redis).
 //     While the backend is unreachable (FailLocal), each instance enforces
-//     C on its own.
+//     C on its own, stricter than per window: what it admits meanwhile and
+//     the count it last pulled only leave once the backend is back (an
+//     outage longer than Window rejects everything after C).
 //
 // The price of exactness: a bucket's units are released only when its end
 // leaves the window, up to Bucket − 1 ms later than a log of every request
