@@ -425,3 +425,49 @@ func TestReview16_HugeWindowTTL(t *testing.T) {
 		t.Fatalf("Window %v: admitted %d of 10 at capacity 5", opts.Window, admitted)
 	}
 }
+
+// Local on the system clock, many goroutines on a few keys while the sweep
+// drops idle keys: every window of length W (any start, to the
+// nanosecond) holds at most C admissions per key.
+func TestReview16_LocalStressBound(t *testing.T) {
+	ctx := context.Background()
+	const window, capacity = 50 * time.Millisecond, 20
+	l, err := ratelimit.NewLocal(ratelimit.Options{Window: window, Bucket: 5 * time.Millisecond, IdleAfter: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(ctx)
+	const keys = 4
+	var mu sync.Mutex
+	at := make([][]time.Time, keys)
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				k := (g + i) % keys
+				d, err := l.Absolute().Inc(ctx, fmt.Sprint("k", k), capacity/window.Seconds(), 1)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if d.Allowed {
+					mu.Lock()
+					at[k] = append(at[k], d.At)
+					mu.Unlock()
+				}
+				if i%16 == 0 {
+					time.Sleep(time.Duration(i%5) * 100 * time.Microsecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for k := range keys {
+		if worst := testkit.MaxInWindow(at[k], window); worst > capacity {
+			t.Errorf("key %d: %d admitted within %v, capacity %d", k, worst, window, capacity)
+		}
+	}
+}
