@@ -284,7 +284,10 @@ func (l *Local) decide(_ context.Context, sup bool, key string, rate float64, n 
 			w.mu.Unlock()
 			continue
 		}
-		d := w.decide(&l.cfg, sup, lim, n, now)
+		// The decision's time is read under the lock: decisions on a key
+		// then take effect in the order of their times, and At is when
+		// this one did (not before a wait for the lock).
+		d := w.decide(&l.cfg, sup, lim, n, l.cfg.clock.Now())
 		w.mu.Unlock()
 		return d, nil
 	}
