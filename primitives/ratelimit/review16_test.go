@@ -14,6 +14,7 @@ import (
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/backend/memory"
+	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/ratelimit"
 )
@@ -469,5 +470,63 @@ func TestReview16_LocalStressBound(t *testing.T) {
 		if worst := testkit.MaxInWindow(at[k], window); worst > capacity {
 			t.Errorf("key %d: %d admitted within %v, capacity %d", k, worst, window, capacity)
 		}
+	}
+}
+
+// Increments a Hybrid could not push while the backend was down are
+// pushed when it is back, in the current bucket: those of a key unused
+// for longer than the window have all left it by then and must not count
+// again as if just admitted.
+func TestReview16_HybridStalePendingAfterOutage(t *testing.T) {
+	ctx := context.Background()
+	clk := &manualClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	b := memory.New(memory.Options{Clock: clk})
+	opts := ratelimit.Options{Window: time.Second, SyncInterval: time.Hour, Clock: clk}
+	h := newHybrid(t, b, opts)
+	if d, err := h.Absolute().Inc(ctx, "k", 10, 1); err != nil || !d.Allowed { // first use: pulls
+		t.Fatalf("%+v, %v", d, err)
+	}
+	b.FailNext(1<<30, nil) // down
+	if d, err := h.Absolute().Inc(ctx, "k", 10, 9); err != nil || !d.Allowed {
+		t.Fatalf("%+v, %v", d, err)
+	}
+	for range 50 { // 5 s of failed syncs; k unused
+		h.Sync(ctx)
+		clk.Advance(100 * time.Millisecond)
+	}
+	b.FailNext(0, nil) // back
+	h.Sync(ctx)
+	r := testkit.NewRedisLimiter(t, b, ratelimit.Options{Window: time.Second})
+	if d, err := r.Absolute().Inc(ctx, "k", 10, 10); err != nil || !d.Allowed {
+		t.Fatalf("the server after the outage: %+v, %v; want the full capacity: the 10 admitted 5 s ago left the 1 s window long ago", d, err)
+	}
+}
+
+// A key the server rejects, used once and then never again, stops
+// costing I/O once what it holds has left the window (and can then be
+// dropped): it is not retried forever.
+func TestReview16_HybridIdleBadKeyStopsIO(t *testing.T) {
+	ctx := context.Background()
+	clk := &manualClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	b := memory.New(memory.Options{Clock: clk})
+	cb := &countingBackend{Backend: b}
+	h := newHybrid(t, cb, ratelimit.Options{Window: time.Second, SyncInterval: time.Hour, Clock: clk})
+	bad := keyspace.RateLimit("distkit", "bad")
+	if _, err := b.EvalScript(ctx, testkit.WrongTypeScript, []string{bad.Counts}); err == nil {
+		t.Fatal("WRONGTYPE script succeeded")
+	}
+	if d, err := h.Absolute().Inc(ctx, "bad", 10, 1); err != nil || d.Degraded == nil {
+		t.Fatalf("bad key: %+v, %v", d, err)
+	}
+	var after int
+	for i := range 300 { // 5 minutes, a sync every second
+		clk.Advance(time.Second)
+		h.Sync(ctx)
+		if i == 2 {
+			after = cb.perKey("bad")
+		}
+	}
+	if n := cb.perKey("bad") - after; n > 0 {
+		t.Fatalf("an idle quarantined key ran %d more scripts in the 5 minutes after its only request left the window", n)
 	}
 }
