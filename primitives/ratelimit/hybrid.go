@@ -364,8 +364,9 @@ func (h *Hybrid) fail(k *hkey, err error) {
 // Sync pushes the increments of the keys used since the previous sync and
 // pulls their global counts, in one round trip; the background loop calls
 // it every SyncInterval, call it to force one. Keys whose sync fails keep
-// their increments for the next one and have their decisions degraded
-// until then. The error says how many keys failed and the first reason; a
+// their increments for the next one (until the key has been unused for
+// Window + Bucket: then they have left the window and are dropped) and
+// have their decisions degraded until then. The error says how many keys failed and the first reason; a
 // ctx that ends is the caller's error, not recorded on any key.
 func (h *Hybrid) Sync(ctx context.Context) error {
 	if h.closed.Load() {
@@ -409,8 +410,17 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 	for _, k := range batch {
 		k.mu.Lock()
 		k.dirty = false
+		// A key unused for Window + Bucket (its pushes failed meanwhile):
+		// what it holds was decided by lastUse and would have left the
+		// window by now had it been pushed then; pushed now, it would count
+		// again as if just admitted. Nobody needs its count either.
+		idle := now.Sub(k.lastUse) >= h.cfg.window+h.cfg.bucket
+		if idle {
+			k.pending = 0
+		}
 		switch {
 		case k.dead, k.sentRound == round: // gone, or listed twice (queued and quarantined)
+		case idle: // nothing to push, no one to pull for: no I/O, and the sweep may drop it
 		case k.permanent && now.Before(k.retryAt) && !all:
 			h.queueMu.Lock()
 			h.quarantine[k] = struct{}{}
@@ -486,7 +496,8 @@ func (h *Hybrid) sweep(now time.Time) {
 }
 
 // Close stops the sync loop, then pushes every key's increments not yet
-// pushed (quarantined keys included), all within ctx. It returns ctx's
+// pushed (quarantined keys included; not those of a key unused for
+// Window + Bucket, which have left the window), all within ctx. It returns ctx's
 // error if the loop or the push did not finish in time, or the push's
 // error naming the keys left; Close may be called again to retry. It does
 // not close the backend. Decisions after Close begins return an error
