@@ -413,14 +413,17 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 		// A key unused for Window + Bucket (its pushes failed meanwhile):
 		// what it holds was decided by lastUse and would have left the
 		// window by now had it been pushed then; pushed now, it would count
-		// again as if just admitted. Nobody needs its count either.
+		// again as if just admitted.
 		idle := now.Sub(k.lastUse) >= h.cfg.window+h.cfg.bucket
 		if idle {
 			k.pending = 0
 		}
 		switch {
 		case k.dead, k.sentRound == round: // gone, or listed twice (queued and quarantined)
-		case idle: // nothing to push, no one to pull for: no I/O, and the sweep may drop it
+		case idle && k.err != nil:
+			// Failing and idle, nothing to push: no retries (no I/O, and the
+			// sweep may drop it); its next decision pulls first.
+			k.sentRound = 0
 		case k.permanent && now.Before(k.retryAt) && !all:
 			h.queueMu.Lock()
 			h.quarantine[k] = struct{}{}

@@ -530,3 +530,27 @@ func TestReview16_HybridIdleBadKeyStopsIO(t *testing.T) {
 		t.Fatalf("an idle quarantined key ran %d more scripts in the 5 minutes after its only request left the window", n)
 	}
 }
+
+// A healthy key left unused for longer than the window is still synced
+// (pulled) by the next round: its view must not stay the one of its last
+// decision.
+func TestReview16_HybridIdleHealthyKeyStillPulls(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, ratelimit.Options{Window: time.Second})
+	opts := ratelimit.Options{Window: time.Second, SyncInterval: time.Hour, Clock: w.clk}
+	h := newHybrid(t, w.mem, opts)
+	if d, err := w.redis.Absolute().Inc(ctx, "k", 10, 10); err != nil || !d.Allowed {
+		t.Fatalf("%+v, %v", d, err)
+	}
+	d, err := h.Absolute().Inc(ctx, "k", 10, 1)
+	if err != nil || d.Allowed || d.RetryAfter <= 0 {
+		t.Fatalf("over capacity: %+v, %v", d, err)
+	}
+	w.clk.Advance(d.RetryAfter + 200*time.Millisecond)
+	if err := h.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := h.Absolute().Inc(ctx, "k", 10, 1); err != nil || !d.Allowed {
+		t.Fatalf("after RetryAfter and a sync: %+v, %v", d, err)
+	}
+}
