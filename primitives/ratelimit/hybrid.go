@@ -366,8 +366,9 @@ func (h *Hybrid) fail(k *hkey, err error) {
 // it every SyncInterval, call it to force one. Keys whose sync fails keep
 // their increments for the next one (until the key has been unused for
 // Window + Bucket: then they have left the window and are dropped) and
-// have their decisions degraded until then. The error says how many keys failed and the first reason; a
-// ctx that ends is the caller's error, not recorded on any key.
+// have their decisions degraded until then. The error says how many keys
+// failed and the first reason; a ctx that ends (also while waiting for
+// the round in progress) is the caller's error, not recorded on any key.
 func (h *Hybrid) Sync(ctx context.Context) error {
 	if h.closed.Load() {
 		return fmt.Errorf("ratelimit: sync: %w", backend.ErrClosed)
@@ -500,10 +501,10 @@ func (h *Hybrid) sweep(now time.Time) {
 
 // Close stops the sync loop, then pushes every key's increments not yet
 // pushed (quarantined keys included; not those of a key unused for
-// Window + Bucket, which have left the window), all within ctx. It returns ctx's
-// error if the loop or the push did not finish in time, or the push's
-// error naming the keys left; Close may be called again to retry. It does
-// not close the backend. Decisions after Close begins return an error
+// Window + Bucket, which have left the window), all within ctx. It
+// returns ctx's error if the loop or the push did not finish in time, or
+// the push's error naming the keys left; Close may be called again to
+// retry. It does not close the backend. Decisions after Close begins return an error
 // wrapping distkit.ErrClosed, so nothing is admitted that no one pushes.
 func (h *Hybrid) Close(ctx context.Context) error {
 	h.closed.Store(true)
