@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
@@ -81,8 +82,9 @@ type Hybrid struct {
 func (h *Hybrid) syncTimeout() time.Duration { return max(time.Second, 10*h.cfg.sync) }
 
 // NewHybrid returns a Hybrid provider over b and starts its sync loop
-// (which also drops idle keys); Close stops it. OnError defaults to
-// FailLocal.
+// (which also drops idle keys); Close stops it (so does the garbage
+// collector, once h is unreachable, losing what was not pushed). OnError
+// defaults to FailLocal.
 func NewHybrid(b backend.Backend, opts Options) (*Hybrid, error) {
 	if b == nil {
 		return nil, invalid("backend is nil")
@@ -94,7 +96,12 @@ func NewHybrid(b backend.Backend, opts Options) (*Hybrid, error) {
 	h := &Hybrid{b: b, cfg: cfg, ttl: driver.Millis(cfg.window + cfg.bucket), keys: newKeyMap[hkey](),
 		quarantine: map[*hkey]struct{}{}, syncMu: ctxsync.NewMutex()}
 	h.lastSweep = cfg.clock.Now()
+	wh := weak.Make(h) // the loop must not hold h: it ends when h is collected
 	h.jan = startJanitor(cfg.sync, func(base context.Context) {
+		h := wh.Value()
+		if h == nil {
+			return
+		}
 		ctx, cancel := context.WithTimeout(base, h.syncTimeout())
 		h.sync(ctx, false, true)
 		cancel()
@@ -103,6 +110,7 @@ func NewHybrid(b backend.Backend, opts Options) (*Hybrid, error) {
 			h.sweep(now)
 		}
 	})
+	stopWhenCollected(h, h.jan)
 	return h, nil
 }
 
@@ -337,10 +345,12 @@ func (h *Hybrid) pull(ctx context.Context, k *hkey) error {
 
 // permanentErr reports whether err is the server rejecting the key's
 // script (wrong type, corrupt value, malformed reply) rather than the
-// backend being unreachable.
+// backend being unreachable or refusing every command for a while: a
+// reply the server gives before running the script (LOADING, BUSY,
+// READONLY, TRYAGAIN, CLUSTERDOWN: a ScriptError that is also
+// ErrNotApplied) says nothing about the key.
 func permanentErr(err error) bool {
-	var se *backend.ScriptError
-	return errors.As(err, &se) || !(errors.Is(err, backend.ErrNotApplied) || errors.Is(err, backend.ErrIndeterminate) ||
+	return !(errors.Is(err, backend.ErrNotApplied) || errors.Is(err, backend.ErrIndeterminate) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, backend.ErrClosed))
 }
 
@@ -358,9 +368,11 @@ func (h *Hybrid) fail(k *hkey, err error) {
 // Sync pushes the increments of the keys used since the previous sync and
 // pulls their global counts, in one round trip; the background loop calls
 // it every SyncInterval, call it to force one. Keys whose sync fails keep
-// their increments for the next one and have their decisions degraded
-// until then. The error says how many keys failed and the first reason; a
-// ctx that ends is the caller's error, not recorded on any key.
+// their increments for the next one (until the key has been unused for
+// Window + Bucket: then they have left the window and are dropped) and
+// have their decisions degraded until then. The error says how many keys
+// failed and the first reason; a ctx that ends (also while waiting for
+// the round in progress) is the caller's error, not recorded on any key.
 func (h *Hybrid) Sync(ctx context.Context) error {
 	if h.closed.Load() {
 		return fmt.Errorf("ratelimit: sync: %w", backend.ErrClosed)
@@ -401,8 +413,20 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 	for _, k := range batch {
 		k.mu.Lock()
 		k.dirty = false
+		// A key unused for Window + Bucket (its pushes failed meanwhile):
+		// what it holds was decided by lastUse and would have left the
+		// window by now had it been pushed then; pushed now, it would count
+		// again as if just admitted.
+		idle := now.Sub(k.lastUse) >= h.cfg.window+h.cfg.bucket
+		if idle {
+			k.pending = 0
+		}
 		switch {
 		case k.dead, k.sentRound == round: // gone, or listed twice (queued and quarantined)
+		case idle && k.err != nil:
+			// Failing and idle, nothing to push: no retries (no I/O, and the
+			// sweep may drop it); its next decision pulls first.
+			k.sentRound = 0
 		case k.permanent && now.Before(k.retryAt) && !all:
 			h.queueMu.Lock()
 			h.quarantine[k] = struct{}{}
@@ -478,10 +502,11 @@ func (h *Hybrid) sweep(now time.Time) {
 }
 
 // Close stops the sync loop, then pushes every key's increments not yet
-// pushed (quarantined keys included), all within ctx. It returns ctx's
-// error if the loop or the push did not finish in time, or the push's
-// error naming the keys left; Close may be called again to retry. It does
-// not close the backend. Decisions after Close begins return an error
+// pushed (quarantined keys included; not those of a key unused for
+// Window + Bucket, which have left the window), all within ctx. It
+// returns ctx's error if the loop or the push did not finish in time, or
+// the push's error naming the keys left; Close may be called again to
+// retry. It does not close the backend. Decisions after Close begins return an error
 // wrapping distkit.ErrClosed, so nothing is admitted that no one pushes.
 func (h *Hybrid) Close(ctx context.Context) error {
 	h.closed.Store(true)

@@ -5,58 +5,56 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// window is one key's sliding window in process: a ring of nb + 1 bucket
-// counts with a running total, advanced lazily (amortised O(1) per
-// decision). It is the Go rendering of the window script's buckets.
+// window is one key's sliding window in process: the buckets that hold
+// admissions still counted, oldest first, with a running total (amortised
+// O(1) per decision). Its memory follows what the key holds (at most
+// min(C, nb + 1) buckets), not the number of buckets in the window. It is
+// the Go rendering of the window script's buckets.
 type window struct {
 	mu      sync.Mutex
-	dead    bool    // dropped from the key map: decisions must look the key up again
-	counts  []int64 // bucket b at b mod (nb + 1)
-	head    int64   // newest bucket the ring has been advanced to; none: empty
-	low     int64   // oldest bucket still counted in total
-	lastMs  int64   // latest time seen: the window's clock never runs back
+	dead    bool          // dropped from the key map: decisions must look the key up again
+	q       []bucketCount // ascending bucket, count > 0
+	lastMs  int64         // latest time seen: the window's clock never runs back
 	total   int64
 	sup     suppression
 	lastUse atomic.Int64 // clock time (ns) of the latest decision
 }
 
+type bucketCount struct{ b, n int64 }
+
 const none = math.MinInt64
 
-func newWindow(nb int64) *window {
-	return &window{counts: make([]int64, nb+1), head: none, lastMs: none}
-}
-
-func (w *window) slot(b int64) int64 {
-	n := int64(len(w.counts))
-	return ((b % n) + n) % n
-}
+func newWindow() *window { return &window{lastMs: none} }
 
 // advance expires the buckets that left the window at nowMs.
 func (w *window) advance(nowMs, bucketMs, nb int64) (cur int64) {
 	cur = nowMs / bucketMs
 	oldest := (nowMs+1)/bucketMs - nb
-	if w.head == none || oldest > w.head {
-		clear(w.counts)
-		w.total, w.head, w.low = 0, cur, oldest
-		return cur
+	i := 0
+	for i < len(w.q) && w.q[i].b < oldest {
+		w.total -= w.q[i].n
+		i++
 	}
-	for b := w.low; b < oldest; b++ { // at most nb + 1 buckets: low ≥ head − nb
-		s := w.slot(b)
-		w.total -= w.counts[s]
-		w.counts[s] = 0
+	if i == len(w.q) {
+		w.q = w.q[:0] // reuse the array
+	} else if i > 0 {
+		w.q = w.q[i:] // an append that outgrows it copies only what is live
 	}
-	w.low = max(w.low, oldest)
-	w.head = max(w.head, cur) // slots of buckets after head hold expired ones, already zero
 	return cur
 }
 
 func (w *window) add(cur, n int64) {
-	w.counts[w.slot(cur)] += n
+	if l := len(w.q) - 1; l >= 0 && cur <= w.q[l].b {
+		w.q[l].n += n // same bucket (a later one than cur only if the clock ran back: stricter)
+	} else {
+		w.q = append(w.q, bucketCount{cur, n})
+	}
 	w.total += n
 }
 
@@ -64,10 +62,10 @@ func (w *window) add(cur, n int64) {
 // leaves at (b + nb + 1)·B − 1 ms.
 func (w *window) retryAfter(nowMs, bucketMs, nb, need int64) time.Duration {
 	freed := int64(0)
-	for b := w.low; b <= w.head; b++ {
-		freed += w.counts[w.slot(b)]
+	for _, e := range w.q {
+		freed += e.n
 		if freed >= need {
-			return time.Duration((b+nb+1)*bucketMs-1-nowMs) * time.Millisecond
+			return time.Duration((e.b+nb+1)*bucketMs-1-nowMs) * time.Millisecond
 		}
 	}
 	return 0
@@ -75,7 +73,7 @@ func (w *window) retryAfter(nowMs, bucketMs, nb, need int64) time.Duration {
 
 // empty reports whether nothing recorded is still in the window at nowMs.
 func (w *window) empty(nowMs, bucketMs, nb int64) bool {
-	return w.head == none || w.total == 0 || (nowMs+1)/bucketMs-nb > w.head
+	return len(w.q) == 0 || w.total == 0 || (nowMs+1)/bucketMs-nb > w.q[len(w.q)-1].b
 }
 
 // decide makes Local's decision for the window ending now.
@@ -84,6 +82,13 @@ func (w *window) decide(cfg *config, sup bool, lim limits, n int64, now time.Tim
 	w.lastMs = nowMs
 	bucketMs := cfg.bucket.Milliseconds()
 	cur := w.advance(nowMs, bucketMs, cfg.nb)
+	if now.UnixMilli() == nowMs && now.Sub(time.UnixMilli(nowMs)) > 0 {
+		// Within a millisecond: counted from the next one, so that the
+		// bound holds for windows measured to the nanosecond (counted from
+		// this one, an admission at 99.9 ms leaves with the bucket of 99 ms
+		// while one 999.9 ms later still sees it gone).
+		cur = (nowMs + 1) / bucketMs
+	}
 	before := w.total
 	d, record := judge(cfg, sup, lim, n, before, &w.sup, now)
 	if record {
@@ -192,13 +197,24 @@ func startJanitor(interval time.Duration, f func(ctx context.Context)) *janitor 
 	return j
 }
 
-// close stops the loop, cancels the work in progress and waits for the
-// loop to end, at most until ctx is done.
-func (j *janitor) close(ctx context.Context) error {
+// stopWhenCollected ends j's loop once owner is garbage (nobody called
+// Close); j's work must not reference owner.
+func stopWhenCollected[T any](owner *T, j *janitor) {
+	runtime.AddCleanup(owner, (*janitor).stopLoop, j)
+}
+
+// stopLoop stops the loop and cancels the work in progress.
+func (j *janitor) stopLoop() {
 	j.once.Do(func() {
 		close(j.stop)
 		j.cancel()
 	})
+}
+
+// close stops the loop, cancels the work in progress and waits for the
+// loop to end, at most until ctx is done.
+func (j *janitor) close(ctx context.Context) error {
+	j.stopLoop()
 	select {
 	case <-j.done:
 		return nil
@@ -216,7 +232,7 @@ type Local struct {
 }
 
 // NewLocal returns a Local provider and starts its idle-key cleanup, which
-// Close stops.
+// Close stops (or the garbage collector, once l is unreachable).
 func NewLocal(opts Options) (*Local, error) {
 	cfg, err := opts.config(FailClosed, false)
 	if err != nil {
@@ -224,22 +240,24 @@ func NewLocal(opts Options) (*Local, error) {
 	}
 	l := &Local{cfg: cfg, keys: newKeyMap[window]()}
 	bucketMs := cfg.bucket.Milliseconds()
+	keys := l.keys // the loop must not hold l: it ends when l is collected
 	l.jan = startJanitor(max(cfg.idle/2, 10*time.Millisecond), func(context.Context) {
-		now := l.cfg.clock.Now()
-		cutoff := now.Add(-l.cfg.idle).UnixNano()
-		l.keys.sweep(func(w *window) bool {
+		now := cfg.clock.Now()
+		cutoff := now.Add(-cfg.idle).UnixNano()
+		keys.sweep(func(w *window) bool {
 			if w.lastUse.Load() >= cutoff {
 				return false
 			}
 			w.mu.Lock()
 			defer w.mu.Unlock()
-			if !w.empty(max(now.UnixMilli(), w.lastMs), bucketMs, l.cfg.nb) {
+			if !w.empty(max(now.UnixMilli(), w.lastMs), bucketMs, cfg.nb) {
 				return false // still holds admissions the window counts
 			}
 			w.dead = true
 			return true
 		})
 	})
+	stopWhenCollected(l, l.jan)
 	return l, nil
 }
 
@@ -259,14 +277,17 @@ func (l *Local) decide(_ context.Context, sup bool, key string, rate float64, n 
 	}
 	now := l.cfg.clock.Now()
 	for {
-		w := l.keys.get(key, func() *window { return newWindow(l.cfg.nb) })
+		w := l.keys.get(key, func() *window { return newWindow() })
 		w.lastUse.Store(now.UnixNano())
 		w.mu.Lock()
 		if w.dead { // swept between the lookup and the lock: it was empty
 			w.mu.Unlock()
 			continue
 		}
-		d := w.decide(&l.cfg, sup, lim, n, now)
+		// The decision's time is read under the lock: decisions on a key
+		// then take effect in the order of their times, and At is when
+		// this one did (not before a wait for the lock).
+		d := w.decide(&l.cfg, sup, lim, n, l.cfg.clock.Now())
 		w.mu.Unlock()
 		return d, nil
 	}

@@ -142,6 +142,8 @@ func (o Options) config(defaultPolicy FailurePolicy, allowLocal bool) (config, e
 		return config{}, invalid("Bucket %v must be a whole number of milliseconds", c.bucket)
 	case c.window%c.bucket != 0:
 		return config{}, invalid("Bucket %v does not divide Window %v", c.bucket, c.window)
+	case c.window > math.MaxInt64-c.bucket: // the keys live Window + Bucket
+		return config{}, invalid("Window %v + Bucket %v exceeds the longest time.Duration", c.window, c.bucket)
 	case c.sync < time.Millisecond:
 		return config{}, invalid("SyncInterval %v is below 1ms", c.sync)
 	}
@@ -192,9 +194,8 @@ func (c *config) limitsFor(rate float64) (limits, error) {
 	}
 	r := decimal(rate)
 	w := new(big.Rat).Mul(r, big.NewRat(int64(c.window), int64(time.Second))) // rate × window in seconds
-	w.Mul(w, tolerance)
-	capacity := floor(w)
-	hard := floor(w.Mul(w, c.hlfRat))
+	capacity := snapFloor(w)
+	hard := snapFloor(w.Mul(w, c.hlfRat))
 	switch {
 	case capacity.Sign() <= 0:
 		return limits{}, invalid("rate %v allows less than one request per %v window", rate, c.window)
@@ -206,12 +207,28 @@ func (c *config) limitsFor(rate float64) (limits, error) {
 	return l, nil
 }
 
-// tolerance is 1 + 10⁻¹⁴: a product that falls short of an integer by less
+// tolerance is 10⁻¹⁴: a product that falls short of an integer by less
 // than 10⁻¹⁴ of itself counts as that integer, so that rates computed as
 // quotients in float64 (1.0/60 per second is 0.016666666666666666) give
-// the capacity meant (1 per minute). Far below one unit for any capacity
-// up to 10¹³.
-var tolerance = big.NewRat(100000000000001, 100000000000000)
+// the capacity meant (1 per minute).
+var tolerance = big.NewRat(1, 100000000000000)
+
+// snapFloor is ⌊r⌋, or ⌈r⌉ when r falls short of it by less than
+// tolerance × r; r ≥ 0. Only a fractional r moves up, and by at most one:
+// an integer product stays itself however large (scaling r by 1 + 10⁻¹⁴
+// instead would add units to any product above 10¹⁴).
+func snapFloor(r *big.Rat) *big.Int {
+	f := floor(r)
+	if r.IsInt() {
+		return f
+	}
+	c := new(big.Int).Add(f, big.NewInt(1))
+	short := new(big.Rat).Sub(new(big.Rat).SetInt(c), r)
+	if short.Cmp(new(big.Rat).Mul(r, tolerance)) < 0 {
+		return c
+	}
+	return f
+}
 
 // decimal is f's shortest decimal form (what fmt prints) as an exact
 // rational.
