@@ -9,6 +9,7 @@ import (
 	rd "github.com/redis/rueidis"
 
 	"github.com/distkit-go/distkit/backend"
+	dkdriver "github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/backend/rueidis"
 	"github.com/distkit-go/distkit/primitives/lock"
 )
@@ -39,3 +40,26 @@ func TestReview11_NewRefusesWrappedNilClient(t *testing.T) {
 		b.Close()
 	}
 }
+
+// Keys in different Cluster slots are still refused before anything is
+// sent (the builder's panic), as ErrNotApplied.
+func TestReview11_CrossSlotStillNotApplied(t *testing.T) {
+	c, err := rd.NewClient(rd.ClientOption{InitAddress: env.Cluster(t).Addrs(), DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b, err := rueidis.New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	_, err = b.EvalScript(context.Background(), r11Echo, []string{"a", "b"})
+	if !errors.Is(err, backend.ErrNotApplied) {
+		t.Fatalf("cross-slot keys: %v, want ErrNotApplied", err)
+	}
+}
+
+var r11Echo = dkdriver.NewScript("r11-echo", `return 1`, func(dkdriver.Store, []string, []string) (backend.Value, error) {
+	return backend.Int(1), nil
+})
