@@ -3,8 +3,10 @@ package goredis_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,5 +112,64 @@ func TestReview11_NoDeadlineCallsOptionIgnoresContext(t *testing.T) {
 				t.Errorf("outcome %v", err)
 			}
 		})
+	}
+}
+
+// A batch whose calls all meet MOVED (the client's slot map is stale) is
+// re-sent by go-redis to the new master; that one runs every call and the
+// replies are lost. Every call ran once: none may be reported
+// ErrNotApplied (go-redis keeps the stale MOVED error on the calls after
+// the one whose read failed).
+func TestReview11_ClusterBatchMovedThenReplyLost(t *testing.T) {
+	cl := env.Cluster(t)
+	set, err := faultproxy.NewSet(cl.Addrs()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	b := r11Backend(t, redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), Dialer: set.Dial}))
+	for _, n := range cl.Nodes { // no NOSCRIPT round on the new master
+		if _, err := n.Do("SCRIPT", "LOAD", review11Witness.Source()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tag := fmt.Sprintf("{r11mv%d}", time.Now().UnixNano())
+	ctx := context.Background()
+	if _, err := b.EvalScript(ctx, review11Witness, []string{tag + ":warm"}); err != nil {
+		t.Fatal(err)
+	}
+	slot, err := cl.KeySlot(tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := cl.MoveSlot(slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{tag + "-000001-", tag + "-000002-", tag + "-000003-"}
+	calls := make([]backend.Call, len(ids))
+	for i, id := range ids {
+		calls[i] = backend.Call{Script: review11Witness, Keys: []string{tag + ":w:" + id}, Args: []string{id}}
+	}
+	set.Get(dst.Addr).DropReplyTo(ids[0])
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	res := b.EvalScripts(cctx, calls)
+	cancel()
+	set.Restore()
+	for i, r := range res {
+		v, err := dst.Do("GET", calls[i].Keys[0])
+		n, _ := strconv.Atoi(v)
+		if err != nil && !strings.Contains(err.Error(), "nil") {
+			t.Fatal(err)
+		}
+		t.Logf("call %d: executions %d, outcome %v %v", i, n, r.Value, r.Err)
+		switch {
+		case r.Err == nil && n != 1:
+			t.Errorf("call %d: success, but executed %d times", i, n)
+		case errors.Is(r.Err, backend.ErrNotApplied) && n != 0:
+			t.Errorf("call %d: ErrNotApplied, but executed %d time(s): %v", i, n, r.Err)
+		case n > 1:
+			t.Errorf("call %d: executed %d times", i, n)
+		}
 	}
 }
