@@ -58,7 +58,11 @@
 //   - Every distkit command is marked so that no retry path of go-redis
 //     (client retries, Cluster EOF/timeout retries, pipeline retries)
 //     ever sends it a second time; redirects after MOVED or ASK, which the
-//     server answers without running the script, are the only re-sends.
+//     server answers without running the script, are the only re-sends. On
+//     Cluster the driver's node clients carry a hook that clears a command's
+//     error before each pipelined attempt writes it: go-redis would
+//     otherwise leave the MOVED of an earlier attempt on a command that the
+//     redirect ran and whose reply was lost (reported ErrNotApplied).
 //
 // Any other redis.UniversalClient (a *redis.Ring, a wrapper of your own) is
 // refused with an error wrapping backend.ErrInvalidOption: distkit cannot
@@ -195,7 +199,45 @@ func clusterOptions(in *redis.ClusterOptions) *redis.ClusterOptions {
 	o.AutoPipelineOptions = nil
 	o.PushNotificationProcessor = nil
 	distkitSettings(&o.MaxRetries, &o.DialerRetries, &o.ContextTimeoutEnabled)
+	freshErrorsOnNodes(&o)
 	return &o
+}
+
+// freshErrorsOnNodes installs freshErrors on every node client of a
+// Cluster client built from o.
+func freshErrorsOnNodes(o *redis.ClusterOptions) {
+	newClient := o.NewClient
+	if newClient == nil {
+		newClient = redis.NewClient
+	}
+	o.NewClient = func(opt *redis.Options) *redis.Client {
+		c := newClient(opt)
+		c.AddHook(freshErrors{})
+		return c
+	}
+}
+
+// freshErrors is a hook on the node clients of the driver's Cluster
+// clients. go-redis re-sends a pipelined command after MOVED, ASK or a
+// failed connection attempt (the server did not run it), and the error of
+// that earlier attempt stays on the command unless the new attempt reads
+// its reply: a command that the re-send ran, and whose reply was then
+// lost, would still say MOVED, which is ErrNotApplied. The hook clears the
+// error of distkit's commands before each attempt writes them, so that each
+// ends with the error of its last attempt.
+type freshErrors struct{}
+
+func (freshErrors) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (freshErrors) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (freshErrors) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if e, ok := c.(evalCmd); ok {
+				e.SetErr(nil)
+			}
+		}
+		return next(ctx, cmds)
+	}
 }
 
 func distkitSettings(maxRetries, dialerRetries *int, ctxDeadlines *bool) {
@@ -258,6 +300,7 @@ func FromURL(rawURL string) (*Backend, error) {
 			return nil, fmt.Errorf("goredis: %w: %w", backend.ErrInvalidOption, err)
 		}
 		distkitSettings(&opts.MaxRetries, &opts.DialerRetries, &opts.ContextTimeoutEnabled)
+		freshErrorsOnNodes(opts)
 		return &Backend{c: redis.NewClusterClient(opts), owned: true}, nil
 	}
 	opts, err := redis.ParseURL(rawURL)
