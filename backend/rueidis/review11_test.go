@@ -145,3 +145,63 @@ func TestReview11_ClusterBatchMovedThenReplyLost(t *testing.T) {
 		}
 	}
 }
+
+// hooked is a wrapper as instrumentation builds it: the client in a named
+// field (rueidishook, rueidisotel).
+type hooked struct {
+	client rd.Client
+}
+
+func (h *hooked) B() rd.Builder { return h.client.B() }
+func (h *hooked) Do(ctx context.Context, cmd rd.Completed) rd.RedisResult {
+	return h.client.Do(ctx, cmd)
+}
+func (h *hooked) DoMulti(ctx context.Context, cmds ...rd.Completed) []rd.RedisResult {
+	return h.client.DoMulti(ctx, cmds...)
+}
+func (h *hooked) DoStream(ctx context.Context, cmd rd.Completed) rd.RedisResultStream {
+	return h.client.DoStream(ctx, cmd)
+}
+func (h *hooked) DoMultiStream(ctx context.Context, cmds ...rd.Completed) rd.MultiRedisResultStream {
+	return h.client.DoMultiStream(ctx, cmds...)
+}
+func (h *hooked) DoCache(ctx context.Context, cmd rd.Cacheable, ttl time.Duration) rd.RedisResult {
+	return h.client.DoCache(ctx, cmd, ttl)
+}
+func (h *hooked) DoMultiCache(ctx context.Context, cmds ...rd.CacheableTTL) []rd.RedisResult {
+	return h.client.DoMultiCache(ctx, cmds...)
+}
+func (h *hooked) Receive(ctx context.Context, sub rd.Completed, fn func(rd.PubSubMessage)) error {
+	return h.client.Receive(ctx, sub, fn)
+}
+func (h *hooked) Dedicated(fn func(rd.DedicatedClient) error) error { return h.client.Dedicated(fn) }
+func (h *hooked) Dedicate() (rd.DedicatedClient, func())             { return h.client.Dedicate() }
+func (h *hooked) Nodes() map[string]rd.Client                        { return h.client.Nodes() }
+func (h *hooked) Mode() rd.ClientMode                                { return h.client.Mode() }
+func (h *hooked) Close()                                             { h.client.Close() }
+
+// A client built with ConnLifetime re-sends commands in flight when its
+// connection expires (see TestNewRefuses), so New refuses it; wrapped by a
+// hook or an instrumentation layer it must still be refused.
+func TestReview11_NewRefusesWrappedConnLifetime(t *testing.T) {
+	s := env.Server(t)
+	c, err := rd.NewClient(rd.ClientOption{InitAddress: []string{s.Addr}, DisableCache: true, ConnLifetime: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for name, w := range map[string]rd.Client{"embedded": wrapped{Client: c}, "field": &hooked{client: c},
+		"twice": &hooked{client: &wrapped{Client: c}}} {
+		if _, err := rueidis.New(w); !errors.Is(err, backend.ErrInvalidOption) {
+			t.Errorf("New(%s wrapper of a ConnLifetime client): %v, want ErrInvalidOption", name, err)
+		}
+	}
+	plain, err := rd.NewClient(rd.ClientOption{InitAddress: []string{s.Addr}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if _, err := rueidis.New(&hooked{client: plain}); err != nil {
+		t.Errorf("New(wrapper of a client without ConnLifetime): %v", err)
+	}
+}
