@@ -175,10 +175,10 @@ func (h *hooked) Receive(ctx context.Context, sub rd.Completed, fn func(rd.PubSu
 	return h.client.Receive(ctx, sub, fn)
 }
 func (h *hooked) Dedicated(fn func(rd.DedicatedClient) error) error { return h.client.Dedicated(fn) }
-func (h *hooked) Dedicate() (rd.DedicatedClient, func())             { return h.client.Dedicate() }
-func (h *hooked) Nodes() map[string]rd.Client                        { return h.client.Nodes() }
-func (h *hooked) Mode() rd.ClientMode                                { return h.client.Mode() }
-func (h *hooked) Close()                                             { h.client.Close() }
+func (h *hooked) Dedicate() (rd.DedicatedClient, func())            { return h.client.Dedicate() }
+func (h *hooked) Nodes() map[string]rd.Client                       { return h.client.Nodes() }
+func (h *hooked) Mode() rd.ClientMode                               { return h.client.Mode() }
+func (h *hooked) Close()                                            { h.client.Close() }
 
 // A client built with ConnLifetime re-sends commands in flight when its
 // connection expires (see TestNewRefuses), so New refuses it; wrapped by a

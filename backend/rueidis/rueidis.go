@@ -83,7 +83,8 @@ var (
 // New returns a backend over client, used as it is. A nil client (also a
 // typed nil pointer, or a wrapper of a nil client whose B panics) and a
 // client built with ClientOption.ConnLifetime (which re-sends commands in
-// flight) are refused with an error wrapping backend.ErrInvalidOption. Close does not close client.
+// flight), also behind a wrapper that holds it in a field, are refused with
+// an error wrapping backend.ErrInvalidOption. Close does not close client.
 func New(client rd.Client) (*Backend, error) {
 	if client == nil {
 		return nil, fmt.Errorf("rueidis: %w: nil client", backend.ErrInvalidOption)
@@ -116,25 +117,41 @@ func usableBuilder(c rd.Client) (err error) {
 }
 
 // connLifetime reports whether one of rueidis's own client types was built
-// with ConnLifetime. rueidis does not expose its options, so this reads the
-// unexported fields that record it (hasLftm, opt.ConnLifetime) of the
-// client types of the pinned version; a test pins the detection.
-func connLifetime(c rd.Client) bool {
-	v := reflect.ValueOf(c)
-	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+// with ConnLifetime, also behind wrappers (hooks, instrumentation) that
+// hold the client in a field. rueidis does not expose its options, so this
+// reads the unexported fields that record it (hasLftm, opt.ConnLifetime) of
+// the client types of the pinned version; a test pins the detection.
+func connLifetime(c rd.Client) bool { return lifetimeIn(reflect.ValueOf(c), 0) }
+
+var clientType = reflect.TypeOf((*rd.Client)(nil)).Elem()
+
+func lifetimeIn(v reflect.Value, depth int) bool {
+	for v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return false
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct || depth > 8 {
 		return false
 	}
-	s := v.Elem()
-	if f := s.FieldByName("hasLftm"); f.IsValid() && f.Kind() == reflect.Bool {
+	if f := v.FieldByName("hasLftm"); f.IsValid() && f.Kind() == reflect.Bool {
 		return f.Bool()
 	}
 	for _, name := range []string{"opt", "mOpt"} {
-		f := s.FieldByName(name)
+		f := v.FieldByName(name)
 		if !f.IsValid() || f.Kind() != reflect.Pointer || f.IsNil() || f.Elem().Kind() != reflect.Struct {
 			continue
 		}
 		if lt := f.Elem().FieldByName("ConnLifetime"); lt.IsValid() && lt.Kind() == reflect.Int64 {
 			return lt.Int() > 0
+		}
+	}
+	// A wrapper: the clients it holds.
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Field(i)
+		if (f.Type() == clientType || f.Type().Implements(clientType)) && lifetimeIn(f, depth+1) {
+			return true
 		}
 	}
 	return false
