@@ -173,3 +173,37 @@ func TestReview11_ClusterBatchMovedThenReplyLost(t *testing.T) {
 		}
 	}
 }
+
+// FromURL's forms all work, master_name included, and the client it
+// builds carries distkit's settings on every topology.
+func TestReview11_FromURLForms(t *testing.T) {
+	g, s, cl := env.Sentinel(t), env.Server(t), env.Cluster(t)
+	sa := g.SentinelAddrs()
+	for name, u := range map[string]string{
+		"standalone":  "redis://" + s.Addr + "/0",
+		"cluster":     "redis://" + cl.Addrs()[0] + "?addr=" + strings.Join(cl.Addrs()[1:], "&addr="),
+		"master_set":  "redis://" + sa[0] + "/0?addr=" + strings.Join(sa[1:], "&addr=") + "&master_set=" + g.Name,
+		"master_name": "redis://" + sa[0] + "/0?addr=" + strings.Join(sa[1:], "&addr=") + "&master_name=" + g.Name,
+	} {
+		b, err := goredis.FromURL(u)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if _, err := b.EvalScript(context.Background(), review11Witness, []string{"{r11}:url:" + name}); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		var retries, dials int
+		var ctxOn bool
+		switch c := b.Client().(type) {
+		case *redis.Client:
+			retries, dials, ctxOn = c.Options().MaxRetries, c.Options().DialerRetries, c.Options().ContextTimeoutEnabled
+		case *redis.ClusterClient:
+			retries, dials, ctxOn = c.Options().MaxRetries, c.Options().DialerRetries, c.Options().ContextTimeoutEnabled
+		}
+		if retries > 0 || dials != 1 || !ctxOn {
+			t.Errorf("%s: client %T with MaxRetries %d, DialerRetries %d, ContextTimeoutEnabled %v", name, b.Client(), retries, dials, ctxOn)
+		}
+		b.Close()
+	}
+}

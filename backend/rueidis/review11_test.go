@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,5 +204,27 @@ func TestReview11_NewRefusesWrappedConnLifetime(t *testing.T) {
 	defer plain.Close()
 	if _, err := rueidis.New(&hooked{client: plain}); err != nil {
 		t.Errorf("New(wrapper of a client without ConnLifetime): %v", err)
+	}
+}
+
+// FromURL's forms all work, master_name included.
+func TestReview11_FromURLForms(t *testing.T) {
+	g, s, cl := env.Sentinel(t), env.Server(t), env.Cluster(t)
+	sa := g.SentinelAddrs()
+	for name, u := range map[string]string{
+		"standalone":  "redis://" + s.Addr + "/0",
+		"cluster":     "redis://" + cl.Addrs()[0] + "?addr=" + strings.Join(cl.Addrs()[1:], "&addr="),
+		"master_set":  "redis://" + sa[0] + "/0?addr=" + strings.Join(sa[1:], "&addr=") + "&master_set=" + g.Name,
+		"master_name": "redis://" + sa[0] + "/0?addr=" + strings.Join(sa[1:], "&addr=") + "&master_name=" + g.Name,
+	} {
+		b, err := rueidis.FromURL(u)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if _, err := b.EvalScript(context.Background(), r11Witness, []string{"{r11}:url:" + name}); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		b.Close()
 	}
 }
