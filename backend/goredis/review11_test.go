@@ -207,3 +207,36 @@ func TestReview11_FromURLForms(t *testing.T) {
 		b.Close()
 	}
 }
+
+// A call whose context is cancelled (no deadline) while the server does
+// not answer: the call should end soon after the cancel.
+//
+// go-redis bounds socket reads and writes by a context's deadline only
+// (ContextTimeoutEnabled); a cancel without a deadline is not seen until
+// the read timeout (5 s by default). Seen: 5.0 s on Client, ClusterClient
+// and FailoverClient. rueidis ends such a call at the cancel.
+func TestReview11_CancelDuringBlackhole(t *testing.T) {
+	t.Skip("review11: go-redis does not watch a context's cancellation during socket I/O, only its deadline; a fix needs a goroutine per call or go-redis support")
+	for name, kind := range r11Kinds(t) {
+		t.Run(name, func(t *testing.T) {
+			set, mk := kind(t)
+			b := r11Backend(t, mk(&redis.UniversalOptions{}))
+			key := "{r11}:cancel:" + name
+			if _, err := b.EvalScript(context.Background(), review11Witness, []string{key}); err != nil {
+				t.Fatal(err)
+			}
+			set.Blackhole(true)
+			unblock := time.AfterFunc(8*time.Second, func() { set.Blackhole(false) })
+			defer unblock.Stop()
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(300*time.Millisecond, cancel)
+			start := time.Now()
+			_, err := b.EvalScript(ctx, review11Witness, []string{key})
+			el := time.Since(start)
+			set.Restore()
+			if el > 2*time.Second {
+				t.Errorf("a call cancelled after 300 ms took %v in a blackhole (%v)", el, err)
+			}
+		})
+	}
+}
