@@ -17,6 +17,7 @@ import (
 	dkdriver "github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/backend/rueidis"
 	"github.com/distkit-go/distkit/internal/faultproxy"
+	"github.com/distkit-go/distkit/internal/redistest"
 	"github.com/distkit-go/distkit/primitives/lock"
 )
 
@@ -226,5 +227,94 @@ func TestReview11_FromURLForms(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 		b.Close()
+	}
+}
+
+// A batch spanning every master while one master refuses connections: the
+// calls on the others succeed once, those on the refused one are not run.
+func TestReview11_ClusterBatchOneNodeDown(t *testing.T) {
+	cl := env.Cluster(t)
+	set, err := faultproxy.NewSet(cl.Addrs()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	c, err := rd.NewClient(rd.ClientOption{InitAddress: cl.Addrs(), DisableCache: true,
+		DialCtxFn: func(ctx context.Context, dst string, _ *net.Dialer, _ *tls.Config) (net.Conn, error) {
+			return set.Dial(ctx, "tcp", dst)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b, err := rueidis.New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	// One tag per master, so that the batch spans every node.
+	byNode := map[string]string{}
+	for i := 0; len(byNode) < 3 && i < 1000; i++ {
+		tag := fmt.Sprintf("{r11dn%d-%d}", time.Now().UnixNano(), i)
+		slot, _ := cl.KeySlot(tag)
+		m, err := cl.MasterOf(slot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := byNode[m.Addr]; !ok {
+			byNode[m.Addr] = tag
+		}
+	}
+	var calls []backend.Call
+	var owners []string
+	for addr, tag := range byNode {
+		if _, err := b.EvalScript(ctx, r11Witness, []string{tag + ":warm"}); err != nil {
+			t.Fatal(err)
+		}
+		for j := 0; j < 2; j++ {
+			calls = append(calls, backend.Call{Script: r11Witness, Keys: []string{fmt.Sprintf("%s:w:%d", tag, j)}})
+			owners = append(owners, addr)
+		}
+	}
+	down := owners[0]
+	set.Get(down).Cut()
+	defer set.Restore()
+	// The first batch may meet the refused master's old connection reset
+	// under it (ErrIndeterminate, honest); the second must be told
+	// ErrNotApplied for those calls.
+	for round := 0; round < 2; round++ {
+		for i := range calls {
+			calls[i].Keys = []string{fmt.Sprintf("%s:r%d", calls[i].Keys[0], round)}
+		}
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		start := time.Now()
+		res := b.EvalScripts(cctx, calls)
+		el := time.Since(start)
+		cancel()
+		for i, r := range res {
+			var srv *redistest.Server
+			for _, n := range cl.Nodes {
+				if n.Addr == owners[i] {
+					srv = n
+				}
+			}
+			v, _ := srv.Do("GET", calls[i].Keys[0])
+			n, _ := strconv.Atoi(v)
+			t.Logf("round %d call %d on %s (down %v): executions %d, outcome %v", round, i, owners[i], owners[i] == down, n, r.Err)
+			switch {
+			case r.Err == nil && n != 1:
+				t.Errorf("call %d: success, but executed %d times", i, n)
+			case errors.Is(r.Err, backend.ErrNotApplied) && n != 0:
+				t.Errorf("call %d: ErrNotApplied, but executed %d time(s)", i, n)
+			case owners[i] != down && r.Err != nil:
+				t.Errorf("call %d on a live master: %v", i, r.Err)
+			case owners[i] == down && r.Err == nil:
+				t.Errorf("call %d on the refused master succeeded", i)
+			case owners[i] == down && round == 1 && !errors.Is(r.Err, backend.ErrNotApplied):
+				t.Errorf("call %d on the refused master: %v, want ErrNotApplied", i, r.Err)
+			}
+		}
+		t.Logf("round %d: batch took %v", round, el)
 	}
 }
