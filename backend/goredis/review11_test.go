@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -316,5 +317,68 @@ func TestReview11_ClusterBatchOneNodeDown(t *testing.T) {
 			}
 		}
 		t.Logf("round %d: batch took %v", round, el)
+	}
+}
+
+// A Cluster batch whose calls on one master first fail to connect (go-redis
+// re-sends them after a backoff); the master is back for the re-send, which
+// runs them, and the replies are lost. No call may keep the stale dial
+// error (ErrNotApplied).
+func TestReview11_ClusterBatchDialFailedThenReplyLost(t *testing.T) {
+	cl := env.Cluster(t)
+	set, err := faultproxy.NewSet(cl.Addrs()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	tag := fmt.Sprintf("{r11df%d}", time.Now().UnixNano())
+	slot, err := cl.KeySlot(tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master, err := cl.MasterOf(slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{tag + "-000001-", tag + "-000002-", tag + "-000003-"}
+	var armed atomic.Bool
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := set.Dial(ctx, network, addr)
+		if err != nil && addr == master.Addr && armed.CompareAndSwap(true, false) {
+			set.Get(master.Addr).Restore()           // back for go-redis's re-send …
+			set.Get(master.Addr).DropReplyTo(ids[0]) // … whose replies are lost
+		}
+		return c, err
+	}
+	b := r11Backend(t, redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), Dialer: dial}))
+	ctx := context.Background()
+	if _, err := b.EvalScript(ctx, review11Witness, []string{tag + ":warm"}); err != nil {
+		t.Fatal(err)
+	}
+	calls := make([]backend.Call, len(ids))
+	for i, id := range ids {
+		calls[i] = backend.Call{Script: review11Witness, Keys: []string{tag + ":w:" + id}, Args: []string{id}}
+	}
+	set.Get(master.Addr).Cut()
+	armed.Store(true)
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	res := b.EvalScripts(cctx, calls)
+	cancel()
+	set.Restore()
+	if armed.Load() {
+		t.Fatal("go-redis did not dial the refused master")
+	}
+	for i, r := range res {
+		v, _ := master.Do("GET", calls[i].Keys[0])
+		n, _ := strconv.Atoi(v)
+		t.Logf("call %d: executions %d, outcome %v", i, n, r.Err)
+		switch {
+		case r.Err == nil && n != 1:
+			t.Errorf("call %d: success, but executed %d times", i, n)
+		case errors.Is(r.Err, backend.ErrNotApplied) && n != 0:
+			t.Errorf("call %d: ErrNotApplied, but executed %d time(s): %v", i, n, r.Err)
+		case n > 1:
+			t.Errorf("call %d: executed %d times", i, n)
+		}
 	}
 }
