@@ -382,3 +382,42 @@ func TestReview11_ClusterBatchDialFailedThenReplyLost(t *testing.T) {
 		}
 	}
 }
+
+// During an outage every client kind reports ErrNotApplied fast, and
+// go-redis logs at most about one dial line per call.
+func TestReview11_OutageEveryKind(t *testing.T) {
+	logs := &countingLogger{}
+	redis.SetLogger(logs)
+	for name, kind := range r11Kinds(t) {
+		t.Run(name, func(t *testing.T) {
+			set, mk := kind(t)
+			b := r11Backend(t, mk(&redis.UniversalOptions{DialerRetries: 1}))
+			key := "{r11}:outage:" + name
+			if _, err := b.EvalScript(context.Background(), review11Witness, []string{key}); err != nil {
+				t.Fatal(err)
+			}
+			set.Cut()
+			defer set.Restore()
+			logs.dial.Store(0)
+			const calls = 10
+			var slowest time.Duration
+			for i := range calls {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				start := time.Now()
+				_, err := b.EvalScript(ctx, review11Witness, []string{key})
+				slowest = max(slowest, time.Since(start))
+				cancel()
+				if i > 0 && !errors.Is(err, backend.ErrNotApplied) {
+					t.Errorf("call %d during the outage: %v, want ErrNotApplied", i, err)
+				}
+			}
+			t.Logf("%s: slowest %v, %d dial log lines for %d calls", name, slowest, logs.dial.Load(), calls)
+			if slowest > time.Second {
+				t.Errorf("a call during the outage took %v", slowest)
+			}
+			if n := logs.dial.Load(); n > 2*calls {
+				t.Errorf("%d dial log lines for %d calls", n, calls)
+			}
+		})
+	}
+}
