@@ -318,3 +318,31 @@ func TestReview11_ClusterBatchOneNodeDown(t *testing.T) {
 		t.Logf("round %d: batch took %v", round, el)
 	}
 }
+
+// The user closes their client while distkit still uses it (shutdown
+// order): a Lock must not spin on the closed client until its deadline.
+func TestReview11_LockOnClosedClient(t *testing.T) {
+	c, err := rd.NewClient(rd.ClientOption{InitAddress: []string{env.Server(t).Addr}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := rueidis.New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	m, err := lock.NewMutex(b, fmt.Sprintf("r11-closed-%d", time.Now().UnixNano()), lock.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = m.Lock(ctx)
+	el := time.Since(start)
+	t.Logf("Lock on a closed client: %v after %v", err, el)
+	if !errors.Is(err, backend.ErrClosed) || el > time.Second {
+		t.Errorf("Lock on a closed client: %v after %v; want an error matching ErrClosed at once", err, el)
+	}
+}
