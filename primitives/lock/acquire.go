@@ -73,6 +73,11 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 		case err == nil && token > 0:
 			return newGuard(c, m, id, token, n), nil
 		case err == nil:
+		case errors.Is(err, backend.ErrClosed) && errors.Is(err, backend.ErrNotApplied):
+			// The backend is closed: no attempt can succeed any more. (An
+			// indeterminate ErrClosed is a connection closed under a call,
+			// which a failover also does: retried.)
+			return nil, c.giveUp(m, id, uncertain, fmt.Errorf("lock %q: %w", c.name, err))
 		case errors.Is(err, backend.ErrIndeterminate):
 			uncertain = true
 			lastErr = err
