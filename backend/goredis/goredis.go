@@ -63,6 +63,15 @@
 //     error before each pipelined attempt writes it: go-redis would
 //     otherwise leave the MOVED of an earlier attempt on a command that the
 //     redirect ran and whose reply was lost (reported ErrNotApplied).
+//   - go-redis bounds socket reads and writes by a context's deadline only,
+//     not by its cancellation. So that a call ends when its context is
+//     cancelled, a call whose context can be cancelled runs in a goroutine
+//     of its own under a context that keeps the caller's deadline (or, when
+//     there is none, the client's ReadTimeout, 30 s when that is unset) but
+//     not its cancellation; the caller returns at the cancellation with an
+//     error matching ErrIndeterminate (the command may still run), and the
+//     goroutine ends by that bound. A context that cannot be cancelled
+//     (context.Background) costs nothing extra.
 //
 // Any other redis.UniversalClient (a *redis.Ring, a wrapper of your own) is
 // refused with an error wrapping backend.ErrInvalidOption: distkit cannot
@@ -92,6 +101,11 @@ type Backend struct {
 	user   redis.UniversalClient // the client the user passed (nil for FromURL)
 	owned  bool                  // Close closes c
 	closed atomic.Bool
+	// inflight counts calls that run in a goroutine of their own (see
+	// call); bound is how long such a call may take when its context has
+	// no deadline.
+	inflight sync.WaitGroup
+	bound    time.Duration
 
 	subMu   sync.Mutex
 	fan     *driver.Fanout
@@ -104,6 +118,22 @@ var (
 	_ backend.Backend  = (*Backend)(nil)
 	_ backend.Notifier = (*Backend)(nil)
 )
+
+// wrap returns the Backend over c, the client distkit's commands go
+// through.
+func wrap(c, user redis.UniversalClient, owned bool) *Backend {
+	var rt time.Duration
+	switch c := c.(type) {
+	case *redis.Client:
+		rt = c.Options().ReadTimeout
+	case *redis.ClusterClient:
+		rt = c.Options().ReadTimeout
+	}
+	if rt <= 0 {
+		rt = 30 * time.Second
+	}
+	return &Backend{c: c, user: user, owned: owned, bound: rt}
+}
 
 // failoverAddr is the Addr go-redis gives the options of a failover
 // (Sentinel) client.
@@ -120,11 +150,11 @@ func New(client redis.UniversalClient) (*Backend, error) {
 	switch c := client.(type) {
 	case *redis.Client:
 		if c.Options().Addr == failoverAddr {
-			return &Backend{c: failoverView(c), user: client}, nil
+			return wrap(failoverView(c), client, false), nil
 		}
-		return &Backend{c: redis.NewClient(clientOptions(c.Options())), user: client, owned: true}, nil
+		return wrap(redis.NewClient(clientOptions(c.Options())), client, true), nil
 	case *redis.ClusterClient:
-		return &Backend{c: redis.NewClusterClient(clusterOptions(c.Options())), user: client, owned: true}, nil
+		return wrap(redis.NewClusterClient(clusterOptions(c.Options())), client, true), nil
 	}
 	return nil, fmt.Errorf("goredis: %w: client of type %T: distkit drives *redis.Client (standalone or failover) and *redis.ClusterClient only, because it must control their retries",
 		backend.ErrInvalidOption, client)
@@ -293,7 +323,7 @@ func FromURL(rawURL string) (*Backend, error) {
 			return nil, fmt.Errorf("goredis: %w: %w", backend.ErrInvalidOption, err)
 		}
 		distkitSettings(&opts.MaxRetries, &opts.DialerRetries, &opts.ContextTimeoutEnabled)
-		return &Backend{c: redis.NewFailoverClient(opts), owned: true}, nil
+		return wrap(redis.NewFailoverClient(opts), nil, true), nil
 	case q.Has("addr"):
 		opts, err := redis.ParseClusterURL(rawURL)
 		if err != nil {
@@ -301,14 +331,14 @@ func FromURL(rawURL string) (*Backend, error) {
 		}
 		distkitSettings(&opts.MaxRetries, &opts.DialerRetries, &opts.ContextTimeoutEnabled)
 		freshErrorsOnNodes(opts)
-		return &Backend{c: redis.NewClusterClient(opts), owned: true}, nil
+		return wrap(redis.NewClusterClient(opts), nil, true), nil
 	}
 	opts, err := redis.ParseURL(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("goredis: %w: %w", backend.ErrInvalidOption, err)
 	}
 	distkitSettings(&opts.MaxRetries, &opts.DialerRetries, &opts.ContextTimeoutEnabled)
-	return &Backend{c: redis.NewClient(opts), owned: true}, nil
+	return wrap(redis.NewClient(opts), nil, true), nil
 }
 
 // Client returns the client distkit's commands go through: the driver's
@@ -347,14 +377,55 @@ func (b *Backend) EvalScript(ctx context.Context, s backend.Script, keys []strin
 	if err := b.usable(ctx); err != nil {
 		return backend.Value{}, err
 	}
-	cmd := newEval(ctx, "evalsha", s.SHA(), keys, argv)
-	_ = b.c.Process(ctx, cmd)
-	if isNoScript(cmd.Err()) {
-		cmd = newEval(ctx, "eval", s.Source(), keys, argv)
+	var cmd evalCmd
+	if err := b.call(ctx, func(ctx context.Context) {
+		cmd = newEval(ctx, "evalsha", s.SHA(), keys, argv)
 		_ = b.c.Process(ctx, cmd)
+		if isNoScript(cmd.Err()) {
+			cmd = newEval(ctx, "eval", s.Source(), keys, argv)
+			_ = b.c.Process(ctx, cmd)
+		}
+	}); err != nil {
+		return backend.Value{}, err
 	}
 	res, err := cmd.Result()
 	return convert(s.Name(), res, err, true)
+}
+
+// call runs fn (one command, or one pipeline, and its NOSCRIPT fallback)
+// so that the caller gets control back when ctx is cancelled; see the
+// package documentation. It returns nil when fn ran to its end, else an
+// error matching ErrIndeterminate and ctx's error: fn may have sent its
+// commands, and they may still run.
+func (b *Backend) call(ctx context.Context, fn func(ctx context.Context)) error {
+	if ctx.Done() == nil {
+		fn(ctx)
+		return nil
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(b.bound)
+	}
+	inner, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	done := make(chan struct{})
+	b.inflight.Add(1)
+	go func() {
+		defer b.inflight.Done()
+		defer cancel()
+		defer close(done)
+		fn(inner)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		select {
+		case <-done: // finished meanwhile: its outcome is known
+			return nil
+		default:
+		}
+		return driver.Indeterminate(fmt.Errorf("goredis: %w while the call was in flight", ctx.Err()))
+	}
 }
 
 // EvalScripts implements backend.Backend with one pipeline (one per node
@@ -371,26 +442,33 @@ func (b *Backend) EvalScripts(ctx context.Context, calls []backend.Call) []backe
 		return out
 	}
 	cmds := make([]evalCmd, len(calls))
-	pipe := b.c.Pipeline()
-	for i, c := range calls {
-		cmds[i] = newEval(ctx, "evalsha", c.Script.SHA(), c.Keys, c.Args)
-		_ = pipe.Process(ctx, cmds[i])
-	}
-	_, _ = pipe.Exec(ctx) // per-command errors are read below
-	var retry []int
-	for i, cmd := range cmds {
-		if isNoScript(cmd.Err()) {
-			retry = append(retry, i)
-		}
-	}
-	if len(retry) > 0 {
-		pipe = b.c.Pipeline()
-		for _, i := range retry {
-			c := calls[i]
-			cmds[i] = newEval(ctx, "eval", c.Script.Source(), c.Keys, c.Args)
+	if err := b.call(ctx, func(ctx context.Context) {
+		pipe := b.c.Pipeline()
+		for i, c := range calls {
+			cmds[i] = newEval(ctx, "evalsha", c.Script.SHA(), c.Keys, c.Args)
 			_ = pipe.Process(ctx, cmds[i])
 		}
-		_, _ = pipe.Exec(ctx)
+		_, _ = pipe.Exec(ctx) // per-command errors are read below
+		var retry []int
+		for i, cmd := range cmds {
+			if isNoScript(cmd.Err()) {
+				retry = append(retry, i)
+			}
+		}
+		if len(retry) > 0 {
+			pipe = b.c.Pipeline()
+			for _, i := range retry {
+				c := calls[i]
+				cmds[i] = newEval(ctx, "eval", c.Script.Source(), c.Keys, c.Args)
+				_ = pipe.Process(ctx, cmds[i])
+			}
+			_, _ = pipe.Exec(ctx)
+		}
+	}); err != nil {
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
 	}
 	for i, cmd := range cmds {
 		res, err := cmd.Result()
@@ -429,7 +507,9 @@ func (b *Backend) Close() error {
 	}
 	b.closeSubs()
 	if b.owned {
-		return b.c.Close()
+		err := b.c.Close()
+		b.inflight.Wait() // their connections are closed: they end at once
+		return err
 	}
 	return nil
 }

@@ -218,7 +218,7 @@ func TestReview11_FromURLForms(t *testing.T) {
 // the read timeout (5 s by default). Seen: 5.0 s on Client, ClusterClient
 // and FailoverClient. rueidis ends such a call at the cancel.
 func TestReview11_CancelDuringBlackhole(t *testing.T) {
-	t.Skip("review11: go-redis does not watch a context's cancellation during socket I/O, only its deadline; a fix needs a goroutine per call or go-redis support")
+
 	for name, kind := range r11Kinds(t) {
 		t.Run(name, func(t *testing.T) {
 			set, mk := kind(t)

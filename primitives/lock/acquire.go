@@ -77,7 +77,7 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 			// The backend is closed: no attempt can succeed any more. (An
 			// indeterminate ErrClosed is a connection closed under a call,
 			// which a failover also does: retried.)
-			return nil, c.giveUp(m, id, uncertain, fmt.Errorf("lock %q: %w", c.name, err))
+			return nil, c.giveUp(ctx, m, id, uncertain, fmt.Errorf("lock %q: %w", c.name, err))
 		case errors.Is(err, backend.ErrIndeterminate):
 			uncertain = true
 			lastErr = err
