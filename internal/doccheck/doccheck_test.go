@@ -35,6 +35,7 @@ var autoImports = map[string]string{
 	"errors":          "errors",
 	"fmt":             "fmt",
 	"log":             "log",
+	"math":            "math",
 	"http":            "net/http",
 	"os":              "os",
 	"strings":         "strings",

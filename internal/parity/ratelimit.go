@@ -233,6 +233,16 @@ var rateLimitScenario = Scenario{Name: "RateLimit", Run: func(ctx context.Contex
 		v, err := b.EvalScript(ctx, ratelimitscript.Window, corrupt.List(), "peek", ms, nb, "0", "5", "1")
 		out = append(out, Outcome(v, err))
 	}
+	// A count with a leading zero in the current bucket (bucket 0 forever
+	// with B = MaxCount ms): Redis' HINCRBY refuses "05", so both twins
+	// must report it as corrupt rather than add to it.
+	for _, v := range []string{"05", "00"} {
+		lz := keyspace.RateLimit(p, "corrupt-bucket-"+v)
+		hv, herr := b.EvalScript(ctx, hsetScript, []string{lz.Counts}, "0", v)
+		out = append(out, Outcome(hv, herr))
+		v, err := b.EvalScript(ctx, ratelimitscript.Window, lz.List(), "abs", strconv.FormatInt(ratelimitscript.MaxCount, 10), "1", "1100", "5", "1")
+		out = append(out, Outcome(v, err))
+	}
 	wrong := keyspace.RateLimit(p, "wrong")
 	b.EvalScript(ctx, testkit.WrongTypeScript, []string{wrong.Counts})
 	v, err := b.EvalScript(ctx, ratelimitscript.Window, wrong.List(), "sync", ms, nb, ttl, "1", "0", "64")

@@ -7,8 +7,8 @@
 //
 // Every count the scripts store or compare is an integer in [0, MaxCount]
 // (2^53 − 1), the range in which Lua numbers (doubles) are exact, and the
-// scripts check that they are: an amount arrives as a decimal string and is
-// read digit-count first, so a larger one is never turned into an inexact
+// scripts check that they are: an amount arrives as a decimal string (no
+// leading zero, as Redis writes integers) and is read digit-count first, so a larger one is never turned into an inexact
 // number (an n beyond MaxCount "never fits"); a stored value outside the
 // range is reported (DKCORRUPT), never used.
 //
@@ -113,7 +113,7 @@ const RetryNever = -1
 var Window = driver.NewScript("ratelimit-window", driver.LuaNowMillis+`
 local MAXC = 9007199254740991
 local function int(s)
-  if type(s) ~= 'string' or #s == 0 or #s > 16 or string.find(s, '^%d+$') == nil then return nil end
+  if type(s) ~= 'string' or #s == 0 or #s > 16 or string.find(s, '^%d+$') == nil or (#s > 1 and string.byte(s, 1) == 48) then return nil end
   local v = tonumber(s)
   if v > MAXC then return nil end
   return v
@@ -861,9 +861,10 @@ func digits(s string) bool {
 }
 
 // Int reads a count the way the scripts do: at most 16 decimal digits, no
-// sign, at most MaxCount; ok is false otherwise.
+// sign, no leading zero (Redis' HINCRBY refuses one), at most MaxCount; ok
+// is false otherwise.
 func Int(s string) (v int64, ok bool) {
-	if len(s) > 16 || !digits(s) {
+	if len(s) > 16 || !digits(s) || (len(s) > 1 && s[0] == '0') {
 		return 0, false
 	}
 	v, err := strconv.ParseInt(s, 10, 64)

@@ -19,6 +19,7 @@ import (
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/counterscript"
+	"github.com/distkit-go/distkit/internal/ctxsync"
 	"github.com/distkit-go/distkit/internal/keyspace"
 )
 
@@ -67,9 +68,13 @@ type laxCore struct {
 	closed   atomic.Bool
 	epoch    time.Time // origin of entry.synced
 
-	mu       sync.Mutex // serialises flushes and flush-first operations
-	seq      int64      // last batch number used
-	inflight *batch     // sent with an unknown outcome: resend before anything else
+	// mu serialises flushes and flush-first operations. It is held across
+	// backend calls, so every wait for it that has a context gives up when
+	// the context ends (a Close must not wait for a call hung on the
+	// backend).
+	mu       *ctxsync.Mutex
+	seq      int64  // last batch number used
+	inflight *batch // sent with an unknown outcome: resend before anything else
 
 	stop     chan struct{}   // closed by Close
 	base     context.Context // the flusher's I/O runs under it; Close cancels it
@@ -86,8 +91,10 @@ type entry struct {
 	base  atomic.Int64 // remote value at the last sync minus the part of added it included
 	key   string
 	field string // key's field in the hash (keyspace.CounterField)
+	// sent is the part of added the backend has applied: written with
+	// laxCore.mu held, read without by Close when the lock is busy.
+	sent atomic.Int64
 	// guarded by laxCore.mu
-	sent  int64 // the part of added the backend has applied
 	stuck error // non-nil: the pending delta cannot be applied (overflow)
 	// synced is when base was last set from the backend (monotonic ns
 	// since the core's epoch); written with mu held, read without.
@@ -126,6 +133,7 @@ func NewLax(b backend.Backend, opts Options) (*Lax, error) {
 		b: b, k: k, lag: lag, dedupTTL: driver.Millis(ttl),
 		marker:   keyspace.CounterLaxMarker(k.prefix, hex.EncodeToString(id[:])),
 		ix:       newIndex(),
+		mu:       ctxsync.NewMutex(),
 		epoch:    time.Now(),
 		stop:     make(chan struct{}),
 		orphaned: make(chan struct{}),
@@ -237,7 +245,9 @@ func (l *Lax) Get(ctx context.Context, key string) (int64, error) {
 		return 0, err
 	}
 	if c.stale(e) {
-		c.mu.Lock()
+		if err := c.mu.LockCtx(ctx); err != nil {
+			return 0, fmt.Errorf("counter: get %q: %w", key, err)
+		}
 		defer c.mu.Unlock()
 		if c.inflight != nil { // the remote value is ambiguous until it is resolved
 			if err := c.flushLocked(ctx); err != nil {
@@ -269,7 +279,7 @@ func (c *laxCore) stale(e *entry) bool {
 // setRemote records that the backend holds r for e, which includes
 // exactly e.sent of the local deltas. Called with mu held.
 func (c *laxCore) setRemote(e *entry, r int64) {
-	e.base.Store(r - e.sent)
+	e.base.Store(r - e.sent.Load())
 	e.synced.Store(max(int64(time.Since(c.epoch)), 1))
 }
 
@@ -279,7 +289,9 @@ func (c *laxCore) setRemote(e *entry, r int64) {
 // see Pending).
 func (l *Lax) Flush(ctx context.Context) error {
 	c := l.c
-	c.mu.Lock()
+	if err := c.mu.LockCtx(ctx); err != nil {
+		return fmt.Errorf("counter: flush: %w", err)
+	}
 	defer c.mu.Unlock()
 	if err := c.flushLocked(ctx); err != nil {
 		return err
@@ -288,18 +300,20 @@ func (l *Lax) Flush(ctx context.Context) error {
 }
 
 // Pending returns the deltas accepted locally but not yet confirmed by
-// the backend, per key.
-func (l *Lax) Pending() map[string]int64 {
-	c := l.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.pendingLocked()
-}
+// the backend, per key. It does not wait for a flush in progress, whose
+// deltas count as pending until the backend confirms them.
+func (l *Lax) Pending() map[string]int64 { return l.c.pending() }
 
-func (c *laxCore) pendingLocked() map[string]int64 {
+// pending returns the unconfirmed delta per key. It needs no lock (a
+// Close whose context ended while another call holds mu uses it); a batch
+// in flight still counts as pending.
+func (c *laxCore) pending() map[string]int64 {
 	out := map[string]int64{}
 	c.ix.each(func(e *entry) {
-		if d := e.added.Load() - e.sent; d != 0 {
+		// sent first: it only grows towards a value added already had, so
+		// a flush confirming meanwhile cannot make the difference negative.
+		sent := e.sent.Load()
+		if d := e.added.Load() - sent; d != 0 {
 			out[e.key] = d
 		}
 	})
@@ -310,7 +324,7 @@ func (c *laxCore) stuckErr() error {
 	var stuck []string
 	var first error
 	c.ix.each(func(e *entry) {
-		if e.stuck != nil && e.added.Load() != e.sent {
+		if e.stuck != nil && e.added.Load() != e.sent.Load() {
 			stuck = append(stuck, e.key)
 			if first == nil {
 				first = e.stuck
@@ -355,7 +369,7 @@ func (c *laxCore) build() *batch {
 			return
 		}
 		a := e.added.Load()
-		if a == e.sent {
+		if a == e.sent.Load() {
 			return
 		}
 		if b == nil {
@@ -364,7 +378,7 @@ func (c *laxCore) build() *batch {
 		}
 		b.entries = append(b.entries, e)
 		b.snaps = append(b.snaps, a)
-		b.args = append(b.args, e.field, strconv.FormatInt(a-e.sent, 10))
+		b.args = append(b.args, e.field, strconv.FormatInt(a-e.sent.Load(), 10))
 	})
 	return b
 }
@@ -403,7 +417,7 @@ func (c *laxCore) send(ctx context.Context, b *batch) error {
 		return fmt.Errorf("counter: flush: malformed reply %v", v)
 	}
 	for i, e := range b.entries {
-		e.sent = b.snaps[i]
+		e.sent.Store(b.snaps[i])
 		c.setRemote(e, vals[i+1])
 	}
 	return nil
@@ -428,9 +442,11 @@ func (c *laxCore) run() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(c.base, max(minFlushBudget, 5*c.lag))
-		c.mu.Lock()
-		err := c.flushLocked(ctx)
-		c.mu.Unlock()
+		err := c.mu.LockCtx(ctx)
+		if err == nil {
+			err = c.flushLocked(ctx)
+			c.mu.Unlock()
+		}
 		cancel()
 		if err != nil {
 			delay = min(2*delay, maxBackoff)
@@ -447,7 +463,9 @@ func (c *laxCore) run() {
 func (c *laxCore) settle(ctx context.Context) error {
 	delay := c.lag
 	for {
-		c.mu.Lock()
+		if err := c.mu.LockCtx(ctx); err != nil {
+			return &UnflushedError{Pending: c.pending(), Err: fmt.Errorf("counter: close: %w", err)}
+		}
 		err := c.flushLocked(ctx)
 		if err == nil {
 			err = c.stuckErr()
@@ -455,11 +473,11 @@ func (c *laxCore) settle(ctx context.Context) error {
 				c.mu.Unlock()
 				return nil
 			}
-			pending := c.pendingLocked()
+			pending := c.pending()
 			c.mu.Unlock()
 			return &UnflushedError{Pending: pending, Err: err} // stuck keys never flush
 		}
-		pending := c.pendingLocked()
+		pending := c.pending()
 		c.mu.Unlock()
 		t := time.NewTimer(delay)
 		select {
@@ -488,12 +506,7 @@ func (l *Lax) Close(ctx context.Context) error {
 	select {
 	case <-c.done:
 	case <-ctx.Done():
-		var pending map[string]int64
-		if c.mu.TryLock() {
-			pending = c.pendingLocked()
-			c.mu.Unlock()
-		}
-		return &UnflushedError{Pending: pending, Err: fmt.Errorf("counter: close: %w", ctx.Err())}
+		return &UnflushedError{Pending: c.pending(), Err: fmt.Errorf("counter: close: %w", ctx.Err())}
 	}
 	return c.settle(ctx)
 }
@@ -541,7 +554,9 @@ func (l *Lax) flushFirst(ctx context.Context, op string, f func() error) error {
 	if c.closed.Load() {
 		return errLaxClosed
 	}
-	c.mu.Lock()
+	if err := c.mu.LockCtx(ctx); err != nil {
+		return fmt.Errorf("counter: %s: %w", op, err)
+	}
 	defer c.mu.Unlock()
 	if err := c.flushLocked(ctx); err != nil {
 		return fmt.Errorf("counter: %s: flushing first: %w", op, err)
@@ -558,7 +573,8 @@ func (c *laxCore) remoteIs(key string, r int64, supersede bool) {
 		return
 	}
 	if supersede && e.stuck != nil {
-		e.sent, e.stuck = e.added.Load(), nil
+		e.sent.Store(e.added.Load())
+		e.stuck = nil
 	}
 	c.setRemote(e, r)
 }

@@ -146,7 +146,14 @@ type core struct {
 	deadAfter time.Duration
 	daArg     string
 	keep      bool
-	closed    atomic.Bool
+	closed    atomic.Bool // set by beginClose (under callsMu) or by an orphaned loop
+
+	// Calls in progress, so that Close removes this instance's slices only
+	// after every call that may add one has returned: a call that reached
+	// the server after the removal would register the instance again.
+	callsMu sync.Mutex
+	calls   int
+	drained chan struct{} // made by the first Close; closed once calls is 0
 
 	slotMu sync.Mutex
 	slots  atomic.Pointer[map[string]*slot] // copy on write
@@ -159,6 +166,51 @@ type core struct {
 	stopOnce sync.Once
 	orphOnce sync.Once
 	final    func(ctx context.Context) // Lax: the last flush of a collected owner
+}
+
+// enter registers a call that may write to the server; it reports false
+// once Close has begun. Every successful enter is paired with exit.
+func (c *core) enter() bool {
+	c.callsMu.Lock()
+	defer c.callsMu.Unlock()
+	if c.closed.Load() {
+		return false
+	}
+	c.calls++
+	return true
+}
+
+func (c *core) exit() {
+	c.callsMu.Lock()
+	defer c.callsMu.Unlock()
+	if c.calls--; c.calls == 0 && c.drained != nil {
+		close(c.drained)
+	}
+}
+
+// beginClose refuses new calls, stops the background goroutine, and
+// waits, at most until ctx is done, for the goroutine and for the calls in
+// progress to return.
+func (c *core) beginClose(ctx context.Context) error {
+	c.callsMu.Lock()
+	c.closed.Store(true)
+	if c.drained == nil {
+		c.drained = make(chan struct{})
+		if c.calls == 0 {
+			close(c.drained)
+		}
+	}
+	drained := c.drained
+	c.callsMu.Unlock()
+	if err := c.stopLoop(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-drained:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("instancecounter: close: waiting for calls in progress: %w", ctx.Err())
+	}
 }
 
 // orphan is the runtime cleanup of an owner dropped without Close.
@@ -300,9 +352,10 @@ func (c *core) stopLoop(ctx context.Context) error {
 
 // op runs one operation on key and records the result.
 func (c *core) op(ctx context.Context, mode, key string, cmp distkit.Comparator, n int64) (int64, int64, error) {
-	if c.closed.Load() {
+	if !c.enter() {
 		return 0, 0, errClosed
 	}
+	defer c.exit()
 	if err := distkit.ValidateKey("key", key); err != nil {
 		return 0, 0, fmt.Errorf("instancecounter: %w", err)
 	}
@@ -354,9 +407,10 @@ func wrapErr(op, key string, err error) error {
 }
 
 func (c *core) clear(ctx context.Context) error {
-	if c.closed.Load() {
+	if !c.enter() {
 		return errClosed
 	}
+	defer c.exit()
 	if _, err := c.b.EvalScript(ctx, clearScript, c.keys, c.me, c.daArg); err != nil {
 		return fmt.Errorf("instancecounter: clear: %w", err)
 	}
@@ -368,11 +422,10 @@ func (c *core) clear(ctx context.Context) error {
 	return nil
 }
 
-// leave stops the background goroutine and, unless kept, removes this
-// instance's slices, all within ctx.
+// leave waits for the calls in progress, stops the background goroutine
+// and, unless kept, removes this instance's slices, all within ctx.
 func (c *core) leave(ctx context.Context) error {
-	c.closed.Store(true)
-	if err := c.stopLoop(ctx); err != nil {
+	if err := c.beginClose(ctx); err != nil {
 		return err
 	}
 	return c.remove(ctx)

@@ -8,12 +8,12 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/ctxsync"
 )
 
 // Lax is an instance-aware counter that buffers Inc and Dec in process
@@ -28,7 +28,9 @@ type Lax struct {
 type laxState struct {
 	c        *core
 	dedupTTL string
-	flushMu  sync.Mutex
+	// flushMu serialises flushes. It is held across backend calls, so
+	// every wait for it gives up when the waiter's context ends.
+	flushMu  *ctxsync.Mutex
 	seq      int64
 	inflight *icBatch
 }
@@ -64,7 +66,7 @@ func NewLax(b backend.Backend, opts Options) (*Lax, error) {
 	case ttl < time.Second:
 		return nil, fmt.Errorf("instancecounter: %w: DedupTTL %v is below 1s", distkit.ErrInvalidOption, ttl)
 	}
-	lx := &laxState{c: c, dedupTTL: driver.Millis(ttl)}
+	lx := &laxState{c: c, dedupTTL: driver.Millis(ttl), flushMu: ctxsync.NewMutex()}
 	c.final = func(base context.Context) { // a collected Lax flushes once more; its slices expire with its heartbeat
 		ctx, cancel := context.WithTimeout(base, 5*time.Second)
 		lx.flush(ctx)
@@ -128,16 +130,26 @@ func (l *Lax) Dec(ctx context.Context, key string, delta int64) (cumulative, min
 	return l.Inc(ctx, key, d)
 }
 
-// Flush sends every pending delta now.
-func (l *Lax) Flush(ctx context.Context) error { return l.lx.flush(ctx) }
+// Flush sends every pending delta now. After Close it fails with
+// distkit.ErrClosed.
+func (l *Lax) Flush(ctx context.Context) error {
+	if !l.c.enter() {
+		return errClosed
+	}
+	defer l.c.exit()
+	return l.lx.flush(ctx)
+}
 
-// Pending returns the deltas accepted but not yet confirmed, per key.
+// Pending returns the deltas accepted but not yet confirmed, per key. It
+// does not wait for a flush in progress, whose deltas count as pending
+// until the backend confirms them.
 func (l *Lax) Pending() map[string]int64 {
-	l.lx.flushMu.Lock()
-	defer l.lx.flushMu.Unlock()
 	out := map[string]int64{}
 	for k, s := range *l.c.slots.Load() {
-		if d := s.added.Load() - s.sent.Load(); d != 0 {
+		// sent first: it only grows towards a value added already had, so
+		// a flush confirming meanwhile cannot make the difference negative.
+		sent := s.sent.Load()
+		if d := s.added.Load() - sent; d != 0 {
 			out[k] = d
 		}
 	}
@@ -145,7 +157,9 @@ func (l *Lax) Pending() map[string]int64 {
 }
 
 func (lx *laxState) flush(ctx context.Context) error {
-	lx.flushMu.Lock()
+	if err := lx.flushMu.LockCtx(ctx); err != nil {
+		return fmt.Errorf("instancecounter: flush: %w", err)
+	}
 	defer lx.flushMu.Unlock()
 	if lx.inflight != nil {
 		if err := lx.send(ctx, lx.inflight); err != nil {
@@ -210,9 +224,10 @@ func (lx *laxState) send(ctx context.Context, b *icBatch) error {
 
 // flushFirst flushes, then runs f.
 func (l *Lax) flushFirst(ctx context.Context, f func() (int64, int64, error)) (int64, int64, error) {
-	if l.c.closed.Load() {
+	if !l.c.enter() {
 		return 0, 0, errClosed
 	}
+	defer l.c.exit()
 	if err := l.lx.flush(ctx); err != nil {
 		return 0, 0, fmt.Errorf("instancecounter: flushing first: %w", err)
 	}
@@ -223,9 +238,10 @@ func (l *Lax) flushFirst(ctx context.Context, f func() (int64, int64, error)) (i
 // server, in one round trip: when key has pending deltas, the flush that
 // sends them returns its state; otherwise a plain read does.
 func (l *Lax) Get(ctx context.Context, key string) (cumulative, mine int64, err error) {
-	if l.c.closed.Load() {
+	if !l.c.enter() {
 		return 0, 0, errClosed
 	}
+	defer l.c.exit()
 	s := (*l.c.slots.Load())[key]
 	if s == nil || s.added.Load() == s.sent.Load() {
 		return l.c.op(ctx, "get", key, distkit.Always(), 0)
@@ -282,16 +298,15 @@ func (l *Lax) SetOnInstanceIf(ctx context.Context, key string, cmp distkit.Compa
 	return l.opFirst(ctx, "setmineif", key, cmp, v)
 }
 
-// Close stops the background goroutine, flushes pending deltas (retrying
-// until ctx ends) and, unless KeepSlicesOnClose, removes this instance's
-// slices, all within ctx. When deltas could not be flushed it returns an
+// Close stops the background goroutine, waits for the calls in progress,
+// flushes pending deltas (retrying until ctx ends) and, unless
+// KeepSlicesOnClose, removes this instance's slices, all within ctx. When deltas could not be flushed it returns an
 // error listing them (they stay in Pending, and Close may be called again
 // to retry). Later calls fail with distkit.ErrClosed. It does not close
 // the backend.
 func (l *Lax) Close(ctx context.Context) error {
 	c := l.c
-	c.closed.Store(true)
-	if err := c.stopLoop(ctx); err != nil {
+	if err := c.beginClose(ctx); err != nil {
 		return err
 	}
 	var ferr error

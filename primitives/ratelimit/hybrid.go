@@ -8,9 +8,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/internal/ctxsync"
 	"github.com/distkit-go/distkit/internal/ratelimitscript"
 )
 
@@ -65,7 +67,10 @@ type Hybrid struct {
 	closed atomic.Bool
 	round  atomic.Uint64 // rounds started
 
-	syncMu sync.Mutex // one round at a time: pushes are not idempotent
+	// syncMu allows one round at a time (pushes are not idempotent). It is
+	// held across a backend call, so a wait for it gives up when the
+	// waiter's context ends.
+	syncMu *ctxsync.Mutex
 
 	queueMu    sync.Mutex
 	dirty      []*hkey
@@ -78,8 +83,9 @@ type Hybrid struct {
 func (h *Hybrid) syncTimeout() time.Duration { return max(time.Second, 10*h.cfg.sync) }
 
 // NewHybrid returns a Hybrid provider over b and starts its sync loop
-// (which also drops idle keys); Close stops it. OnError defaults to
-// FailLocal.
+// (which also drops idle keys); Close stops it (so does the garbage
+// collector, once h is unreachable, losing what was not pushed). OnError
+// defaults to FailLocal.
 func NewHybrid(b backend.Backend, opts Options) (*Hybrid, error) {
 	if b == nil {
 		return nil, invalid("backend is nil")
@@ -88,9 +94,14 @@ func NewHybrid(b backend.Backend, opts Options) (*Hybrid, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Hybrid{b: b, cfg: cfg, keys: newKeyMap[hkey](), quarantine: map[*hkey]struct{}{}}
+	h := &Hybrid{b: b, cfg: cfg, keys: newKeyMap[hkey](), quarantine: map[*hkey]struct{}{}, syncMu: ctxsync.NewMutex()}
 	h.lastSweep = cfg.clock.Now()
+	wh := weak.Make(h) // the loop must not hold h: it ends when h is collected
 	h.jan = startJanitor(cfg.sync, func(base context.Context) {
+		h := wh.Value()
+		if h == nil {
+			return
+		}
 		ctx, cancel := context.WithTimeout(base, h.syncTimeout())
 		h.sync(ctx, false, true)
 		cancel()
@@ -99,6 +110,7 @@ func NewHybrid(b backend.Backend, opts Options) (*Hybrid, error) {
 			h.sweep(now)
 		}
 	})
+	stopWhenCollected(h, h.jan)
 	return h, nil
 }
 
@@ -404,10 +416,12 @@ func (h *Hybrid) pull(ctx context.Context, k *hkey, g geometry, write bool) erro
 
 // permanentErr reports whether err is the server rejecting the key's
 // script (wrong type, corrupt value, malformed reply) rather than the
-// backend being unreachable.
+// backend being unreachable or refusing every command for a while: a
+// reply the server gives before running the script (LOADING, BUSY,
+// READONLY, TRYAGAIN, CLUSTERDOWN: a ScriptError that is also
+// ErrNotApplied) says nothing about the key.
 func permanentErr(err error) bool {
-	var se *backend.ScriptError
-	return errors.As(err, &se) || !(errors.Is(err, backend.ErrNotApplied) || errors.Is(err, backend.ErrIndeterminate) ||
+	return !(errors.Is(err, backend.ErrNotApplied) || errors.Is(err, backend.ErrIndeterminate) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, backend.ErrClosed))
 }
 
@@ -425,9 +439,11 @@ func (h *Hybrid) fail(k *hkey, err error) {
 // Sync pushes the increments of the keys used since the previous sync and
 // pulls their global counts, in one round trip; the background loop calls
 // it every SyncInterval, call it to force one. Keys whose sync fails keep
-// their increments for the next one and have their decisions degraded
-// until then. The error says how many keys failed and the first reason; a
-// ctx that ends is the caller's error, not recorded on any key.
+// their increments for the next one (until the key has been unused for
+// its window + a bucket: then they have left the window and are dropped) and
+// have their decisions degraded until then. The error says how many keys
+// failed and the first reason; a ctx that ends (also while waiting for
+// the round in progress) is the caller's error, not recorded on any key.
 func (h *Hybrid) Sync(ctx context.Context) error {
 	if h.closed.Load() {
 		return fmt.Errorf("ratelimit: sync: %w", backend.ErrClosed)
@@ -439,7 +455,9 @@ func (h *Hybrid) Sync(ctx context.Context) error {
 // is over (all: every key with increments, for Close). ownCtx: ctx is the
 // loop's own bounded context, so its deadline is the backend's failure.
 func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
-	h.syncMu.Lock()
+	if err := h.syncMu.LockCtx(ctx); err != nil {
+		return fmt.Errorf("ratelimit: sync: %w", err)
+	}
 	defer h.syncMu.Unlock()
 	round := h.round.Add(1)
 	now := h.cfg.clock.Now()
@@ -466,8 +484,20 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 	for _, k := range batch {
 		k.mu.Lock()
 		k.dirty = false
+		// A key unused for its window + a bucket (its pushes failed meanwhile):
+		// what it holds was decided by lastUse and would have left the
+		// window by now had it been pushed then; pushed now, it would count
+		// again as if just admitted.
+		idle := now.Sub(k.lastUse) >= time.Duration(k.g.ttlMs())*time.Millisecond
+		if idle {
+			k.pending = 0
+		}
 		switch {
 		case k.dead, k.sentRound == round: // gone, or listed twice (queued and quarantined)
+		case idle && k.err != nil:
+			// Failing and idle, nothing to push: no retries (no I/O, and the
+			// sweep may drop it); its next decision pulls first.
+			k.sentRound = 0
 		case k.permanent && now.Before(k.retryAt) && !all:
 			h.queueMu.Lock()
 			h.quarantine[k] = struct{}{}
@@ -618,7 +648,9 @@ func (h *Hybrid) SetIf(ctx context.Context, key string, limit Limit, cmp distkit
 // this instance has none) locked; apply takes a successful reply into it.
 // g, when set, becomes the key's geometry.
 func (h *Hybrid) admin(ctx context.Context, key string, g *geometry, call func(k *hkey) backend.Call, apply func(k *hkey, v backend.Value) error) error {
-	h.syncMu.Lock()
+	if err := h.syncMu.LockCtx(ctx); err != nil {
+		return fmt.Errorf("ratelimit: key %q: %w", key, err)
+	}
 	defer h.syncMu.Unlock()
 	k := h.keys.lookup(key)
 	if k != nil {
@@ -641,10 +673,11 @@ func (h *Hybrid) admin(ctx context.Context, key string, g *geometry, call func(k
 }
 
 // Close stops the sync loop, then pushes every key's increments not yet
-// pushed (quarantined keys included), all within ctx. It returns ctx's
-// error if the loop or the push did not finish in time, or the push's
-// error naming the keys left; Close may be called again to retry. It does
-// not close the backend. Decisions after Close begins return an error
+// pushed (quarantined keys included; not those of a key unused for
+// its window + a bucket, which have left the window), all within ctx. It
+// returns ctx's error if the loop or the push did not finish in time, or
+// the push's error naming the keys left; Close may be called again to
+// retry. It does not close the backend. Decisions after Close begins return an error
 // wrapping distkit.ErrClosed, so nothing is admitted that no one pushes.
 func (h *Hybrid) Close(ctx context.Context) error {
 	h.closed.Store(true)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -13,32 +14,27 @@ import (
 	"github.com/distkit-go/distkit"
 )
 
-// window is one key's sliding window in process: a ring of nb + 1 bucket
-// counts with a running total, advanced lazily (amortised O(1) per
-// decision). It is the Go rendering of the window script's buckets.
+// window is one key's sliding window in process: the buckets that hold
+// admissions still counted, oldest first, with a running total (amortised
+// O(1) per decision). Its memory follows what the key holds (at most
+// min(N, nb + 1) buckets), not the number of buckets in the window. It is
+// the Go rendering of the window script's buckets.
 type window struct {
 	mu      sync.Mutex
-	dead    bool // dropped from the key map: decisions must look the key up again
-	g       geometry
-	counts  []int64 // bucket b at b mod (nb + 1)
-	head    int64   // newest bucket the ring has been advanced to; none: empty
-	low     int64   // oldest bucket still counted in total
-	lastMs  int64   // latest time seen: the window's clock never runs back
+	dead    bool          // dropped from the key map: decisions must look the key up again
+	g       geometry      // the geometry the buckets are counted in
+	q       []bucketCount // ascending bucket, count > 0
+	lastMs  int64         // latest time seen: the window's clock never runs back
 	total   int64
 	sup     suppression
 	lastUse atomic.Int64 // clock time (ns) of the latest decision
 }
 
+type bucketCount struct{ b, n int64 }
+
 const none = math.MinInt64
 
-func newWindow(g geometry) *window {
-	return &window{g: g, counts: make([]int64, g.nb+1), head: none, lastMs: none}
-}
-
-func (w *window) slot(b int64) int64 {
-	n := int64(len(w.counts))
-	return ((b % n) + n) % n
-}
+func newWindow(g geometry) *window { return &window{g: g, lastMs: none} }
 
 // clock returns the window's time for now, which never runs back.
 func (w *window) clock(now time.Time) int64 {
@@ -46,23 +42,31 @@ func (w *window) clock(now time.Time) int64 {
 	return w.lastMs
 }
 
+// bucketFor is the bucket a unit recorded at now (window time nowMs) is
+// counted in: a request made within a millisecond is counted from the
+// next one, so that the bound holds for windows measured to the
+// nanosecond (counted from this one, an admission at 99.9 ms leaves with
+// the bucket of 99 ms while one 999.9 ms later still sees it gone).
+func (w *window) bucketFor(now time.Time, nowMs int64) int64 {
+	if now.UnixMilli() == nowMs && now.Sub(time.UnixMilli(nowMs)) > 0 {
+		return (nowMs + 1) / w.g.bucketMs
+	}
+	return nowMs / w.g.bucketMs
+}
+
 // advance expires the buckets that left the window at nowMs.
-func (w *window) advance(nowMs int64) (cur int64) {
-	cur = nowMs / w.g.bucketMs
+func (w *window) advance(nowMs int64) {
 	oldest := (nowMs+1)/w.g.bucketMs - w.g.nb
-	if w.head == none || oldest > w.head {
-		clear(w.counts)
-		w.total, w.head, w.low = 0, cur, oldest
-		return cur
+	i := 0
+	for i < len(w.q) && w.q[i].b < oldest {
+		w.total -= w.q[i].n
+		i++
 	}
-	for b := w.low; b < oldest; b++ { // at most nb + 1 buckets: low ≥ head − nb
-		s := w.slot(b)
-		w.total -= w.counts[s]
-		w.counts[s] = 0
+	if i == len(w.q) {
+		w.q = w.q[:0] // reuse the array
+	} else if i > 0 {
+		w.q = w.q[i:] // an append that outgrows it copies only what is live
 	}
-	w.low = max(w.low, oldest)
-	w.head = max(w.head, cur) // slots of buckets after head hold expired ones, already zero
-	return cur
 }
 
 // regeo re-dates the window to geometry g when it was kept with another:
@@ -74,21 +78,24 @@ func (w *window) regeo(g geometry, nowMs int64) {
 	}
 	w.advance(nowMs)
 	live := w.total
-	w.g, w.counts, w.head, w.total = g, make([]int64, g.nb+1), none, 0
+	w.g, w.q, w.total = g, w.q[:0], 0
 	if live > 0 {
-		w.add(w.advance(nowMs), live)
+		w.add(nowMs/g.bucketMs, live)
 	}
 }
 
-// at prepares the window for a write at nowMs under g and returns the
-// current bucket.
-func (w *window) at(g geometry, nowMs int64) int64 {
+// at prepares the window for a write at nowMs under g.
+func (w *window) at(g geometry, nowMs int64) {
 	w.regeo(g, nowMs)
-	return w.advance(nowMs)
+	w.advance(nowMs)
 }
 
 func (w *window) add(cur, n int64) {
-	w.counts[w.slot(cur)] += n
+	if l := len(w.q) - 1; l >= 0 && cur <= w.q[l].b {
+		w.q[l].n += n // same bucket (a later one than cur only if the clock ran back: stricter)
+	} else {
+		w.q = append(w.q, bucketCount{cur, n})
+	}
 	w.total += n
 }
 
@@ -100,10 +107,10 @@ func (w *window) leave(b, nowMs int64) time.Duration {
 // leaves at (b + nb + 1)·B − 1 ms.
 func (w *window) retryAfter(nowMs, need int64) time.Duration {
 	freed := int64(0)
-	for b := w.low; b <= w.head; b++ {
-		freed += w.counts[w.slot(b)]
+	for _, e := range w.q {
+		freed += e.n
 		if freed >= need {
-			return w.leave(b, nowMs)
+			return w.leave(e.b, nowMs)
 		}
 	}
 	return 0
@@ -112,29 +119,24 @@ func (w *window) retryAfter(nowMs, need int64) time.Duration {
 // releaseAfter is how long until the oldest bucket holding anything
 // leaves; 0 when the window is empty.
 func (w *window) releaseAfter(nowMs int64) time.Duration {
-	if w.total <= 0 {
+	if w.total <= 0 || len(w.q) == 0 {
 		return 0
 	}
-	for b := w.low; b <= w.head; b++ {
-		if w.counts[w.slot(b)] > 0 {
-			return w.leave(b, nowMs)
-		}
-	}
-	return 0
+	return w.leave(w.q[0].b, nowMs)
 }
 
 // empty reports whether nothing recorded is still in the window at nowMs.
 func (w *window) empty(nowMs int64) bool {
-	return w.head == none || w.total == 0 || (nowMs+1)/w.g.bucketMs-w.g.nb > w.head
+	return len(w.q) == 0 || w.total == 0 || (nowMs+1)/w.g.bucketMs-w.g.nb > w.q[len(w.q)-1].b
 }
 
 // decide makes Local's decision for the window ending now.
 func (w *window) decide(cfg *config, sup bool, lim limits, g geometry, n int64, now time.Time) Decision {
 	nowMs := w.clock(now)
-	cur := w.at(g, nowMs)
+	w.at(g, nowMs)
 	d, record := judge(cfg, sup, lim, n, w.total, &w.sup, now)
 	if record {
-		w.add(cur, n)
+		w.add(w.bucketFor(now, nowMs), n)
 	}
 	if !d.Allowed && n <= d.Limit && (!sup || d.Suppression == 1) {
 		// a rejection that is not probabilistic: when would it fit?
@@ -149,7 +151,7 @@ func (w *window) decide(cfg *config, sup bool, lim limits, g geometry, n int64, 
 func (w *window) peek(sup bool, lim limits, g geometry, now time.Time) State {
 	nowMs := w.clock(now)
 	if w.g != g { // read a re-dated copy
-		v := &window{g: w.g, counts: slices.Clone(w.counts), head: w.head, low: w.low, lastMs: w.lastMs, total: w.total}
+		v := &window{g: w.g, q: slices.Clone(w.q), lastMs: w.lastMs, total: w.total}
 		v.regeo(g, nowMs)
 		w = v
 	}
@@ -165,27 +167,28 @@ func (w *window) peek(sup bool, lim limits, g geometry, now time.Time) State {
 // set is SetIf on the window (locked).
 func (w *window) set(g geometry, cmp distkit.Comparator, value int64, h History, now time.Time) (cur, prev int64) {
 	nowMs := w.clock(now)
-	c := w.at(g, nowMs)
+	w.at(g, nowMs)
 	prev = w.total
 	if !cmp.Matches(prev) {
 		return prev, prev
 	}
 	switch {
 	case h == ReplaceHistory:
-		clear(w.counts)
-		w.total, w.head, w.low = 0, c, (nowMs+1)/g.bucketMs-g.nb
-		w.add(c, value)
+		w.q, w.total = w.q[:0], 0
+		if value > 0 {
+			w.add(w.bucketFor(now, nowMs), value)
+		}
 	case value > w.total:
-		w.add(c, value-w.total)
+		w.add(w.bucketFor(now, nowMs), value-w.total)
 	case value < w.total:
 		remove := w.total - value
-		for b := w.head; b >= w.low && remove > 0; b-- {
-			s := w.slot(b)
-			take := min(w.counts[s], remove)
-			w.counts[s] -= take
+		for i := len(w.q) - 1; i >= 0 && remove > 0; i-- {
+			take := min(w.q[i].n, remove)
+			w.q[i].n -= take
 			w.total -= take
 			remove -= take
 		}
+		w.q = slices.DeleteFunc(w.q, func(e bucketCount) bool { return e.n == 0 })
 	}
 	return w.total, prev
 }
@@ -304,13 +307,24 @@ func startJanitor(interval time.Duration, f func(ctx context.Context)) *janitor 
 	return j
 }
 
-// close stops the loop, cancels the work in progress and waits for the
-// loop to end, at most until ctx is done.
-func (j *janitor) close(ctx context.Context) error {
+// stopWhenCollected ends j's loop once owner is garbage (nobody called
+// Close); j's work must not reference owner.
+func stopWhenCollected[T any](owner *T, j *janitor) {
+	runtime.AddCleanup(owner, (*janitor).stopLoop, j)
+}
+
+// stopLoop stops the loop and cancels the work in progress.
+func (j *janitor) stopLoop() {
 	j.once.Do(func() {
 		close(j.stop)
 		j.cancel()
 	})
+}
+
+// close stops the loop, cancels the work in progress and waits for the
+// loop to end, at most until ctx is done.
+func (j *janitor) close(ctx context.Context) error {
+	j.stopLoop()
 	select {
 	case <-j.done:
 		return nil
@@ -328,17 +342,18 @@ type Local struct {
 }
 
 // NewLocal returns a Local provider and starts its idle-key cleanup, which
-// Close stops.
+// Close stops (or the garbage collector, once l is unreachable).
 func NewLocal(opts Options) (*Local, error) {
 	cfg, err := opts.config(FailClosed, false)
 	if err != nil {
 		return nil, err
 	}
 	l := &Local{cfg: cfg, keys: newKeyMap[window]()}
+	keys := l.keys // the loop must not hold l: it ends when l is collected
 	l.jan = startJanitor(max(cfg.idle/2, 10*time.Millisecond), func(context.Context) {
-		now := l.cfg.clock.Now()
-		cutoff := now.Add(-l.cfg.idle).UnixNano()
-		l.keys.sweep(func(w *window) bool {
+		now := cfg.clock.Now()
+		cutoff := now.Add(-cfg.idle).UnixNano()
+		keys.sweep(func(w *window) bool {
 			if w.lastUse.Load() >= cutoff {
 				return false
 			}
@@ -351,6 +366,7 @@ func NewLocal(opts Options) (*Local, error) {
 			return true
 		})
 	})
+	stopWhenCollected(l, l.jan)
 	return l, nil
 }
 
@@ -363,23 +379,25 @@ func (l *Local) Suppressed() *Suppressed { return &Suppressed{p: l} }
 func (l *Local) conf() *config { return &l.cfg }
 
 // locked runs f on key's window, locked, creating it when create is set;
-// f gets nil when there is none.
-func (l *Local) locked(key string, g geometry, create bool, now time.Time, f func(w *window)) {
+// f gets nil when there is none. The time f gets is read under the lock:
+// operations on a key then take effect in the order of their times, and a
+// decision's At is when it did (not before a wait for the lock).
+func (l *Local) locked(key string, g geometry, create bool, f func(w *window, now time.Time)) {
 	for {
 		var w *window
 		if create {
 			w = l.keys.get(key, func() *window { return newWindow(g) })
 		} else if w = l.keys.lookup(key); w == nil {
-			f(nil)
+			f(nil, l.cfg.clock.Now())
 			return
 		}
-		w.lastUse.Store(now.UnixNano())
+		w.lastUse.Store(l.cfg.clock.Now().UnixNano())
 		w.mu.Lock()
 		if w.dead { // swept or reset between the lookup and the lock
 			w.mu.Unlock()
 			continue
 		}
-		f(w)
+		f(w, l.cfg.clock.Now())
 		w.mu.Unlock()
 		return
 	}
@@ -389,8 +407,7 @@ func (l *Local) decide(_ context.Context, sup bool, key string, lim limits, g ge
 	if l.closed.Load() {
 		return Decision{}, errClosed(key)
 	}
-	now := l.cfg.clock.Now()
-	l.locked(key, g, true, now, func(w *window) { d = w.decide(&l.cfg, sup, lim, g, n, now) })
+	l.locked(key, g, true, func(w *window, now time.Time) { d = w.decide(&l.cfg, sup, lim, g, n, now) })
 	return d, nil
 }
 
@@ -398,8 +415,7 @@ func (l *Local) peek(_ context.Context, sup bool, key string, lim limits, g geom
 	if l.closed.Load() {
 		return State{}, errClosed(key)
 	}
-	now := l.cfg.clock.Now()
-	l.locked(key, g, false, now, func(w *window) {
+	l.locked(key, g, false, func(w *window, now time.Time) {
 		if w == nil {
 			st = peekState(sup, lim, 0, now)
 			return
@@ -443,8 +459,7 @@ func (l *Local) SetIf(_ context.Context, key string, limit Limit, cmp distkit.Co
 		return 0, 0, errClosed(key)
 	}
 	g := geometryOf(limit, l.cfg.buckets)
-	now := l.cfg.clock.Now()
-	l.locked(key, g, true, now, func(w *window) { cur, prev = w.set(g, cmp, value, h, now) })
+	l.locked(key, g, true, func(w *window, now time.Time) { cur, prev = w.set(g, cmp, value, h, now) })
 	return cur, prev, nil
 }
 

@@ -176,7 +176,7 @@ type limits struct{ capacity, hard int64 }
 
 // limitsFor validates l and returns N and, for Suppressed (sup),
 // ⌊N × HardLimitFactor⌋, computed exactly from the factor's shortest
-// decimal form (with the tolerance below), or an error wrapping
+// decimal form (snapped as snapFloor says), or an error wrapping
 // ErrInvalidOption when l is invalid or the hard limit is above MaxCount.
 // Hard limits are cached per N, without locks.
 func (c *config) limitsFor(l Limit, sup bool) (limits, error) {
@@ -190,9 +190,8 @@ func (c *config) limitsFor(l Limit, sup bool) (limits, error) {
 	if e := slot.Load(); e != nil && e.n == l.N {
 		return e.l, nil
 	}
-	w := new(big.Rat).SetInt64(l.N)
-	w.Mul(w, tolerance)
-	hard := floor(w.Mul(w, c.hlfRat))
+	w := new(big.Rat).Mul(new(big.Rat).SetInt64(l.N), c.hlfRat)
+	hard := snapFloor(w)
 	if !hard.IsInt64() || hard.Int64() > MaxCount {
 		return limits{}, invalid("limit %v × HardLimitFactor %v exceeds the largest window count %d", l, c.hlf, int64(MaxCount))
 	}
@@ -201,12 +200,28 @@ func (c *config) limitsFor(l Limit, sup bool) (limits, error) {
 	return lim, nil
 }
 
-// tolerance is 1 + 10⁻¹⁴: a product that falls short of an integer by less
+// tolerance is 10⁻¹⁴: a product that falls short of an integer by less
 // than 10⁻¹⁴ of itself counts as that integer, so that a factor computed
 // as a quotient in float64 (4.0/3 is 1.3333333333333333) gives the hard
-// limit meant (⌊3 × 4/3⌋ = 4). Far below one unit for any limit up to
-// 10¹³.
-var tolerance = big.NewRat(100000000000001, 100000000000000)
+// limit meant (⌊3 × 4/3⌋ = 4).
+var tolerance = big.NewRat(1, 100000000000000)
+
+// snapFloor is ⌊r⌋, or ⌈r⌉ when r falls short of it by less than
+// tolerance × r; r ≥ 0. Only a fractional r moves up, and by at most one:
+// an integer product stays itself however large (scaling r by 1 + 10⁻¹⁴
+// instead would add units to any product above 10¹⁴).
+func snapFloor(r *big.Rat) *big.Int {
+	f := floor(r)
+	if r.IsInt() {
+		return f
+	}
+	c := new(big.Int).Add(f, big.NewInt(1))
+	short := new(big.Rat).Sub(new(big.Rat).SetInt(c), r)
+	if short.Cmp(new(big.Rat).Mul(r, tolerance)) < 0 {
+		return c
+	}
+	return f
+}
 
 // decimal is f's shortest decimal form (what fmt prints) as an exact
 // rational.

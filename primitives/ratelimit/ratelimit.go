@@ -61,17 +61,23 @@
 // (not only at bucket edges), holds at most N admitted units for
 // Absolute, and at most the hard limit for Suppressed:
 //
-//   - Local: exactly so, on its own clock.
-//   - Redis: exactly so, on the server's clock (TIME), across every process
-//     sharing the key, as long as that clock does not jump back.
+//   - Local: exactly so, on its own clock, to the nanosecond (a request
+//     made within a millisecond is counted from the next one).
+//   - Redis: exactly so, on the server's clock (TIME, in whole
+//     milliseconds, as Decision.At reports it), across every process
+//     sharing the key, as long as that clock does not jump back; in real
+//     time, for every interval of Period − 1 ms.
 //   - Hybrid: N plus what the other instances admitted within
 //     2 × (SyncInterval + one sync round trip) before the deciding
 //     instance's last admission in the interval: an instance sees another's
 //     admissions once that one has pushed them (its next sync) and it has
 //     pulled (its own next sync). Under bursts that can be up to N per
-//     other instance. One Hybrid instance alone keeps the exact bound.
+//     other instance. One Hybrid instance alone keeps the exact bound (in
+//     whole milliseconds, as Redis).
 //     While the backend is unreachable (FailLocal), each instance enforces
-//     N on its own.
+//     N on its own, stricter than per window: what it admits meanwhile and
+//     the count it last pulled only leave once the backend is back (an
+//     outage longer than the period rejects everything after N).
 //
 // The price of exactness: a bucket's units are released only when its end
 // leaves the window, up to B − 1 ms later than a log of every request
@@ -169,7 +175,10 @@ type Decision struct {
 	// have expired for the same request to fit; 0 when it never fits, for a
 	// probabilistic (Suppressed) rejection, or when unknown (a degraded
 	// decision). Hybrid computes it from the oldest buckets seen at its
-	// last sync: exact for one instance, otherwise a lower bound.
+	// last sync and its own increments not yet pushed: a lower bound,
+	// exact for one instance whose increments were pushed (the server
+	// counts an increment from the bucket it is pushed in, up to
+	// SyncInterval after it was decided: possibly one bucket later).
 	RetryAfter time.Duration
 	// ReleaseAfter: how long until the window next counts less than now,
 	// when the oldest bucket holding anything leaves it; 0 when the window

@@ -31,7 +31,8 @@ type Redis struct {
 }
 
 // NewRedis returns a Redis provider over b (any backend: the memory one
-// too) and starts its idle-key cleanup, which Close stops. Its OnError
+// too) and starts its idle-key cleanup, which Close stops (or the garbage
+// collector, once r is unreachable). Its OnError
 // defaults to FailClosed.
 func NewRedis(b backend.Backend, opts Options) (*Redis, error) {
 	if b == nil {
@@ -42,14 +43,16 @@ func NewRedis(b backend.Backend, opts Options) (*Redis, error) {
 		return nil, err
 	}
 	r := &Redis{b: b, cfg: cfg, factors: newKeyMap[factorCache]()}
+	factors := r.factors // the loop must not hold r: it ends when r is collected
 	r.jan = startJanitor(max(cfg.idle/2, 10*time.Millisecond), func(context.Context) {
-		cutoff := r.cfg.clock.Now().Add(-cfg.idle)
-		r.factors.sweep(func(f *factorCache) bool {
+		cutoff := cfg.clock.Now().Add(-cfg.idle)
+		factors.sweep(func(f *factorCache) bool {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			return f.lastUse.Before(cutoff)
 		})
 	})
+	stopWhenCollected(r, r.jan)
 	return r, nil
 }
 
