@@ -8,9 +8,11 @@
 // Every count the scripts store or compare is an integer in [0, MaxCount]
 // (2^53 − 1), the range in which Lua numbers (doubles) are exact, and the
 // scripts check that they are: an amount arrives as a decimal string (no
-// leading zero, as Redis writes integers) and is read digit-count first, so a larger one is never turned into an inexact
-// number (an n beyond MaxCount "never fits"); a stored value outside the
-// range is reported (DKCORRUPT), never used.
+// leading zero, as Redis writes integers) and is read digit-count first,
+// so a larger one is never turned into an inexact number (an n beyond
+// MaxCount "never fits"); a stored value outside the range is reported
+// (DKCORRUPT), never used. Sums that could pass 2^53 are written in an
+// order that stays exact ((total − limit) + n, not total + n − limit).
 //
 // # The window
 //
@@ -21,7 +23,10 @@
 // So every admission is counted for at least W after it was made, and no
 // interval (t − W, t], wherever t lies, holds more admissions than the
 // limit the admitting calls checked. Bucket b leaves the window at
-// (b + nb + 1)·B − 1.
+// (b + nb + 1)·B − 1. B and nb come with every call (a Limit's period cut
+// into buckets); the window stores the pair it was last written with
+// ("g"), and a call with another pair re-dates what the old pair still
+// counts into its current bucket.
 package ratelimitscript
 
 import (
