@@ -67,7 +67,16 @@ var rlOperands = []int64{math.MinInt64, math.MaxInt64, -1, ratelimit.MaxCount, r
 func DecodeRL(n uint64, periodMs uint32, buckets, hlf uint8, seq []byte) RLCase {
 	c := RLCase{Limit: ratelimit.Per(int64(n), time.Duration(periodMs%6000+1)*time.Millisecond),
 		Buckets: int(buckets % 25), HardLimitFactor: 1 + float64(hlf%40)/10}
-	bucket := max(c.Limit.Period/time.Duration(max(c.Buckets, 1)), time.Millisecond)
+	// The bucket as the providers cut it (whole milliseconds): advances stay
+	// on whole milliseconds, where Local (exact to the nanosecond: a request
+	// within a millisecond counts from the next one) and the scripts (whole
+	// server milliseconds) count alike.
+	nb := int64(c.Buckets)
+	if nb == 0 {
+		nb = ratelimit.DefaultBuckets
+	}
+	p := c.Limit.Period.Milliseconds()
+	bucket := time.Duration((p+nb-1)/nb) * time.Millisecond
 	for i := 0; i+3 < len(seq) && len(c.Ops) < 96; i += 4 {
 		a, b, f, x := seq[i], seq[i+1], seq[i+2], seq[i+3]
 		op := RLOp{Key: "a", Sup: f&2 != 0, Alt: f&32 != 0}
