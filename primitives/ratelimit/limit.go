@@ -22,8 +22,8 @@ const MaxPeriod = 366 * 24 * time.Hour
 //	PerSecond(n)  n in the first second (all at once if asked); ≤ n in any 1 s window
 //	PerMinute(n)  n in the first second (a burst of n); ≤ n in any 60 s window
 //	PerHour(n)    n in the first second (a burst of n); ≤ n in any 1 h window
-//	Every(d)      1 per d: 1 in the first second when d ≥ 1 s, ⌈1 s / d⌉ when
-//	              d < 1 s; ≤ 1 in any window of length d (no burst)
+//	Every(d)      1 per d: 1 in the first second when d ≥ 1 s, up to ⌈1 s / d⌉
+//	              when d < 1 s; ≤ 1 in any window of length d (no burst)
 //	Per(n, d)     n in the first d (all at once if asked); ≤ n in any window of length d
 //
 // In general at most N·⌈T / Period⌉ units pass in any interval of length
