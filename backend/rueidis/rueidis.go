@@ -58,8 +58,8 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 	"time"
+	"unsafe"
 
 	rd "github.com/redis/rueidis"
 
