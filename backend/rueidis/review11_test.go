@@ -324,7 +324,7 @@ func TestReview11_ClusterBatchOneNodeDown(t *testing.T) {
 // Seen: it spins until the context ends (forever without a deadline),
 // ending with "context deadline exceeded".
 func TestReview11_LockOnClosedClient(t *testing.T) {
-	t.Skip("review11: rueidis answers ErrClosing both to calls on a closed client and to calls cut by a failover; distkit cannot tell the two apart, so Lock retries both (until its context)")
+
 	c, err := rd.NewClient(rd.ClientOption{InitAddress: []string{env.Server(t).Addr}, DisableCache: true})
 	if err != nil {
 		t.Fatal(err)
@@ -347,5 +347,51 @@ func TestReview11_LockOnClosedClient(t *testing.T) {
 	t.Logf("Lock on a closed client: %v after %v", err, el)
 	if !errors.Is(err, backend.ErrClosed) || el > time.Second {
 		t.Errorf("Lock on a closed client: %v after %v; want an error matching ErrClosed at once", err, el)
+	}
+}
+
+// The driver finds rueidis's "closed" flag on every client kind New
+// accepts, directly and behind a wrapper, so a Lock on a client the user
+// closed ends at once (TestReview11_LockOnClosedClient) instead of spinning.
+func TestStopFlagFoundOnEveryClientKind(t *testing.T) {
+	kinds := map[string]rd.ClientOption{
+		"standalone": {InitAddress: []string{env.Server(t).Addr}, DisableCache: true},
+		"cluster":    {InitAddress: env.Cluster(t).Addrs(), DisableCache: true},
+	}
+	if g, err := env.SentinelGroup(); err != nil {
+		t.Fatal(err)
+	} else {
+		kinds["sentinel"] = rd.ClientOption{InitAddress: g.SentinelAddrs(), Sentinel: rd.SentinelOption{MasterSet: g.Name}, DisableCache: true}
+	}
+	for name, opt := range kinds {
+		t.Run(name, func(t *testing.T) {
+			c, err := rd.NewClient(opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, client := range []rd.Client{c, &hooked{client: c}} {
+				b, err := rueidis.New(client)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx := context.Background()
+				if _, err := b.EvalScript(ctx, r11Witness, []string{"{r11}:stop:" + name}); err != nil {
+					t.Fatalf("%T before Close: %v", client, err)
+				}
+				defer b.Close()
+			}
+			c.Close()
+			for _, client := range []rd.Client{c, &hooked{client: c}} {
+				b, err := rueidis.New(client)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = b.EvalScript(context.Background(), r11Witness, []string{"{r11}:stop:" + name})
+				if !errors.Is(err, backend.ErrClosed) || !errors.Is(err, backend.ErrNotApplied) {
+					t.Errorf("%T after the user closed it: %v, want ErrClosed and ErrNotApplied", client, err)
+				}
+				b.Close()
+			}
+		})
 	}
 }

@@ -59,6 +59,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	rd "github.com/redis/rueidis"
 
@@ -71,6 +72,7 @@ type Backend struct {
 	c       rd.Client
 	owned   bool
 	closed  atomic.Bool
+	stopped *uint32 // rueidis's own "closed" flag of c, when found (see stopFlag)
 	fanOnce sync.Once
 	fan     *driver.Fanout
 }
@@ -99,7 +101,38 @@ func New(client rd.Client) (*Backend, error) {
 		return nil, fmt.Errorf("rueidis: %w: ClientOption.ConnLifetime is set: rueidis re-sends commands in flight when a connection expires, which can run a script twice; build the client without it",
 			backend.ErrInvalidOption)
 	}
-	return &Backend{c: client}, nil
+	return &Backend{c: client, stopped: stopFlag(reflect.ValueOf(client), 0)}, nil
+}
+
+// stopFlag finds the flag rueidis sets when a client is closed (the
+// unexported stop field of its client types in the pinned version, also
+// behind wrappers that hold the client in a field), so that a call on a
+// client the user already closed is reported ErrNotApplied and ErrClosed
+// without being sent: rueidis itself answers ErrClosing both then and to
+// calls cut by a failover, which may have run. nil when not found; a test
+// pins the detection.
+func stopFlag(v reflect.Value, depth int) *uint32 {
+	for v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return nil
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct || depth > 8 || !v.CanAddr() {
+		return nil
+	}
+	if f := v.FieldByName("stop"); f.IsValid() && f.Kind() == reflect.Uint32 {
+		return (*uint32)(unsafe.Pointer(f.UnsafeAddr()))
+	}
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Field(i)
+		if f.Type() == clientType || f.Type().Implements(clientType) {
+			if p := stopFlag(f, depth+1); p != nil {
+				return p
+			}
+		}
+	}
+	return nil
 }
 
 // usableBuilder refuses a client whose B panics: a wrapper (a hook, an
@@ -184,7 +217,7 @@ func FromURL(rawURL string) (*Backend, error) {
 	if err != nil {
 		return nil, driver.NotApplied(fmt.Errorf("rueidis: %w", err))
 	}
-	return &Backend{c: c, owned: true}, nil
+	return &Backend{c: c, owned: true, stopped: stopFlag(reflect.ValueOf(c), 0)}, nil
 }
 
 // Client returns the underlying client.
@@ -334,6 +367,9 @@ func (b *Backend) Close() error {
 func (b *Backend) usable(ctx context.Context) error {
 	if b.closed.Load() {
 		return driver.NotApplied(backend.ErrClosed)
+	}
+	if b.stopped != nil && atomic.LoadUint32(b.stopped) != 0 {
+		return driver.NotApplied(fmt.Errorf("%w: the rueidis client was closed", backend.ErrClosed))
 	}
 	if err := ctx.Err(); err != nil {
 		return driver.NotApplied(err)
