@@ -192,7 +192,11 @@ func (h *Hybrid) view(ctx context.Context, sup bool, key string, lim limits, g g
 			ch := make(chan struct{})
 			k.loading = ch
 			k.mu.Unlock()
-			err := h.pull(ctx, k, g, n > 0) // a decision's pull writes (as a Redis decision would), a peek's reads
+			peek := int64(0) // a decision's pull writes (as a Redis decision would), a peek's reads
+			if n == 0 {
+				peek = limit
+			}
+			err := h.pull(ctx, k, g, peek)
 			k.mu.Lock()
 			k.loading = nil
 			close(ch)
@@ -341,10 +345,9 @@ func (h *Hybrid) room(k *hkey, push int64) string {
 	return strconv.FormatInt(max(k.limit-need-local, 0), 10)
 }
 
-func (h *Hybrid) call(k *hkey, mode string, g geometry, push int64) backend.Call {
+func (h *Hybrid) call(k *hkey, mode string, g geometry, push int64, room string) backend.Call {
 	return backend.Call{Script: ratelimitscript.Window, Keys: h.cfg.keys(k.name),
-		Args: windowArgs(mode, g, strconv.FormatInt(push, 10), h.room(k, push),
-			strconv.Itoa(ratelimitscript.ProfileMax))}
+		Args: windowArgs(mode, g, strconv.FormatInt(push, 10), room, strconv.Itoa(ratelimitscript.ProfileMax))}
 }
 
 // syncReply is the answer of the window script's sync mode.
@@ -369,22 +372,24 @@ func (h *Hybrid) apply(k *hkey, g geometry, r syncReply) {
 	k.profile, k.serverMs, k.pulledAt = r.profile, r.nowMs, h.cfg.clock.Now()
 }
 
-// pull reads k's global count for a decision (write: with the window
+// pull reads k's global count for a decision (peek 0: with the window
 // script's sync mode, which re-dates a window kept under another
-// geometry) or a peek (view mode: nothing written), under the caller's ctx
+// geometry) or for a Peek under the limit peek (view mode: nothing
+// written; the buckets a one-unit request needs to leave are described),
+// under the caller's ctx
 // bounded by the sync timeout. It returns an error only when the caller's
 // ctx ended; a backend failure is recorded on the key (its decisions are
 // degraded until a sync succeeds). The reply is dropped when a sync round
 // applied a newer one meanwhile.
-func (h *Hybrid) pull(ctx context.Context, k *hkey, g geometry, write bool) error {
+func (h *Hybrid) pull(ctx context.Context, k *hkey, g geometry, peek int64) error {
 	pctx, cancel := context.WithTimeout(ctx, h.syncTimeout())
 	defer cancel()
-	mode := ratelimitscript.ModeView
-	if write {
-		mode = ratelimitscript.ModeSync
-	}
 	k.mu.Lock()
-	c := h.call(k, mode, g, 0)
+	c := h.call(k, ratelimitscript.ModeSync, g, 0, h.room(k, 0))
+	if peek > 0 {
+		room := max(peek-1-(k.inflight+k.pending), 0)
+		c = h.call(k, ratelimitscript.ModeView, g, 0, strconv.FormatInt(room, 10))
+	}
 	seq := k.seq
 	k.mu.Unlock()
 	res := h.b.EvalScripts(pctx, []backend.Call{c})[0]
@@ -506,7 +511,7 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 			k.sentRound = round
 			k.inflight, k.pending = k.pending, 0
 			keys = append(keys, k)
-			calls = append(calls, h.call(k, ratelimitscript.ModeSync, k.g, k.inflight))
+			calls = append(calls, h.call(k, ratelimitscript.ModeSync, k.g, k.inflight, h.room(k, k.inflight)))
 		}
 		k.mu.Unlock()
 	}
