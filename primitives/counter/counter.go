@@ -98,6 +98,12 @@ type Options struct {
 	// applied flush batch of an instance, so that a batch resent after an
 	// unknown outcome is not applied twice; default 24 h, minimum 1 s.
 	DedupTTL time.Duration
+	// IdleAfter (Lax only): the local state of a key with nothing pending
+	// is dropped after this long without use, so memory and flush cost
+	// follow the keys in use; default 1 min, minimum 1 ms. A dropped key
+	// used again starts afresh, its remote part unknown (0) until a flush
+	// or Get reads it.
+	IdleAfter time.Duration
 }
 
 // keys is the Redis key layout of one prefix (internal/keyspace).
