@@ -14,8 +14,8 @@ import (
 )
 
 // CodeOverflow is the error code a script raises when an int64 would
-// overflow; the message goes on with the field (Inc, AllIf) or, for Flush,
-// with the 1-based index of the offending pair.
+// overflow; the message goes on with the field (Inc, AllIf). Flush does not
+// raise it: it reports a refused pair as "!DKOVERFLOW" in its reply.
 const CodeOverflow = scriptlib.CodeOverflow
 
 // Inc: KEYS[1] hash, ARGV[1] field, ARGV[2] delta. Returns the new

@@ -46,7 +46,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -65,7 +64,7 @@ const (
 	// after its last use.
 	DefaultIdleAfter = time.Minute
 	orphanBudget     = 5 * time.Second
-	dirtyStacks      = 32
+	dirtyShards      = 32
 	sweepSteps       = 64 // a full pass over the index takes this many steps
 )
 
@@ -78,17 +77,18 @@ const (
 // Entry is one key's local state. The engine owns the delta bookkeeping;
 // X belongs to the primitive (for example the remote value last seen).
 type Entry[T any] struct {
+	// What Inc touches comes first, so that it shares one cache line with
+	// the start of X (where a primitive keeps what its view needs).
 	added  atomic.Int64  // sum of the deltas accepted since the entry was created; never wraps
-	queued atomic.Uint32 // 1 while the entry is in a dirty stack or the working set
+	queued atomic.Uint32 // 1 while the entry is in the dirty set or the working set
 	state  atomic.Uint32 // stateLinked or stateUnlinked
+	key    string
 
 	// X is the primitive's state of the key.
 	X T
 
-	key     string
 	hash    uint64
-	next    atomic.Pointer[Entry[T]] // dirty stack link
-	lastUse atomic.Int64             // engine clock (ns since the engine started)
+	lastUse atomic.Int64 // engine clock (ns since the engine started)
 
 	// Guarded by Engine.mu.
 	sent    int64 // the part of added the backend applied
@@ -182,14 +182,22 @@ type Config[T any] struct {
 	CanEvict func(e *Entry[T]) bool
 }
 
+// dirtyShard is one shard of the dirty set: the entries that joined it
+// since the last drain. A slice, not a linked list, so that the flusher
+// reads the entries with independent loads (overlapping their cache
+// misses) rather than chasing pointers one miss after another.
+type dirtyShard[T any] struct {
+	mu    sync.Mutex
+	es    []*Entry[T]
+	spare []*Entry[T] // the drained buffer, reused (guarded by Engine.mu)
+	_     [64]byte
+}
+
 // Engine is one primitive instance's flush engine.
 type Engine[T any] struct {
-	cfg   Config[T]
-	ix    index[T]
-	dirty [dirtyStacks]struct {
-		head atomic.Pointer[Entry[T]]
-		_    [56]byte
-	}
+	cfg    Config[T]
+	ix     index[T]
+	dirty  [dirtyShards]dirtyShard[T]
 	closed atomic.Bool
 	start  time.Time
 
@@ -198,7 +206,7 @@ type Engine[T any] struct {
 	mu       sync.Mutex // never held across I/O
 	seq      int64
 	inflight *Batch[T]   // sent with an unknown outcome: resend before anything else
-	work     []*Entry[T] // entries taken from the dirty stacks, until nothing is pending
+	work     []*Entry[T] // entries taken from the dirty sets, until nothing is pending
 	lastErr  error       // the last batch-level error, for reports
 	again    bool        // the last round left something to send at once: an amount beyond int64, an item not sent (token holder only)
 	spare    *Batch[T]   // a finished batch, reused by the next one (with its Ext)
@@ -293,14 +301,10 @@ func (g *Engine[T]) enqueue(e *Entry[T]) {
 	if !e.queued.CompareAndSwap(0, 1) {
 		return
 	}
-	d := &g.dirty[e.hash>>58%dirtyStacks].head
-	for {
-		h := d.Load()
-		e.next.Store(h)
-		if d.CompareAndSwap(h, e) {
-			return
-		}
-	}
+	d := &g.dirty[e.hash>>58%dirtyShards]
+	d.mu.Lock()
+	d.es = append(d.es, e)
+	d.mu.Unlock()
 }
 
 // Retire unlinks e from the index while it may still have pending deltas
@@ -343,9 +347,12 @@ func (g *Engine[T]) EachLocked(f func(e *Entry[T])) {
 
 func (g *Engine[T]) eachDirty(f func(e *Entry[T])) {
 	for i := range g.dirty {
-		for e := g.dirty[i].head.Load(); e != nil; e = e.next.Load() {
+		d := &g.dirty[i]
+		d.mu.Lock()
+		for _, e := range d.es {
 			f(e)
 		}
+		d.mu.Unlock()
 	}
 }
 
@@ -617,19 +624,22 @@ func (g *Engine[T]) round(ctx context.Context, all bool) error {
 	return nil
 }
 
-// drainLocked moves the dirty stacks into the working set, oldest first
-// (the entries of one key share a stack, so their deltas keep the order
-// in which they were accepted).
+// drainLocked moves the dirty set into the working set, in the order the
+// entries joined it (the entries of one key share a shard, so their deltas
+// keep the order in which they were accepted).
 func (g *Engine[T]) drainLocked() {
 	for i := range g.dirty {
-		from := len(g.work)
-		for e := g.dirty[i].head.Swap(nil); e != nil; {
-			next := e.next.Load()
-			e.next.Store(nil)
-			g.work = append(g.work, e)
-			e = next
+		d := &g.dirty[i]
+		d.mu.Lock()
+		es := d.es
+		d.es, d.spare = d.spare[:0], nil
+		d.mu.Unlock()
+		g.work = append(g.work, es...)
+		clear(es)
+		if cap(es) > 256 && len(es) < cap(es)/4 {
+			es = nil // a past burst's buffer: let it go
 		}
-		slices.Reverse(g.work[from:])
+		d.spare = es[:0]
 	}
 }
 
@@ -683,7 +693,7 @@ func (g *Engine[T]) compactLocked() {
 	clear(g.work[len(kept):])
 	// Keep the capacity steady flushing needs (no regrowth every round);
 	// let a burst's backing array go once no round needed it for a while.
-	if len(g.work) >= g.workHigh || now-g.highAt > int64(max(time.Second, 50*g.cfg.Interval)) {
+	if len(g.work) >= g.workHigh || now-g.highAt > int64(min(max(time.Second, 50*g.cfg.Interval), 5*time.Second)) {
 		g.workHigh, g.highAt = len(g.work), now
 	}
 	g.work = kept
@@ -745,7 +755,8 @@ func (g *Engine[T]) recycleLocked(b *Batch[T]) {
 func (g *Engine[T]) loop() {
 	defer close(g.done)
 	delay := g.cfg.Interval
-	t := time.NewTimer(delay)
+	flushAt := g.now() + int64(delay)
+	t := time.NewTimer(time.Duration(min(flushAt, g.sweepAt) - g.now()))
 	defer t.Stop()
 	for {
 		select {
@@ -759,23 +770,26 @@ func (g *Engine[T]) loop() {
 			return
 		case <-t.C:
 		}
-		var err error
-		select {
-		case g.tok <- struct{}{}: // skip the round if someone else is flushing
-			ctx, cancel := context.WithTimeout(g.base, g.cfg.Budget)
-			err = g.round(ctx, false)
-			cancel()
-			g.release()
-		default:
+		if g.now() >= flushAt {
+			var err error
+			select {
+			case g.tok <- struct{}{}: // skip the round if someone else is flushing
+				ctx, cancel := context.WithTimeout(g.base, g.cfg.Budget)
+				err = g.round(ctx, false)
+				cancel()
+				g.release()
+			default:
+			}
+			if err != nil {
+				delay = min(2*delay, g.cfg.MaxBackoff)
+				delay += rand.N(delay/4 + 1) // jitter spreads the retries of many instances
+			} else {
+				delay = g.cfg.Interval
+			}
+			flushAt = g.now() + int64(delay)
 		}
-		g.sweep()
-		if err != nil {
-			delay = min(2*delay, g.cfg.MaxBackoff)
-			delay += rand.N(delay/4 + 1) // jitter spreads the retries of many instances
-		} else {
-			delay = g.cfg.Interval
-		}
-		t.Reset(delay)
+		g.sweep() // on its own schedule, whatever the flush interval
+		t.Reset(time.Duration(max(min(flushAt, g.sweepAt)-g.now(), 0)))
 	}
 }
 

@@ -20,11 +20,12 @@ import (
 // In front of the table sits a small cache indexed by the address of the
 // caller's key bytes: a call site that passes the same string again (a
 // constant, a long-lived key) finds its entry without hashing. A slot
-// remembers the caller's string itself; a hit needs the same address and
-// the same content (a buffer reused for another key is never mistaken for
-// the old one), and a slot holding another key costs one pointer
-// comparison. Slots are filled only when empty or holding an unlinked
-// entry, so a stream of distinct keys does not keep rewriting them.
+// keeps the caller's string itself, so its bytes cannot change (Go strings
+// are immutable while referenced): a string with the same address and
+// length has the same content, and a slot holding another key costs one
+// pointer comparison. Slots are filled only when free (tidyLocked frees
+// those of unlinked entries), so a stream of distinct keys does not keep
+// rewriting them.
 type index[T any] struct {
 	cache [cacheSlots]atomic.Pointer[cached[T]]
 	table atomic.Pointer[table[T]]
@@ -76,11 +77,17 @@ func (ix *index[T]) cacheSlot(key string) *atomic.Pointer[cached[T]] {
 
 // lookup returns key's linked entry, or nil.
 func (ix *index[T]) lookup(key string) *Entry[T] {
-	if c := ix.cacheSlot(key).Load(); c != nil && unsafe.StringData(c.key) == unsafe.StringData(key) &&
-		c.key == key && c.e.state.Load() == stateLinked {
-		return c.e
+	cs := ix.cacheSlot(key)
+	c := cs.Load()
+	if c != nil && unsafe.StringData(c.key) == unsafe.StringData(key) && len(c.key) == len(key) &&
+		c.e.state.Load() == stateLinked {
+		return c.e // the same bytes: the slot keeps the string, so they are immutable
 	}
-	return ix.lookupTable(key)
+	e := ix.lookupTable(key)
+	if c == nil && e != nil { // fill a free slot (tidyLocked frees those of unlinked entries)
+		cs.CompareAndSwap(nil, &cached[T]{key: key, e: e})
+	}
+	return e
 }
 
 func (ix *index[T]) lookupTable(key string) *Entry[T] {
@@ -92,16 +99,20 @@ func (ix *index[T]) lookupTable(key string) *Entry[T] {
 		case hEmpty:
 			return nil
 		case h:
-			if e := s.e.Load(); e != nil && e.key == key {
-				ix.remember(key, e)
+			if e := s.e.Load(); e != nil && sameString(e.key, key) {
 				return e
 			}
 		}
 	}
 }
 
-// remember puts e in key's cache slot when the slot is free (tidyLocked
-// frees the slots of unlinked entries).
+// sameString is a == b, without a call when both share their bytes (the
+// common case: the entry keeps the string its creator passed).
+func sameString(a, b string) bool {
+	return len(a) == len(b) && (unsafe.StringData(a) == unsafe.StringData(b) || a == b)
+}
+
+// remember puts e in key's cache slot when the slot is free.
 func (ix *index[T]) remember(key string, e *Entry[T]) {
 	if c := ix.cacheSlot(key); c.Load() == nil {
 		c.CompareAndSwap(nil, &cached[T]{key: key, e: e})
@@ -126,14 +137,14 @@ func (ix *index[T]) loadOrStore(key string, mk func(e *Entry[T])) *Entry[T] {
 			break
 		}
 		if sh == h {
-			if e := s.e.Load(); e != nil && e.key == key {
+			if e := s.e.Load(); e != nil && sameString(e.key, key) {
 				return e
 			}
 		}
 	}
 	e := &Entry[T]{key: key, hash: h}
 	mk(e)
-	if (ix.used+1)*2 > len(t.slots) {
+	if (ix.used+1)*4 > 3*len(t.slots) { // load factor at most 3/4
 		t = ix.rebuildLocked(ix.live + 1)
 	}
 	ix.insertLocked(t, e)
@@ -158,11 +169,11 @@ func (ix *index[T]) insertLocked(t *table[T], e *Entry[T]) {
 	}
 }
 
-// rebuildLocked publishes a fresh table sized for n live entries, without
-// tombstones, and returns it.
+// rebuildLocked publishes a fresh table sized for n live entries (load
+// factor 1/4 to 1/2), without tombstones, and returns it.
 func (ix *index[T]) rebuildLocked(n int) *table[T] {
 	size := minTable
-	for size < 4*n {
+	for size < 2*n {
 		size <<= 1
 	}
 	old := ix.table.Load()

@@ -86,11 +86,12 @@ type laxKey struct {
 	// deltas it included (Entry.Sent), in wrapping arithmetic: it changes
 	// only when the remote value moves for other reasons (other processes,
 	// Set), never when this process's own deltas are applied.
-	base atomic.Int64
+	base  atomic.Int64
+	field string // the key's field in the hash (keyspace.CounterField)
 	// synced is when base was last set from the backend (ns since the
-	// core's epoch); 0 when never.
+	// core's epoch); 0 when never. Last: every flush writes it, and it is
+	// not on Inc's cache line.
 	synced atomic.Int64
-	field  string // the key's field in the hash (keyspace.CounterField)
 }
 
 type laxEntry = flush.Entry[laxKey]
@@ -101,6 +102,7 @@ type laxBatch struct {
 	seq  int64
 	args []string
 	vals []int64
+	at   int64 // when the reply came (laxKey.synced's clock)
 }
 
 // NewLax returns a Lax counter over b and starts its flusher. Options:
@@ -306,10 +308,17 @@ func (c *laxCore) stale(e *laxEntry) bool {
 
 // setRemoteLocked records that the backend holds r for e, which includes
 // exactly e.Sent() of the local deltas. Called with the engine's lock.
-func (c *laxCore) setRemoteLocked(e *laxEntry, r int64) {
-	e.X.base.Store(r - e.Sent())
-	e.X.synced.Store(max(int64(time.Since(c.epoch)), 1))
+func (c *laxCore) setRemoteLocked(e *laxEntry, r int64) { c.setRemoteAtLocked(e, r, c.clock()) }
+
+func (c *laxCore) setRemoteAtLocked(e *laxEntry, r, at int64) {
+	if b := r - e.Sent(); e.X.base.Load() != b { // unchanged when only this process moves the key: keep Inc's cache line clean
+		e.X.base.Store(b)
+	}
+	e.X.synced.Store(at)
 }
+
+// clock is laxKey.synced's clock: ns since the core's epoch, never 0.
+func (c *laxCore) clock() int64 { return max(int64(time.Since(c.epoch)), 1) }
 
 // send runs one flush batch (the engine's Config.Send).
 func (c *laxCore) send(ctx context.Context, b *flush.Batch[laxKey]) error {
@@ -349,6 +358,7 @@ func (c *laxCore) send(ctx context.Context, b *flush.Batch[laxKey]) error {
 		}
 	}
 	lastValues(b, lb.vals)
+	lb.at = c.clock()
 	return nil
 }
 
@@ -386,22 +396,33 @@ func keyError(key, msg string) error {
 }
 
 // encode builds the script arguments of b into lb, reusing its slices.
-// The deltas' digits share one new string (never a reused buffer: a
-// driver may still hold the arguments of a call it gave up on), so a
-// batch allocates a handful of times whatever its size.
+// Deltas in [0, 100) are strconv's constant strings; the digits of the
+// others share one new string (never a reused buffer: a driver may still
+// hold the arguments of a call it gave up on), so a batch allocates a
+// handful of times whatever its size.
 func (c *laxCore) encode(b *flush.Batch[laxKey], lb *laxBatch) {
-	buf := make([]byte, 0, 8*len(b.Items))
+	var buf []byte
 	for _, it := range b.Items {
-		buf = strconv.AppendInt(buf, it.Delta, 10)
+		if it.Delta < 0 || it.Delta >= 100 {
+			if buf == nil {
+				buf = make([]byte, 0, 8*len(b.Items))
+			}
+			buf = strconv.AppendInt(buf, it.Delta, 10)
+		}
 	}
 	digits := unsafe.String(unsafe.SliceData(buf), len(buf)) // buf is not written again
 	clear(lb.args)
 	args := append(lb.args[:0], strconv.FormatInt(b.Seq, 10), c.dedupTTL)
 	pos := 0
 	for _, it := range b.Items {
-		n := decimalLen(it.Delta)
-		args = append(args, it.E.X.field, digits[pos:pos+n])
-		pos += n
+		var d string
+		if it.Delta < 0 || it.Delta >= 100 {
+			n := decimalLen(it.Delta)
+			d, pos = digits[pos:pos+n], pos+n
+		} else {
+			d = strconv.FormatInt(it.Delta, 10) // no allocation below 100
+		}
+		args = append(args, it.E.X.field, d)
 	}
 	lb.seq, lb.args = b.Seq, args
 	if cap(lb.vals) < len(b.Items) {
@@ -426,7 +447,8 @@ func decimalLen(d int64) int {
 // applied records the value the backend returned for an applied item (the
 // engine's Config.Applied, called with its lock).
 func (c *laxCore) applied(b *flush.Batch[laxKey], i int) {
-	c.setRemoteLocked(b.Items[i].E, b.Ext.(*laxBatch).vals[i])
+	lb := b.Ext.(*laxBatch)
+	c.setRemoteAtLocked(b.Items[i].E, lb.vals[i], lb.at)
 }
 
 // Flush sends every pending delta now, keys set aside by an earlier
