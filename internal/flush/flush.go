@@ -38,6 +38,29 @@
 // meaning of a reply: Config.Send turns a Batch into one script call and
 // reports per-item outcomes; Config.Applied records, under the engine's
 // lock, what the backend returned for an applied item.
+//
+// # Plugging in a primitive
+//
+// counter.Lax is the reference. A primitive:
+//
+//   - keeps in X what its view needs, as "remote as last seen minus Sent"
+//     (wrapping), so that the view is base + Added() without reading Sent,
+//     which only the engine's lock guards; Applied (and any operation that
+//     reads remote values, under Do) sets the base from a reply;
+//   - in Inc: e := Lookup(key) (Entry(key, init) when nil), then a loop:
+//     n := e.Added(); compute and check the new view and n+delta (both
+//     must stay in range; when only n+delta would not, Retire e and
+//     continue on a fresh entry seeded with the view); Accept(e, n, n+delta);
+//   - writes a flush script that applies a batch number at most once, each
+//     item on its own, replying per item with the new value or a refusal,
+//     and that remembers refused items in its marker so that a resend
+//     reports them again (see internal/counterscript.Flush);
+//   - runs operations that read or overwrite remote values through Do:
+//     Resolve for plain reads, FlushFirst for the rest; after an
+//     overwrite, SupersedeLocked drops a refused delta of the key;
+//   - exposes Pending, Failed, Flush and Close (converting *Error to its
+//     own error type), calls Start, and registers Orphan as the runtime
+//     cleanup of its user-facing value.
 package flush
 
 import (
