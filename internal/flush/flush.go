@@ -74,6 +74,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/distkit-go/distkit/backend"
 )
@@ -101,11 +102,9 @@ const (
 // X belongs to the primitive (for example the remote value last seen).
 type Entry[T any] struct {
 	// What Inc touches comes first, so that it shares one cache line with
-	// the start of X (where a primitive keeps what its view needs).
-	added  atomic.Int64  // sum of the deltas accepted since the entry was created; never wraps
-	queued atomic.Uint32 // 1 while the entry is in the dirty set or the working set
-	state  atomic.Uint32 // stateLinked or stateUnlinked
-	key    string
+	// the start of X (where a primitive keeps what its view needs). It is
+	// the first field: the address cache keeps *head pointers to entries.
+	head
 
 	// X is the primitive's state of the key.
 	X T
@@ -118,6 +117,14 @@ type Entry[T any] struct {
 	err     error // why the backend refused the key's last item; nil when healthy
 	retryAt int64 // engine clock: when a refused key is tried again
 	backoff time.Duration
+}
+
+// head is the part of an Entry that does not depend on T.
+type head struct {
+	added  atomic.Int64  // sum of the deltas accepted since the entry was created; never wraps
+	queued atomic.Uint32 // 1 while the entry is in the dirty set or the working set
+	state  atomic.Uint32 // stateLinked or stateUnlinked
+	key    string
 }
 
 // Key returns the entry's key.
@@ -284,13 +291,25 @@ func (g *Engine[T]) now() int64 { return int64(time.Since(g.start)) }
 // Closed reports whether Close (or an orphaned owner) stopped the engine.
 func (g *Engine[T]) Closed() bool { return g.closed.Load() }
 
+// Cached returns key's entry if the address cache has it for this very
+// string (a call site passing the same string again), else nil; small
+// enough to be inlined. Lookup does the rest.
+func (g *Engine[T]) Cached(key string) *Entry[T] {
+	return (*Entry[T])(unsafe.Pointer(g.ix.cache.get(key))) // head is an Entry[T]'s first field
+}
+
 // Lookup returns key's entry, or nil: lock-free, no allocation.
-func (g *Engine[T]) Lookup(key string) *Entry[T] { return g.ix.lookup(key) }
+func (g *Engine[T]) Lookup(key string) *Entry[T] {
+	if h := g.ix.cache.get(key); h != nil {
+		return (*Entry[T])(unsafe.Pointer(h)) // head is an Entry[T]'s first field
+	}
+	return g.ix.lookupMiss(key)
+}
 
 // Entry returns key's entry, creating it when absent; init sets up a new
 // entry's X before anyone else can see it. A new entry counts as used now.
 func (g *Engine[T]) Entry(key string, init func(e *Entry[T])) *Entry[T] {
-	if e := g.ix.lookup(key); e != nil {
+	if e := g.Lookup(key); e != nil {
 		return e
 	}
 	now := g.now()
@@ -309,16 +328,26 @@ func (g *Engine[T]) Touch(e *Entry[T]) { e.lastUse.Store(g.now()) }
 // compare-and-swap of a check-then-publish loop. The caller validated new
 // (range, view) against old before calling; on false it reloads and
 // checks again. On the entry's first pending delta since its last flush,
-// Accept adds it to the dirty set.
+// Accept adds it to the dirty set. (A hot path may use its two halves,
+// Entry.TryAdd and Engine.Dirty, which the compiler inlines.)
 func (g *Engine[T]) Accept(e *Entry[T], old, new int64) bool {
-	if !e.added.CompareAndSwap(old, new) {
-		return false
+	ok, dirty := e.TryAdd(old, new)
+	if dirty {
+		g.Dirty(e)
 	}
-	if e.queued.Load() == 0 {
-		g.enqueue(e)
-	}
-	return true
+	return ok
 }
+
+// TryAdd publishes new as e's sum of accepted deltas if it is still old.
+// dirty reports that e has to join the dirty set: pass it to
+// Engine.Dirty.
+func (e *Entry[T]) TryAdd(old, new int64) (ok, dirty bool) {
+	ok = e.added.CompareAndSwap(old, new)
+	return ok, ok && e.queued.Load() == 0
+}
+
+// Dirty adds e to the dirty set, unless it is there already.
+func (g *Engine[T]) Dirty(e *Entry[T]) { g.enqueue(e) }
 
 func (g *Engine[T]) enqueue(e *Entry[T]) {
 	if !e.queued.CompareAndSwap(0, 1) {
@@ -508,19 +537,28 @@ func (e *Error) Unwrap() []error {
 	return out
 }
 
-// report builds the error for what is left: nil when nothing is pending.
+// report builds the error for what is left: nil when the flush succeeded
+// and no key was refused (deltas accepted after it began do not count).
 func (g *Engine[T]) report(err error) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err == nil && !g.anyFailedLocked() {
+		return nil
+	}
 	p := g.pendingLocked()
 	if len(p) == 0 && err == nil {
 		return nil
 	}
-	f := g.failedLocked()
-	if err == nil && len(f) == 0 {
-		return nil // only deltas accepted after the flush began
+	return &Error{Pending: p, Failed: g.failedLocked(), Err: err}
+}
+
+func (g *Engine[T]) anyFailedLocked() bool {
+	for _, e := range g.work {
+		if e.err != nil && e.added.Load() != e.sent {
+			return true
+		}
 	}
-	return &Error{Pending: p, Failed: f, Err: err}
+	return false
 }
 
 // acquire takes the token within ctx.
@@ -588,15 +626,19 @@ func (g *Engine[T]) flushAll(ctx context.Context) error {
 	if err := g.acquire(ctx); err != nil {
 		return err
 	}
-	res := make(chan error, 1)
-	go func() {
+	run := func() error {
 		defer g.release()
 		err := g.round(ctx, true)
 		if err == nil && g.again {
 			err = g.round(ctx, true) // the rest of an amount beyond int64, an item the backend skipped
 		}
-		res <- err
-	}()
+		return err
+	}
+	if ctx.Done() == nil {
+		return run() // a context that never ends: nothing to return early for
+	}
+	res := make(chan error, 1)
+	go func() { res <- run() }()
 	select {
 	case err := <-res:
 		return err
@@ -704,7 +746,9 @@ func (g *Engine[T]) compactLocked() {
 			kept = append(kept, e)
 			continue
 		}
-		e.err, e.backoff, e.retryAt = nil, 0, 0
+		if e.err != nil {
+			e.err, e.backoff, e.retryAt = nil, 0, 0
+		}
 		e.lastUse.Store(now)
 		e.queued.Store(0)
 		// A delta accepted just now saw queued == 1 and did not enqueue:
@@ -752,7 +796,9 @@ func (g *Engine[T]) send(ctx context.Context, b *Batch[T]) error {
 		switch {
 		case it.Applied:
 			e.sent += it.Delta
-			e.err, e.backoff, e.retryAt = nil, 0, 0
+			if e.err != nil {
+				e.err, e.backoff, e.retryAt = nil, 0, 0
+			}
 			g.cfg.Applied(b, i)
 		case it.Err != nil:
 			e.err = it.Err

@@ -19,15 +19,16 @@ import (
 //
 // In front of the table sits a small cache indexed by the address of the
 // caller's key bytes: a call site that passes the same string again (a
-// constant, a long-lived key) finds its entry without hashing. A slot
-// keeps the caller's string itself, so its bytes cannot change (Go strings
-// are immutable while referenced): a string with the same address and
-// length has the same content, and a slot holding another key costs one
-// pointer comparison. Slots are filled only when free (tidyLocked frees
-// those of unlinked entries), so a stream of distinct keys does not keep
-// rewriting them.
+// constant, a long-lived key) finds its entry without hashing. An entry
+// keeps the string it was created with, so those bytes cannot change (Go
+// strings are immutable while referenced): a string with the same address
+// and length has the same content. A slot therefore holds an entry whose
+// own key is the caller's string, a hit costs one pointer comparison, and
+// so does a slot holding another key. Slots are filled only when free
+// (tidyLocked frees those of unlinked entries), so a stream of distinct
+// keys does not keep rewriting them.
 type index[T any] struct {
-	cache [cacheSlots]atomic.Pointer[cached[T]]
+	cache addrCache
 	table atomic.Pointer[table[T]]
 	seed  uint64
 
@@ -42,12 +43,6 @@ const (
 	hEmpty     = 0
 	hTomb      = 1
 )
-
-// cached is one cache slot's content; immutable.
-type cached[T any] struct {
-	key string // the caller's string, as passed
-	e   *Entry[T]
-}
 
 type slot[T any] struct {
 	h atomic.Uint64 // hEmpty, hTomb, or the entry's hash (bit 1 set)
@@ -70,22 +65,32 @@ func (ix *index[T]) init() {
 
 func (ix *index[T]) hash(key string) uint64 { return strhash(key, ix.seed) | 2 }
 
-func (ix *index[T]) cacheSlot(key string) *atomic.Pointer[cached[T]] {
-	p := uintptr(unsafe.Pointer(unsafe.StringData(key)))
-	return &ix.cache[(p>>4^p>>12)%cacheSlots]
+// addrCache is the address-indexed cache; not generic (it holds the heads
+// of entries), so that its lookup is cheap enough to be inlined.
+type addrCache struct {
+	slots [cacheSlots]atomic.Pointer[head]
 }
 
-// lookup returns key's linked entry, or nil.
-func (ix *index[T]) lookup(key string) *Entry[T] {
-	cs := ix.cacheSlot(key)
-	c := cs.Load()
-	if c != nil && unsafe.StringData(c.key) == unsafe.StringData(key) && len(c.key) == len(key) &&
-		c.e.state.Load() == stateLinked {
-		return c.e // the same bytes: the slot keeps the string, so they are immutable
+func (c *addrCache) slot(key string) *atomic.Pointer[head] {
+	p := uintptr(unsafe.Pointer(unsafe.StringData(key)))
+	return &c.slots[(p>>4^p>>12)%cacheSlots]
+}
+
+// get returns the linked entry created with this very string, or nil.
+func (c *addrCache) get(key string) *head {
+	if h := c.slot(key).Load(); h != nil && unsafe.StringData(h.key) == unsafe.StringData(key) &&
+		len(h.key) == len(key) && h.state.Load() == stateLinked {
+		return h // the entry's own string: the same bytes
 	}
+	return nil
+}
+
+// lookupMiss is a lookup past the cache: the table, then a free cache
+// slot is filled (tidyLocked frees those of unlinked entries).
+func (ix *index[T]) lookupMiss(key string) *Entry[T] {
 	e := ix.lookupTable(key)
-	if c == nil && e != nil { // fill a free slot (tidyLocked frees those of unlinked entries)
-		cs.CompareAndSwap(nil, &cached[T]{key: key, e: e})
+	if e != nil && unsafe.StringData(e.key) == unsafe.StringData(key) {
+		ix.remember(key, e)
 	}
 	return e
 }
@@ -112,10 +117,11 @@ func sameString(a, b string) bool {
 	return len(a) == len(b) && (unsafe.StringData(a) == unsafe.StringData(b) || a == b)
 }
 
-// remember puts e in key's cache slot when the slot is free.
+// remember puts e, created with key, in key's cache slot when the slot is
+// free.
 func (ix *index[T]) remember(key string, e *Entry[T]) {
-	if c := ix.cacheSlot(key); c.Load() == nil {
-		c.CompareAndSwap(nil, &cached[T]{key: key, e: e})
+	if c := ix.cache.slot(key); c.Load() == nil {
+		c.CompareAndSwap(nil, &e.head)
 	}
 }
 
@@ -142,7 +148,7 @@ func (ix *index[T]) loadOrStore(key string, mk func(e *Entry[T])) *Entry[T] {
 			}
 		}
 	}
-	e := &Entry[T]{key: key, hash: h}
+	e := &Entry[T]{head: head{key: key}, hash: h}
 	mk(e)
 	if (ix.used+1)*4 > 3*len(t.slots) { // load factor at most 3/4
 		t = ix.rebuildLocked(ix.live + 1)
@@ -243,9 +249,9 @@ func (ix *index[T]) sweep(from, to int, drop func(*Entry[T]) bool) (size int) {
 // clears cache slots that hold unlinked entries. It reports whether it
 // rebuilt.
 func (ix *index[T]) tidyLocked() bool {
-	for i := range ix.cache {
-		if c := ix.cache[i].Load(); c != nil && c.e.state.Load() != stateLinked {
-			ix.cache[i].CompareAndSwap(c, nil)
+	for i := range ix.cache.slots {
+		if h := ix.cache.slots[i].Load(); h != nil && h.state.Load() != stateLinked {
+			ix.cache.slots[i].CompareAndSwap(h, nil)
 		}
 	}
 	n := len(ix.table.Load().slots)

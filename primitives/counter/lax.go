@@ -184,13 +184,31 @@ func (c *laxCore) entry(key string) (*laxEntry, error) {
 // Close began and may or may not be in Close's final flush.
 func (l *Lax) Inc(_ context.Context, key string, delta int64) (int64, error) {
 	c := l.c
-	e := c.g.Lookup(key)
-	if e == nil || c.g.Closed() {
-		return l.incSlow(key, delta)
+	// The warm path, one attempt: no call unless the key is not in the
+	// address cache or joins the dirty set. incSlow handles everything
+	// else (retries, overflow, new keys, Close).
+	e := c.g.Cached(key)
+	if e == nil {
+		e = c.g.Lookup(key)
 	}
-	v, err := c.add(e, key, delta)
-	runtime.KeepAlive(l) // l must not be collected (and orphaned) mid-call
-	return v, err
+	if e != nil && !c.g.Closed() {
+		n := e.Added()
+		v := e.X.base.Load() + n
+		nv, nn := v+delta, n+delta
+		if (delta >= 0 && nv >= v && nn >= n) || (delta < 0 && nv < v && nn < n) {
+			if ok, dirty := e.TryAdd(n, nn); ok {
+				if dirty {
+					c.g.Dirty(e)
+				}
+				if c.g.Closed() {
+					return 0, errLaxClosedRacing
+				}
+				runtime.KeepAlive(l) // l must not be collected (and orphaned) mid-call
+				return nv, nil
+			}
+		}
+	}
+	return l.incSlow(key, delta)
 }
 
 func (l *Lax) incSlow(key string, delta int64) (int64, error) {
@@ -198,7 +216,7 @@ func (l *Lax) incSlow(key string, delta int64) (int64, error) {
 	if c.g.Closed() {
 		return 0, errLaxClosed
 	}
-	e, err := c.entry(key)
+	e, err := c.entry(key) // the entry found, or a new one
 	if err != nil {
 		return 0, err
 	}
