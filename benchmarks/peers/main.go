@@ -370,10 +370,11 @@ func run(srv *redistest.Server) error {
 
 // laxManyKeys: Lax Inc rotating over 1 k and 1 M distinct warm keys next
 // to the naive sync.Map + atomic baseline on the same keys in the same
-// order (the Lax flushes every 20 ms to a backend that acknowledges at
-// once, testkit.AckBackend: its flusher does its real work, the backend
-// costs nothing), and one flush of one pending key among 0 and 1 M idle
-// keys on the memory backend.
+// order, measured in alternating chunks so that both see the same
+// background load (the Lax flushes every 20 ms to a backend that
+// acknowledges at once, testkit.AckBackend: its flusher does its real
+// work, the backend costs nothing), and one flush of one pending key among
+// 0 and 1 M idle keys on the memory backend.
 func laxManyKeys() {
 	for _, n := range []int{1000, 1_000_000} {
 		w := fmt.Sprintf("lax counter inc (in-process), %s distinct keys, 1 goroutine", map[int]string{1000: "1 k", 1_000_000: "1 M"}[n])
@@ -393,26 +394,26 @@ func laxManyKeys() {
 			}
 		}
 		l.Flush(ctx)
-		i := 0
-		inproc(w, "distkit Lax", "distkit", false, func() {
-			l.Inc(ctx, keys[i], 1)
-			if i++; i == n {
-				i = 0
-			}
-		})
-		l.Close(ctx)
 		var m sync.Map
 		for _, k := range keys {
 			m.Store(k, new(atomic.Int64))
 		}
-		i = 0
-		inproc(w, "sync.Map.Load + atomic.Add (naive)", "baseline", false, func() {
-			v, _ := m.Load(keys[i])
-			v.(*atomic.Int64).Add(1)
-			if i++; i == n {
-				i = 0
-			}
-		})
+		il, in := 0, 0
+		interleaved(w, 2*time.Second,
+			result{impl: "distkit Lax", kind: "distkit"}, func() {
+				l.Inc(ctx, keys[il], 1)
+				if il++; il == n {
+					il = 0
+				}
+			},
+			result{impl: "sync.Map.Load + atomic.Add (naive)", kind: "baseline"}, func() {
+				v, _ := m.Load(keys[in])
+				v.(*atomic.Int64).Add(1)
+				if in++; in == n {
+					in = 0
+				}
+			})
+		l.Close(ctx)
 	}
 	const w = "lax counter flush of 1 pending key (memory backend)"
 	if !selected(w) {
@@ -434,6 +435,41 @@ func laxManyKeys() {
 		})
 		l.Close(ctx)
 	}
+}
+
+// interleaved measures two in-process operations in alternating chunks of
+// 10 000 calls for about d, so that background load weighs on both alike,
+// and adds a result for each (ops/s and allocations per op).
+func interleaved(workload string, d time.Duration, ra result, a func(), rb result, b func()) {
+	if !selected(workload) {
+		return
+	}
+	runtime.GC()
+	var ta, tb time.Duration
+	var ma, mb uint64
+	var ms runtime.MemStats
+	n := 0
+	for start := time.Now(); time.Since(start) < d; n += 10_000 {
+		for _, side := range []struct {
+			op func()
+			t  *time.Duration
+			m  *uint64
+		}{{a, &ta, &ma}, {b, &tb, &mb}} {
+			runtime.ReadMemStats(&ms)
+			m0, t0 := ms.Mallocs, time.Now()
+			for range 10_000 {
+				side.op()
+			}
+			*side.t += time.Since(t0)
+			runtime.ReadMemStats(&ms)
+			*side.m += ms.Mallocs - m0
+		}
+	}
+	ra.workload, rb.workload = workload, workload
+	ra.ops, rb.ops = float64(n)/ta.Seconds(), float64(n)/tb.Seconds()
+	ra.allocs, rb.allocs = float64(ma)/float64(n), float64(mb)/float64(n)
+	add(ra)
+	add(rb)
 }
 
 // handoff: rounds in which 8 contenders each take the lock once; reports

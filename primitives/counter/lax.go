@@ -191,21 +191,22 @@ func (l *Lax) Inc(_ context.Context, key string, delta int64) (int64, error) {
 	if e == nil {
 		e = c.g.Lookup(key)
 	}
-	if e != nil && !c.g.Closed() {
+	for try := 0; e != nil && try < 4 && !c.g.Closed(); try++ { // a few attempts under contention
 		n := e.Added()
 		v := e.X.base.Load() + n
 		nv, nn := v+delta, n+delta
-		if (delta >= 0 && nv >= v && nn >= n) || (delta < 0 && nv < v && nn < n) {
-			if ok, dirty := e.TryAdd(n, nn); ok {
-				if dirty {
-					c.g.Dirty(e)
-				}
-				if c.g.Closed() {
-					return 0, errLaxClosedRacing
-				}
-				runtime.KeepAlive(l) // l must not be collected (and orphaned) mid-call
-				return nv, nil
+		if !((delta >= 0 && nv >= v && nn >= n) || (delta < 0 && nv < v && nn < n)) {
+			break
+		}
+		if ok, dirty := e.TryAdd(n, nn); ok {
+			if dirty {
+				c.g.Dirty(e)
 			}
+			if c.g.Closed() {
+				return 0, errLaxClosedRacing
+			}
+			runtime.KeepAlive(l) // l must not be collected (and orphaned) mid-call
+			return nv, nil
 		}
 	}
 	return l.incSlow(key, delta)
