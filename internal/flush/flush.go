@@ -492,6 +492,8 @@ type Error struct {
 	Err error
 }
 
+// Error lists up to ten unflushed keys with their deltas (and the reason
+// of refused ones), then Err.
 func (e *Error) Error() string {
 	keys := make([]string, 0, len(e.Pending))
 	for k := range e.Pending {
