@@ -75,6 +75,10 @@ var (
 	ErrLeaseLost = errors.New("distkit: lease lost")
 	// ErrOverflow: the operation would overflow an int64; nothing changed.
 	ErrOverflow = errors.New("distkit: int64 overflow")
+	// ErrStale: a value was returned from local state because it could not
+	// be refreshed from the backend (Lax.Get during an outage); the error
+	// also wraps the cause.
+	ErrStale = errors.New("distkit: stale value")
 
 	// ErrNotApplied: the backend certainly did not execute the operation.
 	ErrNotApplied = backend.ErrNotApplied

@@ -8,7 +8,7 @@ package keyspace
 // one hash, so Clear is one DEL and every script touches one slot.
 //
 //	{<prefix>}:counter               hash    <key> → decimal int64
-//	{<prefix>}:laxseq:<instance>     string  last Lax flush batch applied (TTL DedupTTL)
+//	{<prefix>}:laxseq:<instance>     string  last Lax flush batch applied[:refused pair indexes] (TTL DedupTTL)
 
 // CounterHash is the hash holding every counter of prefix.
 func CounterHash(prefix string) string { return tag(Escape(prefix)) + Sep + "counter" }
