@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/lease"
 	"github.com/distkit-go/distkit/internal/lockscript"
 )
 
@@ -27,115 +30,180 @@ type policy struct {
 	timeout  time.Duration
 }
 
-// attempt makes one acquisition attempt; token 0 means "held by someone".
-func (c *core) attempt(ctx context.Context, m mode, id string, retry bool) (int64, error) {
-	var v backend.Value
-	var err error
+// errWaitTimeout is the cause of a wait context whose timeout expired.
+var errWaitTimeout = errors.New("lock: wait timed out")
+
+// attempt makes one acquisition attempt, bounded by ctx and by TTL/3 (a
+// reply later than that would leave little of the lease). token 0 means
+// "held by someone"; acked is the number of replicas that acknowledged
+// (with MinReplicas).
+func (c *core) attempt(ctx context.Context, m mode, id string, retry bool) (token int64, acked int, err error) {
+	ctx, cancel := context.WithTimeout(ctx, c.ttl/3)
+	defer cancel()
+	s, args := lockscript.Acquire, []string{id, c.ttlArg, "0"}
 	switch m {
 	case shared:
 		r := "0"
 		if retry {
 			r = "1"
 		}
-		v, err = c.b.EvalScript(ctx, lockscript.AcquireShared, c.excKeys, id, c.ttlArg, r)
-	default:
-		wait := "0"
-		if m == writer {
-			wait = c.waitTTL
-		}
-		v, err = c.b.EvalScript(ctx, lockscript.Acquire, c.excKeys, id, c.ttlArg, wait)
+		s, args = lockscript.AcquireShared, []string{id, c.ttlArg, r}
+	case writer:
+		args[2] = c.waitTTL
+	}
+	var v backend.Value
+	if c.replicas > 0 {
+		v, acked, err = c.repl.EvalScriptWait(ctx, s, c.excKeys, args, c.replicas, c.waitBudget(ctx))
+	} else {
+		v, err = c.b.EvalScript(ctx, s, c.excKeys, args...)
 	}
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return v.Int64()
+	token, err = v.Int64()
+	return token, acked, err
 }
 
-// acquire runs attempts until one succeeds or the policy or ctx ends it.
+// waitBudget is how long WAIT may block within ctx: ReplicaTimeout, but
+// leaving a quarter of what remains of ctx for the round trip.
+func (c *core) waitBudget(ctx context.Context) time.Duration {
+	d := c.replWait
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl)*3/4)
+	}
+	return max(d, time.Millisecond)
+}
+
+// acquire runs attempts until one succeeds or the policy, ctx or a
+// permanent error ends the wait. Every I/O runs under the wait's own
+// budget (ctx, and the timeout if any), the subscription to releases
+// included, which runs beside the attempts and never delays them.
 func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
-	id := newAcquisitionID(c.owner)
 	if m == writer && p.attempts == 1 {
 		m = exclusive // a single attempt never waits, so it does not hold readers back
 	}
-	var deadline <-chan time.Time
+	id := newAcquisitionID(c.owner)
+	wctx := ctx
 	if p.timeout > 0 {
-		t := time.NewTimer(p.timeout)
-		defer t.Stop()
-		deadline = t.C
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeoutCause(ctx, p.timeout, errWaitTimeout)
+		defer cancel()
 	}
-	var notify <-chan struct{}
-	subscribed := p.attempts == 1 || c.notifier == nil // nothing to subscribe to
-	uncertain := false                                 // an attempt may have acquired without our knowing
-	var lastErr error
-	for n := 0; ; n++ {
-		token, err := c.attempt(ctx, m, id, uncertain)
-		switch {
-		case err == nil && token > 0:
-			return newGuard(c, m, id, token, n), nil
-		case err == nil:
-		case errors.Is(err, backend.ErrIndeterminate):
-			uncertain = true
-			lastErr = err
-		case errors.Is(err, backend.ErrNotApplied) && ctx.Err() == nil:
-			lastErr = err
-		default:
-			return nil, c.giveUp(m, id, uncertain, fmt.Errorf("lock %q: %w", c.name, err))
+	var sub *waitSub // started once the lock was seen held
+	defer func() {
+		if sub != nil {
+			sub.close()
 		}
-		if !subscribed && token == 0 {
-			// The lock is held: subscribe to releases, then try again at once
-			// so that a release between the attempt and the subscription is
-			// not missed. An uncontended Lock never pays for the subscription.
-			subscribed = true
-			if ch, unsub, err := c.notifier.Subscribe(ctx, c.channel); err == nil {
-				notify = ch
-				defer unsub()
-				n--
-				continue
+	}()
+	var timer *time.Timer
+	uncertain := false // an attempt may have acquired without our knowing
+	var lastErr error  // of the last attempt, nil when it got an answer
+	for n := 0; ; n++ {
+		if wctx.Err() != nil {
+			return nil, c.ended(ctx, m, id, uncertain, p, lastErr)
+		}
+		sent := time.Now()
+		token, acked, err := c.attempt(wctx, m, id, uncertain)
+		switch {
+		case err == nil && token > 0 && c.replicas > 0 && acked < c.replicas:
+			c.undo(m, id, true)
+			return nil, fmt.Errorf("%s: %w", c.errName, &distkit.ReplicationError{Wanted: c.replicas, Acked: acked})
+		case err == nil && token > 0 && !lease.Valid(sent, c.ttl):
+			// Confirmed too late to count on (a reply slower than TTL):
+			// hand it back and go on as if the lock were held.
+			c.undo(m, id, true)
+			id = newAcquisitionID(c.owner)
+			uncertain, lastErr = false, nil
+		case err == nil && token > 0:
+			return c.newGuard(m, id, token, n, sent), nil
+		case err == nil:
+			lastErr = nil
+			if p.attempts != 1 && c.notifier != nil && (sub == nil || sub.retryable()) {
+				if sub != nil {
+					sub.close()
+				}
+				sub = c.subscribe(wctx)
 			}
+		case wctx.Err() != nil: // cut short by the end of the wait
+			uncertain = uncertain || !errors.Is(err, backend.ErrNotApplied)
+			lastErr = err
+			return nil, c.ended(ctx, m, id, uncertain, p, lastErr)
+		case lease.Permanent(err):
+			uncertain = uncertain || errors.Is(err, backend.ErrIndeterminate)
+			return nil, c.giveUp(m, id, uncertain, fmt.Errorf("%s: %w", c.errName, err))
+		default:
+			uncertain = uncertain || errors.Is(err, backend.ErrIndeterminate)
+			lastErr = err
 		}
 		if p.attempts > 0 && n+1 >= p.attempts {
 			if p.attempts == 1 {
 				if lastErr != nil {
-					return nil, c.giveUp(m, id, uncertain, fmt.Errorf("lock %q: %w", c.name, lastErr))
+					return nil, c.giveUp(m, id, uncertain, fmt.Errorf("%s: %w", c.errName, lastErr))
 				}
-				return nil, fmt.Errorf("lock %q: %w", c.name, distkit.ErrNotAcquired)
+				return nil, fmt.Errorf("%s: %w", c.errName, distkit.ErrNotAcquired)
 			}
-			return nil, c.giveUp(m, id, uncertain, fmt.Errorf("lock %q: %w", c.name, &distkit.RetriesError{Attempts: n + 1, Last: lastErr}))
+			return nil, c.giveUp(m, id, uncertain, fmt.Errorf("%s: %w", c.errName, &distkit.RetriesError{Attempts: n + 1, Last: lastErr}))
 		}
-		t := time.NewTimer(c.retry)
+		if timer == nil {
+			timer = time.NewTimer(c.retry)
+			defer timer.Stop()
+		} else {
+			timer.Reset(c.retry) // no stale tick survives Reset (Go 1.23 timers)
+		}
 		select {
-		case <-notify:
-		case <-t.C:
-		case <-deadline:
-			t.Stop()
-			err := fmt.Errorf("lock %q: %w after %v", c.name, distkit.ErrTimeout, p.timeout)
-			if lastErr != nil {
-				err = fmt.Errorf("%w (last error: %w)", err, lastErr)
-			}
-			return nil, c.giveUp(m, id, uncertain, err)
-		case <-ctx.Done():
-			t.Stop()
-			return nil, c.giveUp(m, id, uncertain, ctx.Err())
+		case <-sub.readyCh():
+			// Subscribed: try again at once, so that a release between the
+			// last attempt and the subscription is not missed.
+			sub.sawReady()
+		case <-sub.notifyCh():
+		case <-timer.C:
+		case <-wctx.Done():
+			return nil, c.ended(ctx, m, id, uncertain, p, lastErr)
 		}
-		t.Stop()
 	}
 }
 
-// giveUp returns err after making sure no lease is left behind by an
-// attempt whose outcome was unknown.
+// ended builds the error of a wait whose context ended: ctx's error when
+// the caller's context ended, else ErrTimeout; either wraps the last
+// attempt's error, if the last attempt failed.
+func (c *core) ended(ctx context.Context, m mode, id string, uncertain bool, p policy, lastErr error) error {
+	var err error
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%s: %w", c.errName, ctx.Err())
+	} else {
+		err = fmt.Errorf("%s: %w after %v", c.errName, distkit.ErrTimeout, p.timeout)
+	}
+	if lastErr != nil {
+		err = fmt.Errorf("%w (last error: %w)", err, lastErr)
+	}
+	return c.giveUp(m, id, uncertain, err)
+}
+
+// giveUp returns err after starting the clean-up of what the wait may have
+// left behind: a lease taken by an attempt whose outcome was unknown, a
+// writer's waiting mark (whose removal wakes the readers it held back).
+// The clean-up runs in the background, bounded by TTL/3, so that a wait
+// never overruns its budget for it.
 func (c *core) giveUp(m mode, id string, uncertain bool, err error) error {
-	if !uncertain && m != writer {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.ttl/3)
-	defer cancel()
-	if uncertain {
-		c.release(ctx, m, id) // best effort: the lease expires by TTL otherwise
-	}
-	if m == writer {
-		c.b.EvalScript(ctx, lockscript.Unmark, []string{c.wwait}, id) // best effort: it expires too
+	if uncertain || m == writer {
+		c.undo(m, id, uncertain)
 	}
 	return err
+}
+
+// undo releases acquisition id (when held might be true) and removes a
+// writer's waiting mark, in the background.
+func (c *core) undo(m mode, id string, held bool) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), c.ttl/3)
+		defer cancel()
+		if held {
+			c.release(ctx, m, id) // best effort: the lease expires by TTL otherwise
+		}
+		if m == writer {
+			c.b.EvalScript(ctx, lockscript.Unmark, []string{c.wwait}, id, c.channel) // best effort: it expires too
+		}
+	}()
 }
 
 // release removes the lease of acquisition id; false when it was not held.
@@ -152,17 +220,111 @@ func (c *core) release(ctx context.Context, m mode, id string) (bool, error) {
 	return n == 1, err
 }
 
-// renew extends the lease of a held value; false when it is gone.
+// renew extends the lease of a held value; false when it is gone. With
+// MinReplicas a renewal counts only once the replicas acknowledged it; one
+// they did not is an unconfirmed renewal (retried until the deadline).
 func (c *core) renew(ctx context.Context, m mode, value string) (bool, error) {
+	s, keys := driver.RenewLeaseScript, []string{c.lockKey}
 	if m == shared {
-		v, err := c.b.EvalScript(ctx, lockscript.RenewShared, []string{c.readers}, value, c.ttlArg)
-		if err != nil {
-			return false, err
-		}
-		n, err := v.Int64()
-		return n == 1, err
+		s, keys = lockscript.RenewShared, []string{c.readers}
 	}
-	return c.b.RenewLease(ctx, c.lockKey, value, c.ttl)
+	var v backend.Value
+	var err error
+	if c.replicas > 0 {
+		var acked int
+		v, acked, err = c.repl.EvalScriptWait(ctx, s, keys, []string{value, c.ttlArg}, c.replicas, c.waitBudget(ctx))
+		if err == nil && acked < c.replicas {
+			if n, _ := v.Int64(); n == 1 {
+				return false, driver.Indeterminate(fmt.Errorf("%s: renewal: %w", c.errName, &distkit.ReplicationError{Wanted: c.replicas, Acked: acked}))
+			}
+		}
+	} else if m == shared {
+		v, err = c.b.EvalScript(ctx, s, keys, value, c.ttlArg)
+	} else {
+		return c.b.RenewLease(ctx, c.lockKey, value, c.ttl)
+	}
+	if err != nil {
+		return false, err
+	}
+	n, err := v.Int64()
+	return n == 1, err
+}
+
+// waitSub is a wait's subscription to releases, opened beside the
+// attempts so that a slow or failing subscription never delays them.
+type waitSub struct {
+	cancel  context.CancelFunc
+	ready   chan struct{} // closed once subscribed (ch is set before)
+	started time.Time
+
+	ch        <-chan struct{}
+	seenReady bool
+
+	mu     sync.Mutex
+	closed bool
+	failed bool
+	unsub  func()
+}
+
+// subscribe starts subscribing to the lock's channel under the wait's
+// context.
+func (c *core) subscribe(wctx context.Context) *waitSub {
+	sctx, cancel := context.WithCancel(wctx)
+	s := &waitSub{cancel: cancel, ready: make(chan struct{}), started: time.Now()}
+	go func() {
+		ch, unsub, err := c.notifier.Subscribe(sctx, c.channel)
+		s.mu.Lock()
+		if err != nil || s.closed {
+			s.failed = err != nil
+			s.mu.Unlock()
+			if err == nil {
+				unsub()
+			}
+			return
+		}
+		s.ch, s.unsub = ch, unsub
+		s.mu.Unlock()
+		close(s.ready)
+	}()
+	return s
+}
+
+// readyCh fires once when the subscription is confirmed; nil-safe.
+func (s *waitSub) readyCh() <-chan struct{} {
+	if s == nil || s.seenReady {
+		return nil
+	}
+	return s.ready
+}
+
+func (s *waitSub) sawReady() { s.seenReady = true }
+
+// notifyCh delivers release notifications once subscribed; nil-safe.
+func (s *waitSub) notifyCh() <-chan struct{} {
+	if s == nil || !s.seenReady {
+		return nil
+	}
+	return s.ch
+}
+
+// retryable reports whether the subscription failed long enough ago to
+// try again.
+func (s *waitSub) retryable() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failed && time.Since(s.started) > time.Second
+}
+
+// close ends the subscription, or makes it end as soon as it is made.
+func (s *waitSub) close() {
+	s.mu.Lock()
+	s.closed = true
+	unsub := s.unsub
+	s.mu.Unlock()
+	s.cancel()
+	if unsub != nil {
+		unsub()
+	}
 }
 
 func retriesPolicy(n int) (policy, error) {

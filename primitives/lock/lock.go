@@ -107,6 +107,20 @@ type Options struct {
 	// Prefix namespaces the keys (any byte string of up to
 	// distkit.MaxKeyLen bytes); default distkit.DefaultPrefix.
 	Prefix string
+	// MinReplicas, when positive, makes an acquisition count only once that
+	// many replicas acknowledged it (Redis WAIT after the acquiring script,
+	// on the same connection, in the same round trip; renewals wait too).
+	// An acquisition fewer replicas acknowledged within ReplicaTimeout is
+	// undone and fails with a *distkit.ReplicationError
+	// (distkit.ErrNotReplicated), which ends a wait at once. It needs a
+	// backend that is a backend.Replicator (both Redis drivers are; the
+	// memory backend has no replicas and is refused with
+	// distkit.ErrInvalidOption). Default 0: no waiting. See "Replicas" in
+	// the package documentation.
+	MinReplicas int
+	// ReplicaTimeout bounds each wait for replicas: default
+	// min(TTL/4, 500 ms), at most TTL/3.
+	ReplicaTimeout time.Duration
 }
 
 // State is a guard's view of its lease.
@@ -114,13 +128,13 @@ type State int32
 
 // Guard states.
 const (
-	// Acquired: the lease is held (as of the last renewal).
+	// Acquired: the lease is held (as of the last confirmed renewal).
 	Acquired State = iota
-	// Lost: a renewal failed or was refused; Done is closed. A renewal that
-	// fails on a transient error may later confirm the lease again (back to
-	// Acquired); a refused one is final.
+	// Lost: a renewal was refused, or the lease's last confirmed expiry
+	// passed without a confirmed renewal, or the Guard was collected
+	// without Release. Final: Done is closed, renewals have stopped.
 	Lost
-	// Released: Release succeeded.
+	// Released: Release succeeded (or the Guard is nil).
 	Released
 )
 
@@ -140,8 +154,12 @@ func (s State) String() string {
 // core is what Mutex and RWMutex share.
 type core struct {
 	b        backend.Backend
-	notifier backend.Notifier // nil: poll only
+	notifier backend.Notifier   // nil: poll only
+	repl     backend.Replicator // set when replicas > 0
+	replicas int
+	replWait time.Duration
 	name     string
+	errName  string // `lock "<name>"`
 	owner    string
 	ttl      time.Duration
 	retry    time.Duration
@@ -178,6 +196,23 @@ func newCore(b backend.Backend, name string, opts Options) (*core, error) {
 	case opts.RetryInterval < time.Millisecond:
 		return nil, fmt.Errorf("lock: %w: RetryInterval %v is below 1ms", distkit.ErrInvalidOption, opts.RetryInterval)
 	}
+	switch {
+	case opts.MinReplicas < 0:
+		return nil, fmt.Errorf("lock: %w: MinReplicas %d is negative", distkit.ErrInvalidOption, opts.MinReplicas)
+	case opts.ReplicaTimeout < 0:
+		return nil, fmt.Errorf("lock: %w: ReplicaTimeout %v is negative", distkit.ErrInvalidOption, opts.ReplicaTimeout)
+	case opts.ReplicaTimeout == 0:
+		opts.ReplicaTimeout = min(opts.TTL/4, 500*time.Millisecond)
+	case opts.ReplicaTimeout > opts.TTL/3:
+		return nil, fmt.Errorf("lock: %w: ReplicaTimeout %v is above TTL/3 (%v): an acquisition must leave time to renew", distkit.ErrInvalidOption, opts.ReplicaTimeout, opts.TTL/3)
+	}
+	var repl backend.Replicator
+	if opts.MinReplicas > 0 {
+		var ok bool
+		if repl, ok = b.(backend.Replicator); !ok {
+			return nil, fmt.Errorf("lock: %w: MinReplicas %d: the backend (%T) cannot wait for replicas (it is not a backend.Replicator)", distkit.ErrInvalidOption, opts.MinReplicas, b)
+		}
+	}
 	if opts.Owner == "" {
 		var b [12]byte
 		rand.Read(b[:])
@@ -187,7 +222,8 @@ func newCore(b backend.Backend, name string, opts Options) (*core, error) {
 	}
 	k := keyspace.Lock(prefix, name)
 	c := &core{
-		b: b, name: name, owner: opts.Owner, ttl: opts.TTL, retry: opts.RetryInterval,
+		b: b, name: name, errName: fmt.Sprintf("lock %q", name), owner: opts.Owner, ttl: opts.TTL, retry: opts.RetryInterval,
+		repl: repl, replicas: opts.MinReplicas, replWait: opts.ReplicaTimeout,
 		waitTTL: driver.Millis(max(3*opts.RetryInterval, 150*time.Millisecond)),
 		ttlArg:  driver.Millis(opts.TTL),
 		lockKey: k.Lock, readers: k.Readers, wwait: k.WaitingWriter,
