@@ -102,8 +102,9 @@ func testBoundedWaits(t *testing.T, h FaultHarness, o LockFaultOptions) []LockWa
 			return nil
 		}},
 	}
-	// Attempts that fail at once (held, refused) take a RetryInterval each;
-	// a blackholed one is bounded by TTL/3.
+	// TryLockWithRetries(n) is bounded by its attempts: each ends within
+	// TTL/3, and n RetryIntervals separate them (a held lock answers at
+	// once; an outage may cost a client's dial attempts).
 	retries := func(budget time.Duration) call {
 		return call{"TryLockWithRetries(2)", budget, func(m *lock.Mutex, _ *lock.RWMutex) error {
 			_, err := m.TryLockWithRetries(ctx, 2)
@@ -120,7 +121,7 @@ func testBoundedWaits(t *testing.T, h FaultHarness, o LockFaultOptions) []LockWa
 		mid   bool // the fault starts 200 ms into the wait
 	}{
 		{"up (held)", append(calls, retries(2*opts.RetryInterval)), nil, false},
-		{"refused", append(calls, retries(2*opts.RetryInterval)), h.Faults().Cut, false},
+		{"refused", append(calls, retries(3*lockWaitTTL/3+2*opts.RetryInterval)), h.Faults().Cut, false},
 		{"blackholed", append(calls, retries(3*lockWaitTTL/3+2*opts.RetryInterval)), func() { h.Faults().Blackhole(true) }, false},
 		{"refused mid-wait", calls[:1], h.Faults().Cut, true},
 		{"blackholed mid-wait", calls[:1], func() { h.Faults().Blackhole(true) }, true},
@@ -196,7 +197,9 @@ func testRenewalBlip(t *testing.T, h FaultHarness) {
 
 // testWakeAfterPubSubKilled: waiters that subscribed to releases before
 // every pub/sub connection was killed are still woken by a release, in
-// about a round trip rather than at their next poll; so is a new waiter.
+// about a round trip rather than at their next poll; so is a new waiter;
+// and a release published while the subscription was down is made up for
+// by the wake-up that follows the re-subscription.
 func testWakeAfterPubSubKilled(t *testing.T, h FaultHarness) {
 	k, ok := h.(PubSubKiller)
 	if !ok {
@@ -211,41 +214,49 @@ func testWakeAfterPubSubKilled(t *testing.T, h FaultHarness) {
 	opts := lock.Options{Prefix: p, RetryInterval: 5 * time.Second} // polling alone: 5 s
 	direct := newMutex(t, h.Direct(t), "res", opts)
 	waiter := newMutex(t, b, "res", opts)
-	handoff := func(round string, kill bool) {
+	// kill: 0 no kill; 1 kill, then release once the driver had time to
+	// subscribe again; 2 kill and release at once (the release's message
+	// is lost: the re-subscription must wake the waiter).
+	handoff := func(round string, kill int) {
 		g, err := direct.Lock(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := make(chan time.Time, 1)
+		wctx, cancel := context.WithTimeout(ctx, 8*time.Second)
+		defer cancel()
+		type result struct {
+			at  time.Time
+			err error
+		}
+		got := make(chan result, 1)
 		go func() {
-			g2, err := waiter.Lock(ctx)
-			if err != nil {
-				t.Error(err)
-				got <- time.Time{}
-				return
+			g2, err := waiter.Lock(wctx)
+			if err == nil {
+				g2.Release(ctx)
 			}
-			got <- time.Now()
-			g2.Release(ctx)
+			got <- result{time.Now(), err}
 		}()
 		time.Sleep(300 * time.Millisecond) // the waiter tried and subscribed
-		if kill {
+		if kill > 0 {
 			k.KillPubSub(t)
+		}
+		if kill == 1 {
 			time.Sleep(time.Second) // time for the driver to reconnect and resubscribe
 		}
 		released := time.Now()
 		release(t, g)
-		select {
-		case at := <-got:
-			if d := at.Sub(released); d > time.Second {
-				t.Errorf("%s: hand-off took %v: the waiter was not woken", round, d)
-			} else {
-				t.Logf("%s: hand-off in %v", round, d)
-			}
-		case <-time.After(8 * time.Second):
-			t.Fatalf("%s: the waiter never acquired", round)
+		r := <-got
+		switch d := r.at.Sub(released); {
+		case r.err != nil:
+			t.Errorf("%s: the waiter did not acquire: %v", round, r.err)
+		case d > time.Second:
+			t.Errorf("%s: hand-off took %v: the waiter was not woken", round, d)
+		default:
+			t.Logf("%s: hand-off in %v", round, d)
 		}
 	}
-	handoff("before the kill", false)
-	handoff("waiting across the kill", true)
-	handoff("a new waiter after the kill", false)
+	handoff("before the kill", 0)
+	handoff("waiting across the kill", 1)
+	handoff("a new waiter after the kill", 0)
+	handoff("released right after the kill", 2)
 }

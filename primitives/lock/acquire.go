@@ -33,13 +33,74 @@ type policy struct {
 // errWaitTimeout is the cause of a wait context whose timeout expired.
 var errWaitTimeout = errors.New("lock: wait timed out")
 
-// attempt makes one acquisition attempt, bounded by ctx and by TTL/3 (a
-// reply later than that would leave little of the lease). token 0 means
-// "held by someone"; acked is the number of replicas that acknowledged
-// (with MinReplicas).
+// attemptGrace is how long an attempt may overrun its deadline before the
+// wait stops waiting for it: a driver that honours its context returns
+// well within it.
+const attemptGrace = 20 * time.Millisecond
+
+// errAbandoned: an attempt overran its deadline and was left to finish on
+// its own.
+var errAbandoned = errors.New("lock: the backend did not return by the attempt's deadline")
+
+// try makes one acquisition attempt, bounded by ctx and by TTL/3 (a reply
+// later than that would leave little of the lease). A driver that does not
+// return within attemptGrace of that deadline (rueidis may not while it
+// dials a new connection) is not waited for: the attempt is abandoned and
+// cleans up after itself when it returns (releasing id if it may have
+// acquired, removing a writer's mark), and try reports ErrIndeterminate
+// with abandoned set, after which the wait must use a new acquisition id.
+func (c *core) try(ctx context.Context, m mode, id string, retry bool) (token int64, acked int, abandoned bool, err error) {
+	actx, cancel := context.WithTimeout(ctx, c.ttl/3)
+	type result struct {
+		token int64
+		acked int
+		err   error
+	}
+	var mu sync.Mutex
+	var r result
+	var left bool
+	done := make(chan struct{})
+	go func() {
+		t, a, err := c.attempt(actx, m, id, retry)
+		cancel()
+		mu.Lock()
+		r = result{t, a, err}
+		l := left
+		mu.Unlock()
+		close(done)
+		if l && (t > 0 || err != nil && !errors.Is(err, backend.ErrNotApplied)) {
+			c.undo(m, id, true)
+		} else if l && m == writer {
+			c.undo(m, id, false)
+		}
+	}()
+	select {
+	case <-done:
+		return r.token, r.acked, false, r.err
+	case <-actx.Done():
+	}
+	grace := time.NewTimer(attemptGrace)
+	defer grace.Stop()
+	select {
+	case <-done:
+		return r.token, r.acked, false, r.err
+	case <-grace.C:
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	select {
+	case <-done:
+		return r.token, r.acked, false, r.err
+	default:
+	}
+	left = true
+	return 0, 0, true, driver.Indeterminate(fmt.Errorf("%w: %w", errAbandoned, actx.Err()))
+}
+
+// attempt runs the acquiring script once under ctx. token 0 means "held
+// by someone"; acked is the number of replicas that acknowledged (with
+// MinReplicas).
 func (c *core) attempt(ctx context.Context, m mode, id string, retry bool) (token int64, acked int, err error) {
-	ctx, cancel := context.WithTimeout(ctx, c.ttl/3)
-	defer cancel()
 	s, args := lockscript.Acquire, []string{id, c.ttlArg, "0"}
 	switch m {
 	case shared:
@@ -103,7 +164,10 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 			return nil, c.ended(ctx, m, id, uncertain, p, lastErr)
 		}
 		sent := time.Now()
-		token, acked, err := c.attempt(wctx, m, id, uncertain)
+		token, acked, abandoned, err := c.try(wctx, m, id, uncertain)
+		if abandoned { // it cleans up after itself; go on under a new id
+			id, uncertain = newAcquisitionID(c.owner), false
+		}
 		switch {
 		case err == nil && token > 0 && c.replicas > 0 && acked < c.replicas:
 			c.undo(m, id, true)
@@ -125,14 +189,14 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 				sub = c.subscribe(wctx)
 			}
 		case wctx.Err() != nil: // cut short by the end of the wait
-			uncertain = uncertain || !errors.Is(err, backend.ErrNotApplied)
+			uncertain = uncertain || !abandoned && !errors.Is(err, backend.ErrNotApplied)
 			lastErr = err
 			return nil, c.ended(ctx, m, id, uncertain, p, lastErr)
 		case lease.Permanent(err):
-			uncertain = uncertain || errors.Is(err, backend.ErrIndeterminate)
+			uncertain = uncertain || !abandoned && errors.Is(err, backend.ErrIndeterminate)
 			return nil, c.giveUp(m, id, uncertain, fmt.Errorf("%s: %w", c.errName, err))
 		default:
-			uncertain = uncertain || errors.Is(err, backend.ErrIndeterminate)
+			uncertain = uncertain || !abandoned && errors.Is(err, backend.ErrIndeterminate)
 			lastErr = err
 		}
 		if p.attempts > 0 && n+1 >= p.attempts {
