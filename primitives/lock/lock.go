@@ -10,11 +10,19 @@
 //		if err != nil {
 //			return err
 //		}
-//		g, err := m.Lock(ctx) // waits until acquired or ctx is done
+//		// Do waits until acquired (or ctx is done), runs write, and
+//		// releases on a context of its own, also when write panics.
+//		return lock.Do(ctx, m, write)
+//	}
+//
+// Without Do:
+//
+//	func checkoutByHand(ctx context.Context, m *lock.Mutex, write func(context.Context, int64) error) error {
+//		g, err := m.Lock(ctx)
+//		defer g.Release(ctx) // safe before the check: a nil Guard returns ErrNotHeld
 //		if err != nil {
 //			return err
 //		}
-//		defer g.Release(ctx)
 //		return write(g.Context(ctx), g.Token())
 //	}
 //
@@ -41,21 +49,121 @@
 // replication), as long as the promoted replica's clock is not behind the
 // old master's.
 //
+// # When a guard reports its lease lost
+//
+// The server sets the lease's expiry from its own clock when it runs the
+// acquiring or renewing script, after the request was sent. So a guard
+// counts its lease held until its deadline: the send time of the last
+// confirmed request (acquisition or renewal, on the client's monotonic
+// clock) + TTL − margin, the margin (TTL/100 + 2 ms) covering a server
+// clock up to 1 % fast. With TTL 30 s:
+//
+//	t=0      Lock sent; confirmed            deadline 29.698 s
+//	t=10 s   renewal sent; confirmed         deadline 39.698 s
+//	t=20 s   renewal fails (timeout, reset, Redis down): state stays Acquired,
+//	         nothing is cancelled; retried every min(TTL/10, 1 s) = 1 s,
+//	         each try bounded by the deadline
+//	t=23 s   a retry is confirmed            deadline 52.698 s, next renewal at 33 s
+//	         … or no retry is confirmed by 39.698 s: Lost, with a cause that
+//	         wraps distkit.ErrLeaseLost and the last renewal error
+//	any time a renewal is refused (the lease expired, was deleted, or
+//	         someone else holds the name): Lost at once
+//
+// Transient errors (distkit.ErrNotApplied, distkit.ErrIndeterminate) are
+// retried until the deadline, because the lease may well still be held;
+// permanent ones (distkit.ErrClosed, a script error) are not retried, and
+// the loss is still reported only at the deadline. A process paused past
+// its deadline reports the loss as soon as it runs again, before it sends
+// anything. Lost is final: renewals stop (so that the lease, if it
+// survives, expires and someone else can take the lock), Done is closed and
+// every context from Context is cancelled with the same cause; Release
+// then returns Lost and an error matching distkit.ErrNotHeld (it still
+// removes the lease if it survives, owner-checked).
+//
+// A Guard that becomes unreachable without Release (garbage-collected) is
+// reported Lost at once, with a cause saying so, and its lease is released:
+// code that kept only g.Context(ctx) or g.Done() is told rather than left
+// running while the lease lapses. Keep the Guard for as long as you rely on
+// the lock (defer g.Release, or Do).
+//
 // # Waiting
 //
+// Lock waits until ctx is done; TryLock makes one attempt; TryLockWithTimeout
+// waits at most its timeout; TryLockWithRetries makes 1 + n attempts. Every
+// wait honours its own budget through every I/O it does: each attempt is
+// bounded by the wait's context, its timeout and TTL/3, and an attempt whose
+// driver overruns that bound (rueidis while it dials) is abandoned and cleans
+// up after itself, so TryLockWithTimeout(d) returns within d plus a round
+// trip whether the servers answer, refuse connections or are blackholed.
+// Permanent errors (distkit.ErrClosed, distkit.ErrInvalidOption, a script
+// error, an ACL refusal) end every wait at once. A wait that ends without the
+// lock leaves nothing behind: a lease an attempt may have taken without its
+// reply arriving, and a writer's waiting mark, are removed in the background.
+//
 // Releases publish on the lock's channel. When the backend is a
-// backend.Notifier (all three drivers are), waiters subscribe before their
-// first attempt and retry as soon as a release is published, so a hand-off
-// costs about one round trip; they also poll every RetryInterval, which
-// covers a missed message and a holder that crashed (its lease expires).
+// backend.Notifier (all three drivers are), a waiter that found the lock held
+// subscribes beside its attempts (never delaying them; the subscription is
+// bounded by the wait too), tries again once subscribed, and then as soon as
+// a release is published, so a hand-off costs about one round trip; it also
+// polls every RetryInterval, which covers a lost message and a holder that
+// crashed (its lease expires). The drivers keep subscriptions across
+// reconnects and wake waiters after each re-subscription.
+//
+// # Errors
+//
+// Test the backend's classes first: "the lock is held by someone else" and
+// "the backend did not answer" are different answers.
+//
+//	func report(ctx context.Context, m *lock.Mutex) string {
+//		g, err := m.TryLockWithTimeout(ctx, time.Second)
+//		switch {
+//		case err == nil:
+//			defer g.Release(ctx)
+//			return "acquired"
+//		case errors.Is(err, distkit.ErrNotApplied), errors.Is(err, distkit.ErrIndeterminate):
+//			// Redis was unreachable or did not answer in time, at least on
+//			// the last attempt: the lock's state is unknown. (A timeout then
+//			// also matches distkit.ErrTimeout: check this case first.)
+//			return "backend down"
+//		case errors.Is(err, distkit.ErrTimeout), errors.Is(err, distkit.ErrNotAcquired),
+//			errors.Is(err, distkit.ErrRetriesExhausted):
+//			// Redis answered the last attempt: someone else holds the lock.
+//			return "already locked"
+//		}
+//		return "other: " + err.Error() // ctx ended, backend closed, ErrNotReplicated…
+//	}
+//
+// TryLock returns distkit.ErrNotAcquired when the lock is held and the
+// backend's error when the attempt failed (never both). TryLockWithTimeout
+// returns distkit.ErrTimeout, wrapping the last attempt's error when the last
+// attempt failed; TryLockWithRetries a *distkit.RetriesError likewise; Lock
+// (and a wait whose ctx ended first) ctx's error, likewise.
+//
+// # Replicas
+//
+// Redis replicates asynchronously: a master that fails right after granting
+// a lock may not have passed the grant on, and the promoted replica then
+// grants the same lock to a second holder. With Options.MinReplicas, an
+// acquisition counts only after that many replicas acknowledged it: the
+// driver sends WAIT after the acquiring script on the same connection, in
+// the same round trip (backend.Replicator), and an acquisition fewer
+// replicas acknowledged within ReplicaTimeout is released and fails with a
+// *distkit.ReplicationError, ending the wait. Renewals wait too: a renewal
+// the replicas did not acknowledge is not confirmed (retried until the
+// deadline). A failover can then still lose the lease if every
+// acknowledging replica failed too, and Redis's WAIT does not make
+// replication synchronous (a replica may acknowledge and be demoted before
+// promotion); the fencing token remains the safety net. The memory backend
+// has no replicas and is refused.
 //
 // # RWMutex
 //
 // Many readers or one writer. A writer that has to wait marks itself
 // waiting (refreshed on every attempt, expiring after 3×RetryInterval if
-// the writer gives up or dies); new readers do not enter while a writer
-// waits, so a stream of readers cannot starve it. Each reader holds its own
-// lease entry, renewed independently, so a crashed reader expires alone.
+// the writer dies); new readers do not enter while a writer waits, so a
+// stream of readers cannot starve it. A writer that gives up removes its
+// mark and wakes the readers it held back. Each reader holds its own lease
+// entry, renewed independently, so a crashed reader expires alone.
 //
 // # Key layout
 //
@@ -68,7 +176,7 @@
 //	{<prefix>:<name>}:readers   zset     read leases <owner>:<nonce>:<token> → expiry (Unix ms)
 //	{<prefix>:<name>}:wwait     string   a waiting writer <owner>:<nonce> (PX 3×RetryInterval)
 //	{<prefix>:<name>}:fence     string   the last fencing token (never expires)
-//	{<prefix>:<name>}:released  channel  a message on every release
+//	{<prefix>:<name>}:released  channel  a message on every release, and when a waiting writer gives up
 package lock
 
 import (
