@@ -94,7 +94,9 @@ func (g *Guard) Context(ctx context.Context) context.Context {
 		cancel(errNilGuard())
 		return c
 	}
-	return g.l.Context(ctx)
+	c := g.l.Context(ctx)
+	runtime.KeepAlive(g) // g in use: not collected (and reported lost) meanwhile
+	return c
 }
 
 // Release stops renewal and deletes the lease if this acquisition still
@@ -115,6 +117,7 @@ func (g *Guard) Release(ctx context.Context) (State, error) {
 		return Released, errNilGuard()
 	}
 	st, err := g.l.Release(ctx)
+	runtime.KeepAlive(g) // g in use: not collected (and reported lost) while releasing
 	return State(st), err
 }
 

@@ -3,9 +3,12 @@ package lock_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/distkit-go/distkit"
+	"github.com/distkit-go/distkit/backend/memory"
 	"github.com/distkit-go/distkit/primitives/lock"
 )
 
@@ -28,5 +31,43 @@ func TestNilGuard(t *testing.T) {
 	}
 	if c := g.Context(ctx); !errors.Is(context.Cause(c), distkit.ErrNotHeld) {
 		t.Fatalf("nil Guard: Context cause %v, want ErrNotHeld", context.Cause(c))
+	}
+}
+
+// TestGuardNotCollectedWhileReleasing: a Guard whose Release is running is
+// in use; a GC meanwhile must not report it lost (the call's receiver was
+// otherwise dead after its last use, before the I/O).
+func TestGuardNotCollectedWhileReleasing(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	m, err := lock.NewMutex(b, "res", lock.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				runtime.GC()
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for i := range 30 {
+		g, err := m.Lock(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Latency(5 * time.Millisecond) // the release takes a while: GCs run meanwhile
+		st, err := g.Release(ctx)
+		b.Latency(0)
+		if st != lock.Released || err != nil {
+			t.Fatalf("round %d: Release: %v, %v", i, st, err)
+		}
 	}
 }
