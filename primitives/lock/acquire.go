@@ -43,58 +43,74 @@ const attemptGrace = 20 * time.Millisecond
 var errAbandoned = errors.New("lock: the backend did not return by the attempt's deadline")
 
 // try makes one acquisition attempt, bounded by ctx and by TTL/3 (a reply
-// later than that would leave little of the lease). A driver that does not
-// return within attemptGrace of that deadline (rueidis may not while it
-// dials a new connection) is not waited for: the attempt is abandoned and
-// cleans up after itself when it returns (releasing id if it may have
-// acquired, removing a writer's mark), and try reports ErrIndeterminate
-// with abandoned set, after which the wait must use a new acquisition id.
-func (c *core) try(ctx context.Context, m mode, id string, retry bool) (token int64, acked int, abandoned bool, err error) {
+// later than that would leave little of the lease).
+//
+// With detach (the wait has a time budget: a timeout, or a ctx deadline),
+// the attempt runs on a goroutine of its own, and a driver that does not
+// return within attemptGrace of the attempt's deadline (rueidis may not
+// while it dials a new connection) is not waited for: the attempt is
+// abandoned and cleans up after itself when it returns (releasing id if it
+// may have acquired, removing a writer's mark), and try reports
+// ErrIndeterminate with abandoned set, after which the wait must use a new
+// acquisition id. Without a time budget the attempt runs on the caller's
+// goroutine, which saves a goroutine switch on the common path.
+func (c *core) try(ctx context.Context, m mode, id string, retry, detach bool) (token int64, acked int, abandoned bool, err error) {
 	actx, cancel := context.WithTimeout(ctx, c.ttl/3)
-	type result struct {
-		token int64
-		acked int
-		err   error
-	}
-	var mu sync.Mutex
-	var r result
-	var left bool
-	done := make(chan struct{})
-	go func() {
-		t, a, err := c.attempt(actx, m, id, retry)
+	if !detach {
+		token, acked, err = c.attempt(actx, m, id, retry)
 		cancel()
-		mu.Lock()
-		r = result{t, a, err}
-		l := left
-		mu.Unlock()
-		close(done)
-		if l && (t > 0 || err != nil && !errors.Is(err, backend.ErrNotApplied)) {
-			c.undo(m, id, true)
-		} else if l && m == writer {
-			c.undo(m, id, false)
-		}
-	}()
+		return token, acked, false, err
+	}
+	a := &detached{done: make(chan struct{})}
+	go a.run(c, actx, cancel, m, id, retry)
 	select {
-	case <-done:
-		return r.token, r.acked, false, r.err
+	case <-a.done:
+		return a.token, a.acked, false, a.err
 	case <-actx.Done():
 	}
 	grace := time.NewTimer(attemptGrace)
 	defer grace.Stop()
 	select {
-	case <-done:
-		return r.token, r.acked, false, r.err
+	case <-a.done:
+		return a.token, a.acked, false, a.err
 	case <-grace.C:
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	select {
-	case <-done:
-		return r.token, r.acked, false, r.err
+	case <-a.done:
+		return a.token, a.acked, false, a.err
 	default:
 	}
-	left = true
+	a.left = true
 	return 0, 0, true, driver.Indeterminate(fmt.Errorf("%w: %w", errAbandoned, actx.Err()))
+}
+
+// detached is an attempt running on a goroutine of its own.
+type detached struct {
+	done  chan struct{} // closed when the fields below are set
+	token int64
+	acked int
+	err   error
+
+	mu   sync.Mutex
+	left bool // the wait stopped waiting for it
+}
+
+func (a *detached) run(c *core, ctx context.Context, cancel context.CancelFunc, m mode, id string, retry bool) {
+	token, acked, err := c.attempt(ctx, m, id, retry)
+	cancel()
+	a.mu.Lock()
+	a.token, a.acked, a.err = token, acked, err
+	left := a.left
+	a.mu.Unlock()
+	close(a.done)
+	if left {
+		acquired := token > 0 || err != nil && !errors.Is(err, backend.ErrNotApplied)
+		if acquired || m == writer {
+			c.undo(m, id, acquired)
+		}
+	}
 }
 
 // attempt runs the acquiring script once under ctx. token 0 means "held
@@ -150,7 +166,9 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 		wctx, cancel = context.WithTimeoutCause(ctx, p.timeout, errWaitTimeout)
 		defer cancel()
 	}
-	var sub *waitSub // started once the lock was seen held
+	_, hasDeadline := wctx.Deadline()
+	detach := hasDeadline // a time budget: attempts may not overrun it
+	var sub *waitSub      // started once the lock was seen held
 	defer func() {
 		if sub != nil {
 			sub.close()
@@ -164,7 +182,7 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 			return nil, c.ended(ctx, m, id, uncertain, p, lastErr)
 		}
 		sent := time.Now()
-		token, acked, abandoned, err := c.try(wctx, m, id, uncertain)
+		token, acked, abandoned, err := c.try(wctx, m, id, uncertain, detach)
 		if abandoned { // it cleans up after itself; go on under a new id
 			id, uncertain = newAcquisitionID(c.owner), false
 		}
