@@ -45,8 +45,7 @@ var errAbandoned = errors.New("lock: the backend did not return by the attempt's
 // try makes one acquisition attempt, bounded by ctx and by TTL/3 (a reply
 // later than that would leave little of the lease).
 //
-// With detach (the wait has a time budget: a timeout, or a ctx deadline),
-// the attempt runs on a goroutine of its own, and a driver that does not
+// With detach (the wait has a time budget), the attempt runs on a goroutine of its own, and a driver that does not
 // return within attemptGrace of the attempt's deadline (rueidis may not
 // while it dials a new connection) is not waited for: the attempt is
 // abandoned and cleans up after itself when it returns (releasing id if it
@@ -166,9 +165,12 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 		wctx, cancel = context.WithTimeoutCause(ctx, p.timeout, errWaitTimeout)
 		defer cancel()
 	}
+	// Only Lock(ctx) with no deadline has no time budget; every other wait
+	// is bounded (its timeout, ctx's deadline, or its attempts × TTL/3), and
+	// its attempts may not overrun that whatever the driver does.
 	_, hasDeadline := wctx.Deadline()
-	detach := hasDeadline // a time budget: attempts may not overrun it
-	var sub *waitSub      // started once the lock was seen held
+	detach := hasDeadline || p.attempts > 0
+	var sub *waitSub // started once the lock was seen held
 	defer func() {
 		if sub != nil {
 			sub.close()
