@@ -432,19 +432,21 @@ const (
 // subscription until stop: when rueidis's Receive returns after the server
 // confirmed the subscription (the connection was lost, and the client does
 // not retry by itself or gave up), it wakes the local subscribers (messages
-// may have been lost) and subscribes again, backing off up to 1 s. When
+// may have been lost) and subscribes again, backing off up to 1 s (at once
+// after rueidis's ErrClosing, a connection closed under it; it gives up
+// when that repeats without a confirmation: the client was closed). When
 // rueidis re-subscribes by itself, the confirmation wakes them too. openSub
 // returns once the first subscription is confirmed, or its error, or when
 // ctx ends.
 func (b *Backend) openSub(ctx context.Context, channel string) (func(), error) {
 	rctx, cancel := context.WithCancel(b.subCtx)
 	ready := make(chan error, 1)
-	var confirmed atomic.Bool
+	var confirmations atomic.Int64
 	hctx := rd.WithOnSubscriptionHook(rctx, func(s rd.PubSubSubscription) {
 		if s.Kind != "subscribe" {
 			return
 		}
-		if confirmed.Swap(true) {
+		if confirmations.Add(1) > 1 {
 			b.fan.Deliver(channel) // subscribed again after a reconnect
 			return
 		}
@@ -459,14 +461,16 @@ func (b *Backend) openSub(ctx context.Context, channel string) (func(), error) {
 		defer b.subs.Done()
 		defer close(done)
 		wait := minResubscribe
+		closing := 0 // ErrClosing in a row without a confirmation between
 		for {
+			before := confirmations.Load()
 			err := b.c.Receive(hctx, b.c.B().Subscribe().Channel(channel).Build(), func(rd.PubSubMessage) {
 				b.fan.Deliver(channel)
 			})
 			if rctx.Err() != nil {
 				return
 			}
-			if !confirmed.Load() {
+			if confirmations.Load() == 0 {
 				if err == nil {
 					err = errors.New("subscription ended before it was confirmed")
 				}
@@ -477,6 +481,20 @@ func (b *Backend) openSub(ctx context.Context, channel string) (func(), error) {
 				return
 			}
 			b.fan.Deliver(channel) // the connection was lost: messages may have been
+			if confirmations.Load() != before {
+				closing = 0
+			}
+			if errors.Is(err, rd.ErrClosing) {
+				// A connection closed under the subscription (a Cluster node
+				// removed, a Sentinel master switch): subscribe again at once.
+				// Twice in a row without a confirmation: the client itself
+				// was closed, and every call now fails at once.
+				if closing++; closing > 1 {
+					return
+				}
+				continue
+			}
+			closing = 0
 			select {
 			case <-time.After(wait):
 			case <-rctx.Done():

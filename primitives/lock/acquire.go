@@ -190,8 +190,7 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 		}
 		switch {
 		case err == nil && token > 0 && c.replicas > 0 && acked < c.replicas:
-			c.undo(m, id, true)
-			return nil, fmt.Errorf("%s: %w", c.errName, &distkit.ReplicationError{Wanted: c.replicas, Acked: acked})
+			return nil, c.giveUp(m, id, true, fmt.Errorf("%s: %w", c.errName, &distkit.ReplicationError{Wanted: c.replicas, Acked: acked}))
 		case err == nil && token > 0 && !lease.Valid(sent, c.ttl):
 			// Confirmed too late to count on (a reply slower than TTL):
 			// hand it back and go on as if the lock were held.
@@ -263,22 +262,36 @@ func (c *core) ended(ctx context.Context, m mode, id string, uncertain bool, p p
 	return c.giveUp(m, id, uncertain, err)
 }
 
-// giveUp returns err after starting the clean-up of what the wait may have
-// left behind: a lease taken by an attempt whose outcome was unknown, a
-// writer's waiting mark (whose removal wakes the readers it held back).
-// The clean-up runs in the background, bounded by TTL/3, so that a wait
-// never overruns its budget for it.
+// cleanupGrace is how long a wait that ends without the lock waits for its
+// clean-up: a healthy backend finishes it in a round trip, so the caller
+// sees its effect (a reader held back by a writer's mark gets in at once);
+// an unreachable one does not hold the caller past its budget for it.
+const cleanupGrace = 50 * time.Millisecond
+
+// giveUp returns err after cleaning up what the wait may have left behind:
+// a lease taken by an attempt whose outcome was unknown, a writer's waiting
+// mark (whose removal wakes the readers it held back). It waits for the
+// clean-up at most cleanupGrace; the rest runs in the background, bounded
+// by TTL/3.
 func (c *core) giveUp(m mode, id string, uncertain bool, err error) error {
 	if uncertain || m == writer {
-		c.undo(m, id, uncertain)
+		t := time.NewTimer(cleanupGrace)
+		defer t.Stop()
+		select {
+		case <-c.undo(m, id, uncertain):
+		case <-t.C:
+		}
 	}
 	return err
 }
 
 // undo releases acquisition id (when held might be true) and removes a
-// writer's waiting mark, in the background.
-func (c *core) undo(m mode, id string, held bool) {
+// writer's waiting mark, in the background; the channel is closed when it
+// is done.
+func (c *core) undo(m mode, id string, held bool) <-chan struct{} {
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		ctx, cancel := context.WithTimeout(context.Background(), c.ttl/3)
 		defer cancel()
 		if held {
@@ -288,6 +301,7 @@ func (c *core) undo(m mode, id string, held bool) {
 			c.b.EvalScript(ctx, lockscript.Unmark, []string{c.wwait}, id, c.channel) // best effort: it expires too
 		}
 	}()
+	return done
 }
 
 // release removes the lease of acquisition id; false when it was not held.
