@@ -58,8 +58,8 @@ func RunLockFaults(t *testing.T, h FaultHarness, o LockFaultOptions) []LockWaitT
 	return timings
 }
 
-// lockWaitTTL makes each attempt bounded by TTL/3 = 500 ms.
-const lockWaitTTL = 1500 * time.Millisecond
+// lockWaitTTL bounds each attempt (by TTL − 1 % − 2 ms).
+const lockWaitTTL = 900 * time.Millisecond
 
 func testBoundedWaits(t *testing.T, h FaultHarness, o LockFaultOptions) []LockWaitTiming {
 	p := prefix(t)
@@ -103,7 +103,7 @@ func testBoundedWaits(t *testing.T, h FaultHarness, o LockFaultOptions) []LockWa
 		}},
 	}
 	// TryLockWithRetries(n) is bounded by its attempts: each ends within
-	// TTL/3, and n RetryIntervals separate them (a held lock answers at
+	// the TTL, and n RetryIntervals separate them (a held lock answers at
 	// once; an outage may cost a client's dial attempts).
 	retries := func(budget time.Duration) call {
 		return call{"TryLockWithRetries(2)", budget, func(m *lock.Mutex, _ *lock.RWMutex) error {
@@ -121,8 +121,8 @@ func testBoundedWaits(t *testing.T, h FaultHarness, o LockFaultOptions) []LockWa
 		mid   bool // the fault starts 200 ms into the wait
 	}{
 		{"up (held)", append(calls, retries(2*opts.RetryInterval)), nil, false},
-		{"refused", append(calls, retries(3*lockWaitTTL/3+2*opts.RetryInterval)), h.Faults().Cut, false},
-		{"blackholed", append(calls, retries(3*lockWaitTTL/3+2*opts.RetryInterval)), func() { h.Faults().Blackhole(true) }, false},
+		{"refused", append(calls, retries(3*lockWaitTTL+2*opts.RetryInterval)), h.Faults().Cut, false},
+		{"blackholed", append(calls, retries(3*lockWaitTTL+2*opts.RetryInterval)), func() { h.Faults().Blackhole(true) }, false},
 		{"refused mid-wait", calls[:1], h.Faults().Cut, true},
 		{"blackholed mid-wait", calls[:1], func() { h.Faults().Blackhole(true) }, true},
 	}

@@ -149,8 +149,9 @@ type derived struct {
 }
 
 // New starts holding a lease that a request sent at sent acquired (or
-// confirmed): renewals every TTL/3 from now, loss at sent + TTL − Margin
-// unless a renewal is confirmed first. The first renewal's timer and the
+// confirmed): renewals every TTL/3, counted from the send time of the last
+// confirmed request (so a slow reply brings the next renewal forward), and
+// loss at sent + TTL − Margin unless a renewal is confirmed first. The first renewal's timer and the
 // expiry timer are the only resources; they stop on loss or release.
 func New(cfg Config, sent time.Time) *Lease {
 	l := &Lease{
@@ -163,7 +164,7 @@ func New(cfg Config, sent time.Time) *Lease {
 		deadline: sent.Add(cfg.TTL - Margin(cfg.TTL)),
 	}
 	l.mu.Lock()
-	l.renewT = time.AfterFunc(l.every, l.renew)
+	l.renewT = time.AfterFunc(time.Until(sent.Add(l.every)), l.renew)
 	l.expiryT = time.AfterFunc(time.Until(l.deadline), l.expire)
 	l.mu.Unlock()
 	return l
@@ -287,7 +288,7 @@ func (l *Lease) renew() {
 		}
 		l.deadline, l.lastErr = d, nil
 		l.expiryT.Reset(time.Until(d))
-		l.renewT.Reset(l.every)
+		l.renewT.Reset(time.Until(sent.Add(l.every))) // TTL/3 into the new validity
 	case err == nil:
 		l.lose(fmt.Errorf("%s: %w: a renewal was refused: the lease expired or someone else holds it",
 			l.cfg.Name, distkit.ErrLeaseLost))

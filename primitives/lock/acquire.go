@@ -42,8 +42,9 @@ const attemptGrace = 20 * time.Millisecond
 // its own.
 var errAbandoned = errors.New("lock: the backend did not return by the attempt's deadline")
 
-// try makes one acquisition attempt, bounded by ctx and by TTL/3 (a reply
-// later than that would leave little of the lease).
+// try makes one acquisition attempt, bounded by ctx and by the lease's
+// validity, TTL − lease.Margin (a later reply could not leave a lease to
+// count on).
 //
 // With detach (the wait has a time budget), the attempt runs on a goroutine of its own, and a driver that does not
 // return within attemptGrace of the attempt's deadline (rueidis may not
@@ -54,7 +55,7 @@ var errAbandoned = errors.New("lock: the backend did not return by the attempt's
 // acquisition id. Without a time budget the attempt runs on the caller's
 // goroutine, which saves a goroutine switch on the common path.
 func (c *core) try(ctx context.Context, m mode, id string, retry, detach bool) (token int64, acked int, abandoned bool, err error) {
-	actx, cancel := context.WithTimeout(ctx, c.ttl/3)
+	actx, cancel := context.WithTimeout(ctx, c.ttl-lease.Margin(c.ttl))
 	if !detach {
 		token, acked, err = c.attempt(actx, m, id, retry)
 		cancel()
@@ -166,7 +167,7 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 		defer cancel()
 	}
 	// Only Lock(ctx) with no deadline has no time budget; every other wait
-	// is bounded (its timeout, ctx's deadline, or its attempts × TTL/3), and
+	// is bounded (its timeout, ctx's deadline, or its attempts × TTL), and
 	// its attempts may not overrun that whatever the driver does.
 	_, hasDeadline := wctx.Deadline()
 	detach := hasDeadline || p.attempts > 0
@@ -179,6 +180,7 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 	var timer *time.Timer
 	uncertain := false // an attempt may have acquired without our knowing
 	var lastErr error  // of the last attempt, nil when it got an answer
+	answered := false  // an attempt of this wait got an answer
 	for n := 0; ; n++ {
 		if wctx.Err() != nil {
 			return nil, c.ended(ctx, m, id, uncertain, p, lastErr)
@@ -200,7 +202,7 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 		case err == nil && token > 0:
 			return c.newGuard(m, id, token, n, sent), nil
 		case err == nil:
-			lastErr = nil
+			lastErr, answered = nil, true
 			if p.attempts != 1 && c.notifier != nil && (sub == nil || sub.retryable()) {
 				if sub != nil {
 					sub.close()
@@ -209,7 +211,12 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 			}
 		case wctx.Err() != nil: // cut short by the end of the wait
 			uncertain = uncertain || !abandoned && !errors.Is(err, backend.ErrNotApplied)
-			lastErr = err
+			if !answered || lastErr != nil {
+				// Nothing tells the lock was held: report what did happen.
+				// (After an answer, an attempt the wait's own end cut short
+				// says nothing about the backend; the answer stands.)
+				lastErr = err
+			}
 			return nil, c.ended(ctx, m, id, uncertain, p, lastErr)
 		case lease.Permanent(err):
 			uncertain = uncertain || !abandoned && errors.Is(err, backend.ErrIndeterminate)

@@ -91,14 +91,15 @@
 // Lock waits until ctx is done; TryLock makes one attempt; TryLockWithTimeout
 // waits at most its timeout; TryLockWithRetries makes 1 + n attempts. Every
 // wait honours its own budget through every I/O it does: each attempt is
-// bounded by the wait's context, its timeout and TTL/3, and an attempt whose
+// bounded by the wait's context, its timeout and the TTL (a reply later than
+// that could not leave a lease to count on), and an attempt whose
 // driver overruns that bound (rueidis while it dials a new connection) is
 // abandoned and cleans up after itself, so TryLockWithTimeout(d) returns
 // within d plus a round trip whether the servers answer, refuse connections
-// or are blackholed, and TryLockWithRetries(n) within (n+1)×TTL/3 plus n
+// or are blackholed, and TryLockWithRetries(n) within (n+1)×TTL plus n
 // RetryIntervals. (Lock with a ctx that has no deadline has no time budget:
 // its attempts run on the caller's goroutine, saving a goroutine switch, and
-// one may overrun TTL/3 by such a driver's dial timeout.)
+// one may overrun the TTL by such a driver's dial timeout.)
 // Permanent errors (distkit.ErrClosed, distkit.ErrInvalidOption, a script
 // error, an ACL refusal) end every wait at once. A wait that ends without the
 // lock leaves nothing behind: a lease an attempt may have taken without its

@@ -60,7 +60,7 @@ func (m *Mutex) TryLockWithTimeout(ctx context.Context, d time.Duration) (*Guard
 
 // TryLockWithRetries makes one attempt and up to retries more, waiting for
 // a release (or RetryInterval) between them; each attempt is bounded by
-// TTL/3 and ctx. It fails with a *distkit.RetriesError (matching
+// the TTL and ctx. It fails with a *distkit.RetriesError (matching
 // distkit.ErrRetriesExhausted, and wrapping the last attempt's error when
 // that attempt failed).
 func (m *Mutex) TryLockWithRetries(ctx context.Context, retries int) (*Guard, error) {
