@@ -183,7 +183,7 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 	answered := false  // an attempt of this wait got an answer
 	for n := 0; ; n++ {
 		if wctx.Err() != nil {
-			return nil, c.ended(ctx, m, id, uncertain, p, lastErr)
+			return nil, c.ended(ctx, m, id, uncertain, answered && lastErr == nil, p, lastErr)
 		}
 		sent := time.Now()
 		token, acked, abandoned, err := c.try(wctx, m, id, uncertain, detach)
@@ -192,7 +192,7 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 		}
 		switch {
 		case err == nil && token > 0 && c.replicas > 0 && acked < c.replicas:
-			return nil, c.giveUp(m, id, true, fmt.Errorf("%s: %w", c.errName, &distkit.ReplicationError{Wanted: c.replicas, Acked: acked}))
+			return nil, c.giveUp(m, id, true, true, fmt.Errorf("%s: %w", c.errName, &distkit.ReplicationError{Wanted: c.replicas, Acked: acked}))
 		case err == nil && token > 0 && !lease.Valid(sent, c.ttl):
 			// Confirmed too late to count on (a reply slower than TTL):
 			// hand it back and go on as if the lock were held.
@@ -217,10 +217,10 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 				// says nothing about the backend; the answer stands.)
 				lastErr = err
 			}
-			return nil, c.ended(ctx, m, id, uncertain, p, lastErr)
+			return nil, c.ended(ctx, m, id, uncertain, false, p, lastErr)
 		case lease.Permanent(err):
 			uncertain = uncertain || !abandoned && errors.Is(err, backend.ErrIndeterminate)
-			return nil, c.giveUp(m, id, uncertain, fmt.Errorf("%s: %w", c.errName, err))
+			return nil, c.giveUp(m, id, uncertain, !errors.Is(err, backend.ErrNotApplied) && !errors.Is(err, backend.ErrIndeterminate), fmt.Errorf("%s: %w", c.errName, err))
 		default:
 			uncertain = uncertain || !abandoned && errors.Is(err, backend.ErrIndeterminate)
 			lastErr = err
@@ -228,11 +228,11 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 		if p.attempts > 0 && n+1 >= p.attempts {
 			if p.attempts == 1 {
 				if lastErr != nil {
-					return nil, c.giveUp(m, id, uncertain, fmt.Errorf("%s: %w", c.errName, lastErr))
+					return nil, c.giveUp(m, id, uncertain, false, fmt.Errorf("%s: %w", c.errName, lastErr))
 				}
 				return nil, fmt.Errorf("%s: %w", c.errName, distkit.ErrNotAcquired)
 			}
-			return nil, c.giveUp(m, id, uncertain, fmt.Errorf("%s: %w", c.errName, &distkit.RetriesError{Attempts: n + 1, Last: lastErr}))
+			return nil, c.giveUp(m, id, uncertain, lastErr == nil, fmt.Errorf("%s: %w", c.errName, &distkit.RetriesError{Attempts: n + 1, Last: lastErr}))
 		}
 		if timer == nil {
 			timer = time.NewTimer(c.retry)
@@ -248,15 +248,16 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 		case <-sub.notifyCh():
 		case <-timer.C:
 		case <-wctx.Done():
-			return nil, c.ended(ctx, m, id, uncertain, p, lastErr)
+			return nil, c.ended(ctx, m, id, uncertain, answered && lastErr == nil, p, lastErr)
 		}
 	}
 }
 
 // ended builds the error of a wait whose context ended: ctx's error when
 // the caller's context ended, else ErrTimeout; either wraps the last
-// attempt's error, if the last attempt failed.
-func (c *core) ended(ctx context.Context, m mode, id string, uncertain bool, p policy, lastErr error) error {
+// attempt's error, if the last attempt failed. answered: the backend
+// answered the last attempt.
+func (c *core) ended(ctx context.Context, m mode, id string, uncertain, answered bool, p policy, lastErr error) error {
 	var err error
 	if ctx.Err() != nil {
 		err = fmt.Errorf("%s: %w", c.errName, ctx.Err())
@@ -266,7 +267,7 @@ func (c *core) ended(ctx context.Context, m mode, id string, uncertain bool, p p
 	if lastErr != nil {
 		err = fmt.Errorf("%w (last error: %w)", err, lastErr)
 	}
-	return c.giveUp(m, id, uncertain, err)
+	return c.giveUp(m, id, uncertain, answered, err)
 }
 
 // cleanupGrace is how long a wait that ends without the lock waits for its
@@ -277,17 +278,22 @@ const cleanupGrace = 50 * time.Millisecond
 
 // giveUp returns err after cleaning up what the wait may have left behind:
 // a lease taken by an attempt whose outcome was unknown, a writer's waiting
-// mark (whose removal wakes the readers it held back). It waits for the
-// clean-up at most cleanupGrace; the rest runs in the background, bounded
-// by TTL/3.
-func (c *core) giveUp(m mode, id string, uncertain bool, err error) error {
-	if uncertain || m == writer {
-		t := time.NewTimer(cleanupGrace)
-		defer t.Stop()
-		select {
-		case <-c.undo(m, id, uncertain):
-		case <-t.C:
-		}
+// mark (whose removal wakes the readers it held back). When the backend
+// answered the last attempt (answered), it waits for the clean-up at most
+// cleanupGrace; the rest runs in the background, bounded by TTL/3.
+func (c *core) giveUp(m mode, id string, uncertain, answered bool, err error) error {
+	if !uncertain && m != writer {
+		return err
+	}
+	done := c.undo(m, id, uncertain)
+	if !answered {
+		return err // the backend did not answer the last attempt: no point waiting
+	}
+	t := time.NewTimer(cleanupGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
 	}
 	return err
 }

@@ -103,8 +103,9 @@
 // Permanent errors (distkit.ErrClosed, distkit.ErrInvalidOption, a script
 // error, an ACL refusal) end every wait at once. A wait that ends without the
 // lock leaves nothing behind: a lease an attempt may have taken without its
-// reply arriving, and a writer's waiting mark, are removed before it returns
-// when the backend does that within 50 ms, else in the background.
+// reply arriving, and a writer's waiting mark, are removed in the
+// background; when the backend answered the last attempt, the wait waits up
+// to 50 ms for that, so a healthy backend has done it before it returns.
 //
 // Releases publish on the lock's channel. When the backend is a
 // backend.Notifier (all three drivers are), a waiter that found the lock held
