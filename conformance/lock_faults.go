@@ -24,7 +24,7 @@ type PubSubKiller interface {
 // LockFaultOptions size a RunLockFaults run.
 type LockFaultOptions struct {
 	// Slack is how far past its budget a bounded wait may end: one round
-	// trip plus scheduling on a loaded machine (default 250 ms).
+	// trip plus scheduling on a loaded machine (default 400 ms).
 	Slack time.Duration
 }
 
@@ -49,7 +49,7 @@ func (w LockWaitTiming) String() string {
 // connections are killed. It returns the timings for the report.
 func RunLockFaults(t *testing.T, h FaultHarness, o LockFaultOptions) []LockWaitTiming {
 	if o.Slack <= 0 {
-		o.Slack = 250 * time.Millisecond
+		o.Slack = 400 * time.Millisecond
 	}
 	var timings []LockWaitTiming
 	t.Run("BoundedWaits", func(t *testing.T) { timings = testBoundedWaits(t, h, o) })

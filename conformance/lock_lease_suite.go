@@ -210,11 +210,11 @@ func testLostIsFinal(t *testing.T, h Harness) {
 	const ttl = 600 * time.Millisecond
 	f := newFlaky(open(t, h))
 	m := newMutex(t, f, "res", lock.Options{Prefix: p, TTL: ttl})
+	acquired := time.Now() // before the request: the lease runs from its send time
 	g, err := m.Lock(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	acquired := time.Now()
 	work := g.Context(ctx)
 	f.mode.Store(flakyLoseReplies)
 	select {
