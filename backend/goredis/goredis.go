@@ -598,10 +598,15 @@ func (b *Backend) openSub(ctx context.Context, channel string) (func(), error) {
 		defer cancel()
 		ps.Unsubscribe(uctx, channel) // also when it fails, go-redis forgets the channel
 	}
+	// On failure go-redis must forget the channel (it records it even when
+	// the SUBSCRIBE failed, and would subscribe it again on its next
+	// reconnect). Unsubscribe forgets it at once and sends UNSUBSCRIBE
+	// within ctx: when ctx is done it sends nothing, so that no late
+	// UNSUBSCRIBE can follow a newer SUBSCRIBE of the channel (the server
+	// keeps a stray subscription until the connection is replaced, whose
+	// messages wake nobody or someone in vain).
 	if err := ps.Subscribe(ctx, channel); err != nil {
-		// go-redis records the channel even when the SUBSCRIBE failed and
-		// would subscribe it on its next reconnect: forget it.
-		stop()
+		ps.Unsubscribe(ctx, channel)
 		b.dropPending(channel, ready)
 		return nil, classify("subscribe", err, false)
 	}
@@ -609,7 +614,7 @@ func (b *Backend) openSub(ctx context.Context, channel string) (func(), error) {
 	case <-ready:
 		return stop, nil
 	case <-ctx.Done():
-		stop()
+		ps.Unsubscribe(ctx, channel)
 		b.dropPending(channel, ready)
 		return nil, driver.NotApplied(ctx.Err())
 	}
