@@ -505,7 +505,10 @@ func (b *Backend) openSub(ctx context.Context, channel string) (func(), error) {
 	}()
 	stop := func() {
 		uctx, ucancel := context.WithTimeout(context.Background(), time.Second)
-		b.c.Do(uctx, b.c.B().Unsubscribe().Channel(channel).Build())
+		// Pinned: rueidis may answer an UNSUBSCRIBE (its reply is a push)
+		// before its writer has sent it, and would recycle the command
+		// under the writer (a data race the race detector caught).
+		b.c.Do(uctx, b.c.B().Unsubscribe().Channel(channel).Build().Pin())
 		ucancel()
 		cancel()
 		<-done
