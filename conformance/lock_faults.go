@@ -24,7 +24,10 @@ type PubSubKiller interface {
 // LockFaultOptions size a RunLockFaults run.
 type LockFaultOptions struct {
 	// Slack is how far past its budget a bounded wait may end: one round
-	// trip plus scheduling on a loaded machine (default 400 ms).
+	// trip plus scheduling (default 1 s, for a loaded 2-core machine running
+	// every suite with the race detector at once; the overruns this guards
+	// against were 10 s and more, and an isolated run's timings are within
+	// a few ms of the budget).
 	Slack time.Duration
 }
 
@@ -49,7 +52,7 @@ func (w LockWaitTiming) String() string {
 // connections are killed. It returns the timings for the report.
 func RunLockFaults(t *testing.T, h FaultHarness, o LockFaultOptions) []LockWaitTiming {
 	if o.Slack <= 0 {
-		o.Slack = 400 * time.Millisecond
+		o.Slack = time.Second
 	}
 	var timings []LockWaitTiming
 	t.Run("BoundedWaits", func(t *testing.T) { timings = testBoundedWaits(t, h, o) })
@@ -133,12 +136,11 @@ func testBoundedWaits(t *testing.T, h FaultHarness, o LockFaultOptions) []LockWa
 			m := newMutex(t, b, "res", opts)
 			rw := newRW(t, b, "res", opts)
 			// Warm the client up (connections, scripts): the lock is held.
-			if _, err := m.TryLock(ctx); !errors.Is(err, distkit.ErrNotAcquired) {
-				t.Fatalf("warm-up: %v", err)
-			}
-			if _, err := rw.TryRLock(ctx); !errors.Is(err, distkit.ErrNotAcquired) {
-				t.Fatalf("warm-up: %v", err)
-			}
+			eventually(t, 10*time.Second, "the client answers", func() bool {
+				_, err1 := m.TryLock(ctx)
+				_, err2 := rw.TryRLock(ctx)
+				return errors.Is(err1, distkit.ErrNotAcquired) && errors.Is(err2, distkit.ErrNotAcquired)
+			})
 			if c.fault != nil && !c.mid {
 				c.fault()
 			}

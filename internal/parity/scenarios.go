@@ -60,7 +60,15 @@ var lockScenario = Scenario{Name: "Lock", Run: func(ctx context.Context, b backe
 	// attempt's error (an attempt the wait's end cut short on a loaded
 	// machine) depends on timing, not on the backend.
 	out = append(out, fmt.Sprintf("writer timed out: %v", errors.Is(err, distkit.ErrTimeout)))
-	r3 := token(rw.TryRLock(ctx))
+	// The writer's mark is gone once its clean-up ran, which a loaded
+	// machine may delay past the writer's return: wait for it.
+	r3, err := rw.TryRLockWithTimeout(ctx, 2*time.Second)
+	if err != nil {
+		out = append(out, Outcome(nil, err))
+	} else {
+		out = append(out, fmt.Sprintf("token rises: %v", r3.Token() > last))
+		last = r3.Token()
+	}
 	time.Sleep(250 * time.Millisecond) // readers renew
 	rel(r1)
 	rel(r2)
