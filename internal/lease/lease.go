@@ -32,7 +32,7 @@
 //	                    └ fails (timeout,   (every min(TTL/10,   └ no renewal confirmed:
 //	                      reset, outage)     1 s), each bounded   Lost, cause wraps the
 //	                                         by the deadline)     last error
-//	                    └ confirmed: deadline becomes r1 + TTL − margin, next renewal TTL/3 later
+//	                    └ confirmed: deadline becomes r1 + TTL − margin, next renewal at r1 + TTL/3
 //	                    └ refused (the key is gone or someone else's): Lost at once
 //
 // A renewal that fails on a transient error (ErrNotApplied,
