@@ -79,12 +79,32 @@ var (
 	// be refreshed from the backend (Lax.Get during an outage); the error
 	// also wraps the cause.
 	ErrStale = errors.New("distkit: stale value")
+	// ErrNotReplicated: an acquisition that had to be acknowledged by
+	// replicas (lock.Options.MinReplicas) was not, within the time allowed;
+	// it is not granted and was undone (best effort: otherwise it expires
+	// by its TTL). The error is a *ReplicationError.
+	ErrNotReplicated = errors.New("distkit: not acknowledged by enough replicas")
 
 	// ErrNotApplied: the backend certainly did not execute the operation.
 	ErrNotApplied = backend.ErrNotApplied
 	// ErrIndeterminate: the backend may or may not have executed the operation.
 	ErrIndeterminate = backend.ErrIndeterminate
 )
+
+// ReplicationError reports an acquisition that fewer replicas than wanted
+// acknowledged. It matches ErrNotReplicated.
+type ReplicationError struct {
+	Wanted int // replicas that had to acknowledge
+	Acked  int // replicas that did, within the timeout
+}
+
+// Error says how many replicas acknowledged of how many wanted.
+func (e *ReplicationError) Error() string {
+	return fmt.Sprintf("%s: %d of %d", ErrNotReplicated.Error(), e.Acked, e.Wanted)
+}
+
+// Is reports whether target is ErrNotReplicated.
+func (e *ReplicationError) Is(target error) bool { return target == ErrNotReplicated }
 
 // RetriesError reports that a bounded number of attempts all failed. It
 // matches ErrRetriesExhausted.

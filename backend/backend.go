@@ -68,6 +68,22 @@ type Notifier interface {
 	Subscribe(ctx context.Context, channel string) (<-chan struct{}, func(), error)
 }
 
+// Replicator is an optional capability: running a script and then, on the
+// same connection and in the same round trip, Redis's WAIT, so that a
+// primitive learns how many replicas acknowledged what the script wrote
+// (locks use it for Options.MinReplicas). Both Redis drivers implement it;
+// the memory backend, which has no replicas, does not.
+type Replicator interface {
+	// EvalScriptWait runs s as EvalScript does, then WAIT replicas
+	// timeout on the connection that ran it, and returns the script's value
+	// with the number of replicas that acknowledged every write made on
+	// that connection so far (at most the number of replicas the server
+	// has). replicas must be positive and timeout at least 1 ms (WAIT 0
+	// would block forever); the call's ctx must outlast timeout. The error
+	// classes are EvalScript's; when the script fails, acked is 0.
+	EvalScriptWait(ctx context.Context, s Script, keys, args []string, replicas int, timeout time.Duration) (v Value, acked int, err error)
+}
+
 // Clock tells time. The memory backend takes its server time from one;
 // primitives use one for client-side timing. SystemClock is the default.
 type Clock interface {

@@ -34,6 +34,7 @@ func runLocks(t *testing.T, newHarness NewHarness) {
 	t.Run("RWCrashedReaderExpiresAlone", func(t *testing.T) { testRWCrashedReader(t, newHarness(t)) })
 	t.Run("InvalidOptions", func(t *testing.T) { testLockOptions(t, newHarness(t)) })
 	t.Run("BackendDownWhileHeld", func(t *testing.T) { testLockBackendDown(t, newHarness(t)) })
+	runLockLeases(t, newHarness)
 }
 
 func newMutex(t *testing.T, b backend.Backend, name string, opts lock.Options) *lock.Mutex {

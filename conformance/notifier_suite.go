@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -61,5 +62,16 @@ func testNotifier(t *testing.T, h Harness) {
 	case <-c3:
 	case <-time.After(5 * time.Second):
 		t.Fatal("resubscribed subscriber not notified")
+	}
+	// Subscribe is bounded by its context: a done one fails at once with
+	// ErrNotApplied, also for a channel no one subscribed yet.
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	start := time.Now()
+	if _, _, err := n.Subscribe(done, tagged(prefix(t), "other")); !errors.Is(err, backend.ErrNotApplied) {
+		t.Fatalf("Subscribe with a done context: %v, want ErrNotApplied", err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("Subscribe with a done context took %v", el)
 	}
 }

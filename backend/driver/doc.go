@@ -95,6 +95,18 @@
 // # Optional capabilities
 //
 // Capabilities beyond the core are small interfaces a primitive discovers by
-// type assertion, falling back to a slower path when absent: [backend.Notifier]
-// (wake waiters on a channel instead of polling).
+// type assertion, falling back to a slower path when absent:
+//
+//   - [backend.Notifier] wakes waiters on a channel instead of polling.
+//     Subscribe must return within its ctx; a subscription must survive
+//     reconnects (subscribe again, then wake the local subscribers, since
+//     messages published meanwhile were lost); [Fanout] orders each
+//     channel's SUBSCRIBE and UNSUBSCRIBE and counts local subscribers.
+//   - [backend.Replicator] runs a script and then WAIT on the same
+//     connection, so that a lock can count an acquisition only once
+//     replicas acknowledged it (lock.Options.MinReplicas). On Cluster the
+//     two must reach the node that serves the keys, and a redirect must be
+//     returned (not followed with the script alone), or WAIT would count
+//     acknowledgements of other writes. A backend without replicas does not
+//     implement it.
 package driver

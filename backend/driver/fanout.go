@@ -2,16 +2,28 @@ package driver
 
 import (
 	"context"
-	"github.com/distkit-go/distkit/backend"
 	"sync"
 	"time"
+
+	"github.com/distkit-go/distkit/backend"
 )
 
 // Fanout multiplexes local subscribers onto one server subscription per
 // channel. Redis drivers implement Notifier with it: open starts the server
 // subscription for a channel (returning once the server confirmed it, or
-// an error) and returns the function that ends it; the driver calls Deliver
-// for every message it receives.
+// an error, or when ctx ends) and returns the function that ends it; the
+// driver calls Deliver for every message it receives.
+//
+// The server subscription must survive reconnects: when its connection is
+// lost, the driver subscribes again by itself and, once the server
+// confirmed it, calls Deliver(channel), because messages published in
+// between were lost (a waiter woken by it retries at once).
+//
+// The operations on one channel's server subscription are strictly
+// ordered: a new subscription of a channel is opened only after the
+// previous one's stop returned, so that a late UNSUBSCRIBE can never undo
+// a newer SUBSCRIBE, and every subscription opened is stopped exactly once
+// (at the latest by Close).
 //
 // A server subscription outlives its last local subscriber by Linger, so
 // that waiters coming and going (a contended lock) do not pay a SUBSCRIBE
@@ -20,10 +32,10 @@ type Fanout struct {
 	open   func(ctx context.Context, channel string) (stop func(), err error)
 	linger time.Duration
 
-	mu       sync.Mutex
-	topics   map[string]*topic
-	closed   bool
-	expiring sync.WaitGroup
+	mu     sync.Mutex
+	topics map[string]*topic
+	closed bool
+	wg     sync.WaitGroup // linger timers armed and stops they run
 }
 
 type topic struct {
@@ -31,7 +43,12 @@ type topic struct {
 	ready chan struct{} // closed once open returned
 	err   error
 	stop  func()
+
 	timer *time.Timer // lingering after the last subscriber left
+	gen   int         // invalidates a linger timer that could not be stopped
+
+	closing bool          // stop is running; the topic leaves the map after it
+	ended   chan struct{} // closed when stop returned (closing topics)
 }
 
 // Linger is how long a server subscription stays open without local
@@ -43,29 +60,36 @@ func NewFanout(open func(ctx context.Context, channel string) (stop func(), err 
 	return &Fanout{open: open, linger: Linger, topics: map[string]*topic{}}
 }
 
-// Subscribe implements Notifier.Subscribe.
+// Subscribe implements Notifier.Subscribe. It waits (within ctx) for a
+// lingering subscription of channel that is being ended to end first.
 func (f *Fanout) Subscribe(ctx context.Context, channel string) (<-chan struct{}, func(), error) {
 	ch := make(chan struct{}, 1)
 	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
-		return nil, nil, NotApplied(backend.ErrClosed)
-	}
-	t := f.topics[channel]
-	if t != nil && t.timer != nil {
-		if t.timer.Stop() {
-			t.timer = nil
-			f.expiring.Done() // it will not run
-		} else { // expiring right now: start afresh
-			delete(f.topics, channel)
-			t = nil
+	var t *topic
+	for {
+		if f.closed {
+			f.mu.Unlock()
+			return nil, nil, NotApplied(backend.ErrClosed)
 		}
+		t = f.topics[channel]
+		if t == nil || !t.closing {
+			break
+		}
+		ended := t.ended
+		f.mu.Unlock()
+		select {
+		case <-ended:
+		case <-ctx.Done():
+			return nil, nil, NotApplied(ctx.Err())
+		}
+		f.mu.Lock()
 	}
 	first := t == nil
 	if first {
 		t = &topic{subs: map[chan struct{}]struct{}{}, ready: make(chan struct{})}
 		f.topics[channel] = t
 	}
+	f.stopLinger(t)
 	t.subs[ch] = struct{}{}
 	f.mu.Unlock()
 
@@ -73,11 +97,15 @@ func (f *Fanout) Subscribe(ctx context.Context, channel string) (<-chan struct{}
 		stop, err := f.open(ctx, channel)
 		f.mu.Lock()
 		t.stop, t.err = stop, err
-		if err != nil && f.topics[channel] == t {
-			delete(f.topics, channel)
-		}
 		if err == nil && f.closed { // Close ran while opening
 			t.err = NotApplied(backend.ErrClosed)
+		}
+		if t.err != nil {
+			if f.topics[channel] == t {
+				delete(f.topics, channel)
+			}
+		} else {
+			f.linger0(channel, t) // every subscriber may have left meanwhile
 		}
 		close(t.ready)
 		f.mu.Unlock()
@@ -93,33 +121,67 @@ func (f *Fanout) Subscribe(ctx context.Context, channel string) (<-chan struct{}
 		}
 	}
 	if t.err != nil {
+		f.unsubscribe(channel, t, ch)
 		return nil, nil, t.err
 	}
 	var once sync.Once
 	return ch, func() { once.Do(func() { f.unsubscribe(channel, t, ch) }) }, nil
 }
 
+// stopLinger cancels t's linger timer (f.mu held). A timer that already
+// fired finds its generation outdated and does nothing.
+func (f *Fanout) stopLinger(t *topic) {
+	if t.timer == nil {
+		return
+	}
+	if t.timer.Stop() {
+		f.wg.Done() // it will not run
+	}
+	t.timer = nil
+	t.gen++
+}
+
+// linger0 arms t's linger timer when t is open and has no subscriber
+// (f.mu held).
+func (f *Fanout) linger0(channel string, t *topic) {
+	if len(t.subs) > 0 || f.topics[channel] != t || t.stop == nil || t.err != nil || f.closed || t.closing || t.timer != nil {
+		return
+	}
+	f.wg.Add(1)
+	t.gen++
+	gen := t.gen
+	t.timer = time.AfterFunc(f.linger, func() { f.expire(channel, t, gen) })
+}
+
 func (f *Fanout) unsubscribe(channel string, t *topic, ch chan struct{}) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(t.subs, ch)
-	if len(t.subs) > 0 || f.topics[channel] != t || t.stop == nil || f.closed {
+	f.linger0(channel, t)
+}
+
+// expire ends t's server subscription after its linger, unless a
+// subscriber came back. The topic stays in the map, marked closing, until
+// stop returned, so that a new subscriber of the channel waits for it.
+func (f *Fanout) expire(channel string, t *topic, gen int) {
+	defer f.wg.Done()
+	f.mu.Lock()
+	if t.gen != gen || len(t.subs) > 0 || f.topics[channel] != t || t.closing || f.closed {
+		f.mu.Unlock()
 		return
 	}
-	f.expiring.Add(1)
-	t.timer = time.AfterFunc(f.linger, func() {
-		defer f.expiring.Done()
-		f.mu.Lock()
-		var stop func()
-		if f.topics[channel] == t && len(t.subs) == 0 {
-			delete(f.topics, channel)
-			stop = t.stop
-		}
-		f.mu.Unlock()
-		if stop != nil {
-			stop()
-		}
-	})
+	t.timer = nil
+	t.closing = true
+	t.ended = make(chan struct{})
+	stop := t.stop
+	f.mu.Unlock()
+	stop()
+	f.mu.Lock()
+	if f.topics[channel] == t {
+		delete(f.topics, channel)
+	}
+	close(t.ended)
+	f.mu.Unlock()
 }
 
 // Deliver wakes every local subscriber of channel (coalescing: a
@@ -137,22 +199,24 @@ func (f *Fanout) Deliver(channel string) {
 	}
 }
 
-// Close ends every server subscription; later Subscribe calls fail with
-// backend.ErrClosed. Subscribers' unsubscribe functions stay safe to call.
+// Close ends every server subscription and waits for those being ended;
+// later Subscribe calls fail with backend.ErrClosed. Subscribers'
+// unsubscribe functions stay safe to call.
 func (f *Fanout) Close() {
 	f.mu.Lock()
 	f.closed = true
 	var stops []func()
 	for name, t := range f.topics {
-		if t.timer != nil && t.timer.Stop() {
-			f.expiring.Done() // it will not run
+		f.stopLinger(t)
+		if t.closing {
+			continue // its expire is stopping it (f.wg)
 		}
 		select {
 		case <-t.ready:
-			if t.stop != nil {
+			if t.stop != nil && t.err == nil {
 				stops = append(stops, t.stop)
 			}
-		default: // still opening; its opener sees closed below
+		default: // still opening; its opener sees closed and stops it
 		}
 		delete(f.topics, name)
 	}
@@ -160,5 +224,5 @@ func (f *Fanout) Close() {
 	for _, s := range stops {
 		s()
 	}
-	f.expiring.Wait()
+	f.wg.Wait()
 }

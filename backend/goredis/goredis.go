@@ -115,8 +115,9 @@ type Backend struct {
 }
 
 var (
-	_ backend.Backend  = (*Backend)(nil)
-	_ backend.Notifier = (*Backend)(nil)
+	_ backend.Backend    = (*Backend)(nil)
+	_ backend.Notifier   = (*Backend)(nil)
+	_ backend.Replicator = (*Backend)(nil)
 )
 
 // wrap returns the Backend over c, the client distkit's commands go
@@ -591,9 +592,67 @@ func classify(script string, err error, single bool) error {
 	return driver.Indeterminate(err)
 }
 
+// EvalScriptWait implements backend.Replicator: the script and WAIT go
+// out in one pipeline on one connection (on Cluster, through the client
+// of the master that serves the keys, which returns a MOVED reply rather
+// than following it to a node whose WAIT would not cover the script's
+// writes). A WAIT that fails after the script ran counts no
+// acknowledgement.
+func (b *Backend) EvalScriptWait(ctx context.Context, s backend.Script, keys, argv []string, replicas int, timeout time.Duration) (backend.Value, int, error) {
+	if err := b.usable(ctx); err != nil {
+		return backend.Value{}, 0, err
+	}
+	if replicas <= 0 || timeout < time.Millisecond {
+		return backend.Value{}, 0, driver.NotApplied(fmt.Errorf("goredis: %w: WAIT %d replicas within %v", backend.ErrInvalidOption, replicas, timeout))
+	}
+	var c redis.Cmdable = b.c
+	if cc, ok := b.c.(*redis.ClusterClient); ok {
+		if len(keys) == 0 {
+			return backend.Value{}, 0, driver.NotApplied(fmt.Errorf("goredis: %w: a script waited for on Cluster needs a key", backend.ErrInvalidOption))
+		}
+		node, err := cc.MasterForKey(ctx, keys[0])
+		if err != nil {
+			return backend.Value{}, 0, classify(s.Name(), err, true)
+		}
+		c = node
+	}
+	for _, src := range []bool{false, true} {
+		name, payload := "evalsha", s.SHA()
+		if src {
+			name, payload = "eval", s.Source()
+		}
+		cmd := newEval(ctx, name, payload, keys, argv)
+		wait := evalCmd{redis.NewCmd(ctx, "wait", replicas, timeout.Milliseconds())}
+		pipe := c.Pipeline()
+		_ = pipe.Process(ctx, cmd)
+		_ = pipe.Process(ctx, wait)
+		_, _ = pipe.Exec(ctx)
+		if !src && isNoScript(cmd.Err()) {
+			continue
+		}
+		res, err := cmd.Result()
+		if cc, ok := b.c.(*redis.ClusterClient); ok && (redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK")) {
+			cc.ReloadState(ctx) // the slot moved: the next call asks the right master
+		}
+		v, err := convert(s.Name(), res, err, false)
+		if err != nil {
+			return backend.Value{}, 0, err
+		}
+		n, err := wait.Int64()
+		if err != nil {
+			n = 0
+		}
+		return v, int(n), nil
+	}
+	panic("unreachable")
+}
+
 // Subscribe implements backend.Notifier: all channels share one go-redis
 // PubSub connection; each channel is subscribed once on the server
-// (confirmed before Subscribe returns) and fanned out locally.
+// (confirmed before Subscribe returns, which is bounded by ctx) and fanned
+// out locally. go-redis reconnects that connection and re-subscribes by
+// itself; each re-subscription wakes the local subscribers, since messages
+// published meanwhile were lost.
 func (b *Backend) Subscribe(ctx context.Context, channel string) (<-chan struct{}, func(), error) {
 	if err := b.usable(ctx); err != nil {
 		return nil, nil, err
@@ -631,15 +690,38 @@ func (b *Backend) dispatch(msgs <-chan any, done chan struct{}) {
 		case *redis.Message:
 			b.fan.Deliver(m.Channel)
 		case *redis.Subscription:
-			if m.Kind == "subscribe" {
-				b.subMu.Lock()
-				for _, ch := range b.pending[m.Channel] {
-					close(ch)
-				}
-				delete(b.pending, m.Channel)
-				b.subMu.Unlock()
+			if m.Kind != "subscribe" {
+				continue
+			}
+			b.subMu.Lock()
+			waiting := b.pending[m.Channel]
+			delete(b.pending, m.Channel)
+			b.subMu.Unlock()
+			for _, ch := range waiting {
+				close(ch)
+			}
+			if len(waiting) == 0 { // subscribed again after a reconnect
+				b.fan.Deliver(m.Channel)
 			}
 		}
+	}
+}
+
+// dropPending forgets a confirmation openSub no longer waits for.
+func (b *Backend) dropPending(channel string, ready chan struct{}) {
+	b.subMu.Lock()
+	defer b.subMu.Unlock()
+	w := b.pending[channel]
+	for i, ch := range w {
+		if ch == ready {
+			w = append(w[:i], w[i+1:]...)
+			break
+		}
+	}
+	if len(w) == 0 {
+		delete(b.pending, channel)
+	} else {
+		b.pending[channel] = w
 	}
 }
 
@@ -652,16 +734,26 @@ func (b *Backend) openSub(ctx context.Context, channel string) (func(), error) {
 	stop := func() {
 		uctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		ps.Unsubscribe(uctx, channel)
+		ps.Unsubscribe(uctx, channel) // also when it fails, go-redis forgets the channel
 	}
+	// On failure go-redis must forget the channel (it records it even when
+	// the SUBSCRIBE failed, and would subscribe it again on its next
+	// reconnect). Unsubscribe forgets it at once and sends UNSUBSCRIBE
+	// within ctx: when ctx is done it sends nothing, so that no late
+	// UNSUBSCRIBE can follow a newer SUBSCRIBE of the channel (the server
+	// keeps a stray subscription until the connection is replaced, whose
+	// messages wake nobody or someone in vain).
 	if err := ps.Subscribe(ctx, channel); err != nil {
+		ps.Unsubscribe(ctx, channel)
+		b.dropPending(channel, ready)
 		return nil, classify("subscribe", err, false)
 	}
 	select {
 	case <-ready:
 		return stop, nil
 	case <-ctx.Done():
-		stop()
+		ps.Unsubscribe(ctx, channel)
+		b.dropPending(channel, ready)
 		return nil, driver.NotApplied(ctx.Err())
 	}
 }

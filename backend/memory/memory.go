@@ -5,6 +5,8 @@
 // It is the backend for unit tests, examples and single-process programs.
 // Every primitive behaves on it exactly as on Redis: each Script carries a
 // Go twin of its Lua source and the conformance suite proves they agree.
+// It has no replicas, so it is not a backend.Replicator: a lock with
+// Options.MinReplicas refuses it (distkit.ErrInvalidOption).
 //
 //	b := memory.New(memory.Options{})
 //	defer b.Close()

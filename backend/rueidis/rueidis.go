@@ -75,11 +75,15 @@ type Backend struct {
 	stopped *uint32 // rueidis's own "closed" flag of c, when found (see stopFlag)
 	fanOnce sync.Once
 	fan     *driver.Fanout
+	subCtx  context.Context // ends every subscription goroutine on Close
+	subStop context.CancelFunc
+	subs    sync.WaitGroup
 }
 
 var (
-	_ backend.Backend  = (*Backend)(nil)
-	_ backend.Notifier = (*Backend)(nil)
+	_ backend.Backend    = (*Backend)(nil)
+	_ backend.Notifier   = (*Backend)(nil)
+	_ backend.Replicator = (*Backend)(nil)
 )
 
 // New returns a backend over client, used as it is. A nil client (also a
@@ -358,6 +362,8 @@ func (b *Backend) Close() error {
 		return nil
 	}
 	b.fanout().Close()
+	b.subStop()
+	b.subs.Wait()
 	if b.owned {
 		b.c.Close()
 	}
@@ -434,9 +440,52 @@ func classify(script string, err error) error {
 	return driver.Indeterminate(err)
 }
 
+// EvalScriptWait implements backend.Replicator: the script and WAIT go
+// out together on one connection (on Cluster, a dedicated connection to the
+// node that serves the keys, so that a MOVED reply is returned rather than
+// followed to a node whose WAIT would not cover the script's writes). A
+// WAIT that fails after the script ran counts no acknowledgement.
+func (b *Backend) EvalScriptWait(ctx context.Context, s backend.Script, keys, args []string, replicas int, timeout time.Duration) (backend.Value, int, error) {
+	if err := b.usable(ctx); err != nil {
+		return backend.Value{}, 0, err
+	}
+	if replicas <= 0 || timeout < time.Millisecond {
+		return backend.Value{}, 0, driver.NotApplied(fmt.Errorf("rueidis: %w: WAIT %d replicas within %v", backend.ErrInvalidOption, replicas, timeout))
+	}
+	for _, src := range []bool{false, true} {
+		cmd, err := b.build(s, keys, args, src)
+		if err != nil {
+			return backend.Value{}, 0, err
+		}
+		wait := b.c.B().Wait().Numreplicas(int64(replicas)).Timeout(timeout.Milliseconds()).Build()
+		var res []rd.RedisResult
+		if b.c.Mode() == rd.ClientModeCluster {
+			b.c.Dedicated(func(dc rd.DedicatedClient) error {
+				res = dc.DoMulti(ctx, cmd, wait)
+				return nil
+			})
+		} else {
+			res = b.c.DoMulti(ctx, cmd, wait)
+		}
+		if !src && isNoScript(res[0].Error()) {
+			continue
+		}
+		v, err := convert(s.Name(), res[0])
+		if err != nil {
+			return backend.Value{}, 0, err
+		}
+		n, err := res[1].AsInt64()
+		if err != nil {
+			n = 0
+		}
+		return v, int(n), nil
+	}
+	panic("unreachable")
+}
+
 // Subscribe implements backend.Notifier: one server subscription per
-// channel (confirmed before Subscribe returns), shared by every local
-// subscriber.
+// channel (confirmed before Subscribe returns, which is bounded by ctx),
+// shared by every local subscriber and kept across reconnects.
 func (b *Backend) Subscribe(ctx context.Context, channel string) (<-chan struct{}, func(), error) {
 	if err := b.usable(ctx); err != nil {
 		return nil, nil, err
@@ -445,38 +494,100 @@ func (b *Backend) Subscribe(ctx context.Context, channel string) (<-chan struct{
 }
 
 func (b *Backend) fanout() *driver.Fanout {
-	b.fanOnce.Do(func() { b.fan = driver.NewFanout(b.openSub) })
+	b.fanOnce.Do(func() {
+		b.subCtx, b.subStop = context.WithCancel(context.Background())
+		b.fan = driver.NewFanout(b.openSub)
+	})
 	return b.fan
 }
 
+// Backoff between subscription attempts after a connection was lost.
+const (
+	minResubscribe = 50 * time.Millisecond
+	maxResubscribe = time.Second
+)
+
+// openSub subscribes to channel from a goroutine that keeps the
+// subscription until stop: when rueidis's Receive returns after the server
+// confirmed the subscription (the connection was lost, and the client does
+// not retry by itself or gave up), it wakes the local subscribers (messages
+// may have been lost) and subscribes again, backing off up to 1 s (at once
+// after rueidis's ErrClosing, a connection closed under it; it gives up
+// when that repeats without a confirmation: the client was closed). When
+// rueidis re-subscribes by itself, the confirmation wakes them too. openSub
+// returns once the first subscription is confirmed, or its error, or when
+// ctx ends.
 func (b *Backend) openSub(ctx context.Context, channel string) (func(), error) {
-	rctx, cancel := context.WithCancel(context.Background())
+	rctx, cancel := context.WithCancel(b.subCtx)
 	ready := make(chan error, 1)
-	done := make(chan struct{})
+	var confirmations atomic.Int64
 	hctx := rd.WithOnSubscriptionHook(rctx, func(s rd.PubSubSubscription) {
-		if s.Kind == "subscribe" {
-			select {
-			case ready <- nil:
-			default:
-			}
+		if s.Kind != "subscribe" {
+			return
 		}
-	})
-	go func() {
-		defer close(done)
-		err := b.c.Receive(hctx, b.c.B().Subscribe().Channel(channel).Build(), func(rd.PubSubMessage) {
-			b.fan.Deliver(channel)
-		})
-		if err == nil {
-			err = errors.New("subscription ended")
+		if confirmations.Add(1) > 1 {
+			b.fan.Deliver(channel) // subscribed again after a reconnect
+			return
 		}
 		select {
-		case ready <- classify("subscribe", err):
+		case ready <- nil:
 		default:
+		}
+	})
+	done := make(chan struct{})
+	b.subs.Add(1)
+	go func() {
+		defer b.subs.Done()
+		defer close(done)
+		wait := minResubscribe
+		closing := 0 // ErrClosing in a row without a confirmation between
+		for {
+			before := confirmations.Load()
+			err := b.c.Receive(hctx, b.c.B().Subscribe().Channel(channel).Build(), func(rd.PubSubMessage) {
+				b.fan.Deliver(channel)
+			})
+			if rctx.Err() != nil {
+				return
+			}
+			if confirmations.Load() == 0 {
+				if err == nil {
+					err = errors.New("subscription ended before it was confirmed")
+				}
+				select {
+				case ready <- classify("subscribe", err):
+				default:
+				}
+				return
+			}
+			b.fan.Deliver(channel) // the connection was lost: messages may have been
+			if confirmations.Load() != before {
+				closing = 0
+			}
+			if errors.Is(err, rd.ErrClosing) {
+				// A connection closed under the subscription (a Cluster node
+				// removed, a Sentinel master switch): subscribe again at once.
+				// Twice in a row without a confirmation: the client itself
+				// was closed, and every call now fails at once.
+				if closing++; closing > 1 {
+					return
+				}
+				continue
+			}
+			closing = 0
+			select {
+			case <-time.After(wait):
+			case <-rctx.Done():
+				return
+			}
+			wait = min(2*wait, maxResubscribe)
 		}
 	}()
 	stop := func() {
 		uctx, ucancel := context.WithTimeout(context.Background(), time.Second)
-		b.c.Do(uctx, b.c.B().Unsubscribe().Channel(channel).Build())
+		// Pinned: rueidis may answer an UNSUBSCRIBE (its reply is a push)
+		// before its writer has sent it, and would recycle the command
+		// under the writer (a data race the race detector caught).
+		b.c.Do(uctx, b.c.B().Unsubscribe().Channel(channel).Build().Pin())
 		ucancel()
 		cancel()
 		<-done
@@ -485,13 +596,11 @@ func (b *Backend) openSub(ctx context.Context, channel string) (func(), error) {
 	case err := <-ready:
 		if err != nil {
 			cancel()
-			<-done
 			return nil, err
 		}
 		return stop, nil
 	case <-ctx.Done():
 		cancel()
-		<-done
 		return nil, driver.NotApplied(ctx.Err())
 	}
 }

@@ -149,10 +149,12 @@ func TestLockPartition(t *testing.T) {
 		t.Fatal("partitioned holder did not report the loss")
 	}
 	lostAfter := time.Since(cut)
-	// The next renewal starts within TTL/3 and times out after TTL/3; allow
-	// scheduling slack on a loaded CI machine.
-	if lostAfter > ttl/3+ttl/3+300*time.Millisecond {
-		t.Fatalf("loss reported after %v; bound is TTL/3 + renewal timeout", lostAfter)
+	// The loss is reported at the deadline: TTL (less a 1 % margin) after
+	// the last renewal confirmed before the cut, so at most TTL after the
+	// cut; allow scheduling slack on a loaded CI machine. It is not
+	// reported at the first failed renewal: that may be a blip.
+	if lostAfter > ttl+200*time.Millisecond {
+		t.Fatalf("loss reported after %v; bound is TTL after the last confirmed renewal", lostAfter)
 	}
 	g2, err := m2.TryLockWithTimeout(ctx, 2*ttl)
 	acquiredAfter := time.Since(cut)

@@ -90,6 +90,7 @@ func Run(t *testing.T, env *redistest.Env, d Driver) {
 		}
 	})
 	t.Run("Faults", func(t *testing.T) { RunFaults(t, &env.Faults, d.Name, d.Kinds, d.Faults) })
+	t.Run("LockFaults", func(t *testing.T) { RunLockFaults(t, &env.Faults, d.Name, d.Kinds) })
 	t.Run("ReleaseWithoutChannelPermission", func(t *testing.T) { releaseWithoutPublish(t, env, d) })
 	t.Run("ScriptDeniedAfterWrite", func(t *testing.T) { deniedAfterWrite(t, env, d) })
 	t.Run("ParityCatchesDisagreement", func(t *testing.T) {

@@ -33,6 +33,7 @@ var (
 	_ conformance.FaultHarness = (*faultHarness)(nil)
 	_ conformance.Resharder    = (*clusterFaultHarness)(nil)
 	_ conformance.Failoverer   = (*sentinelFaultHarness)(nil)
+	_ conformance.PubSubKiller = (*faultHarness)(nil)
 )
 
 type clusterFaultHarness struct{ *faultHarness }
@@ -86,6 +87,15 @@ func (h *faultHarness) Restart(t *testing.T, key string) {
 	}
 }
 
+// KillPubSub kills every pub/sub connection on the data servers.
+func (h *faultHarness) KillPubSub(t *testing.T) {
+	for _, s := range h.env.DataServers(h.kind.Topology) {
+		if _, err := s.Do("CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
+			t.Fatalf("CLIENT KILL on %s: %v", s.Addr, err)
+		}
+	}
+}
+
 func (h clusterFaultHarness) MoveSlot(t *testing.T, key string) {
 	c := h.env.Cluster()
 	slot, err := c.KeySlot(key)
@@ -129,4 +139,28 @@ func RunFaults(t *testing.T, env *redistest.FaultEnv, driver string, kinds []Cli
 		})
 	}
 	t.Logf("fault matrix (witness-checked outcomes per cell):\n%s", strings.Join(report, "\n"))
+}
+
+// RunLockFaults runs conformance.RunLockFaults on the first client kind of
+// each topology and on kinds with client retries disabled, and logs the
+// bounded-wait timings.
+func RunLockFaults(t *testing.T, env *redistest.FaultEnv, driver string, kinds []ClientKind) {
+	seen := map[string]bool{}
+	var report []string
+	for _, k := range kinds {
+		if seen[k.Topology] && !strings.Contains(k.Name, "DisableRetry") {
+			continue
+		}
+		seen[k.Topology] = true
+		t.Run(strings.ReplaceAll(k.Name, " ", "_"), func(t *testing.T) {
+			timings := conformance.RunLockFaults(t, newFaultHarness(t, env, k), conformance.LockFaultOptions{})
+			var b strings.Builder
+			fmt.Fprintf(&b, "%s / %s (%s):", driver, k.Name, k.Topology)
+			for _, w := range timings {
+				b.WriteString("\n    " + w.String())
+			}
+			report = append(report, b.String())
+		})
+	}
+	t.Logf("lock waits (budget vs time taken):\n%s", strings.Join(report, "\n"))
 }

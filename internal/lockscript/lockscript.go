@@ -241,16 +241,24 @@ return 0
 	return backend.Int(0), nil
 })
 
-// Unmark: KEYS wwait; ARGV id. A writer that gives up removes its
-// waiting mark so readers need not wait for it to expire.
+// Unmark: KEYS wwait; ARGV id, channel. A writer that gives up removes
+// its waiting mark so readers need not wait for it to expire, and
+// publishes on the lock's channel (best effort, as in Release) to wake the
+// readers it held back. Returns 1 when it removed the mark, else 0.
 var Unmark = driver.NewScript("lock-unmark-writer", `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.pcall('PUBLISH', ARGV[2], 'unmarked')
+  return 1
+end
 return 0
 `, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	if v, ok, err := st.Get(keys[0]); err != nil || !ok || v != args[0] {
 		return backend.Int(0), err
 	}
-	return backend.Int(int64(st.Del(keys[0]))), nil
+	st.Del(keys[0])
+	st.Publish(args[1], "unmarked")
+	return backend.Int(1), nil
 })
 
 // liveReaders drops expired read leases and counts the rest.

@@ -135,6 +135,22 @@ func (e *FaultEnv) ServerFor(topology, key string) (*Server, error) {
 	return nil, fmt.Errorf("redistest: unknown topology %q", topology)
 }
 
+// DataServers returns the data servers of topology (every Cluster node;
+// the Sentinel group's master and replica).
+func (e *FaultEnv) DataServers(topology string) []*Server {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case topology == Standalone && e.server != nil:
+		return []*Server{e.server}
+	case topology == Clustered && e.clu != nil:
+		return append([]*Server(nil), e.clu.Nodes...)
+	case topology == Sentinel && e.sen != nil:
+		return append([]*Server(nil), e.sen.Data...)
+	}
+	return nil
+}
+
 // Stop stops every deployment and proxy.
 func (e *FaultEnv) Stop() {
 	e.mu.Lock()

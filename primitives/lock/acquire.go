@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/lease"
 	"github.com/distkit-go/distkit/internal/lockscript"
 )
 
@@ -27,132 +30,291 @@ type policy struct {
 	timeout  time.Duration
 }
 
-// attempt makes one acquisition attempt; token 0 means "held by someone".
-func (c *core) attempt(ctx context.Context, m mode, id string, retry bool) (int64, error) {
-	var v backend.Value
-	var err error
+// errWaitTimeout is the cause of a wait context whose timeout expired.
+var errWaitTimeout = errors.New("lock: wait timed out")
+
+// attemptGrace is how long an attempt may overrun its deadline before the
+// wait stops waiting for it: a driver that honours its context returns
+// well within it.
+const attemptGrace = 20 * time.Millisecond
+
+// errAbandoned: an attempt overran its deadline and was left to finish on
+// its own.
+var errAbandoned = errors.New("lock: the backend did not return by the attempt's deadline")
+
+// try makes one acquisition attempt, bounded by ctx and by the lease's
+// validity, TTL − lease.Margin (a later reply could not leave a lease to
+// count on).
+//
+// With detach (the wait has a time budget), the attempt runs on a goroutine of its own, and a driver that does not
+// return within attemptGrace of the attempt's deadline (rueidis may not
+// while it dials a new connection) is not waited for: the attempt is
+// abandoned and cleans up after itself when it returns (releasing id if it
+// may have acquired, removing a writer's mark), and try reports
+// ErrIndeterminate with abandoned set, after which the wait must use a new
+// acquisition id. Without a time budget the attempt runs on the caller's
+// goroutine, which saves a goroutine switch on the common path.
+func (c *core) try(ctx context.Context, m mode, id string, retry, detach bool) (token int64, acked int, abandoned bool, err error) {
+	actx, cancel := context.WithTimeout(ctx, c.ttl-lease.Margin(c.ttl))
+	if !detach {
+		token, acked, err = c.attempt(actx, m, id, retry)
+		cancel()
+		return token, acked, false, err
+	}
+	a := &detached{done: make(chan struct{})}
+	go a.run(c, actx, cancel, m, id, retry)
+	select {
+	case <-a.done:
+		return a.token, a.acked, false, a.err
+	case <-actx.Done():
+	}
+	grace := time.NewTimer(attemptGrace)
+	defer grace.Stop()
+	select {
+	case <-a.done:
+		return a.token, a.acked, false, a.err
+	case <-grace.C:
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	select {
+	case <-a.done:
+		return a.token, a.acked, false, a.err
+	default:
+	}
+	a.left = true
+	return 0, 0, true, driver.Indeterminate(fmt.Errorf("%w: %w", errAbandoned, actx.Err()))
+}
+
+// detached is an attempt running on a goroutine of its own.
+type detached struct {
+	done  chan struct{} // closed when the fields below are set
+	token int64
+	acked int
+	err   error
+
+	mu   sync.Mutex
+	left bool // the wait stopped waiting for it
+}
+
+func (a *detached) run(c *core, ctx context.Context, cancel context.CancelFunc, m mode, id string, retry bool) {
+	token, acked, err := c.attempt(ctx, m, id, retry)
+	cancel()
+	a.mu.Lock()
+	a.token, a.acked, a.err = token, acked, err
+	left := a.left
+	a.mu.Unlock()
+	close(a.done)
+	if left {
+		acquired := token > 0 || err != nil && !errors.Is(err, backend.ErrNotApplied)
+		if acquired || m == writer {
+			c.undo(m, id, acquired)
+		}
+	}
+}
+
+// attempt runs the acquiring script once under ctx. token 0 means "held
+// by someone"; acked is the number of replicas that acknowledged (with
+// MinReplicas).
+func (c *core) attempt(ctx context.Context, m mode, id string, retry bool) (token int64, acked int, err error) {
+	s, args := lockscript.Acquire, []string{id, c.ttlArg, "0"}
 	switch m {
 	case shared:
 		r := "0"
 		if retry {
 			r = "1"
 		}
-		v, err = c.b.EvalScript(ctx, lockscript.AcquireShared, c.excKeys, id, c.ttlArg, r)
-	default:
-		wait := "0"
-		if m == writer {
-			wait = c.waitTTL
-		}
-		v, err = c.b.EvalScript(ctx, lockscript.Acquire, c.excKeys, id, c.ttlArg, wait)
+		s, args = lockscript.AcquireShared, []string{id, c.ttlArg, r}
+	case writer:
+		args[2] = c.waitTTL
+	}
+	var v backend.Value
+	if c.replicas > 0 {
+		v, acked, err = c.repl.EvalScriptWait(ctx, s, c.excKeys, args, c.replicas, c.waitBudget(ctx))
+	} else {
+		v, err = c.b.EvalScript(ctx, s, c.excKeys, args...)
 	}
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return v.Int64()
+	token, err = v.Int64()
+	return token, acked, err
 }
 
-// acquire runs attempts until one succeeds or the policy or ctx ends it.
+// waitBudget is how long WAIT may block within ctx: ReplicaTimeout, but
+// leaving a quarter of what remains of ctx for the round trip.
+func (c *core) waitBudget(ctx context.Context) time.Duration {
+	d := c.replWait
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl)*3/4)
+	}
+	return max(d, time.Millisecond)
+}
+
+// acquire runs attempts until one succeeds or the policy, ctx or a
+// permanent error ends the wait. Every I/O runs under the wait's own
+// budget (ctx, and the timeout if any), the subscription to releases
+// included, which runs beside the attempts and never delays them.
 func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
-	id := newAcquisitionID(c.owner)
 	if m == writer && p.attempts == 1 {
 		m = exclusive // a single attempt never waits, so it does not hold readers back
 	}
-	var deadline <-chan time.Time
+	id := newAcquisitionID(c.owner)
+	wctx := ctx
 	if p.timeout > 0 {
-		t := time.NewTimer(p.timeout)
-		defer t.Stop()
-		deadline = t.C
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeoutCause(ctx, p.timeout, errWaitTimeout)
+		defer cancel()
 	}
-	var notify <-chan struct{}
-	subscribed := p.attempts == 1 || c.notifier == nil // nothing to subscribe to
-	uncertain := false                                 // an attempt may have acquired without our knowing
-	var lastErr error
-	for n := 0; ; n++ {
-		token, err := c.attempt(ctx, m, id, uncertain)
-		switch {
-		case err == nil && token > 0:
-			return newGuard(c, m, id, token, n), nil
-		case err == nil:
-		case errors.Is(err, backend.ErrClosed) && errors.Is(err, backend.ErrNotApplied):
-			// The backend is closed: no attempt can succeed any more. (An
-			// indeterminate ErrClosed is a connection closed under a call,
-			// which a failover also does: retried.)
-			return nil, c.giveUp(ctx, m, id, uncertain, fmt.Errorf("lock %q: %w", c.name, err))
-		case errors.Is(err, backend.ErrIndeterminate):
-			uncertain = true
-			lastErr = err
-		case errors.Is(err, backend.ErrNotApplied) && ctx.Err() == nil:
-			lastErr = err
-		default:
-			return nil, c.giveUp(ctx, m, id, uncertain, fmt.Errorf("lock %q: %w", c.name, err))
+	// Only Lock(ctx) with no deadline has no time budget; every other wait
+	// is bounded (its timeout, ctx's deadline, or its attempts × TTL), and
+	// its attempts may not overrun that whatever the driver does.
+	_, hasDeadline := wctx.Deadline()
+	detach := hasDeadline || p.attempts > 0
+	var sub *waitSub // started once the lock was seen held
+	defer func() {
+		if sub != nil {
+			sub.close()
 		}
-		if !subscribed && token == 0 {
-			// The lock is held: subscribe to releases, then try again at once
-			// so that a release between the attempt and the subscription is
-			// not missed. An uncontended Lock never pays for the subscription.
-			subscribed = true
-			if ch, unsub, err := c.notifier.Subscribe(ctx, c.channel); err == nil {
-				notify = ch
-				defer unsub()
-				n--
-				continue
+	}()
+	var timer *time.Timer
+	uncertain := false // an attempt may have acquired without our knowing
+	var lastErr error  // of the last attempt, nil when it got an answer
+	answered := false  // an attempt of this wait got an answer
+	for n := 0; ; n++ {
+		if wctx.Err() != nil {
+			return nil, c.ended(ctx, m, id, uncertain, answered && lastErr == nil, p, lastErr)
+		}
+		sent := time.Now()
+		token, acked, abandoned, err := c.try(wctx, m, id, uncertain, detach)
+		if abandoned { // it cleans up after itself; go on under a new id
+			id, uncertain = newAcquisitionID(c.owner), false
+		}
+		switch {
+		case err == nil && token > 0 && c.replicas > 0 && acked < c.replicas:
+			return nil, c.giveUp(m, id, true, true, fmt.Errorf("%s: %w", c.errName, &distkit.ReplicationError{Wanted: c.replicas, Acked: acked}))
+		case err == nil && token > 0 && !lease.Valid(sent, c.ttl):
+			// Confirmed too late to count on (a reply slower than TTL):
+			// hand it back and go on as if the lock were held.
+			c.undo(m, id, true)
+			id = newAcquisitionID(c.owner)
+			uncertain, lastErr = false, nil
+		case err == nil && token > 0:
+			return c.newGuard(m, id, token, n, sent), nil
+		case err == nil:
+			lastErr, answered = nil, true
+			if p.attempts != 1 && c.notifier != nil && (sub == nil || sub.retryable()) {
+				if sub != nil {
+					sub.close()
+				}
+				sub = c.subscribe(wctx)
 			}
+		case wctx.Err() != nil: // cut short by the end of the wait
+			uncertain = uncertain || !abandoned && !errors.Is(err, backend.ErrNotApplied)
+			if !answered || lastErr != nil {
+				// Nothing tells the lock was held: report what did happen.
+				// (After an answer, an attempt the wait's own end cut short
+				// says nothing about the backend; the answer stands.)
+				lastErr = err
+			}
+			return nil, c.ended(ctx, m, id, uncertain, false, p, lastErr)
+		case lease.Permanent(err):
+			uncertain = uncertain || !abandoned && errors.Is(err, backend.ErrIndeterminate)
+			return nil, c.giveUp(m, id, uncertain, !errors.Is(err, backend.ErrNotApplied) && !errors.Is(err, backend.ErrIndeterminate), fmt.Errorf("%s: %w", c.errName, err))
+		default:
+			uncertain = uncertain || !abandoned && errors.Is(err, backend.ErrIndeterminate)
+			lastErr = err
 		}
 		if p.attempts > 0 && n+1 >= p.attempts {
 			if p.attempts == 1 {
 				if lastErr != nil {
-					return nil, c.giveUp(ctx, m, id, uncertain, fmt.Errorf("lock %q: %w", c.name, lastErr))
+					return nil, c.giveUp(m, id, uncertain, false, fmt.Errorf("%s: %w", c.errName, lastErr))
 				}
-				return nil, fmt.Errorf("lock %q: %w", c.name, distkit.ErrNotAcquired)
+				return nil, fmt.Errorf("%s: %w", c.errName, distkit.ErrNotAcquired)
 			}
-			return nil, c.giveUp(ctx, m, id, uncertain, fmt.Errorf("lock %q: %w", c.name, &distkit.RetriesError{Attempts: n + 1, Last: lastErr}))
+			return nil, c.giveUp(m, id, uncertain, lastErr == nil, fmt.Errorf("%s: %w", c.errName, &distkit.RetriesError{Attempts: n + 1, Last: lastErr}))
 		}
-		t := time.NewTimer(c.retry)
+		if timer == nil {
+			timer = time.NewTimer(c.retry)
+			defer timer.Stop()
+		} else {
+			timer.Reset(c.retry) // no stale tick survives Reset (Go 1.23 timers)
+		}
 		select {
-		case <-notify:
-		case <-t.C:
-		case <-deadline:
-			t.Stop()
-			err := fmt.Errorf("lock %q: %w after %v", c.name, distkit.ErrTimeout, p.timeout)
-			if lastErr != nil {
-				err = fmt.Errorf("%w (last error: %w)", err, lastErr)
-			}
-			return nil, c.giveUp(ctx, m, id, uncertain, err)
-		case <-ctx.Done():
-			t.Stop()
-			return nil, c.giveUp(ctx, m, id, uncertain, ctx.Err())
+		case <-sub.readyCh():
+			// Subscribed: try again at once, so that a release between the
+			// last attempt and the subscription is not missed.
+			sub.sawReady()
+		case <-sub.notifyCh():
+		case <-timer.C:
+		case <-wctx.Done():
+			return nil, c.ended(ctx, m, id, uncertain, answered && lastErr == nil, p, lastErr)
 		}
-		t.Stop()
 	}
 }
 
-// giveUp returns err after cleaning up: it releases a lease an attempt
-// with an unknown outcome may have taken, and a writer's waiting mark. The
-// cleanup is best effort (the lease expires by TTL, the mark after
-// 3×RetryInterval) and bounded by TTL/3; the caller waits for it only
-// while its ctx lasts, so that a cancelled Lock returns at once even when
-// the backend hangs (the cleanup then finishes, or gives up, on its own).
-func (c *core) giveUp(ctx context.Context, m mode, id string, uncertain bool, err error) error {
+// ended builds the error of a wait whose context ended: ctx's error when
+// the caller's context ended, else ErrTimeout; either wraps the last
+// attempt's error, if the last attempt failed. answered: the backend
+// answered the last attempt.
+func (c *core) ended(ctx context.Context, m mode, id string, uncertain, answered bool, p policy, lastErr error) error {
+	var err error
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%s: %w", c.errName, ctx.Err())
+	} else {
+		err = fmt.Errorf("%s: %w after %v", c.errName, distkit.ErrTimeout, p.timeout)
+	}
+	if lastErr != nil {
+		err = fmt.Errorf("%w (last error: %w)", err, lastErr)
+	}
+	return c.giveUp(m, id, uncertain, answered, err)
+}
+
+// cleanupGrace is how long a wait that ends without the lock waits for its
+// clean-up: a healthy backend finishes it in a round trip, so the caller
+// sees its effect (a reader held back by a writer's mark gets in at once);
+// an unreachable one does not hold the caller past its budget for it.
+const cleanupGrace = 50 * time.Millisecond
+
+// giveUp returns err after cleaning up what the wait may have left behind:
+// a lease taken by an attempt whose outcome was unknown, a writer's waiting
+// mark (whose removal wakes the readers it held back). When the backend
+// answered the last attempt (answered), it waits for the clean-up at most
+// cleanupGrace; the rest runs in the background, bounded by TTL/3.
+func (c *core) giveUp(m mode, id string, uncertain, answered bool, err error) error {
 	if !uncertain && m != writer {
 		return err
 	}
+	done := c.undo(m, id, uncertain)
+	if !answered {
+		return err // the backend did not answer the last attempt: no point waiting
+	}
+	t := time.NewTimer(cleanupGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	return err
+}
+
+// undo releases acquisition id (when held might be true) and removes a
+// writer's waiting mark, in the background; the channel is closed when it
+// is done.
+func (c *core) undo(m mode, id string, held bool) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.ttl/3)
+		ctx, cancel := context.WithTimeout(context.Background(), c.ttl/3)
 		defer cancel()
-		if uncertain {
-			c.release(cctx, m, id)
+		if held {
+			c.release(ctx, m, id) // best effort: the lease expires by TTL otherwise
 		}
 		if m == writer {
-			c.b.EvalScript(cctx, lockscript.Unmark, []string{c.wwait}, id)
+			c.b.EvalScript(ctx, lockscript.Unmark, []string{c.wwait}, id, c.channel) // best effort: it expires too
 		}
 	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
-	return err
+	return done
 }
 
 // release removes the lease of acquisition id; false when it was not held.
@@ -169,17 +331,111 @@ func (c *core) release(ctx context.Context, m mode, id string) (bool, error) {
 	return n == 1, err
 }
 
-// renew extends the lease of a held value; false when it is gone.
+// renew extends the lease of a held value; false when it is gone. With
+// MinReplicas a renewal counts only once the replicas acknowledged it; one
+// they did not is an unconfirmed renewal (retried until the deadline).
 func (c *core) renew(ctx context.Context, m mode, value string) (bool, error) {
+	s, keys := driver.RenewLeaseScript, []string{c.lockKey}
 	if m == shared {
-		v, err := c.b.EvalScript(ctx, lockscript.RenewShared, []string{c.readers}, value, c.ttlArg)
-		if err != nil {
-			return false, err
-		}
-		n, err := v.Int64()
-		return n == 1, err
+		s, keys = lockscript.RenewShared, []string{c.readers}
 	}
-	return c.b.RenewLease(ctx, c.lockKey, value, c.ttl)
+	var v backend.Value
+	var err error
+	if c.replicas > 0 {
+		var acked int
+		v, acked, err = c.repl.EvalScriptWait(ctx, s, keys, []string{value, c.ttlArg}, c.replicas, c.waitBudget(ctx))
+		if err == nil && acked < c.replicas {
+			if n, _ := v.Int64(); n == 1 {
+				return false, driver.Indeterminate(fmt.Errorf("%s: renewal: %w", c.errName, &distkit.ReplicationError{Wanted: c.replicas, Acked: acked}))
+			}
+		}
+	} else if m == shared {
+		v, err = c.b.EvalScript(ctx, s, keys, value, c.ttlArg)
+	} else {
+		return c.b.RenewLease(ctx, c.lockKey, value, c.ttl)
+	}
+	if err != nil {
+		return false, err
+	}
+	n, err := v.Int64()
+	return n == 1, err
+}
+
+// waitSub is a wait's subscription to releases, opened beside the
+// attempts so that a slow or failing subscription never delays them.
+type waitSub struct {
+	cancel  context.CancelFunc
+	ready   chan struct{} // closed once subscribed (ch is set before)
+	started time.Time
+
+	ch        <-chan struct{}
+	seenReady bool
+
+	mu     sync.Mutex
+	closed bool
+	failed bool
+	unsub  func()
+}
+
+// subscribe starts subscribing to the lock's channel under the wait's
+// context.
+func (c *core) subscribe(wctx context.Context) *waitSub {
+	sctx, cancel := context.WithCancel(wctx)
+	s := &waitSub{cancel: cancel, ready: make(chan struct{}), started: time.Now()}
+	go func() {
+		ch, unsub, err := c.notifier.Subscribe(sctx, c.channel)
+		s.mu.Lock()
+		if err != nil || s.closed {
+			s.failed = err != nil
+			s.mu.Unlock()
+			if err == nil {
+				unsub()
+			}
+			return
+		}
+		s.ch, s.unsub = ch, unsub
+		s.mu.Unlock()
+		close(s.ready)
+	}()
+	return s
+}
+
+// readyCh fires once when the subscription is confirmed; nil-safe.
+func (s *waitSub) readyCh() <-chan struct{} {
+	if s == nil || s.seenReady {
+		return nil
+	}
+	return s.ready
+}
+
+func (s *waitSub) sawReady() { s.seenReady = true }
+
+// notifyCh delivers release notifications once subscribed; nil-safe.
+func (s *waitSub) notifyCh() <-chan struct{} {
+	if s == nil || !s.seenReady {
+		return nil
+	}
+	return s.ch
+}
+
+// retryable reports whether the subscription failed long enough ago to
+// try again.
+func (s *waitSub) retryable() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failed && time.Since(s.started) > time.Second
+}
+
+// close ends the subscription, or makes it end as soon as it is made.
+func (s *waitSub) close() {
+	s.mu.Lock()
+	s.closed = true
+	unsub := s.unsub
+	s.mu.Unlock()
+	s.cancel()
+	if unsub != nil {
+		unsub()
+	}
 }
 
 func retriesPolicy(n int) (policy, error) {

@@ -124,3 +124,71 @@ func ExampleRWMutex() {
 	// writer while reading: lock "config": distkit: not acquired
 	// writer after readers: true
 }
+
+func ExampleDo() {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	m, _ := lock.NewMutex(b, "invoice-7", lock.Options{})
+
+	err := lock.Do(ctx, m, func(ctx context.Context, token int64) error {
+		// ctx is cancelled if the lease is lost; hand token to the store.
+		fmt.Println("working under the lock, token > 0:", token > 0)
+		return nil
+	})
+	fmt.Println("Do:", err)
+	g, err := m.TryLock(ctx)
+	fmt.Println("released afterwards:", err == nil)
+	g.Release(ctx)
+	// Output:
+	// working under the lock, token > 0: true
+	// Do: <nil>
+	// released afterwards: true
+}
+
+// Telling "someone else holds it" from "the backend did not answer": check
+// the backend's error classes first.
+func ExampleMutex_TryLockWithTimeout() {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	holder, _ := lock.NewMutex(b, "report", lock.Options{})
+	g, _ := holder.Lock(ctx)
+
+	client := b.Connect() // another process's connection
+	m, _ := lock.NewMutex(client, "report", lock.Options{RetryInterval: 5 * time.Millisecond})
+	classify := func(err error) string {
+		switch {
+		case err == nil:
+			return "acquired"
+		case errors.Is(err, distkit.ErrNotApplied), errors.Is(err, distkit.ErrIndeterminate):
+			return "backend unreachable"
+		case errors.Is(err, distkit.ErrTimeout):
+			return "already locked"
+		}
+		return err.Error()
+	}
+	_, err := m.TryLockWithTimeout(ctx, 30*time.Millisecond)
+	fmt.Println(classify(err))
+	client.FailNext(1000, nil) // this client's connection fails
+	_, err = m.TryLockWithTimeout(ctx, 30*time.Millisecond)
+	fmt.Println(classify(err), errors.Is(err, distkit.ErrTimeout))
+	g.Release(ctx)
+	// Output:
+	// already locked
+	// backend unreachable true
+}
+
+func ExampleGuard_Release_nil() {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	b.Close()
+	m, _ := lock.NewMutex(b, "job", lock.Options{})
+
+	g, err := m.Lock(ctx)
+	defer g.Release(ctx) // safe: a nil Guard holds nothing
+	fmt.Println(g == nil, errors.Is(err, distkit.ErrClosed))
+	_, err = g.Release(ctx)
+	fmt.Println(errors.Is(err, distkit.ErrNotHeld))
+	// Output:
+	// true true
+	// true
+}

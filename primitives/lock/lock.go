@@ -10,11 +10,19 @@
 //		if err != nil {
 //			return err
 //		}
-//		g, err := m.Lock(ctx) // waits until acquired or ctx is done
+//		// Do waits until acquired (or ctx is done), runs write, and
+//		// releases on a context of its own, also when write panics.
+//		return lock.Do(ctx, m, write)
+//	}
+//
+// Without Do:
+//
+//	func checkoutByHand(ctx context.Context, m *lock.Mutex, write func(context.Context, int64) error) error {
+//		g, err := m.Lock(ctx)
+//		defer g.Release(ctx) // safe before the check: a nil Guard returns ErrNotHeld
 //		if err != nil {
 //			return err
 //		}
-//		defer g.Release(ctx)
 //		return write(g.Context(ctx), g.Token())
 //	}
 //
@@ -41,24 +49,128 @@
 // replication), as long as the promoted replica's clock is not behind the
 // old master's.
 //
+// # When a guard reports its lease lost
+//
+// The server sets the lease's expiry from its own clock when it runs the
+// acquiring or renewing script, after the request was sent. So a guard
+// counts its lease held until its deadline: the send time of the last
+// confirmed request (acquisition or renewal, on the client's monotonic
+// clock) + TTL − margin, the margin (TTL/100 + 2 ms) covering a server
+// clock up to 1 % fast. With TTL 30 s:
+//
+//	t=0      Lock sent; confirmed            deadline 29.698 s
+//	t=10 s   renewal sent; confirmed         deadline 39.698 s
+//	t=20 s   renewal fails (timeout, reset, Redis down): state stays Acquired,
+//	         nothing is cancelled; retried every min(TTL/10, 1 s) = 1 s,
+//	         each try bounded by the deadline
+//	t=23 s   a retry is confirmed            deadline 52.698 s, next renewal at 33 s
+//	         … or no retry is confirmed by 39.698 s: Lost, with a cause that
+//	         wraps distkit.ErrLeaseLost and the last renewal error
+//	any time a renewal is refused (the lease expired, was deleted, or
+//	         someone else holds the name): Lost at once
+//
+// Transient errors (distkit.ErrNotApplied, distkit.ErrIndeterminate) are
+// retried until the deadline, because the lease may well still be held;
+// permanent ones (distkit.ErrClosed, a script error) are not retried, and
+// the loss is still reported only at the deadline. A process paused past
+// its deadline reports the loss as soon as it runs again, before it sends
+// anything. Lost is final: renewals stop (so that the lease, if it
+// survives, expires and someone else can take the lock), Done is closed and
+// every context from Context is cancelled with the same cause; Release
+// then returns Lost and an error matching distkit.ErrNotHeld (it still
+// removes the lease if it survives, owner-checked).
+//
+// A Guard that becomes unreachable without Release (garbage-collected) is
+// reported Lost at once, with a cause saying so, and its lease is released:
+// code that kept only g.Context(ctx) or g.Done() is told rather than left
+// running while the lease lapses. Keep the Guard for as long as you rely on
+// the lock (defer g.Release, or Do).
+//
 // # Waiting
 //
+// Lock waits until ctx is done; TryLock makes one attempt; TryLockWithTimeout
+// waits at most its timeout; TryLockWithRetries makes 1 + n attempts. Every
+// wait honours its own budget through every I/O it does: each attempt is
+// bounded by the wait's context, its timeout and the TTL (a reply later than
+// that could not leave a lease to count on), and an attempt whose
+// driver overruns that bound (rueidis while it dials a new connection) is
+// abandoned and cleans up after itself, so TryLockWithTimeout(d) returns
+// within d plus a round trip whether the servers answer, refuse connections
+// or are blackholed, and TryLockWithRetries(n) within (n+1)×TTL plus n
+// RetryIntervals. (Lock with a ctx that has no deadline has no time budget:
+// its attempts run on the caller's goroutine, saving a goroutine switch, and
+// one may overrun the TTL by such a driver's dial timeout.)
+// Permanent errors (distkit.ErrClosed, distkit.ErrInvalidOption, a script
+// error, an ACL refusal) end every wait at once. A wait that ends without the
+// lock leaves nothing behind: a lease an attempt may have taken without its
+// reply arriving, and a writer's waiting mark, are removed in the
+// background; when the backend answered the last attempt, the wait waits up
+// to 50 ms for that, so a healthy backend has done it before it returns.
+//
 // Releases publish on the lock's channel. When the backend is a
-// backend.Notifier (all three drivers are), a waiter whose first attempt
-// finds the lock held subscribes, tries again at once (so a release in
-// between is not missed) and then retries as soon as a release is
-// published, so a hand-off costs about one round trip; an uncontended
-// acquisition never subscribes. Waiters also poll every RetryInterval,
-// which covers a missed message and a holder that crashed (its lease
-// expires).
+// backend.Notifier (all three drivers are), a waiter that found the lock held
+// subscribes beside its attempts (never delaying them; the subscription is
+// bounded by the wait too), tries again once subscribed, and then as soon as
+// a release is published, so a hand-off costs about one round trip; it also
+// polls every RetryInterval, which covers a lost message and a holder that
+// crashed (its lease expires). The drivers keep subscriptions across
+// reconnects and wake waiters after each re-subscription.
+//
+// # Errors
+//
+// Test the backend's classes first: "the lock is held by someone else" and
+// "the backend did not answer" are different answers.
+//
+//	func report(ctx context.Context, m *lock.Mutex) string {
+//		g, err := m.TryLockWithTimeout(ctx, time.Second)
+//		switch {
+//		case err == nil:
+//			defer g.Release(ctx)
+//			return "acquired"
+//		case errors.Is(err, distkit.ErrNotApplied), errors.Is(err, distkit.ErrIndeterminate):
+//			// Redis was unreachable or did not answer in time, at least on
+//			// the last attempt: the lock's state is unknown. (A timeout then
+//			// also matches distkit.ErrTimeout: check this case first.)
+//			return "backend down"
+//		case errors.Is(err, distkit.ErrTimeout), errors.Is(err, distkit.ErrNotAcquired),
+//			errors.Is(err, distkit.ErrRetriesExhausted):
+//			// Redis answered the last attempt: someone else holds the lock.
+//			return "already locked"
+//		}
+//		return "other: " + err.Error() // ctx ended, backend closed, ErrNotReplicated…
+//	}
+//
+// TryLock returns distkit.ErrNotAcquired when the lock is held and the
+// backend's error when the attempt failed (never both). TryLockWithTimeout
+// returns distkit.ErrTimeout, wrapping the last attempt's error when the last
+// attempt failed; TryLockWithRetries a *distkit.RetriesError likewise; Lock
+// (and a wait whose ctx ended first) ctx's error, likewise.
+//
+// # Replicas
+//
+// Redis replicates asynchronously: a master that fails right after granting
+// a lock may not have passed the grant on, and the promoted replica then
+// grants the same lock to a second holder. With Options.MinReplicas, an
+// acquisition counts only after that many replicas acknowledged it: the
+// driver sends WAIT after the acquiring script on the same connection, in
+// the same round trip (backend.Replicator), and an acquisition fewer
+// replicas acknowledged within ReplicaTimeout is released and fails with a
+// *distkit.ReplicationError, ending the wait. Renewals wait too: a renewal
+// the replicas did not acknowledge is not confirmed (retried until the
+// deadline). A failover can then still lose the lease if every
+// acknowledging replica failed too, and Redis's WAIT does not make
+// replication synchronous (a replica may acknowledge and be demoted before
+// promotion); the fencing token remains the safety net. The memory backend
+// has no replicas and is refused.
 //
 // # RWMutex
 //
 // Many readers or one writer. A writer that has to wait marks itself
 // waiting (refreshed on every attempt, expiring after 3×RetryInterval if
-// the writer gives up or dies); new readers do not enter while a writer
-// waits, so a stream of readers cannot starve it. Each reader holds its own
-// lease entry, renewed independently, so a crashed reader expires alone.
+// the writer dies); new readers do not enter while a writer waits, so a
+// stream of readers cannot starve it. A writer that gives up removes its
+// mark and wakes the readers it held back. Each reader holds its own lease
+// entry, renewed independently, so a crashed reader expires alone.
 //
 // # Key layout
 //
@@ -71,7 +183,7 @@
 //	{<prefix>:<name>}:readers   zset     read leases <owner>:<nonce>:<token> → expiry (Unix ms)
 //	{<prefix>:<name>}:wwait     string   a waiting writer <owner>:<nonce> (PX 3×RetryInterval)
 //	{<prefix>:<name>}:fence     string   the last fencing token (never expires)
-//	{<prefix>:<name>}:released  channel  a message on every release
+//	{<prefix>:<name>}:released  channel  a message on every release, and when a waiting writer gives up
 package lock
 
 import (
@@ -110,6 +222,20 @@ type Options struct {
 	// Prefix namespaces the keys (any byte string of up to
 	// distkit.MaxKeyLen bytes); default distkit.DefaultPrefix.
 	Prefix string
+	// MinReplicas, when positive, makes an acquisition count only once that
+	// many replicas acknowledged it (Redis WAIT after the acquiring script,
+	// on the same connection, in the same round trip; renewals wait too).
+	// An acquisition fewer replicas acknowledged within ReplicaTimeout is
+	// undone and fails with a *distkit.ReplicationError
+	// (distkit.ErrNotReplicated), which ends a wait at once. It needs a
+	// backend that is a backend.Replicator (both Redis drivers are; the
+	// memory backend has no replicas and is refused with
+	// distkit.ErrInvalidOption). Default 0: no waiting. See "Replicas" in
+	// the package documentation.
+	MinReplicas int
+	// ReplicaTimeout bounds each wait for replicas: default
+	// min(TTL/4, 500 ms), at most TTL/3.
+	ReplicaTimeout time.Duration
 }
 
 // State is a guard's view of its lease.
@@ -117,13 +243,13 @@ type State int32
 
 // Guard states.
 const (
-	// Acquired: the lease is held (as of the last renewal).
+	// Acquired: the lease is held (as of the last confirmed renewal).
 	Acquired State = iota
-	// Lost: a renewal failed or was refused; Done is closed. A renewal that
-	// fails on a transient error may later confirm the lease again (back to
-	// Acquired); a refused one is final.
+	// Lost: a renewal was refused, or the lease's last confirmed expiry
+	// passed without a confirmed renewal, or the Guard was collected
+	// without Release. Final: Done is closed, renewals have stopped.
 	Lost
-	// Released: Release succeeded.
+	// Released: Release succeeded (or the Guard is nil).
 	Released
 )
 
@@ -143,8 +269,12 @@ func (s State) String() string {
 // core is what Mutex and RWMutex share.
 type core struct {
 	b        backend.Backend
-	notifier backend.Notifier // nil: poll only
+	notifier backend.Notifier   // nil: poll only
+	repl     backend.Replicator // set when replicas > 0
+	replicas int
+	replWait time.Duration
 	name     string
+	errName  string // `lock "<name>"`
 	owner    string
 	ttl      time.Duration
 	retry    time.Duration
@@ -181,6 +311,23 @@ func newCore(b backend.Backend, name string, opts Options) (*core, error) {
 	case opts.RetryInterval < time.Millisecond:
 		return nil, fmt.Errorf("lock: %w: RetryInterval %v is below 1ms", distkit.ErrInvalidOption, opts.RetryInterval)
 	}
+	switch {
+	case opts.MinReplicas < 0:
+		return nil, fmt.Errorf("lock: %w: MinReplicas %d is negative", distkit.ErrInvalidOption, opts.MinReplicas)
+	case opts.ReplicaTimeout < 0:
+		return nil, fmt.Errorf("lock: %w: ReplicaTimeout %v is negative", distkit.ErrInvalidOption, opts.ReplicaTimeout)
+	case opts.ReplicaTimeout == 0:
+		opts.ReplicaTimeout = min(opts.TTL/4, 500*time.Millisecond)
+	case opts.ReplicaTimeout > opts.TTL/3:
+		return nil, fmt.Errorf("lock: %w: ReplicaTimeout %v is above TTL/3 (%v): an acquisition must leave time to renew", distkit.ErrInvalidOption, opts.ReplicaTimeout, opts.TTL/3)
+	}
+	var repl backend.Replicator
+	if opts.MinReplicas > 0 {
+		var ok bool
+		if repl, ok = b.(backend.Replicator); !ok {
+			return nil, fmt.Errorf("lock: %w: MinReplicas %d: the backend (%T) cannot wait for replicas (it is not a backend.Replicator)", distkit.ErrInvalidOption, opts.MinReplicas, b)
+		}
+	}
 	if opts.Owner == "" {
 		var b [12]byte
 		rand.Read(b[:])
@@ -190,7 +337,8 @@ func newCore(b backend.Backend, name string, opts Options) (*core, error) {
 	}
 	k := keyspace.Lock(prefix, name)
 	c := &core{
-		b: b, name: name, owner: opts.Owner, ttl: opts.TTL, retry: opts.RetryInterval,
+		b: b, name: name, errName: fmt.Sprintf("lock %q", name), owner: opts.Owner, ttl: opts.TTL, retry: opts.RetryInterval,
+		repl: repl, replicas: opts.MinReplicas, replWait: opts.ReplicaTimeout,
 		waitTTL: driver.Millis(max(3*opts.RetryInterval, 150*time.Millisecond)),
 		ttlArg:  driver.Millis(opts.TTL),
 		lockKey: k.Lock, readers: k.Readers, wwait: k.WaitingWriter,

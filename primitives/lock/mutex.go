@@ -27,20 +27,29 @@ func NewMutex(b backend.Backend, name string, opts Options) (*Mutex, error) {
 // Name returns the lock's name.
 func (m *Mutex) Name() string { return m.c.name }
 
-// Lock waits until the lock is acquired or ctx is done (then it returns
-// ctx.Err()). Backend errors while waiting are retried, except a closed
-// backend (an error matching distkit.ErrClosed and ErrNotApplied), which
-// is returned at once.
+// Lock waits until the lock is acquired or ctx is done; then it returns an
+// error matching ctx's error (and the last attempt's error, if it failed).
+// Transient backend errors while waiting are retried; a permanent one
+// (distkit.ErrClosed, a script error) and a *distkit.ReplicationError (with
+// MinReplicas) end the wait at once. See "Errors" in the package
+// documentation for telling a held lock from an unreachable backend.
 func (m *Mutex) Lock(ctx context.Context) (*Guard, error) {
 	return m.c.acquire(ctx, exclusive, policy{})
 }
 
-// TryLock makes one attempt: distkit.ErrNotAcquired when the lock is held.
+// TryLock makes one attempt: distkit.ErrNotAcquired when the lock is held,
+// the backend's error (distkit.ErrNotApplied, distkit.ErrIndeterminate…)
+// when the attempt failed.
 func (m *Mutex) TryLock(ctx context.Context) (*Guard, error) {
 	return m.c.acquire(ctx, exclusive, policy{attempts: 1})
 }
 
-// TryLockWithTimeout waits at most d: distkit.ErrTimeout when it expires.
+// TryLockWithTimeout waits at most d, returning within d plus about a round
+// trip whatever the backend does: distkit.ErrTimeout when d expires, which
+// also wraps the last attempt's error when that attempt failed (so check
+// distkit.ErrNotApplied and distkit.ErrIndeterminate first, see "Errors" in
+// the package documentation). A ctx that ends first ends the wait with its
+// error.
 func (m *Mutex) TryLockWithTimeout(ctx context.Context, d time.Duration) (*Guard, error) {
 	p, err := timeoutPolicy(d)
 	if err != nil {
@@ -50,8 +59,10 @@ func (m *Mutex) TryLockWithTimeout(ctx context.Context, d time.Duration) (*Guard
 }
 
 // TryLockWithRetries makes one attempt and up to retries more, waiting for
-// a release (or RetryInterval) between them. It fails with a
-// *distkit.RetriesError (matching distkit.ErrRetriesExhausted).
+// a release (or RetryInterval) between them; each attempt is bounded by
+// the TTL and ctx. It fails with a *distkit.RetriesError (matching
+// distkit.ErrRetriesExhausted, and wrapping the last attempt's error when
+// that attempt failed).
 func (m *Mutex) TryLockWithRetries(ctx context.Context, retries int) (*Guard, error) {
 	p, err := retriesPolicy(retries)
 	if err != nil {
