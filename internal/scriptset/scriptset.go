@@ -8,22 +8,23 @@ package scriptset
 import (
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/counterscript"
+	"github.com/distkit-go/distkit/internal/icscript"
 	"github.com/distkit-go/distkit/internal/lockscript"
 )
 
 // All returns the scripts of every primitive and of the driver toolkit's
 // leases, each once, in a stable order.
 //
-// TODO(lead): add the instance-counter scripts (still unexported in
-// primitives/instancecounter) and the rate limiter's window script
-// (primitives/ratelimit; moving to internal/ratelimitscript with All())
-// once they are reachable from here.
+// TODO(lead): add the rate limiter's window script (primitives/ratelimit;
+// moving to internal/ratelimitscript with All()) once it is reachable from
+// here.
 func All() []*driver.Script {
 	var out []*driver.Script
 	seen := map[string]bool{}
 	for _, group := range [][]*driver.Script{
 		counterscript.All(),
 		lockscript.All(),
+		icscript.All(),
 		{driver.HeartbeatScript, driver.AcquireLeaseScript, driver.RenewLeaseScript, driver.ReleaseLeaseScript},
 	} {
 		for _, s := range group {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/counterscript"
+	"github.com/distkit-go/distkit/internal/icscript"
 	"github.com/distkit-go/distkit/internal/lockscript"
 	"github.com/distkit-go/distkit/internal/scriptset"
 )
@@ -19,7 +20,7 @@ func TestAll(t *testing.T) {
 		}
 		seen[s.SHA()] = true
 	}
-	for _, group := range [][]*driver.Script{counterscript.All(), lockscript.All(),
+	for _, group := range [][]*driver.Script{counterscript.All(), lockscript.All(), icscript.All(),
 		{driver.HeartbeatScript, driver.AcquireLeaseScript, driver.RenewLeaseScript, driver.ReleaseLeaseScript}} {
 		for _, s := range group {
 			if !seen[s.SHA()] {

@@ -74,6 +74,7 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/icscript"
 	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/internal/scriptlib"
 )
@@ -221,7 +222,7 @@ func (c *core) slot(key string) *slot {
 // heartbeat refreshes this instance and, when the server had lost it (or
 // never saw it), contributes every slice again.
 func (c *core) heartbeat(ctx context.Context) error {
-	v, err := c.b.EvalScript(ctx, heartbeatScript, c.keys, c.me, c.daArg)
+	v, err := c.b.EvalScript(ctx, icscript.Heartbeat, c.keys, c.me, c.daArg)
 	if err != nil {
 		return err
 	}
@@ -242,7 +243,7 @@ func (c *core) rejoin(ctx context.Context) error {
 		args = append(args, s.field, s.epoch, s.slice())
 		s.mu.Unlock()
 	}
-	_, err := c.b.EvalScript(ctx, rejoinScript, c.keys, args...)
+	_, err := c.b.EvalScript(ctx, icscript.Rejoin, c.keys, args...)
 	return err
 }
 
@@ -314,7 +315,7 @@ func (c *core) op(ctx context.Context, mode, key string, cmp distkit.Comparator,
 	s.seq++
 	seq, epoch, slice := s.seq, s.epoch, s.slice()
 	s.mu.Unlock()
-	v, err := c.b.EvalScript(ctx, opScript, c.keys, c.me, c.daArg, mode, s.field, epoch, slice,
+	v, err := c.b.EvalScript(ctx, icscript.Op, c.keys, c.me, c.daArg, mode, s.field, epoch, slice,
 		cmp.Op.String(), strconv.FormatInt(cmp.Operand, 10), strconv.FormatInt(n, 10))
 	if err != nil {
 		return 0, 0, wrapErr(mode, key, err)
@@ -357,7 +358,7 @@ func (c *core) clear(ctx context.Context) error {
 	if c.closed.Load() {
 		return errClosed
 	}
-	if _, err := c.b.EvalScript(ctx, clearScript, c.keys, c.me, c.daArg); err != nil {
+	if _, err := c.b.EvalScript(ctx, icscript.Clear, c.keys, c.me, c.daArg); err != nil {
 		return fmt.Errorf("instancecounter: clear: %w", err)
 	}
 	for _, s := range *c.slots.Load() {
@@ -383,7 +384,7 @@ func (c *core) remove(ctx context.Context) error {
 	if c.keep {
 		return nil
 	}
-	if _, err := c.b.EvalScript(ctx, removeScript, c.keys, c.me, c.daArg); err != nil {
+	if _, err := c.b.EvalScript(ctx, icscript.Remove, c.keys, c.me, c.daArg); err != nil {
 		return fmt.Errorf("instancecounter: close: removing this instance's slices: %w", err)
 	}
 	return nil

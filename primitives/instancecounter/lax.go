@@ -14,6 +14,7 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/icscript"
 )
 
 // Lax is an instance-aware counter that buffers Inc and Dec in process
@@ -178,7 +179,7 @@ func (lx *laxState) flush(ctx context.Context) error {
 
 func (lx *laxState) send(ctx context.Context, b *icBatch) error {
 	keys := append(append([]string{}, lx.c.keys...), lx.c.marker)
-	v, err := lx.c.b.EvalScript(ctx, flushScript, keys, b.args...)
+	v, err := lx.c.b.EvalScript(ctx, icscript.Flush, keys, b.args...)
 	if err != nil {
 		var se *backend.ScriptError
 		switch {

@@ -1,4 +1,8 @@
-package instancecounter
+// Package icscript holds the scripts of primitives/instancecounter, each
+// Lua source with its Go twin; KEYS follow keyspace.InstanceCounter. The
+// instancecounter package is their only user apart from distkit's own
+// tests and tools (scriptset).
+package icscript
 
 import (
 	"math"
@@ -108,10 +112,10 @@ local function state(key)
 end
 `
 
-// opScript runs one operation on one key.
+// Op runs one operation on one key.
 // ARGV: 3 mode, 4 key, 5 instance's epoch, 6 instance's slice, 7 op, 8
 // operand, 9 n. Returns {cumulative, mine, epoch} after the operation.
-var opScript = driver.NewScript("instancecounter-op", luaPrelude+`
+var Op = driver.NewScript("instancecounter-op", luaPrelude+`
 local mode, key, cepoch, cslice = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local op, x, n = ARGV[7], ARGV[8], ARGV[9]
 cleanup()
@@ -154,10 +158,10 @@ end
 return state(key)
 `, goOp)
 
-// heartbeatScript: removes dead instances, then refreshes this one.
+// Heartbeat: removes dead instances, then refreshes this one.
 // Returns 1 when this instance was absent (declared dead, or the server
 // lost its data) and must rejoin with its slices.
-var heartbeatScript = driver.NewScript("instancecounter-heartbeat", luaPrelude+`
+var Heartbeat = driver.NewScript("instancecounter-heartbeat", luaPrelude+`
 cleanup()
 return register()
 `, func(st driver.Store, keys, args []string) (backend.Value, error) {
@@ -171,8 +175,8 @@ return register()
 	return backend.Int(c.register()), nil
 })
 
-// rejoinScript: ARGV 3.. triples (key, epoch, slice): join each.
-var rejoinScript = driver.NewScript("instancecounter-rejoin", luaPrelude+`
+// Rejoin: ARGV 3.. triples (key, epoch, slice): join each.
+var Rejoin = driver.NewScript("instancecounter-rejoin", luaPrelude+`
 cleanup()
 register()
 for i = 3, #ARGV, 3 do join(ARGV[i], ARGV[i+1], ARGV[i+2]) end
@@ -194,8 +198,8 @@ return 1
 	return backend.Int(1), nil
 })
 
-// removeScript: this instance leaves, taking its slices out of the totals.
-var removeScript = driver.NewScript("instancecounter-remove", luaPrelude+`
+// Remove: this instance leaves, taking its slices out of the totals.
+var Remove = driver.NewScript("instancecounter-remove", luaPrelude+`
 drop(me)
 return 1
 `, func(st driver.Store, keys, args []string) (backend.Value, error) {
@@ -206,9 +210,9 @@ return 1
 	return backend.Int(1), c.drop(c.me)
 })
 
-// clearScript: every counter of the prefix goes; every epoch is bumped so
+// Clear: every counter of the prefix goes; every epoch is bumped so
 // no instance re-contributes an old slice.
-var clearScript = driver.NewScript("instancecounter-clear", luaPrelude+`
+var Clear = driver.NewScript("instancecounter-clear", luaPrelude+`
 local seen = {}
 for _, h in ipairs({TOTAL, EPOCH}) do
   for _, k in ipairs(redis.call('HKEYS', h)) do
@@ -244,11 +248,11 @@ return 1
 	return backend.Int(1), nil
 })
 
-// flushScript applies a Lax batch once. KEYS[7] is the instance's batch
+// Flush applies a Lax batch once. KEYS[7] is the instance's batch
 // marker. ARGV: 3 batch number, 4 marker ttl ms, then quads (key, epoch,
 // slice as last confirmed, delta). Returns {applied, then cumulative,
 // mine, epoch per key}. All or nothing on overflow.
-var flushScript = driver.NewScript("instancecounter-flush", luaPrelude+`
+var Flush = driver.NewScript("instancecounter-flush", luaPrelude+`
 local last = redis.call('GET', KEYS[7])
 local applied = 1
 if last and tonumber(last) >= tonumber(ARGV[3]) then applied = 0 end
@@ -540,4 +544,9 @@ func goFlush(st driver.Store, keys, args []string) (backend.Value, error) {
 		out = append(out, c.state(args[i])...)
 	}
 	return backend.Arr(out...), nil
+}
+
+// All returns every instance-counter script.
+func All() []*driver.Script {
+	return []*driver.Script{Op, Heartbeat, Rejoin, Remove, Clear, Flush}
 }
