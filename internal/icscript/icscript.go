@@ -2,10 +2,37 @@
 // Lua source with its Go twin; KEYS follow keyspace.InstanceCounter. The
 // instancecounter package is their only user apart from distkit's own
 // tests and tools (scriptset).
+//
+// # The protocol
+//
+// A counter object registers under its instance id with a random nonce
+// (the registry), so a second live object with the same id is told
+// ("dup") instead of sharing the slices. Op, Flush and Clear run only for
+// a registered object: an absent one (declared dead, never registered, or
+// its data lost with the server's) gets "absent" and nothing is applied;
+// it must Rejoin — which registers it and contributes every slice it
+// remembers, all in one script — and then retry. So a comeback always
+// brings back every key at once, whatever the instance's first script is.
+//
+// Every script of a registered object numbers itself (the version, kept in
+// the registry and restored by Rejoin from what the object saw), so the
+// object keeps, per key, the reply of the script that executed last, not
+// the one it sent last.
+//
+// Epochs are server times (Unix ms): a key's epoch is the time of its last
+// Set or Del, raised by Clear for every key (the cleared time). They
+// survive a server's data loss in the instances' memory: a rejoining
+// instance reports each key's epoch as it knew it, the server keeps the
+// latest, and a slice re-contributed under an older epoch is withdrawn
+// (the rejoined part of each slice is tracked for that), so a slice that a
+// Set, Del or Clear had wiped before the loss never comes back, whichever
+// instance rejoins first.
 package icscript
 
 import (
+	"fmt"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -15,35 +42,48 @@ import (
 	"github.com/distkit-go/distkit/internal/scriptlib"
 )
 
-// Every script takes the same six KEYS (keyspace.InstanceCounter), and
-// the instance id and keys escaped (keyspace.InstanceMember,
+// Statuses a script reports for the calling object.
+const (
+	StatusOK     = "ok"     // registered: the script ran
+	StatusAbsent = "absent" // not registered: nothing was applied; Rejoin, then retry
+	StatusDup    = "dup"    // another live object holds the id: nothing was applied
+	StatusJoined = "joined" // Rejoin registered the object and contributed its slices
+)
+
+// Every script takes the nine KEYS of keyspace.InstanceCounter (Flush,
+// Rejoin and Remove of a Lax object also its batch marker as KEYS[10]),
+// and the instance id and keys escaped (keyspace.InstanceMember,
 // keyspace.InstanceKeyField), so that they never contain ':' and a
 // composed member splits at its first ':'. A lexical range over the
 // members starting with x and ':' is ['x:' , 'x;'), the bound
 // keyspace.LexRange gives and the Go twins compare with, valid whatever
 // bytes follow the separator.
 //
+//	1 instances  zset    instance → heartbeat expiry (ms)
+//	2 total      hash    key → cumulative
+//	3 slices     hash    "<instance>:<key>" → that instance's slice
+//	4 owned      zset    "<instance>:<key>" (score 0, for lexical ranges per instance)
+//	5 holders    zset    "<key>:<instance>" (score 0, for lexical ranges per key)
+//	6 epochs     hash    key → epoch (ms of its last Set or Del)
+//	7 registry   hash    instance → "<nonce>:<version>"
+//	8 rejoined   hash    "<instance>:<key>" → part of the slice a Rejoin contributed
+//	9 cleared    string  ms of the last Clear
 //
-//	1 instances  zset  instance → heartbeat expiry (ms)
-//	2 total      hash  key → cumulative
-//	3 slices     hash  "<instance>:<key>" → that instance's slice
-//	4 owned      zset  "<instance>:<key>" (score 0, for lexical ranges per instance)
-//	5 holders    zset  "<key>:<instance>" (score 0, for lexical ranges per key)
-//	6 epochs     hash  key → epoch (bumped by Set, Del, Clear)
-//
-// plus, for Lax flushes, 7 the instance's batch marker. ARGV[1] is the
-// instance id, ARGV[2] DeadAfter in ms.
+// ARGV[1] is the object's nonce, ARGV[2] the instance id, ARGV[3]
+// DeadAfter in ms. Replies carry numbers as decimal strings.
 
 const luaPrelude = scriptlib.LuaHIncr + scriptlib.LuaMatches + driver.LuaNowMillis + `
 local INST, TOTAL, SLICES, OWNED, HOLDERS, EPOCH = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local me, dead_after = ARGV[1], tonumber(ARGV[2])
+local REG, REJ, CLEARED = KEYS[7], KEYS[8], KEYS[9]
+local nonce, me, dead_after = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local function fmt(n) return string.format('%d', n) end
 local function neg(s)
   if s == '0' then return '0' end
   if string.sub(s, 1, 1) == '-' then return string.sub(s, 2) end
   return '-' .. s
 end
--- drop removes every slice of instance d, subtracting it from the totals.
+-- drop removes every slice of instance d, subtracting it from the totals,
+-- and its registration.
 local function drop(d)
   local lo, hi = '[' .. d .. ':', '(' .. d .. ';'
   for _, m in ipairs(redis.call('ZRANGEBYLEX', OWNED, lo, hi)) do
@@ -51,39 +91,40 @@ local function drop(d)
     local s = redis.call('HGET', SLICES, m)
     if s and s ~= '0' then redis.call('HINCRBY', TOTAL, key, neg(s)) end
     redis.call('HDEL', SLICES, m)
+    redis.call('HDEL', REJ, m)
     redis.call('ZREM', HOLDERS, key .. ':' .. d)
   end
   redis.call('ZREMRANGEBYLEX', OWNED, lo, hi)
   redis.call('ZREM', INST, d)
+  redis.call('HDEL', REG, d)
 end
 local function cleanup()
   for _, d in ipairs(redis.call('ZRANGEBYSCORE', INST, '-inf', fmt(now_ms))) do drop(d) end
 end
-local function register()
-  return redis.call('ZADD', INST, fmt(now_ms + dead_after), me)
+-- status says whether this object is registered (after cleanup).
+local function status()
+  if not redis.call('ZSCORE', INST, me) then return 'absent' end
+  local reg = redis.call('HGET', REG, me)
+  if not reg then
+    redis.call('HSET', REG, me, nonce .. ':0')
+    return 'ok'
+  end
+  if string.sub(reg, 1, #nonce + 1) ~= nonce .. ':' then return 'dup' end
+  return 'ok'
 end
--- join makes sure this instance has a slice for key. An instance whose
--- slice is gone (declared dead, or the server lost its data) contributes
--- its local slice again, unless a Set, Del or Clear happened since (its
--- epoch is stale): then it starts from 0.
-local function join(key, cepoch, cslice)
-  local field = me .. ':' .. key
-  local s = redis.call('HGET', SLICES, field)
-  local e = redis.call('HGET', EPOCH, key)
-  if s then return s end
-  s = '0'
-  if not e then
-    if cepoch ~= '0' then redis.call('HSET', EPOCH, key, cepoch) end
-    e = cepoch
-  end
-  if e == cepoch and cslice ~= '0' then
-    redis.call('HINCRBY', TOTAL, key, cslice)
-    s = cslice
-  end
-  redis.call('HSET', SLICES, field, s)
-  redis.call('ZADD', OWNED, 0, field)
-  redis.call('ZADD', HOLDERS, 0, key .. ':' .. me)
-  return s
+local function refresh() redis.call('ZADD', INST, fmt(now_ms + dead_after), me) end
+-- version numbers this object's scripts in the order they execute.
+local function version()
+  local v = tonumber(string.sub(redis.call('HGET', REG, me), #nonce + 2)) + 1
+  redis.call('HSET', REG, me, nonce .. ':' .. fmt(v))
+  return v
+end
+local function cleared() return tonumber(redis.call('GET', CLEARED) or '0') end
+local function epoch(key) return math.max(tonumber(redis.call('HGET', EPOCH, key) or '0'), cleared()) end
+local function bump(key)
+  local e = math.max(now_ms, epoch(key) + 1)
+  redis.call('HSET', EPOCH, key, fmt(e))
+  return e
 end
 -- wipe removes every instance's slice of key.
 local function wipe(key)
@@ -91,37 +132,69 @@ local function wipe(key)
   for _, m in ipairs(redis.call('ZRANGEBYLEX', HOLDERS, lo, hi)) do
     local f = string.sub(m, #key + 2) .. ':' .. key
     redis.call('HDEL', SLICES, f)
+    redis.call('HDEL', REJ, f)
     redis.call('ZREM', OWNED, f)
   end
   redis.call('ZREMRANGEBYLEX', HOLDERS, lo, hi)
 end
+-- unjoin withdraws the rejoined part of slice f of key.
+local function unjoin(f, key)
+  local r = redis.call('HGET', REJ, f)
+  if not r then return nil end
+  redis.call('HDEL', REJ, f)
+  if r == '0' or not redis.call('HGET', SLICES, f) then return nil end
+  local _, e = hincr(SLICES, f, neg(r))
+  if e then return e end
+  _, e = hincr(TOTAL, key, neg(r))
+  return e
+end
+-- strip withdraws the rejoined part of every slice of key.
+local function strip(key)
+  for _, m in ipairs(redis.call('ZRANGEBYLEX', HOLDERS, '[' .. key .. ':', '(' .. key .. ';')) do
+    local e = unjoin(string.sub(m, #key + 2) .. ':' .. key, key)
+    if e then return e end
+  end
+  return nil
+end
 -- add adds d to key's total and this instance's slice, all or nothing.
 local function add(key, d)
+  local f = me .. ':' .. key
+  local fresh = redis.call('HEXISTS', SLICES, f) == 0
   local _, e = hincr(TOTAL, key, d)
   if e then return e end
-  _, e = hincr(SLICES, me .. ':' .. key, d)
+  _, e = hincr(SLICES, f, d)
   if e then
     hincr(TOTAL, key, neg(d))
     return e
   end
+  if fresh then
+    redis.call('ZADD', OWNED, 0, f)
+    redis.call('ZADD', HOLDERS, 0, key .. ':' .. me)
+  end
   return nil
 end
 local function state(key)
-  return {redis.call('HGET', TOTAL, key) or '0', redis.call('HGET', SLICES, me .. ':' .. key) or '0',
-    redis.call('HGET', EPOCH, key) or '0'}
+  local f = me .. ':' .. key
+  return {redis.call('HGET', TOTAL, key) or '0', redis.call('HGET', SLICES, f) or '0',
+    fmt(epoch(key)), redis.call('HGET', REJ, f) or '0'}
 end
 `
 
-// Op runs one operation on one key.
-// ARGV: 3 mode, 4 key, 5 instance's epoch, 6 instance's slice, 7 op, 8
-// operand, 9 n. Returns {cumulative, mine, epoch} after the operation.
+// Op runs one operation on one key. ARGV: 4 mode, 5 key, 6 comparator op,
+// 7 operand, 8 n. Reply {status}, or {"ok", version, now ms, cleared,
+// cumulative, mine, epoch, rejoined} after the operation; for "del" the
+// cumulative and mine before it and the new epoch.
 var Op = driver.NewScript("instancecounter-op", luaPrelude+`
-local mode, key, cepoch, cslice = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local op, x, n = ARGV[7], ARGV[8], ARGV[9]
+local mode, key, op, x, n = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 cleanup()
-register()
-local s = join(key, cepoch, cslice)
+local st = status()
+if st ~= 'ok' then return {st} end
+refresh()
+local v = version()
+local f = me .. ':' .. key
+local s = redis.call('HGET', SLICES, f) or '0'
 local total = redis.call('HGET', TOTAL, key) or '0'
+local head = {'ok', fmt(v), fmt(now_ms), fmt(cleared())}
 if mode == 'inc' or (mode == 'incif' and matches(op, total, x)) then
   local e = add(key, n)
   if e then return e end
@@ -133,37 +206,39 @@ elseif mode == 'setmine' or (mode == 'setmineif' and matches(op, s, x)) then
     add(key, s)
     return e
   end
+  redis.call('HDEL', REJ, f)
 elseif mode == 'set' or (mode == 'setif' and matches(op, total, x)) then
   wipe(key)
   redis.call('HSET', TOTAL, key, n)
-  local f = me .. ':' .. key
   redis.call('HSET', SLICES, f, n)
   redis.call('ZADD', OWNED, 0, f)
   redis.call('ZADD', HOLDERS, 0, key .. ':' .. me)
-  redis.call('HINCRBY', EPOCH, key, 1)
+  bump(key)
 elseif mode == 'delmine' then
   local e = add(key, neg(s))
   if e then return e end
-  local f = me .. ':' .. key
   redis.call('HDEL', SLICES, f)
+  redis.call('HDEL', REJ, f)
   redis.call('ZREM', OWNED, f)
   redis.call('ZREM', HOLDERS, key .. ':' .. me)
 elseif mode == 'del' then
-  local before = {total, s}
   wipe(key)
   redis.call('HDEL', TOTAL, key)
-  local ep = redis.call('HINCRBY', EPOCH, key, 1)
-  return {before[1], before[2], fmt(ep)}
+  local ep = bump(key)
+  for _, w in ipairs({total, s, fmt(ep), '0'}) do head[#head+1] = w end
+  return head
 end
-return state(key)
+for _, w in ipairs(state(key)) do head[#head+1] = w end
+return head
 `, goOp)
 
-// Heartbeat: removes dead instances, then refreshes this one.
-// Returns 1 when this instance was absent (declared dead, or the server
-// lost its data) and must rejoin with its slices.
+// Heartbeat removes dead instances, then refreshes this object's
+// registration. Reply: its status; "absent" asks for a Rejoin.
 var Heartbeat = driver.NewScript("instancecounter-heartbeat", luaPrelude+`
 cleanup()
-return register()
+local st = status()
+if st == 'ok' then refresh() end
+return st
 `, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	c, err := newCtx(st, keys, args)
 	if err != nil {
@@ -172,128 +247,210 @@ return register()
 	if err := c.cleanup(); err != nil {
 		return backend.Value{}, err
 	}
-	return backend.Int(c.register()), nil
+	s, err := c.status()
+	if err != nil {
+		return backend.Value{}, err
+	}
+	if s == StatusOK {
+		c.refresh()
+	}
+	return backend.Str(s), nil
 })
 
-// Rejoin: ARGV 3.. triples (key, epoch, slice): join each.
+// Rejoin registers an absent object and contributes the slices it
+// remembers. ARGV: 4 the latest cleared time it saw, 5 the latest version
+// it saw, 6 the number of its Lax batch in flight ("0": none), 7 the batch
+// marker's ttl in ms, then per key 6-tuples (key, epoch, slice, rejoined
+// part, ms of the reply it last recorded, delta of the batch in flight).
+//
+// A key's slice is contributed when its epoch is the key's; when a later
+// Set, Del or Clear happened (the key's epoch is newer) it is 0, except the
+// part added after a rejoin that the wipe preceded (the reply recorded
+// after the wipe's time, under an epoch the server had forgotten); a newer
+// epoch than the server's (it lost it) is restored and withdraws the
+// rejoined parts of the other slices. The batch in flight counts when it
+// was not applied (it is applied now) or applied after the key's last wipe.
+//
+// Reply {status} ("dup", or "ok" when the object is registered already:
+// nothing contributed), or {"joined", version, now ms, cleared, then per
+// key cumulative, mine, epoch, rejoined}.
 var Rejoin = driver.NewScript("instancecounter-rejoin", luaPrelude+`
+local known, maxv, seq, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
 cleanup()
-register()
-for i = 3, #ARGV, 3 do join(ARGV[i], ARGV[i+1], ARGV[i+2]) end
-return 1
-`, func(st driver.Store, keys, args []string) (backend.Value, error) {
-	c, err := newCtx(st, keys, args)
-	if err != nil {
-		return backend.Value{}, err
-	}
-	if err := c.cleanup(); err != nil {
-		return backend.Value{}, err
-	}
-	c.register()
-	for i := 2; i+2 < len(args); i += 3 {
-		if _, err := c.join(args[i], args[i+1], args[i+2]); err != nil {
-			return backend.Value{}, err
-		}
-	}
-	return backend.Int(1), nil
-})
-
-// Remove: this instance leaves, taking its slices out of the totals.
-var Remove = driver.NewScript("instancecounter-remove", luaPrelude+`
+local st = status()
+if st == 'dup' then return {st} end
+if st == 'ok' then
+  refresh()
+  return {st}
+end
 drop(me)
-return 1
-`, func(st driver.Store, keys, args []string) (backend.Value, error) {
-	c, err := newCtx(st, keys, args)
-	if err != nil {
-		return backend.Value{}, err
-	}
-	return backend.Int(1), c.drop(c.me)
-})
-
-// Clear: every counter of the prefix goes; every epoch is bumped so
-// no instance re-contributes an old slice.
-var Clear = driver.NewScript("instancecounter-clear", luaPrelude+`
-local seen = {}
-for _, h in ipairs({TOTAL, EPOCH}) do
-  for _, k in ipairs(redis.call('HKEYS', h)) do
-    if not seen[k] then
-      seen[k] = true
-      redis.call('HINCRBY', EPOCH, k, 1)
+refresh()
+redis.call('HSET', REG, me, nonce .. ':' .. fmt(maxv))
+local v = version()
+if known > cleared() then
+  redis.call('SET', CLEARED, fmt(known))
+  for _, f in ipairs(redis.call('HKEYS', REJ)) do
+    local key = string.sub(f, string.find(f, ':', 1, true) + 1)
+    if tonumber(redis.call('HGET', EPOCH, key) or '0') < known then
+      local e = unjoin(f, key)
+      if e then return e end
     end
   end
 end
-redis.call('DEL', TOTAL, SLICES, OWNED, HOLDERS)
-return 1
+local applied_at = nil
+if seq ~= '0' then
+  local last = redis.call('GET', KEYS[10])
+  if last and string.sub(last, 1, #nonce + 1) == nonce .. ':' then
+    local ls, lt = string.match(string.sub(last, #nonce + 2), '^(%d+):(%d+)$')
+    if ls and tonumber(ls) >= tonumber(seq) then applied_at = tonumber(lt) end
+  end
+end
+local out = {'joined', fmt(v), fmt(now_ms)}
+for i = 8, #ARGV, 6 do
+  local key, ce, cs, cr, cat, d = ARGV[i], tonumber(ARGV[i+1]), ARGV[i+2], ARGV[i+3], tonumber(ARGV[i+4]), ARGV[i+5]
+  local f = me .. ':' .. key
+  local e = epoch(key)
+  if ce > e then
+    redis.call('HSET', EPOCH, key, fmt(ce))
+    local err = strip(key)
+    if err then return err end
+    e = ce
+  end
+  local parts = {}
+  if ce == e then parts = {cs}
+  elseif cat > e then parts = {cs, neg(cr)} end
+  for _, p in ipairs(parts) do
+    if p ~= '0' then add(key, p) end
+  end
+  local r = redis.call('HGET', SLICES, f)
+  if r and r ~= '0' then redis.call('HSET', REJ, f, r) end
+  if d ~= '0' and (applied_at == nil or applied_at > e) then add(key, d) end
+end
+if seq ~= '0' and applied_at == nil then
+  redis.call('SET', KEYS[10], nonce .. ':' .. seq .. ':' .. fmt(now_ms), 'PX', ttl)
+end
+out[#out+1] = fmt(cleared())
+for i = 8, #ARGV, 6 do
+  for _, x in ipairs(state(ARGV[i])) do out[#out+1] = x end
+end
+return out
+`, goRejoin)
+
+// Remove takes this object's slices out of the totals and unregisters it
+// (Close); with KEYS[10] it also deletes the object's batch marker. Reply:
+// its status ("ok": removed).
+var Remove = driver.NewScript("instancecounter-remove", luaPrelude+`
+local st = status()
+if st == 'ok' then drop(me) end
+if KEYS[10] then
+  local last = redis.call('GET', KEYS[10])
+  if last and string.sub(last, 1, #nonce + 1) == nonce .. ':' then redis.call('DEL', KEYS[10]) end
+end
+return st
 `, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	c, err := newCtx(st, keys, args)
 	if err != nil {
 		return backend.Value{}, err
 	}
-	seen := map[string]bool{}
-	for _, h := range []string{c.total, c.epoch} {
-		all, err := st.HGetAll(h)
-		if err != nil {
+	s, err := c.status()
+	if err != nil {
+		return backend.Value{}, err
+	}
+	if s == StatusOK {
+		if err := c.drop(c.me); err != nil {
 			return backend.Value{}, err
 		}
-		for k := range all {
-			if !seen[k] {
-				seen[k] = true
-				if _, err := scriptlib.HIncr(st, c.epoch, k, 1); err != nil {
-					return backend.Value{}, err
-				}
-			}
+	}
+	if len(keys) > 9 {
+		if last, ok, err := st.Get(keys[9]); err != nil {
+			return backend.Value{}, err
+		} else if ok && strings.HasPrefix(last, c.nonce+":") {
+			st.Del(keys[9])
 		}
 	}
-	st.Del(c.total, c.slices, c.owned, c.holders)
-	return backend.Int(1), nil
+	return backend.Str(s), nil
 })
 
-// Flush applies a Lax batch once. KEYS[7] is the instance's batch
-// marker. ARGV: 3 batch number, 4 marker ttl ms, then quads (key, epoch,
-// slice as last confirmed, delta). Returns {applied, then cumulative,
-// mine, epoch per key}. All or nothing on overflow.
-var Flush = driver.NewScript("instancecounter-flush", luaPrelude+`
-local last = redis.call('GET', KEYS[7])
-local applied = 1
-if last and tonumber(last) >= tonumber(ARGV[3]) then applied = 0 end
+// Clear deletes every counter of the prefix; its time becomes every key's
+// epoch (the cleared time exceeds every epoch so far), so no instance
+// re-contributes an older slice. Reply {status}, or {"ok", version, now
+// ms, cleared}.
+var Clear = driver.NewScript("instancecounter-clear", luaPrelude+`
 cleanup()
-register()
+local st = status()
+if st ~= 'ok' then return {st} end
+refresh()
+local v = version()
+local c = math.max(now_ms, cleared() + 1)
+for _, e in ipairs(redis.call('HVALS', EPOCH)) do c = math.max(c, tonumber(e) + 1) end
+redis.call('DEL', TOTAL, SLICES, OWNED, HOLDERS, EPOCH, REJ)
+redis.call('SET', CLEARED, fmt(c))
+return {'ok', fmt(v), fmt(now_ms), fmt(c)}
+`, goClear)
+
+// Flush applies a Lax batch once. KEYS[10] is the object's batch marker.
+// ARGV: 4 batch number, 5 marker ttl ms, then pairs (key, delta). Reply
+// {status}, or {"ok", applied (1, or 0 for a batch applied before),
+// version, now ms, cleared, then per key cumulative, mine, epoch,
+// rejoined}. All or nothing on overflow.
+var Flush = driver.NewScript("instancecounter-flush", luaPrelude+`
+local seq = ARGV[4]
+cleanup()
+local st = status()
+if st ~= 'ok' then return {st} end
+refresh()
+local v = version()
+local applied = 1
+local last = redis.call('GET', KEYS[10])
+if last and string.sub(last, 1, #nonce + 1) == nonce .. ':' then
+  local ls = string.match(string.sub(last, #nonce + 2), '^(%d+):')
+  if ls and tonumber(ls) >= tonumber(seq) then applied = 0 end
+end
 if applied == 1 then
   local done = {}
-  for i = 5, #ARGV, 4 do
-    join(ARGV[i], ARGV[i+1], ARGV[i+2])
-    local e = add(ARGV[i], ARGV[i+3])
+  for i = 6, #ARGV, 2 do
+    local e = add(ARGV[i], ARGV[i+1])
     if e then
       for j = #done, 1, -1 do add(done[j][1], neg(done[j][2])) end
       return e
     end
-    done[#done+1] = {ARGV[i], ARGV[i+3]}
+    done[#done+1] = {ARGV[i], ARGV[i+1]}
   end
-  redis.call('SET', KEYS[7], ARGV[3], 'PX', ARGV[4])
+  redis.call('SET', KEYS[10], nonce .. ':' .. seq .. ':' .. fmt(now_ms), 'PX', ARGV[5])
 end
-local out = {applied}
-for i = 5, #ARGV, 4 do
-  for _, v in ipairs(state(ARGV[i])) do out[#out+1] = v end
+local out = {'ok', applied, fmt(v), fmt(now_ms), fmt(cleared())}
+for i = 6, #ARGV, 2 do
+  for _, x in ipairs(state(ARGV[i])) do out[#out+1] = x end
 end
 return out
 `, goFlush)
+
+// All returns every instance-counter script.
+func All() []*driver.Script {
+	return []*driver.Script{Op, Heartbeat, Rejoin, Remove, Clear, Flush}
+}
 
 // ctx is the Go twin's view of the prelude.
 type ctx struct {
 	st                                         driver.Store
 	inst, total, slices, owned, holders, epoch string
-	me                                         string
+	reg, rej, cleared                          string
+	nonce, me                                  string
 	deadAfter                                  int64
 	now                                        int64
 }
 
 func newCtx(st driver.Store, keys, args []string) (*ctx, error) {
-	da, err := strconv.ParseInt(args[1], 10, 64)
+	if len(keys) < 9 || len(args) < 3 {
+		return nil, fmt.Errorf("ERR instancecounter: %d keys, %d args", len(keys), len(args))
+	}
+	da, err := strconv.ParseInt(args[2], 10, 64)
 	if err != nil {
 		return nil, err
 	}
 	return &ctx{st: st, inst: keys[0], total: keys[1], slices: keys[2], owned: keys[3], holders: keys[4], epoch: keys[5],
-		me: args[0], deadAfter: da, now: driver.NowMillis(st)}, nil
+		reg: keys[6], rej: keys[7], cleared: keys[8],
+		nonce: args[0], me: args[1], deadAfter: da, now: driver.NowMillis(st)}, nil
 }
 
 func neg(s string) string {
@@ -306,6 +463,15 @@ func neg(s string) string {
 	return "-" + s
 }
 
+func fmtInt(n int64) string { return strconv.FormatInt(n, 10) }
+
+// num reads a decimal the way tonumber does for the values these scripts
+// store (integers; times and versions well below 2^53).
+func num(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
 func (c *ctx) hincr(h, f, d string) error {
 	n, err := strconv.ParseInt(d, 10, 64)
 	if err != nil {
@@ -313,6 +479,14 @@ func (c *ctx) hincr(h, f, d string) error {
 	}
 	_, err = scriptlib.HIncr(c.st, h, f, n)
 	return err
+}
+
+func (c *ctx) get(h, f string) string {
+	v, ok, _ := c.st.HGet(h, f)
+	if !ok {
+		return "0"
+	}
+	return v
 }
 
 // lex returns the members of a score-0 zset whose first part is x, in
@@ -344,10 +518,12 @@ func (c *ctx) drop(d string) error {
 			}
 		}
 		c.st.HDel(c.slices, m)
+		c.st.HDel(c.rej, m)
 		c.st.ZRem(c.holders, keyspace.Join(key, d))
 		c.st.ZRem(c.owned, m)
 	}
 	c.st.ZRem(c.inst, d)
+	c.st.HDel(c.reg, d)
 	return nil
 }
 
@@ -364,46 +540,43 @@ func (c *ctx) cleanup() error {
 	return nil
 }
 
-func (c *ctx) register() int64 {
-	_, existed, _ := c.st.ZScore(c.inst, c.me)
-	c.st.ZAdd(c.inst, float64(c.now+c.deadAfter), c.me)
-	if existed {
-		return 0
+func (c *ctx) status() (string, error) {
+	if _, ok, err := c.st.ZScore(c.inst, c.me); err != nil || !ok {
+		return StatusAbsent, err
 	}
-	return 1
+	reg, ok, err := c.st.HGet(c.reg, c.me)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return StatusOK, c.st.HSet(c.reg, c.me, c.nonce+":0")
+	}
+	if !strings.HasPrefix(reg, c.nonce+":") {
+		return StatusDup, nil
+	}
+	return StatusOK, nil
 }
 
-func (c *ctx) get(h, f string) string {
-	v, ok, _ := c.st.HGet(h, f)
-	if !ok {
-		return "0"
-	}
+func (c *ctx) refresh() { c.st.ZAdd(c.inst, float64(c.now+c.deadAfter), c.me) }
+
+func (c *ctx) version() int64 {
+	reg, _, _ := c.st.HGet(c.reg, c.me)
+	v := num(reg[len(c.nonce)+1:]) + 1
+	c.st.HSet(c.reg, c.me, c.nonce+":"+fmtInt(v))
 	return v
 }
 
-func (c *ctx) join(key, cepoch, cslice string) (string, error) {
-	field := keyspace.Join(c.me, key)
-	if s, ok, err := c.st.HGet(c.slices, field); err != nil || ok {
-		return s, err
-	}
-	e, ok, _ := c.st.HGet(c.epoch, key)
-	if !ok {
-		if cepoch != "0" {
-			c.st.HSet(c.epoch, key, cepoch)
-		}
-		e = cepoch
-	}
-	s := "0"
-	if e == cepoch && cslice != "0" {
-		if err := c.hincr(c.total, key, cslice); err != nil {
-			return "", err
-		}
-		s = cslice
-	}
-	c.st.HSet(c.slices, field, s)
-	c.st.ZAdd(c.owned, 0, field)
-	c.st.ZAdd(c.holders, 0, keyspace.Join(key, c.me))
-	return s, nil
+func (c *ctx) clearedAt() int64 {
+	v, _, _ := c.st.Get(c.cleared)
+	return num(v)
+}
+
+func (c *ctx) epochOf(key string) int64 { return max(num(c.get(c.epoch, key)), c.clearedAt()) }
+
+func (c *ctx) bump(key string) int64 {
+	e := max(c.now, c.epochOf(key)+1)
+	c.st.HSet(c.epoch, key, fmtInt(e))
+	return e
 }
 
 func (c *ctx) wipe(key string) error {
@@ -414,25 +587,83 @@ func (c *ctx) wipe(key string) error {
 	for _, m := range ms {
 		f := keyspace.Join(m[len(key)+1:], key)
 		c.st.HDel(c.slices, f)
+		c.st.HDel(c.rej, f)
 		c.st.ZRem(c.owned, f)
 		c.st.ZRem(c.holders, m)
 	}
 	return nil
 }
 
+func (c *ctx) unjoin(f, key string) error {
+	r, ok, err := c.st.HGet(c.rej, f)
+	if err != nil || !ok {
+		return err
+	}
+	c.st.HDel(c.rej, f)
+	if _, has, _ := c.st.HGet(c.slices, f); r == "0" || !has {
+		return nil
+	}
+	if err := c.hincr(c.slices, f, neg(r)); err != nil {
+		return err
+	}
+	return c.hincr(c.total, key, neg(r))
+}
+
+func (c *ctx) strip(key string) error {
+	ms, err := c.lex(c.holders, key)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if err := c.unjoin(keyspace.Join(m[len(key)+1:], key), key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (c *ctx) add(key, d string) error {
+	f := keyspace.Join(c.me, key)
+	_, had, err := c.st.HGet(c.slices, f)
+	if err != nil {
+		return err
+	}
 	if err := c.hincr(c.total, key, d); err != nil {
 		return err
 	}
-	if err := c.hincr(c.slices, keyspace.Join(c.me, key), d); err != nil {
+	if err := c.hincr(c.slices, f, d); err != nil {
 		c.hincr(c.total, key, neg(d))
 		return err
+	}
+	if !had {
+		c.st.ZAdd(c.owned, 0, f)
+		c.st.ZAdd(c.holders, 0, keyspace.Join(key, c.me))
 	}
 	return nil
 }
 
 func (c *ctx) state(key string) []backend.Value {
-	return []backend.Value{backend.Str(c.get(c.total, key)), backend.Str(c.get(c.slices, keyspace.Join(c.me, key))), backend.Str(c.get(c.epoch, key))}
+	f := keyspace.Join(c.me, key)
+	return []backend.Value{backend.Str(c.get(c.total, key)), backend.Str(c.get(c.slices, f)),
+		backend.Str(fmtInt(c.epochOf(key))), backend.Str(c.get(c.rej, f))}
+}
+
+// begin runs what every script of a registered object starts with:
+// cleanup, status, refresh and version. ok is false when the reply is
+// just the status.
+func (c *ctx) begin() (head []backend.Value, ok bool, err error) {
+	if err := c.cleanup(); err != nil {
+		return nil, false, err
+	}
+	s, err := c.status()
+	if err != nil {
+		return nil, false, err
+	}
+	if s != StatusOK {
+		return []backend.Value{backend.Str(s)}, false, nil
+	}
+	c.refresh()
+	return []backend.Value{backend.Str(StatusOK), backend.Str(fmtInt(c.version()))}, true, nil
 }
 
 func goOp(st driver.Store, keys, args []string) (backend.Value, error) {
@@ -440,19 +671,16 @@ func goOp(st driver.Store, keys, args []string) (backend.Value, error) {
 	if err != nil {
 		return backend.Value{}, err
 	}
-	mode, key, cepoch, cslice, op, x, n := args[2], args[3], args[4], args[5], args[6], args[7], args[8]
-	if err := c.cleanup(); err != nil {
-		return backend.Value{}, err
+	mode, key, op, x, n := args[3], args[4], args[5], args[6], args[7]
+	head, ok, err := c.begin()
+	if err != nil || !ok {
+		return backend.Arr(head...), err
 	}
-	c.register()
-	s, err := c.join(key, cepoch, cslice)
-	if err != nil {
-		return backend.Value{}, err
-	}
+	head = append(head, backend.Str(fmtInt(c.now)), backend.Str(fmtInt(c.clearedAt())))
+	f := keyspace.Join(c.me, key)
+	s := c.get(c.slices, f)
 	total := c.get(c.total, key)
-	tv, _ := strconv.ParseInt(total, 10, 64)
-	sv, _ := strconv.ParseInt(s, 10, 64)
-	xv, _ := strconv.ParseInt(x, 10, 64)
+	tv, sv, xv := num(total), num(s), num(x)
 	switch {
 	case mode == "inc" || (mode == "incif" && scriptlib.OpMatches(op, tv, xv)):
 		if err := c.add(key, n); err != nil {
@@ -466,24 +694,22 @@ func goOp(st driver.Store, keys, args []string) (backend.Value, error) {
 			c.add(key, s)
 			return backend.Value{}, err
 		}
+		st.HDel(c.rej, f)
 	case mode == "set" || (mode == "setif" && scriptlib.OpMatches(op, tv, xv)):
 		if err := c.wipe(key); err != nil {
 			return backend.Value{}, err
 		}
 		st.HSet(c.total, key, n)
-		f := keyspace.Join(c.me, key)
 		st.HSet(c.slices, f, n)
 		st.ZAdd(c.owned, 0, f)
 		st.ZAdd(c.holders, 0, keyspace.Join(key, c.me))
-		if _, err := scriptlib.HIncr(st, c.epoch, key, 1); err != nil {
-			return backend.Value{}, err
-		}
+		c.bump(key)
 	case mode == "delmine":
 		if err := c.add(key, neg(s)); err != nil {
 			return backend.Value{}, err
 		}
-		f := keyspace.Join(c.me, key)
 		st.HDel(c.slices, f)
+		st.HDel(c.rej, f)
 		st.ZRem(c.owned, f)
 		st.ZRem(c.holders, keyspace.Join(key, c.me))
 	case mode == "del":
@@ -491,13 +717,133 @@ func goOp(st driver.Store, keys, args []string) (backend.Value, error) {
 			return backend.Value{}, err
 		}
 		st.HDel(c.total, key)
-		ep, err := scriptlib.HIncr(st, c.epoch, key, 1)
+		ep := c.bump(key)
+		return backend.Arr(append(head, backend.Str(total), backend.Str(s), backend.Str(fmtInt(ep)), backend.Str("0"))...), nil
+	}
+	return backend.Arr(append(head, c.state(key)...)...), nil
+}
+
+func goRejoin(st driver.Store, keys, args []string) (backend.Value, error) {
+	c, err := newCtx(st, keys, args)
+	if err != nil {
+		return backend.Value{}, err
+	}
+	known, maxv, seq, ttl := num(args[3]), num(args[4]), args[5], args[6]
+	if err := c.cleanup(); err != nil {
+		return backend.Value{}, err
+	}
+	s, err := c.status()
+	if err != nil {
+		return backend.Value{}, err
+	}
+	if s == StatusDup {
+		return backend.Arr(backend.Str(s)), nil
+	}
+	if s == StatusOK {
+		c.refresh()
+		return backend.Arr(backend.Str(s)), nil
+	}
+	if err := c.drop(c.me); err != nil {
+		return backend.Value{}, err
+	}
+	c.refresh()
+	st.HSet(c.reg, c.me, c.nonce+":"+fmtInt(maxv))
+	v := c.version()
+	if known > c.clearedAt() {
+		st.Set(c.cleared, fmtInt(known), 0)
+		all, err := st.HGetAll(c.rej)
 		if err != nil {
 			return backend.Value{}, err
 		}
-		return backend.Arr(backend.Str(total), backend.Str(s), backend.Str(strconv.FormatInt(ep, 10))), nil
+		fs := make([]string, 0, len(all))
+		for f := range all {
+			fs = append(fs, f)
+		}
+		sort.Strings(fs) // HKEYS order does not matter; a stable one keeps errors reproducible
+		for _, f := range fs {
+			key := f[strings.IndexByte(f, ':')+1:]
+			if num(c.get(c.epoch, key)) < known {
+				if err := c.unjoin(f, key); err != nil {
+					return backend.Value{}, err
+				}
+			}
+		}
 	}
-	return backend.Arr(c.state(key)...), nil
+	appliedAt, applied := int64(0), false
+	if seq != "0" {
+		if last, ok, err := st.Get(keys[9]); err != nil {
+			return backend.Value{}, err
+		} else if ok && strings.HasPrefix(last, c.nonce+":") {
+			if ls, lt, ok := strings.Cut(last[len(c.nonce)+1:], ":"); ok && num(ls) >= num(seq) {
+				appliedAt, applied = num(lt), true
+			}
+		}
+	}
+	out := []backend.Value{backend.Str(StatusJoined), backend.Str(fmtInt(v)), backend.Str(fmtInt(c.now))}
+	for i := 7; i+5 < len(args); i += 6 {
+		key, ce, cs, cr, cat, d := args[i], num(args[i+1]), args[i+2], args[i+3], num(args[i+4]), args[i+5]
+		f := keyspace.Join(c.me, key)
+		e := c.epochOf(key)
+		if ce > e {
+			st.HSet(c.epoch, key, fmtInt(ce))
+			if err := c.strip(key); err != nil {
+				return backend.Value{}, err
+			}
+			e = ce
+		}
+		var parts []string
+		switch {
+		case ce == e:
+			parts = []string{cs}
+		case cat > e:
+			parts = []string{cs, neg(cr)}
+		}
+		for _, p := range parts {
+			if p != "0" {
+				c.add(key, p) // an overflow leaves the key as it is, like the Lua
+			}
+		}
+		if r, ok, _ := st.HGet(c.slices, f); ok && r != "0" {
+			st.HSet(c.rej, f, r)
+		}
+		if d != "0" && (!applied || appliedAt > e) {
+			c.add(key, d)
+		}
+	}
+	if seq != "0" && !applied {
+		ms, err := driver.ParseMillis(ttl)
+		if err != nil {
+			return backend.Value{}, err
+		}
+		st.Set(keys[9], c.nonce+":"+seq+":"+fmtInt(c.now), ms)
+	}
+	out = append(out, backend.Str(fmtInt(c.clearedAt())))
+	for i := 7; i+5 < len(args); i += 6 {
+		out = append(out, c.state(args[i])...)
+	}
+	return backend.Arr(out...), nil
+}
+
+func goClear(st driver.Store, keys, args []string) (backend.Value, error) {
+	c, err := newCtx(st, keys, args)
+	if err != nil {
+		return backend.Value{}, err
+	}
+	head, ok, err := c.begin()
+	if err != nil || !ok {
+		return backend.Arr(head...), err
+	}
+	cl := max(c.now, c.clearedAt()+1)
+	all, err := st.HGetAll(c.epoch)
+	if err != nil {
+		return backend.Value{}, err
+	}
+	for _, e := range all {
+		cl = max(cl, num(e)+1)
+	}
+	st.Del(c.total, c.slices, c.owned, c.holders, c.epoch, c.rej)
+	st.Set(c.cleared, fmtInt(cl), 0)
+	return backend.Arr(append(head, backend.Str(fmtInt(c.now)), backend.Str(fmtInt(cl)))...), nil
 }
 
 func goFlush(st driver.Store, keys, args []string) (backend.Value, error) {
@@ -505,48 +851,40 @@ func goFlush(st driver.Store, keys, args []string) (backend.Value, error) {
 	if err != nil {
 		return backend.Value{}, err
 	}
-	seq, _ := strconv.ParseInt(args[2], 10, 64)
+	seq := args[3]
+	head, ok, err := c.begin()
+	if err != nil || !ok {
+		return backend.Arr(head...), err
+	}
 	applied := int64(1)
-	if last, ok, err := st.Get(keys[6]); err != nil {
+	if last, ok, err := st.Get(keys[9]); err != nil {
 		return backend.Value{}, err
-	} else if ok {
-		if l, _ := strconv.ParseInt(last, 10, 64); l >= seq {
+	} else if ok && strings.HasPrefix(last, c.nonce+":") {
+		if ls, _, ok := strings.Cut(last[len(c.nonce)+1:], ":"); ok && num(ls) >= num(seq) {
 			applied = 0
 		}
 	}
-	if err := c.cleanup(); err != nil {
-		return backend.Value{}, err
-	}
-	c.register()
 	if applied == 1 {
 		type done struct{ key, d string }
 		var ds []done
-		for i := 4; i+3 < len(args); i += 4 {
-			if _, err := c.join(args[i], args[i+1], args[i+2]); err != nil {
-				return backend.Value{}, err
-			}
-			if err := c.add(args[i], args[i+3]); err != nil {
+		for i := 5; i+1 < len(args); i += 2 {
+			if err := c.add(args[i], args[i+1]); err != nil {
 				for j := len(ds) - 1; j >= 0; j-- {
 					c.add(ds[j].key, neg(ds[j].d))
 				}
 				return backend.Value{}, err
 			}
-			ds = append(ds, done{args[i], args[i+3]})
+			ds = append(ds, done{args[i], args[i+1]})
 		}
-		ttl, err := driver.ParseMillis(args[3])
+		ttl, err := driver.ParseMillis(args[4])
 		if err != nil {
 			return backend.Value{}, err
 		}
-		st.Set(keys[6], args[2], ttl)
+		st.Set(keys[9], c.nonce+":"+seq+":"+fmtInt(c.now), ttl)
 	}
-	out := []backend.Value{backend.Int(applied)}
-	for i := 4; i+3 < len(args); i += 4 {
+	out := []backend.Value{head[0], backend.Int(applied), head[1], backend.Str(fmtInt(c.now)), backend.Str(fmtInt(c.clearedAt()))}
+	for i := 5; i+1 < len(args); i += 2 {
 		out = append(out, c.state(args[i])...)
 	}
 	return backend.Arr(out...), nil
-}
-
-// All returns every instance-counter script.
-func All() []*driver.Script {
-	return []*driver.Script{Op, Heartbeat, Rejoin, Remove, Clear, Flush}
 }

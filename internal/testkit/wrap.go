@@ -27,6 +27,7 @@ type Wrapped struct {
 	release   chan struct{}   // closed by Release: hung calls return
 	partition bool
 	starts    []Start
+	finished  map[string]int
 }
 
 // Start records one call: which script, and when it started.
@@ -46,7 +47,7 @@ type Rule struct {
 
 // Wrap puts a fault-injecting wrapper in front of b.
 func Wrap(b backend.Backend) *Wrapped {
-	return &Wrapped{Backend: b, hang: map[string]bool{}, release: make(chan struct{})}
+	return &Wrapped{Backend: b, hang: map[string]bool{}, release: make(chan struct{}), finished: map[string]int{}}
 }
 
 func (w *Wrapped) add(r *Rule) *Rule {
@@ -107,11 +108,23 @@ func (w *Wrapped) Starts(script string, since time.Time) []Start {
 	return out
 }
 
+// Finished returns how many calls of script have returned.
+func (w *Wrapped) Finished(script string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.finished[script]
+}
+
 var errPartitioned = errors.New("testkit: partitioned")
 
 // EvalScript forwards s, applying the faults armed for it.
 func (w *Wrapped) EvalScript(ctx context.Context, s backend.Script, keys []string, args ...string) (backend.Value, error) {
 	name := s.Name()
+	defer func() {
+		w.mu.Lock()
+		w.finished[name]++
+		w.mu.Unlock()
+	}()
 	w.mu.Lock()
 	w.starts = append(w.starts, Start{Script: name, At: time.Now()})
 	if w.partition {

@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/distkit-go/distkit"
@@ -29,16 +28,16 @@ type Lax struct {
 type laxState struct {
 	c        *core
 	dedupTTL string
-	flushMu  sync.Mutex
-	seq      int64
-	inflight *icBatch
+	seq      int64    // batches numbered (guarded by c.flushMu)
+	inflight *icBatch // a batch whose outcome is unknown (guarded by c.flushMu)
 }
 
 type icBatch struct {
-	seq   int64
-	slots []*slot
-	snaps []int64
-	args  []string
+	seq    int64
+	slots  []*slot
+	snaps  []int64 // each slot's added when the batch was cut
+	deltas []int64
+	args   []string
 }
 
 // NewLax returns a Lax instance counter over b and starts its background
@@ -66,10 +65,15 @@ func NewLax(b backend.Backend, opts Options) (*Lax, error) {
 		return nil, fmt.Errorf("instancecounter: %w: DedupTTL %v is below 1s", distkit.ErrInvalidOption, ttl)
 	}
 	lx := &laxState{c: c, dedupTTL: driver.Millis(ttl)}
+	c.lx = lx
 	c.final = func(base context.Context) { // a collected Lax flushes once more; its slices expire with its heartbeat
 		ctx, cancel := context.WithTimeout(base, 5*time.Second)
-		lx.flush(ctx)
-		cancel()
+		defer cancel()
+		if c.flushMu.lock(ctx) == nil {
+			c.closing = true
+			lx.flushLocked(ctx)
+			c.flushMu.unlock()
+		}
 	}
 	go c.run(every, func(base context.Context) {
 		// A flush shares the goroutine with the heartbeat: it may not hold
@@ -129,13 +133,17 @@ func (l *Lax) Dec(ctx context.Context, key string, delta int64) (cumulative, min
 	return l.Inc(ctx, key, d)
 }
 
-// Flush sends every pending delta now.
-func (l *Lax) Flush(ctx context.Context) error { return l.lx.flush(ctx) }
+// Flush sends every pending delta now. An error leaves the deltas
+// pending (see Pending); after Close it fails with distkit.ErrClosed.
+func (l *Lax) Flush(ctx context.Context) error {
+	if l.c.closed.Load() {
+		return errClosed
+	}
+	return l.lx.flush(ctx)
+}
 
 // Pending returns the deltas accepted but not yet confirmed, per key.
 func (l *Lax) Pending() map[string]int64 {
-	l.lx.flushMu.Lock()
-	defer l.lx.flushMu.Unlock()
 	out := map[string]int64{}
 	for k, s := range *l.c.slots.Load() {
 		if d := s.added.Load() - s.sent.Load(); d != 0 {
@@ -146,15 +154,24 @@ func (l *Lax) Pending() map[string]int64 {
 }
 
 func (lx *laxState) flush(ctx context.Context) error {
-	lx.flushMu.Lock()
-	defer lx.flushMu.Unlock()
+	if err := lx.c.flushMu.lock(ctx); err != nil {
+		return wrapErr("flush", "", driver.NotApplied(err))
+	}
+	defer lx.c.flushMu.unlock()
+	return lx.flushLocked(ctx)
+}
+
+// flushLocked resends the batch in flight, if any, then sends what is
+// pending (with c.flushMu held).
+func (lx *laxState) flushLocked(ctx context.Context) error {
+	c := lx.c
 	if lx.inflight != nil {
 		if err := lx.send(ctx, lx.inflight); err != nil {
 			return err
 		}
 	}
 	keys := make([]string, 0)
-	slots := *lx.c.slots.Load()
+	slots := *c.slots.Load()
 	for k, s := range slots {
 		if s.added.Load() != s.sent.Load() {
 			keys = append(keys, k)
@@ -165,48 +182,81 @@ func (lx *laxState) flush(ctx context.Context) error {
 	}
 	sort.Strings(keys)
 	lx.seq++
-	b := &icBatch{seq: lx.seq, args: []string{lx.c.me, lx.c.daArg, strconv.FormatInt(lx.seq, 10), lx.dedupTTL}}
+	b := &icBatch{seq: lx.seq, args: []string{c.nonce, c.me, c.daArg, strconv.FormatInt(lx.seq, 10), lx.dedupTTL}}
 	for _, k := range keys {
 		s := slots[k]
 		a := s.added.Load()
-		s.mu.Lock()
-		b.args = append(b.args, s.field, s.epoch, s.slice(), strconv.FormatInt(a-s.sent.Load(), 10))
-		s.mu.Unlock()
-		b.slots, b.snaps = append(b.slots, s), append(b.snaps, a)
+		d := a - s.sent.Load()
+		b.args = append(b.args, s.field, strconv.FormatInt(d, 10))
+		b.slots, b.snaps, b.deltas = append(b.slots, s), append(b.snaps, a), append(b.deltas, d)
 	}
 	return lx.send(ctx, b)
 }
 
+// send applies b once. When this instance is not registered, b becomes
+// the batch in flight and a rejoin settles it (its deltas counted once,
+// whether an earlier attempt applied it or not).
 func (lx *laxState) send(ctx context.Context, b *icBatch) error {
-	keys := append(append([]string{}, lx.c.keys...), lx.c.marker)
-	v, err := lx.c.b.EvalScript(ctx, icscript.Flush, keys, b.args...)
-	if err != nil {
-		var se *backend.ScriptError
-		switch {
-		case errors.As(err, &se):
-			lx.inflight = nil
-		case errors.Is(err, backend.ErrIndeterminate):
-			lx.inflight = b
+	c := lx.c
+	for attempt := 1; ; attempt++ {
+		r, gen, err := lx.sendOnce(ctx, b)
+		if err != nil {
+			var se *backend.ScriptError
+			switch {
+			case errors.As(err, &se):
+				lx.inflight = nil
+			case errors.Is(err, backend.ErrIndeterminate):
+				lx.inflight = b
+			}
+			return wrapErr("flush", "", err)
 		}
-		return wrapErr("flush", "", err)
+		switch r.status {
+		case icscript.StatusOK:
+			lx.inflight = nil
+			return nil
+		case icscript.StatusDup:
+			return c.errDup()
+		}
+		lx.inflight = b // not applied by this attempt; maybe by an earlier one
+		if attempt == maxAbsent {
+			return c.errAbsent("flush")
+		}
+		if err := c.rejoinLocked(ctx, gen); err != nil {
+			return wrapErr("flush", "", err)
+		}
+		if lx.inflight == nil { // the rejoin settled b
+			return nil
+		}
 	}
-	lx.inflight = nil
-	arr, err := v.Array()
-	if err != nil || len(arr) != 1+3*len(b.slots) {
-		return fmt.Errorf("instancecounter: flush: malformed reply %v", v)
+}
+
+// sendOnce runs the flush script once, inside the gate, and records its
+// reply.
+func (lx *laxState) sendOnce(ctx context.Context, b *icBatch) (reply, uint64, error) {
+	c := lx.c
+	if err := c.gate.rlock(ctx); err != nil {
+		return reply{}, 0, driver.NotApplied(err)
 	}
+	defer c.gate.runlock()
+	gen := c.gen.Load()
+	v, err := c.b.EvalScript(ctx, icscript.Flush, c.markerKeys, b.args...)
+	if err != nil {
+		return reply{}, gen, err
+	}
+	r, err := parseReply(v, true)
+	if err != nil || r.status != icscript.StatusOK {
+		return r, gen, err
+	}
+	sts, err := r.states(len(b.slots))
+	if err != nil {
+		return reply{}, gen, err
+	}
+	c.seen(r.version, r.cleared)
 	for i, s := range b.slots {
-		total, _ := arr[1+3*i].Int64()
-		slice, _ := arr[2+3*i].Text()
-		epoch, _ := arr[3+3*i].Text()
-		mine, _ := strconv.ParseInt(slice, 10, 64)
-		s.mu.Lock()
 		s.sent.Store(b.snaps[i])
-		s.epoch = epoch
-		s.confirmed(total, mine)
-		s.mu.Unlock()
+		s.record(r.version, r.now, sts[i])
 	}
-	return nil
+	return r, gen, nil
 }
 
 // flushFirst flushes, then runs f.
@@ -284,17 +334,22 @@ func (l *Lax) SetOnInstanceIf(ctx context.Context, key string, cmp distkit.Compa
 }
 
 // Close stops the background goroutine, flushes pending deltas (retrying
-// until ctx ends) and, unless KeepSlicesOnClose, removes this instance's
-// slices, all within ctx. When deltas could not be flushed it returns an
-// error listing them (they stay in Pending, and Close may be called again
-// to retry). Later calls fail with distkit.ErrClosed. It does not close
-// the backend.
+// until ctx ends), waits for the calls in flight and, unless
+// KeepSlicesOnClose, removes this instance's slices, all within ctx. When
+// deltas could not be flushed it returns an error listing them (they stay
+// in Pending, and Close may be called again to retry). Later calls fail
+// with distkit.ErrClosed. It does not close the backend.
 func (l *Lax) Close(ctx context.Context) error {
 	c := l.c
 	c.closed.Store(true)
 	if err := c.stopLoop(ctx); err != nil {
 		return err
 	}
+	if err := c.flushMu.lock(ctx); err != nil {
+		return fmt.Errorf("instancecounter: close: unflushed %v: %w", l.Pending(), err)
+	}
+	c.closing = true // this flush may rejoin
+	c.flushMu.unlock()
 	var ferr error
 	for delay := 10 * time.Millisecond; ; delay = min(2*delay, time.Second) {
 		if ferr = l.lx.flush(ctx); ferr == nil {
