@@ -64,10 +64,17 @@ func (w *Wrapped) DelayNext(script string, d time.Duration) *Rule {
 	return w.add(&Rule{script: script, delay: d})
 }
 
-// LoseNextReply forwards the next call of script and then reports
-// ErrIndeterminate instead of its result.
+// LoseNextReply forwards the next call of script ("" = of any script) and
+// then reports ErrIndeterminate instead of its result.
 func (w *Wrapped) LoseNextReply(script string) *Rule {
 	return w.add(&Rule{script: script, lose: true})
+}
+
+// Disarm removes the one-shot faults not yet used.
+func (w *Wrapped) Disarm() {
+	w.mu.Lock()
+	w.rules = nil
+	w.mu.Unlock()
 }
 
 // Hang makes every later call of script ("" = every script) block, without
@@ -133,7 +140,7 @@ func (w *Wrapped) EvalScript(ctx context.Context, s backend.Script, keys []strin
 	}
 	var r *Rule
 	for i, x := range w.rules {
-		if x.script == name {
+		if x.script == name || x.script == "" {
 			r = x
 			w.rules = append(w.rules[:i], w.rules[i+1:]...)
 			break
