@@ -40,7 +40,7 @@ type Config struct {
 
 // Stats are the figures of a run.
 type Stats struct {
-	Histories, Steps, Ops, OpChecks, Snapshots int
+	Histories, Steps, Ops, OpChecks, Snapshots     int
 	Indeterminate, Pauses, Comebacks, Rejoins      int
 	DataLosses, Kills, Closes, Bursts, DupsRefused int
 }
