@@ -26,6 +26,30 @@ type Op struct {
 	Fault string `json:"fault,omitempty"` // "lose-op": the op script's reply is lost; "lose-any": the next script call's
 }
 
+// MarshalJSON carries Key as bytes (JSON strings hold only UTF-8).
+func (op Op) MarshalJSON() ([]byte, error) {
+	type plain Op
+	return json.Marshal(struct {
+		plain
+		Key []byte `json:"key,omitempty"`
+	}{plain(op), []byte(op.Key)})
+}
+
+// UnmarshalJSON is MarshalJSON's inverse.
+func (op *Op) UnmarshalJSON(b []byte) error {
+	type plain Op
+	var x struct {
+		plain
+		Key []byte `json:"key,omitempty"`
+	}
+	if err := json.Unmarshal(b, &x); err != nil {
+		return err
+	}
+	*op = Op(x.plain)
+	op.Key = string(x.Key)
+	return nil
+}
+
 // Result is what an Op returned. Err is "" or an error class:
 // indeterminate, notapplied, dup, closed, or "other: <message>".
 type Result struct {

@@ -103,7 +103,8 @@ type runner struct {
 	prefix    string
 	m         *model
 	insts     []*inst
-	unsettled bool // the server lost data since the last quiescent check
+	unsettled bool      // the server lost data since the last quiescent check
+	lostAt    time.Time // when it last did
 	step      int
 	log       []string
 	stats     Stats
@@ -121,6 +122,7 @@ func Run(t *testing.T, env Env, cfg Config) Stats {
 			r.admin = env.Backend(t)
 			defer r.stop()
 			r.run()
+			r.stop()
 			total.Add(r.stats)
 		})
 		if !ok {
@@ -145,7 +147,9 @@ func (r *runner) fail(format string, args ...any) {
 }
 
 func (r *runner) stop() {
-	for _, in := range r.insts {
+	insts := r.insts
+	r.insts = nil
+	for _, in := range insts {
 		if in.st != dead {
 			r.stats.Rejoins += int(in.h.Do(Op{Kind: "rejoins"}).N)
 		}
@@ -339,19 +343,24 @@ func (r *runner) fold(in *inst, op Op, res Result) {
 		}
 		return
 	}
+	if in.lax && in.st != dead {
+		// A Lax call flushes first, then runs: the pending deltas land
+		// before it (Get: those of its key). Whether that flush got
+		// through or not, they land exactly once and nothing global comes
+		// between (flushAll runs before every Set and Del), so landing
+		// them now is what the server ends up with.
+		land := ""
+		if op.Kind == "get" {
+			land = key
+		}
+		if err := r.m.land(i, land); err != nil {
+			r.fail("%v", err)
+		}
+	}
 	maybe := false
 	switch {
 	case res.Err == "":
 		in.lastOp = time.Now()
-		if in.lax { // flushed first: the pending deltas landed (Get: those of its key)
-			land := ""
-			if op.Kind == "get" {
-				land = key
-			}
-			if err := r.m.land(i, land); err != nil {
-				r.fail("%v", err)
-			}
-		}
 	case res.Err == "indeterminate":
 		// Lax: the flush before the operation may be what failed; its
 		// deltas stay pending (they land once, later), and the operation
@@ -559,7 +568,7 @@ func (r *runner) ids() []string {
 
 func (r *runner) loseData() {
 	r.env.LoseData(r.t, r.prefix, r.ids())
-	r.unsettled = true
+	r.unsettled, r.lostAt = true, time.Now()
 	r.stats.DataLosses++
 	r.logf("the server lost its data")
 }
@@ -596,8 +605,10 @@ func (r *runner) kill() {
 	switch {
 	case res.Err == "dup":
 		r.stats.DupsRefused++
-	case time.Since(fresh) < r.cfg.DeadAfter/2:
-		r.fail("instance %d with the id of instance %d, dead %v after its last call: %+v; want dup", next.idx, in.idx, time.Since(fresh), res)
+	case time.Since(fresh) < r.cfg.DeadAfter/2 && fresh.After(r.lostAt):
+		is, err := inspect.ReadInstances(context.Background(), r.admin, r.prefix)
+		r.fail("instance %d with the id of instance %d, dead %v after its last call: %+v; want dup (registered: %+v %v)",
+			next.idx, in.idx, time.Since(fresh), res, is, err)
 	}
 	// Wait until the dead one's registration lapsed and someone removed it.
 	if d := r.cfg.DeadAfter + 150*time.Millisecond - time.Since(fresh); d > 0 {
