@@ -19,7 +19,7 @@ import (
 
 // Op is one step an instance takes.
 type Op struct {
-	Kind  string `json:"kind"` // inc get set del setmine delmine setmineif flush burst close rejoins
+	Kind  string `json:"kind"` // inc get set del setmine delmine setmineif clear flush burst close rejoins
 	Key   string `json:"key,omitempty"`
 	N     int64  `json:"n,omitempty"`
 	M     int64  `json:"m,omitempty"`     // burst: the second delta; setmineif: the slice compared with
@@ -183,6 +183,8 @@ func (l *Local) Do(op Op) Result {
 		return res(l.c.DelOnInstance(ctx, op.Key))
 	case "setmineif":
 		return res(l.c.SetOnInstanceIf(ctx, op.Key, distkit.Eq(op.M), op.N))
+	case "clear":
+		return Result{Err: Class(l.c.Clear(ctx))}
 	case "flush":
 		if l.lax == nil {
 			return Result{}

@@ -253,7 +253,17 @@ func (r *runner) randomStep() {
 			r.pause(in)
 		}
 	case x < 91:
-		r.loseData()
+		// One data loss at a time: the instances that know of a wipe
+		// rejoin before the server loses its data again (see the package
+		// doc of instancecounter); a quiescent check settles that.
+		switch {
+		case r.unsettled:
+			r.randomOp("inc", "")
+		case r.rng.IntN(2) == 0:
+			r.loseData()
+		default:
+			r.wipeThenLose()
+		}
 	case x < 94:
 		r.kill()
 	case x < 96:
@@ -314,7 +324,7 @@ func (r *runner) mustFlush(in *inst) {
 // op runs op on in and folds its outcome into the model, checking the
 // reply against it unless the server lost data since the last check.
 func (r *runner) op(in *inst, op Op) {
-	global := op.Kind == "set" || op.Kind == "del"
+	global := op.Kind == "set" || op.Kind == "del" || op.Kind == "clear"
 	if global {
 		r.flushAll()
 	}
@@ -375,6 +385,21 @@ func (r *runner) fold(in *inst, op Op, res Result) {
 	if op.Kind == "get" {
 		if !maybe {
 			r.check(in, key, res.Mine)
+		}
+		return
+	}
+	if op.Kind == "clear" {
+		for _, k := range Keys {
+			if err := r.m.apply(k, maybe, func(w world) {
+				for j := range w {
+					w[j] = 0
+				}
+			}); err != nil {
+				r.fail("%v", err)
+			}
+			if maybe {
+				r.resolve(in, k)
+			}
 		}
 		return
 	}
@@ -571,6 +596,26 @@ func (r *runner) loseData() {
 	r.unsettled, r.lostAt = true, time.Now()
 	r.stats.DataLosses++
 	r.logf("the server lost its data")
+}
+
+// wipeThenLose: a Set or a Clear wipes slices the other instances still
+// remember, then the server loses its data, and one of those instances
+// rejoins first, before the one that knows of the wipe.
+func (r *runner) wipeThenLose() {
+	in := r.pick(live, nil)
+	if in == nil {
+		return
+	}
+	key := r.key()
+	if r.rng.IntN(3) == 0 {
+		r.op(in, Op{Kind: "clear"})
+	} else {
+		r.op(in, Op{Kind: "set", Key: key, N: r.rng.Int64N(41) - 10})
+	}
+	r.loseData()
+	if other := r.pick(live, func(o *inst) bool { return o != in }); other != nil {
+		r.op(other, Op{Kind: "get", Key: Keys[(slices.Index(Keys, key)+1)%len(Keys)]})
+	}
 }
 
 // kill crashes an instance right after a call (its registration is

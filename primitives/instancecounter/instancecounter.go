@@ -53,9 +53,12 @@
 // the instances' memory: a rejoining instance reports the epoch it knows,
 // the server keeps the latest and withdraws what other instances
 // re-contributed under an older one, so a slice wiped before the loss
-// never comes back, whichever instance rejoins first. This relies on the
-// server clock not going back by more than the time between a change and
-// the loss (a restart or failover keeps it, NTP-synchronised servers do).
+// never comes back, whichever instance rejoins first. This holds for one
+// loss at a time: the instances that knew of a change must rejoin (within
+// a heartbeat, DeadAfter/3, when they run) before the server loses its
+// data again; and it relies on the server clock not going back by more
+// than the time between a change and the loss (a restart or failover keeps
+// it, NTP-synchronised servers do).
 //
 // # Instance ids
 //
