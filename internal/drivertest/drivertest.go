@@ -135,6 +135,6 @@ func Run(t *testing.T, env *redistest.Env, d Driver) {
 // The model-based test of the instance counters in make test: short
 // seeds (internal/chaos runs long ones).
 var (
-	InstanceModelServer  = icmodel.Config{Seeds: []uint64{11}, Steps: 60, Local: 2, Remote: 2, CheckEach: 30, DeadAfter: 300 * time.Millisecond}
-	InstanceModelCluster = icmodel.Config{Seeds: []uint64{12}, Steps: 60, Local: 2, Remote: 2, CheckEach: 30, DeadAfter: 300 * time.Millisecond}
+	InstanceModelServer  = icmodel.Config{Seeds: []uint64{11, 15}, Steps: 60, Local: 2, Remote: 2, CheckEach: 30, DeadAfter: 300 * time.Millisecond}
+	InstanceModelCluster = icmodel.Config{Seeds: []uint64{12, 22}, Steps: 60, Local: 2, Remote: 2, CheckEach: 30, DeadAfter: 300 * time.Millisecond}
 )
