@@ -226,6 +226,14 @@ func (l *Local) Resume() { l.W.Partition(false) }
 // Kill partitions the instance for good: to the server it is gone.
 func (l *Local) Kill() { l.W.Partition(true) }
 
+// Close closes the counter within ctx.
+func (l *Local) Close(ctx context.Context) error {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	return l.c.Close(ctx)
+}
+
 // Stop closes the counter (its goroutine ends) unless it was closed.
 func (l *Local) Stop() {
 	l.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,6 +41,7 @@ func RunInstanceModel(t *testing.T, env *redistest.Env, connect redistest.Connec
 		c := env.Cluster(t)
 		icmodel.Run(t, &modelEnv{name: "cluster", cluster: true, addrs: c.Addrs(), connect: connect}, cluster)
 	})
+	t.Run("CloseServerStopped", func(t *testing.T) { closePausedServer(t, connect) })
 }
 
 type modelEnv struct {
@@ -215,4 +217,44 @@ func (r *remote) Stop() {
 
 func ctxTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
+}
+
+// closePausedServer: with the server stopped (SIGSTOP: connections open,
+// nothing answers), an instance counter's Close returns within its
+// context, Strict and Lax alike.
+func closePausedServer(t *testing.T, connect redistest.Connect) {
+	redistest.Require(t)
+	s, err := redistest.Start(redistest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	for _, lax := range []bool{false, true} {
+		b := connect(t, redistest.Target{Addrs: []string{s.Addr}})
+		l, err := icmodel.NewLocal(b, icmodel.Spec{Prefix: "close-paused", ID: fmt.Sprint("lax=", lax), Lax: lax,
+			DeadAfter: 300 * time.Millisecond, FlushInterval: time.Millisecond}, icmodel.Faults{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := l.Do(icmodel.Op{Kind: "inc", Key: "k", N: 1}); res.Err != "" {
+			t.Fatal(res.Err)
+		}
+		if err := s.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(150 * time.Millisecond) // a heartbeat and flushes are waiting on the server now
+		ctx, cancel := ctxTimeout(100 * time.Millisecond)
+		start := time.Now()
+		err = l.Close(ctx)
+		d := time.Since(start)
+		cancel()
+		s.Resume()
+		if d > 250*time.Millisecond {
+			t.Errorf("lax=%v: Close took %v with a 100ms context and the server stopped", lax, d)
+		}
+		if err == nil {
+			t.Errorf("lax=%v: Close reported success with the server stopped", lax)
+		}
+		t.Logf("lax=%v: Close returned after %v: %v", lax, d.Round(time.Millisecond), err)
+	}
 }
