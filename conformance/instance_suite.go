@@ -33,6 +33,7 @@ func runInstanceCounter(t *testing.T, newHarness NewHarness) {
 	t.Run("ComebackThroughFlush", func(t *testing.T) { testICComebackThroughFlush(t, newHarness(t)) })
 	t.Run("LatestExecuted", func(t *testing.T) { testICLatestExecuted(t, newHarness(t)) })
 	t.Run("DataLossEpochs", func(t *testing.T) { testICDataLossEpochs(t, newHarness(t)) })
+	t.Run("DataLossAfterClear", func(t *testing.T) { testICDataLossAfterClear(t, newHarness(t)) })
 	t.Run("CloseHung", func(t *testing.T) { testICCloseHung(t, newHarness(t)) })
 	t.Run("NoHeartbeatAfterClose", func(t *testing.T) { testICNoHeartbeatAfterClose(t, newHarness(t)) })
 	t.Run("CloseWaitsForOps", func(t *testing.T) { testICCloseWaitsForOps(t, newHarness(t)) })
@@ -468,6 +469,43 @@ func testICDataLossEpochs(t *testing.T, h Harness) {
 	pass(t, h, 2*time.Second) // more heartbeats of both
 	c, _, err = reader.Get(ctx, "k")
 	pair(t, "still 20", c, 0, err, 20, 0)
+}
+
+// A Clear, then data loss: A rejoins first with a slice the Clear had
+// wiped, then sets its slice (a fresh value, after the Clear) and is
+// declared dead; B, which knows of the Clear, rejoins; A comes back: its
+// fresh slice counts, the wiped one does not — even when all of this
+// happens within one millisecond (stamps are strictly ordered).
+func testICDataLossAfterClear(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	admin := open(t, h)
+	wa, wb := testkit.Wrap(open(t, h)), testkit.Wrap(open(t, h))
+	a := newIC(t, wa, instancecounter.Options{Prefix: p, InstanceID: "a", DeadAfter: time.Minute})
+	b := newIC(t, wb, instancecounter.Options{Prefix: p, InstanceID: "b", DeadAfter: time.Minute})
+	registered(t, wa)
+	registered(t, wb)
+	a.Inc(ctx, "k", 4)
+	if err := b.Clear(ctx); err != nil { // A's slice is wiped; A does not know
+		t.Fatal(err)
+	}
+	if _, err := admin.EvalScript(ctx, wipeScript, icKeys(p)); err != nil { // the server lost everything
+		t.Fatal(err)
+	}
+	if testkit.IsFakeTime(h) {
+		// A real server's clock moves on while it restarts; a fake one
+		// (miniredis) must be moved past the stamps it handed out.
+		h.Wait(t, time.Second)
+	}
+	c, m, err := a.Get(ctx, "other") // A rejoins first: its old slice of k is back for now
+	pair(t, "A's first call after the loss", c, m, err, 0, 0)
+	c, m, err = a.SetOnInstance(ctx, "k", 18)
+	pair(t, "A sets its slice", c, m, err, 18, 18)
+	expire(t, admin, p, "a")
+	c, m, err = b.Get(ctx, "other") // drops A; B rejoins with the Clear
+	pair(t, "B's first call after the loss", c, m, err, 0, 0)
+	c, m, err = a.Get(ctx, "k") // A comes back
+	pair(t, "A comes back", c, m, err, 18, 18)
 }
 
 // Close returns within its context even when the backend hangs without

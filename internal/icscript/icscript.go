@@ -19,8 +19,10 @@
 // object keeps, per key, the reply of the script that executed last, not
 // the one it sent last.
 //
-// Epochs are server times (Unix ms): a key's epoch is the time of its last
-// Set or Del, raised by Clear for every key (the cleared time). They
+// Epochs are stamps: server time in µs, strictly increasing per prefix
+// (the clock key), so that a reply and a change made in the same µs still
+// come in order. A key's epoch is the stamp of its last Set or Del, raised
+// by Clear for every key (the cleared stamp). They
 // survive a server's data loss in the instances' memory: a rejoining
 // instance reports each key's epoch as it knew it, the server keeps the
 // latest, and a slice re-contributed under an older epoch is withdrawn
@@ -51,7 +53,7 @@ const (
 )
 
 // Every script takes the nine KEYS of keyspace.InstanceCounter (Flush,
-// Rejoin and Remove of a Lax object also its batch marker as KEYS[10]),
+// Rejoin and Remove of a Lax object also its batch marker as KEYS[11]),
 // and the instance id and keys escaped (keyspace.InstanceMember,
 // keyspace.InstanceKeyField), so that they never contain ':' and a
 // composed member splits at its first ':'. A lexical range over the
@@ -64,18 +66,20 @@ const (
 //	3 slices     hash    "<instance>:<key>" → that instance's slice
 //	4 owned      zset    "<instance>:<key>" (score 0, for lexical ranges per instance)
 //	5 holders    zset    "<key>:<instance>" (score 0, for lexical ranges per key)
-//	6 epochs     hash    key → epoch (ms of its last Set or Del)
+//	6 epochs     hash    key → epoch (stamp of its last Set or Del)
 //	7 registry   hash    instance → "<nonce>:<version>"
 //	8 rejoined   hash    "<instance>:<key>" → part of the slice a Rejoin contributed
-//	9 cleared    string  ms of the last Clear
+//	9 cleared    string  stamp of the last Clear
+//	10 clock     string  the last stamp (µs)
 //
 // ARGV[1] is the object's nonce, ARGV[2] the instance id, ARGV[3]
 // DeadAfter in ms. Replies carry numbers as decimal strings.
 
 const luaPrelude = scriptlib.LuaHIncr + scriptlib.LuaMatches + driver.LuaNowMillis + `
 local INST, TOTAL, SLICES, OWNED, HOLDERS, EPOCH = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local REG, REJ, CLEARED = KEYS[7], KEYS[8], KEYS[9]
+local REG, REJ, CLEARED, CLOCK = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local nonce, me, dead_after = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now_us = tonumber(__t[1]) * 1000000 + tonumber(__t[2])
 local function fmt(n) return string.format('%d', n) end
 local function neg(s)
   if s == '0' then return '0' end
@@ -119,10 +123,17 @@ local function version()
   redis.call('HSET', REG, me, nonce .. ':' .. fmt(v))
   return v
 end
+-- stamp is this script's place in time: server time in µs, above every
+-- stamp before it (epochs, reply times and batch times are stamps).
+local function stamp()
+  local s = math.max(now_us, tonumber(redis.call('GET', CLOCK) or '0') + 1)
+  redis.call('SET', CLOCK, fmt(s))
+  return s
+end
 local function cleared() return tonumber(redis.call('GET', CLEARED) or '0') end
 local function epoch(key) return math.max(tonumber(redis.call('HGET', EPOCH, key) or '0'), cleared()) end
-local function bump(key)
-  local e = math.max(now_ms, epoch(key) + 1)
+local function bump(key, t)
+  local e = math.max(t, epoch(key) + 1)
   redis.call('HSET', EPOCH, key, fmt(e))
   return e
 end
@@ -181,7 +192,7 @@ end
 `
 
 // Op runs one operation on one key. ARGV: 4 mode, 5 key, 6 comparator op,
-// 7 operand, 8 n. Reply {status}, or {"ok", version, now ms, cleared,
+// 7 operand, 8 n. Reply {status}, or {"ok", version, stamp, cleared,
 // cumulative, mine, epoch, rejoined} after the operation; for "del" the
 // cumulative and mine before it and the new epoch.
 var Op = driver.NewScript("instancecounter-op", luaPrelude+`
@@ -191,10 +202,11 @@ local st = status()
 if st ~= 'ok' then return {st} end
 refresh()
 local v = version()
+local t = stamp()
 local f = me .. ':' .. key
 local s = redis.call('HGET', SLICES, f) or '0'
 local total = redis.call('HGET', TOTAL, key) or '0'
-local head = {'ok', fmt(v), fmt(now_ms), fmt(cleared())}
+local head = {'ok', fmt(v), fmt(t), fmt(cleared())}
 if mode == 'inc' or (mode == 'incif' and matches(op, total, x)) then
   local e = add(key, n)
   if e then return e end
@@ -213,7 +225,7 @@ elseif mode == 'set' or (mode == 'setif' and matches(op, total, x)) then
   redis.call('HSET', SLICES, f, n)
   redis.call('ZADD', OWNED, 0, f)
   redis.call('ZADD', HOLDERS, 0, key .. ':' .. me)
-  bump(key)
+  bump(key, t)
 elseif mode == 'delmine' then
   local e = add(key, neg(s))
   if e then return e end
@@ -224,7 +236,7 @@ elseif mode == 'delmine' then
 elseif mode == 'del' then
   wipe(key)
   redis.call('HDEL', TOTAL, key)
-  local ep = bump(key)
+  local ep = bump(key, t)
   for _, w in ipairs({total, s, fmt(ep), '0'}) do head[#head+1] = w end
   return head
 end
@@ -261,7 +273,7 @@ return st
 // remembers. ARGV: 4 the latest cleared time it saw, 5 the latest version
 // it saw, 6 the number of its Lax batch in flight ("0": none), 7 the batch
 // marker's ttl in ms, then per key 6-tuples (key, epoch, slice, rejoined
-// part, ms of the reply it last recorded, delta of the batch in flight).
+// part, stamp of the reply it last recorded, delta of the batch in flight).
 //
 // A key's slice is contributed when its epoch is the key's; when a later
 // Set, Del or Clear happened (the key's epoch is newer) it is 0, except the
@@ -272,7 +284,7 @@ return st
 // was not applied (it is applied now) or applied after the key's last wipe.
 //
 // Reply {status} ("dup", or "ok" when the object is registered already:
-// nothing contributed), or {"joined", version, now ms, cleared, then per
+// nothing contributed), or {"joined", version, stamp, cleared, then per
 // key cumulative, mine, epoch, rejoined}.
 var Rejoin = driver.NewScript("instancecounter-rejoin", luaPrelude+`
 local known, maxv, seq, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
@@ -287,6 +299,7 @@ drop(me)
 refresh()
 redis.call('HSET', REG, me, nonce .. ':' .. fmt(maxv))
 local v = version()
+local t = stamp()
 if known > cleared() then
   redis.call('SET', CLEARED, fmt(known))
   for _, f in ipairs(redis.call('HKEYS', REJ)) do
@@ -299,13 +312,13 @@ if known > cleared() then
 end
 local applied_at = nil
 if seq ~= '0' then
-  local last = redis.call('GET', KEYS[10])
+  local last = redis.call('GET', KEYS[11])
   if last and string.sub(last, 1, #nonce + 1) == nonce .. ':' then
     local ls, lt = string.match(string.sub(last, #nonce + 2), '^(%d+):(%d+)$')
     if ls and tonumber(ls) >= tonumber(seq) then applied_at = tonumber(lt) end
   end
 end
-local out = {'joined', fmt(v), fmt(now_ms)}
+local out = {'joined', fmt(v), fmt(t)}
 for i = 8, #ARGV, 6 do
   local key, ce, cs, cr, cat, d = ARGV[i], tonumber(ARGV[i+1]), ARGV[i+2], ARGV[i+3], tonumber(ARGV[i+4]), ARGV[i+5]
   local f = me .. ':' .. key
@@ -327,7 +340,7 @@ for i = 8, #ARGV, 6 do
   if d ~= '0' and (applied_at == nil or applied_at > e) then add(key, d) end
 end
 if seq ~= '0' and applied_at == nil then
-  redis.call('SET', KEYS[10], nonce .. ':' .. seq .. ':' .. fmt(now_ms), 'PX', ttl)
+  redis.call('SET', KEYS[11], nonce .. ':' .. seq .. ':' .. fmt(t), 'PX', ttl)
 end
 out[#out+1] = fmt(cleared())
 for i = 8, #ARGV, 6 do
@@ -337,14 +350,14 @@ return out
 `, goRejoin)
 
 // Remove takes this object's slices out of the totals and unregisters it
-// (Close); with KEYS[10] it also deletes the object's batch marker. Reply:
+// (Close); with KEYS[11] it also deletes the object's batch marker. Reply:
 // its status ("ok": removed).
 var Remove = driver.NewScript("instancecounter-remove", luaPrelude+`
 local st = status()
 if st == 'ok' then drop(me) end
-if KEYS[10] then
-  local last = redis.call('GET', KEYS[10])
-  if last and string.sub(last, 1, #nonce + 1) == nonce .. ':' then redis.call('DEL', KEYS[10]) end
+if KEYS[11] then
+  local last = redis.call('GET', KEYS[11])
+  if last and string.sub(last, 1, #nonce + 1) == nonce .. ':' then redis.call('DEL', KEYS[11]) end
 end
 return st
 `, func(st driver.Store, keys, args []string) (backend.Value, error) {
@@ -361,11 +374,11 @@ return st
 			return backend.Value{}, err
 		}
 	}
-	if len(keys) > 9 {
-		if last, ok, err := st.Get(keys[9]); err != nil {
+	if len(keys) > 10 {
+		if last, ok, err := st.Get(keys[10]); err != nil {
 			return backend.Value{}, err
 		} else if ok && strings.HasPrefix(last, c.nonce+":") {
-			st.Del(keys[9])
+			st.Del(keys[10])
 		}
 	}
 	return backend.Str(s), nil
@@ -373,25 +386,26 @@ return st
 
 // Clear deletes every counter of the prefix; its time becomes every key's
 // epoch (the cleared time exceeds every epoch so far), so no instance
-// re-contributes an older slice. Reply {status}, or {"ok", version, now
-// ms, cleared}.
+// re-contributes an older slice. Reply {status}, or {"ok", version,
+// stamp, cleared}.
 var Clear = driver.NewScript("instancecounter-clear", luaPrelude+`
 cleanup()
 local st = status()
 if st ~= 'ok' then return {st} end
 refresh()
 local v = version()
-local c = math.max(now_ms, cleared() + 1)
+local t = stamp()
+local c = math.max(t, cleared() + 1)
 for _, e in ipairs(redis.call('HVALS', EPOCH)) do c = math.max(c, tonumber(e) + 1) end
 redis.call('DEL', TOTAL, SLICES, OWNED, HOLDERS, EPOCH, REJ)
 redis.call('SET', CLEARED, fmt(c))
-return {'ok', fmt(v), fmt(now_ms), fmt(c)}
+return {'ok', fmt(v), fmt(t), fmt(c)}
 `, goClear)
 
-// Flush applies a Lax batch once. KEYS[10] is the object's batch marker.
+// Flush applies a Lax batch once. KEYS[11] is the object's batch marker.
 // ARGV: 4 batch number, 5 marker ttl ms, then pairs (key, delta). Reply
 // {status}, or {"ok", applied (1, or 0 for a batch applied before),
-// version, now ms, cleared, then per key cumulative, mine, epoch,
+// version, stamp, cleared, then per key cumulative, mine, epoch,
 // rejoined}. All or nothing on overflow.
 var Flush = driver.NewScript("instancecounter-flush", luaPrelude+`
 local seq = ARGV[4]
@@ -400,8 +414,9 @@ local st = status()
 if st ~= 'ok' then return {st} end
 refresh()
 local v = version()
+local t = stamp()
 local applied = 1
-local last = redis.call('GET', KEYS[10])
+local last = redis.call('GET', KEYS[11])
 if last and string.sub(last, 1, #nonce + 1) == nonce .. ':' then
   local ls = string.match(string.sub(last, #nonce + 2), '^(%d+):')
   if ls and tonumber(ls) >= tonumber(seq) then applied = 0 end
@@ -416,9 +431,9 @@ if applied == 1 then
     end
     done[#done+1] = {ARGV[i], ARGV[i+1]}
   end
-  redis.call('SET', KEYS[10], nonce .. ':' .. seq .. ':' .. fmt(now_ms), 'PX', ARGV[5])
+  redis.call('SET', KEYS[11], nonce .. ':' .. seq .. ':' .. fmt(t), 'PX', ARGV[5])
 end
-local out = {'ok', applied, fmt(v), fmt(now_ms), fmt(cleared())}
+local out = {'ok', applied, fmt(v), fmt(t), fmt(cleared())}
 for i = 6, #ARGV, 2 do
   for _, x in ipairs(state(ARGV[i])) do out[#out+1] = x end
 end
@@ -434,14 +449,16 @@ func All() []*driver.Script {
 type ctx struct {
 	st                                         driver.Store
 	inst, total, slices, owned, holders, epoch string
-	reg, rej, cleared                          string
+	reg, rej, cleared, clock                   string
 	nonce, me                                  string
 	deadAfter                                  int64
-	now                                        int64
+	now                                        int64 // ms
+	nowUS                                      int64
+	t                                          int64 // this script's stamp
 }
 
 func newCtx(st driver.Store, keys, args []string) (*ctx, error) {
-	if len(keys) < 9 || len(args) < 3 {
+	if len(keys) < 10 || len(args) < 3 {
 		return nil, fmt.Errorf("ERR instancecounter: %d keys, %d args", len(keys), len(args))
 	}
 	da, err := strconv.ParseInt(args[2], 10, 64)
@@ -449,8 +466,8 @@ func newCtx(st driver.Store, keys, args []string) (*ctx, error) {
 		return nil, err
 	}
 	return &ctx{st: st, inst: keys[0], total: keys[1], slices: keys[2], owned: keys[3], holders: keys[4], epoch: keys[5],
-		reg: keys[6], rej: keys[7], cleared: keys[8],
-		nonce: args[0], me: args[1], deadAfter: da, now: driver.NowMillis(st)}, nil
+		reg: keys[6], rej: keys[7], cleared: keys[8], clock: keys[9],
+		nonce: args[0], me: args[1], deadAfter: da, now: driver.NowMillis(st), nowUS: st.Now().UnixMicro()}, nil
 }
 
 func neg(s string) string {
@@ -566,6 +583,13 @@ func (c *ctx) version() int64 {
 	return v
 }
 
+func (c *ctx) stamp() int64 {
+	v, _, _ := c.st.Get(c.clock)
+	s := max(c.nowUS, num(v)+1)
+	c.st.Set(c.clock, fmtInt(s), 0)
+	return s
+}
+
 func (c *ctx) clearedAt() int64 {
 	v, _, _ := c.st.Get(c.cleared)
 	return num(v)
@@ -573,8 +597,8 @@ func (c *ctx) clearedAt() int64 {
 
 func (c *ctx) epochOf(key string) int64 { return max(num(c.get(c.epoch, key)), c.clearedAt()) }
 
-func (c *ctx) bump(key string) int64 {
-	e := max(c.now, c.epochOf(key)+1)
+func (c *ctx) bump(key string, t int64) int64 {
+	e := max(t, c.epochOf(key)+1)
 	c.st.HSet(c.epoch, key, fmtInt(e))
 	return e
 }
@@ -663,7 +687,9 @@ func (c *ctx) begin() (head []backend.Value, ok bool, err error) {
 		return []backend.Value{backend.Str(s)}, false, nil
 	}
 	c.refresh()
-	return []backend.Value{backend.Str(StatusOK), backend.Str(fmtInt(c.version()))}, true, nil
+	v := c.version()
+	c.t = c.stamp()
+	return []backend.Value{backend.Str(StatusOK), backend.Str(fmtInt(v))}, true, nil
 }
 
 func goOp(st driver.Store, keys, args []string) (backend.Value, error) {
@@ -676,7 +702,7 @@ func goOp(st driver.Store, keys, args []string) (backend.Value, error) {
 	if err != nil || !ok {
 		return backend.Arr(head...), err
 	}
-	head = append(head, backend.Str(fmtInt(c.now)), backend.Str(fmtInt(c.clearedAt())))
+	head = append(head, backend.Str(fmtInt(c.t)), backend.Str(fmtInt(c.clearedAt())))
 	f := keyspace.Join(c.me, key)
 	s := c.get(c.slices, f)
 	total := c.get(c.total, key)
@@ -703,7 +729,7 @@ func goOp(st driver.Store, keys, args []string) (backend.Value, error) {
 		st.HSet(c.slices, f, n)
 		st.ZAdd(c.owned, 0, f)
 		st.ZAdd(c.holders, 0, keyspace.Join(key, c.me))
-		c.bump(key)
+		c.bump(key, c.t)
 	case mode == "delmine":
 		if err := c.add(key, neg(s)); err != nil {
 			return backend.Value{}, err
@@ -717,7 +743,7 @@ func goOp(st driver.Store, keys, args []string) (backend.Value, error) {
 			return backend.Value{}, err
 		}
 		st.HDel(c.total, key)
-		ep := c.bump(key)
+		ep := c.bump(key, c.t)
 		return backend.Arr(append(head, backend.Str(total), backend.Str(s), backend.Str(fmtInt(ep)), backend.Str("0"))...), nil
 	}
 	return backend.Arr(append(head, c.state(key)...)...), nil
@@ -749,6 +775,7 @@ func goRejoin(st driver.Store, keys, args []string) (backend.Value, error) {
 	c.refresh()
 	st.HSet(c.reg, c.me, c.nonce+":"+fmtInt(maxv))
 	v := c.version()
+	c.t = c.stamp()
 	if known > c.clearedAt() {
 		st.Set(c.cleared, fmtInt(known), 0)
 		all, err := st.HGetAll(c.rej)
@@ -771,7 +798,7 @@ func goRejoin(st driver.Store, keys, args []string) (backend.Value, error) {
 	}
 	appliedAt, applied := int64(0), false
 	if seq != "0" {
-		if last, ok, err := st.Get(keys[9]); err != nil {
+		if last, ok, err := st.Get(keys[10]); err != nil {
 			return backend.Value{}, err
 		} else if ok && strings.HasPrefix(last, c.nonce+":") {
 			if ls, lt, ok := strings.Cut(last[len(c.nonce)+1:], ":"); ok && num(ls) >= num(seq) {
@@ -779,7 +806,7 @@ func goRejoin(st driver.Store, keys, args []string) (backend.Value, error) {
 			}
 		}
 	}
-	out := []backend.Value{backend.Str(StatusJoined), backend.Str(fmtInt(v)), backend.Str(fmtInt(c.now))}
+	out := []backend.Value{backend.Str(StatusJoined), backend.Str(fmtInt(v)), backend.Str(fmtInt(c.t))}
 	for i := 7; i+5 < len(args); i += 6 {
 		key, ce, cs, cr, cat, d := args[i], num(args[i+1]), args[i+2], args[i+3], num(args[i+4]), args[i+5]
 		f := keyspace.Join(c.me, key)
@@ -815,7 +842,7 @@ func goRejoin(st driver.Store, keys, args []string) (backend.Value, error) {
 		if err != nil {
 			return backend.Value{}, err
 		}
-		st.Set(keys[9], c.nonce+":"+seq+":"+fmtInt(c.now), ms)
+		st.Set(keys[10], c.nonce+":"+seq+":"+fmtInt(c.t), ms)
 	}
 	out = append(out, backend.Str(fmtInt(c.clearedAt())))
 	for i := 7; i+5 < len(args); i += 6 {
@@ -833,7 +860,7 @@ func goClear(st driver.Store, keys, args []string) (backend.Value, error) {
 	if err != nil || !ok {
 		return backend.Arr(head...), err
 	}
-	cl := max(c.now, c.clearedAt()+1)
+	cl := max(c.t, c.clearedAt()+1)
 	all, err := st.HGetAll(c.epoch)
 	if err != nil {
 		return backend.Value{}, err
@@ -843,7 +870,7 @@ func goClear(st driver.Store, keys, args []string) (backend.Value, error) {
 	}
 	st.Del(c.total, c.slices, c.owned, c.holders, c.epoch, c.rej)
 	st.Set(c.cleared, fmtInt(cl), 0)
-	return backend.Arr(append(head, backend.Str(fmtInt(c.now)), backend.Str(fmtInt(cl)))...), nil
+	return backend.Arr(append(head, backend.Str(fmtInt(c.t)), backend.Str(fmtInt(cl)))...), nil
 }
 
 func goFlush(st driver.Store, keys, args []string) (backend.Value, error) {
@@ -857,7 +884,7 @@ func goFlush(st driver.Store, keys, args []string) (backend.Value, error) {
 		return backend.Arr(head...), err
 	}
 	applied := int64(1)
-	if last, ok, err := st.Get(keys[9]); err != nil {
+	if last, ok, err := st.Get(keys[10]); err != nil {
 		return backend.Value{}, err
 	} else if ok && strings.HasPrefix(last, c.nonce+":") {
 		if ls, _, ok := strings.Cut(last[len(c.nonce)+1:], ":"); ok && num(ls) >= num(seq) {
@@ -880,9 +907,9 @@ func goFlush(st driver.Store, keys, args []string) (backend.Value, error) {
 		if err != nil {
 			return backend.Value{}, err
 		}
-		st.Set(keys[9], c.nonce+":"+seq+":"+fmtInt(c.now), ttl)
+		st.Set(keys[10], c.nonce+":"+seq+":"+fmtInt(c.t), ttl)
 	}
-	out := []backend.Value{head[0], backend.Int(applied), head[1], backend.Str(fmtInt(c.now)), backend.Str(fmtInt(c.clearedAt()))}
+	out := []backend.Value{head[0], backend.Int(applied), head[1], backend.Str(fmtInt(c.t)), backend.Str(fmtInt(c.clearedAt()))}
 	for i := 5; i+1 < len(args); i += 2 {
 		out = append(out, c.state(args[i])...)
 	}

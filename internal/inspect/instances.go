@@ -126,9 +126,9 @@ type InstanceCounter struct {
 	// Cumulative is Stored without the slices of dead instances: what the
 	// next operation of any instance will return (it removes them first).
 	Cumulative int64
-	// Epoch is the server time (Unix ms) of the key's last Set, Del or
-	// Clear (0: none); a slice from an older epoch is never contributed
-	// again.
+	// Epoch is the stamp (server time in Unix µs) of the key's last Set,
+	// Del or Clear (0: none); a slice from an older epoch is never
+	// contributed again.
 	Epoch  int64
 	Slices []InstanceSlice
 }
@@ -209,7 +209,7 @@ func ReadInstanceCounters(ctx context.Context, b backend.Backend, prefix string,
 
 // decodeInstanceCounters decodes icRead's reply. Layout
 // (keyspace.InstanceCounter): totals and epochs are decimal fields per
-// key, and a key's epoch is at least the cleared time (decimal string);
+// key, and a key's epoch is at least the cleared stamp (decimal string);
 // the holders index lists <key>:<id> for every slice, whose value is
 // the field <id>:<key> of the slices hash; an instance is alive while its
 // score (heartbeat expiry, Unix ms) is in the future.

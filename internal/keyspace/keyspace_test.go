@@ -70,6 +70,7 @@ func TestPlainLayoutsUnchanged(t *testing.T) {
 		ic.Registry:  "{ws}:ic:registry",
 		ic.Rejoined:  "{ws}:ic:rejoined",
 		ic.Cleared:   "{ws}:ic:cleared",
+		ic.Clock:     "{ws}:ic:clock",
 		keyspace.InstanceCounterMarker("ws", "n1"):   "{ws}:ic:seq:n1",
 		keyspace.InstanceSlice("n1", "conns"):        "n1:conns",
 		keyspace.InstanceHolder("conns", "n1"):       "conns:n1",

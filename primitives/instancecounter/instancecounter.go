@@ -46,7 +46,8 @@
 //
 // Set and Del act globally (Set makes the total v and this instance's
 // slice v; Del deletes the key); Clear deletes every key. Each stamps the
-// key (Clear: every key) with an epoch, the server time of the change. An
+// key (Clear: every key) with an epoch: the server time of the change in
+// µs, strictly increasing per prefix. An
 // instance that comes back with a slice from an older epoch contributes 0
 // for it (or only what it added after a rejoin the change preceded)
 // instead of adding it again. Epochs survive the server's data loss in
@@ -91,11 +92,12 @@
 //	{<prefix>}:ic:slices         hash    <id>:<key> → that instance's slice
 //	{<prefix>}:ic:owned          zset    <id>:<key>, score 0 (lexical index per instance)
 //	{<prefix>}:ic:holders        zset    <key>:<id>, score 0 (lexical index per key)
-//	{<prefix>}:ic:epochs         hash    <key> → epoch: server time (Unix ms) of its last Set or Del
-//	{<prefix>}:ic:cleared        string  server time (Unix ms) of the last Clear (every key's epoch is at least this)
+//	{<prefix>}:ic:epochs         hash    <key> → epoch: stamp of its last Set or Del
+//	{<prefix>}:ic:cleared        string  stamp of the last Clear (every key's epoch is at least this)
+//	{<prefix>}:ic:clock          string  the last stamp: server time (Unix µs), strictly increasing
 //	{<prefix>}:ic:registry       hash    <id> → "<nonce>:<version>" of the live counter holding the id
 //	{<prefix>}:ic:rejoined       hash    <id>:<key> → the part of that slice a rejoin re-contributed
-//	{<prefix>}:ic:seq:<id>       string  "<nonce>:<batch>:<ms>", the last Lax batch applied (TTL DedupTTL)
+//	{<prefix>}:ic:seq:<id>       string  "<nonce>:<batch>:<stamp>", the last Lax batch applied (TTL DedupTTL)
 package instancecounter
 
 import (
@@ -168,8 +170,8 @@ type slot struct {
 	// that executed earlier, whatever order the replies came in) is not
 	// recorded.
 	version  int64
-	epoch    int64 // the key's epoch (ms of its last Set, Del or Clear)
-	at       int64 // server time (ms) of the recorded reply
+	epoch    int64 // the key's epoch (stamp of its last Set, Del or Clear)
+	at       int64 // stamp of the recorded reply
 	rejoined int64 // part of the slice a rejoin contributed
 	// Confirmed by the server; atomic so that Lax's Inc reads them lock-free.
 	total atomic.Int64 // cumulative
@@ -198,7 +200,7 @@ func (s *slot) record(version, at int64, st keyState) bool {
 
 type core struct {
 	b          backend.Backend
-	keys       []string // the nine KEYS (keyspace.InstanceCounter)
+	keys       []string // the KEYS (keyspace.InstanceCounter)
 	markerKeys []string // Lax: keys plus the batch marker
 	id         string   // as the user gave it
 	me         string   // as the scripts see it (keyspace.InstanceMember)
