@@ -695,10 +695,29 @@ func (c *core) remove(ctx context.Context) error {
 	if c.keep {
 		return nil
 	}
-	if _, err := c.b.EvalScript(ctx, icscript.Remove, c.keysFor(), c.nonce, c.me, c.daArg); err != nil {
+	err := within(ctx, func() error {
+		_, err := c.b.EvalScript(ctx, icscript.Remove, c.keysFor(), c.nonce, c.me, c.daArg)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("instancecounter: close: removing this instance's slices: %w", err)
 	}
 	return nil
+}
+
+// within runs f, I/O that Close waits for, and returns its error, or an
+// error matching ErrIndeterminate when ctx ends first: Close returns
+// within its context even over a backend that does not honour it (f then
+// finishes in the background).
+func within(ctx context.Context, f func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return driver.Indeterminate(fmt.Errorf("the backend did not answer: %w", ctx.Err()))
+	}
 }
 
 // leave stops the background goroutine, waits for the operations in

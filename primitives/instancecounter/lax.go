@@ -352,7 +352,7 @@ func (l *Lax) Close(ctx context.Context) error {
 	c.flushMu.unlock()
 	var ferr error
 	for delay := 10 * time.Millisecond; ; delay = min(2*delay, time.Second) {
-		if ferr = l.lx.flush(ctx); ferr == nil {
+		if ferr = within(ctx, func() error { return l.lx.flush(ctx) }); ferr == nil {
 			break
 		}
 		t := time.NewTimer(delay)
