@@ -447,8 +447,8 @@ func (c *core) rejoinLocked(ctx context.Context, gen uint64) error {
 		epoch, at, rejoined := s.epoch, s.at, s.rejoined
 		s.mu.Unlock()
 		mine, d := s.mine.Load(), inflight[s]
-		if epoch == 0 && mine == 0 && d == 0 {
-			continue
+		if epoch == 0 && mine == 0 && rejoined == 0 && d == 0 {
+			continue // nothing to contribute, no epoch to report
 		}
 		list = append(list, s)
 		args = append(args, s.field, strconv.FormatInt(epoch, 10), strconv.FormatInt(mine, 10),
