@@ -34,6 +34,7 @@ func runInstanceCounter(t *testing.T, newHarness NewHarness) {
 	t.Run("LatestExecuted", func(t *testing.T) { testICLatestExecuted(t, newHarness(t)) })
 	t.Run("DataLossEpochs", func(t *testing.T) { testICDataLossEpochs(t, newHarness(t)) })
 	t.Run("DataLossAfterClear", func(t *testing.T) { testICDataLossAfterClear(t, newHarness(t)) })
+	t.Run("LaxResendRefused", func(t *testing.T) { testICLaxResendRefused(t, newHarness(t)) })
 	t.Run("CloseHung", func(t *testing.T) { testICCloseHung(t, newHarness(t)) })
 	t.Run("NoHeartbeatAfterClose", func(t *testing.T) { testICNoHeartbeatAfterClose(t, newHarness(t)) })
 	t.Run("CloseWaitsForOps", func(t *testing.T) { testICCloseWaitsForOps(t, newHarness(t)) })
@@ -506,6 +507,38 @@ func testICDataLossAfterClear(t *testing.T, h Harness) {
 	pair(t, "B's first call after the loss", c, m, err, 0, 0)
 	c, m, err = a.Get(ctx, "k") // A comes back
 	pair(t, "A comes back", c, m, err, 18, 18)
+}
+
+// A Lax batch applied with its reply lost, whose resend the server then
+// refuses before running it (LOADING while it restarts from its AOF): the
+// batch stays in flight and is applied once, not sent again as a new one
+// (seen: kill -9 of an AOF server counted 640 twice).
+func testICLaxResendRefused(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	w := testkit.Wrap(open(t, h))
+	l, err := instancecounter.NewLax(w, instancecounter.Options{Prefix: p, InstanceID: "l", FlushInterval: time.Hour, KeepSlicesOnClose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close(context.Background()) })
+	reader := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "reader"})
+	registered(t, w)
+	l.Inc(ctx, "k", 5)
+	w.LoseNextReply("instancecounter-flush")
+	if err := l.Flush(ctx); !errors.Is(err, distkit.ErrIndeterminate) {
+		t.Fatalf("flush with a lost reply: %v", err)
+	}
+	w.RefuseNext("instancecounter-flush", driver.NotApplied(&backend.ScriptError{Script: "instancecounter-flush",
+		Msg: "LOADING Redis is loading the dataset in memory"}))
+	if err := l.Flush(ctx); !errors.Is(err, distkit.ErrNotApplied) {
+		t.Fatalf("resend refused: %v", err)
+	}
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := reader.Get(ctx, "k")
+	pair(t, "after the resend went through", c, 0, err, 5, 0)
 }
 
 // Close returns within its context even when the backend hangs without

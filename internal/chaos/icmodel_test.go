@@ -35,7 +35,7 @@ func connectTarget(t *testing.T, target redistest.Target) backend.Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(closeFn)
+	t.Cleanup(func() { b.Close(); closeFn() })
 	return b
 }
 

@@ -56,7 +56,15 @@ func (e *modelEnv) Name() string    { return e.name }
 func (e *modelEnv) CanRemote() bool { return true }
 
 func (e *modelEnv) Backend(t *testing.T) backend.Backend {
-	return e.connect(t, redistest.Target{Addrs: e.addrs, Cluster: e.cluster})
+	return open(t, e.connect, redistest.Target{Addrs: e.addrs, Cluster: e.cluster})
+}
+
+// open connects a backend that t's cleanup closes (the driver's own
+// client, besides the user's client connect closes).
+func open(t *testing.T, connect redistest.Connect, target redistest.Target) backend.Backend {
+	b := connect(t, target)
+	t.Cleanup(func() { b.Close() })
+	return b
 }
 
 func (e *modelEnv) Start(t *testing.T, spec icmodel.Spec) icmodel.Instance {
@@ -72,7 +80,7 @@ func (e *modelEnv) Start(t *testing.T, spec icmodel.Spec) icmodel.Instance {
 			t.Fatal(err)
 		}
 		t.Cleanup(p.Close)
-		b = e.connect(t, redistest.Target{Addrs: []string{p.Addr}})
+		b = open(t, e.connect, redistest.Target{Addrs: []string{p.Addr}})
 		f = icmodel.Faults{
 			LoseNextOp:  func() { p.DropReplyTo(icscript.Op.SHA()) }, // the op script's EVALSHA
 			LoseNextAny: func() { p.DropReplyTo("EVAL") },            // any script call
@@ -106,7 +114,6 @@ func (e *modelEnv) LoseData(t *testing.T, prefix string, ids []string) {
 		keys = append(keys, keyspace.InstanceCounterMarker(prefix, id))
 	}
 	b := e.Backend(t)
-	defer b.Close()
 	for try := 0; ; try++ {
 		ctx, cancel := ctxTimeout(5 * time.Second)
 		_, err := b.EvalScript(ctx, wipeScript, keys)
@@ -230,7 +237,7 @@ func closePausedServer(t *testing.T, connect redistest.Connect) {
 	}
 	t.Cleanup(s.Stop)
 	for _, lax := range []bool{false, true} {
-		b := connect(t, redistest.Target{Addrs: []string{s.Addr}})
+		b := open(t, connect, redistest.Target{Addrs: []string{s.Addr}})
 		l, err := icmodel.NewLocal(b, icmodel.Spec{Prefix: "close-paused", ID: fmt.Sprint("lax=", lax), Lax: lax,
 			DeadAfter: 300 * time.Millisecond, FlushInterval: time.Millisecond}, icmodel.Faults{})
 		if err != nil {

@@ -41,6 +41,7 @@ type Rule struct {
 	script  string
 	delay   time.Duration // before forwarding, ignoring the call's context
 	lose    bool          // forward, then report ErrIndeterminate
+	refuse  error         // do not forward; fail with this error
 	Entered chan struct{} // closed when the call reaches the wrapper
 	Done    chan struct{} // closed when the call returns
 }
@@ -75,6 +76,12 @@ func (w *Wrapped) Disarm() {
 	w.mu.Lock()
 	w.rules = nil
 	w.mu.Unlock()
+}
+
+// RefuseNext fails the next call of script with err without forwarding it
+// (a server that refuses a command before running it, e.g. LOADING).
+func (w *Wrapped) RefuseNext(script string, err error) *Rule {
+	return w.add(&Rule{script: script, refuse: err})
 }
 
 // Hang makes every later call of script ("" = every script) block, without
@@ -157,6 +164,9 @@ func (w *Wrapped) EvalScript(ctx context.Context, s backend.Script, keys []strin
 	}
 	close(r.Entered)
 	defer close(r.Done)
+	if r.refuse != nil {
+		return backend.Value{}, r.refuse
+	}
 	if r.delay > 0 {
 		time.Sleep(r.delay)
 	}

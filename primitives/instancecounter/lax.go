@@ -203,10 +203,17 @@ func (lx *laxState) send(ctx context.Context, b *icBatch) error {
 		if err != nil {
 			var se *backend.ScriptError
 			switch {
-			case errors.As(err, &se):
-				lx.inflight = nil
 			case errors.Is(err, backend.ErrIndeterminate):
 				lx.inflight = b
+			case errors.Is(err, backend.ErrNotApplied):
+				// This attempt did not run (e.g. LOADING after a restart,
+				// a ScriptError the server refused with): b keeps what it
+				// was, in flight or new.
+			case errors.As(err, &se):
+				// The script ran and applied nothing (an overflow rolls
+				// back before the marker is set), so no earlier attempt
+				// applied b either (the marker would have stopped it).
+				lx.inflight = nil
 			}
 			return wrapErr("flush", "", err)
 		}
