@@ -668,11 +668,18 @@ func (r *runner) closeReopen() {
 	if in == nil {
 		return
 	}
-	res := in.h.Do(Op{Kind: "close"})
-	r.stats.Ops++
-	r.logf("%d close → %s", in.idx, res.Err)
-	if res.Err != "" {
-		r.fail("instance %d: close: %s", in.idx, res.Err)
+	var res Result
+	for try := 0; ; try++ { // Close may be called again when its I/O failed
+		res = in.h.Do(Op{Kind: "close"})
+		r.stats.Ops++
+		r.logf("%d close → %s", in.idx, res.Err)
+		if res.Err == "" {
+			break
+		}
+		if try == 10 {
+			r.fail("instance %d: close: %s", in.idx, res.Err)
+		}
+		time.Sleep(25 * time.Millisecond)
 	}
 	r.stats.Rejoins += int(in.h.Do(Op{Kind: "rejoins"}).N)
 	in.st, in.since = dead, time.Time{}
