@@ -24,12 +24,15 @@ test-race:
 
 ## fuzz: the fuzz targets, briefly (FUZZTIME each; corpus in testdata/fuzz):
 ## key encoding injective, layouts distinct per unit and slot, Lua and Go
-## twins agreeing for any keys and instance ids (via miniredis).
+## twins agreeing for any keys and instance ids (via miniredis); rate
+## limiting: Local, Redis (Go twin and Lua) and Hybrid deciding alike for any
+## rate, window, amounts and timing, no window above its limit.
 FUZZTIME ?= 10s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzEscape$$' -fuzztime=$(FUZZTIME) ./internal/keyspace
 	$(GO) test -run '^$$' -fuzz '^FuzzLayouts$$' -fuzztime=$(FUZZTIME) ./internal/keyspace
 	$(GO) test -run '^$$' -fuzz '^FuzzAnyKeyParity$$' -fuzztime=$(FUZZTIME) ./internal/parity
+	$(GO) test -run '^$$' -fuzz '^FuzzRateLimit$$' -fuzztime=$(FUZZTIME) ./internal/parity
 
 ## docs: only the test that builds the README and package-doc snippets.
 docs:

@@ -78,6 +78,10 @@ var (
 	// ErrDuplicateInstance: another live instance counter holds this
 	// instance id; nothing was applied.
 	ErrDuplicateInstance = errors.New("distkit: instance id held by another live instance")
+	// ErrStale: a value was returned from local state because it could not
+	// be refreshed from the backend (Lax.Get during an outage); the error
+	// also wraps the cause.
+	ErrStale = errors.New("distkit: stale value")
 
 	// ErrNotApplied: the backend certainly did not execute the operation.
 	ErrNotApplied = backend.ErrNotApplied

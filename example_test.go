@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend/memory"
@@ -20,14 +19,14 @@ func Example_keys() {
 	b := memory.New(memory.Options{}) // or a Redis driver: the keys are the same
 	defer b.Close()
 
-	limiter, err := ratelimit.NewRedis(b, ratelimit.Options{Window: time.Minute})
+	limiter, err := ratelimit.NewRedis(b, ratelimit.Options{})
 	if err != nil {
 		panic(err)
 	}
 	defer limiter.Close(ctx)
 	perClient := limiter.Absolute()
 	for _, ip := range []string{"2001:db8:0:1::", "2001:db80:1::", "2001:db8:0:1::"} {
-		ok, err := perClient.Allow(ctx, ip, 1.0/60) // one request per minute and client
+		ok, err := perClient.Allow(ctx, ip, ratelimit.PerMinute(1)) // one request per minute and client
 		fmt.Println(ip, ok, err)
 	}
 

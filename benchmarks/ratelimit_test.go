@@ -7,9 +7,9 @@ import (
 	"github.com/distkit-go/distkit/primitives/ratelimit"
 )
 
-// A rate high enough that decisions stay admitted (the cost measured is a
+// A limit high enough that decisions stay admitted (the cost measured is a
 // decision, not a rejection).
-const benchRate = 1e9
+var benchLimit = ratelimit.PerSecond(1_000_000_000)
 
 func BenchmarkRateLimitLocal(b *testing.B) {
 	ctx := context.Background()
@@ -22,7 +22,7 @@ func BenchmarkRateLimitLocal(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := a.Inc(ctx, "k", benchRate, 1); err != nil {
+			if _, err := a.Inc(ctx, "k", benchLimit, 1); err != nil {
 				b.Error(err)
 				return
 			}
@@ -41,7 +41,7 @@ func BenchmarkRateLimitRedis(b *testing.B) {
 			}
 			defer r.Close(ctx)
 			a := r.Absolute()
-			parallel64(b, func() error { _, err := a.Inc(ctx, "k", benchRate, 1); return err })
+			parallel64(b, func() error { _, err := a.Inc(ctx, "k", benchLimit, 1); return err })
 		})
 	}
 }
@@ -57,8 +57,8 @@ func BenchmarkRateLimitHybrid(b *testing.B) {
 			}
 			defer h.Close(ctx)
 			a := h.Absolute()
-			a.Inc(ctx, "k", benchRate, 1)
-			parallel64(b, func() error { _, err := a.Inc(ctx, "k", benchRate, 1); return err })
+			a.Inc(ctx, "k", benchLimit, 1)
+			parallel64(b, func() error { _, err := a.Inc(ctx, "k", benchLimit, 1); return err })
 		})
 	}
 }

@@ -93,18 +93,18 @@ func testAnyKey(t *testing.T, h Harness) {
 			release(t, g)
 		}
 
-		r := newRedisRL(t, b, ratelimit.Options{Prefix: pre, Window: time.Second})
-		hy := newHybridRL(t, b, ratelimit.Options{Prefix: pre + "h", Window: time.Second, SyncInterval: time.Hour})
+		r := newRedisRL(t, b, ratelimit.Options{Prefix: pre})
+		hy := newHybridRL(t, b, ratelimit.Options{Prefix: pre + "h", SyncInterval: time.Hour})
 		for _, k := range anyKeys[:4] {
 			for _, p := range []interface {
-				Allow(context.Context, string, float64) (bool, error)
+				Allow(context.Context, string, ratelimit.Limit) (bool, error)
 			}{r.Absolute(), hy.Absolute()} {
-				ok, err := p.Allow(ctx, k, 1)
+				ok, err := p.Allow(ctx, k, ratelimit.PerSecond(1))
 				noCrossSlot(t, "Allow "+k, err)
 				if !ok {
 					t.Fatalf("first request of %q rejected: another key's traffic counted", k)
 				}
-				if ok, _ := p.Allow(ctx, k, 1); ok {
+				if ok, _ := p.Allow(ctx, k, ratelimit.PerSecond(1)); ok {
 					t.Fatalf("second request of %q admitted at capacity 1", k)
 				}
 			}

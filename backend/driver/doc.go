@@ -9,20 +9,32 @@
 // Redis and its Go twin for the memory backend, which must agree (package
 // conformance checks that they do):
 //
-//	// incrBy adds ARGV[1] to the integer at KEYS[1] and returns the sum.
+//	// incrBy adds ARGV[1] to the integer at KEYS[1] and returns the sum. Its
+//	// twin does all INCRBY does: it fails on a value that is not an integer
+//	// and on an overflow, and keeps the key's TTL.
 //	var incrBy = driver.NewScript("example-incrby", `return redis.call('INCRBY', KEYS[1], ARGV[1])`,
 //		func(st driver.Store, keys, args []string) (backend.Value, error) {
-//			cur, _, err := st.Get(keys[0])
+//			notInt := errors.New("ERR value is not an integer or out of range")
+//			cur, ok, err := st.Get(keys[0])
 //			if err != nil {
-//				return backend.Value{}, err
+//				return backend.Value{}, err // WRONGTYPE
 //			}
-//			n, _ := strconv.ParseInt(cur, 10, 64)
+//			var n int64
+//			if ok {
+//				if n, err = strconv.ParseInt(cur, 10, 64); err != nil {
+//					return backend.Value{}, notInt
+//				}
+//			}
 //			d, err := strconv.ParseInt(args[0], 10, 64)
 //			if err != nil {
-//				return backend.Value{}, errors.New("ERR value is not an integer or out of range")
+//				return backend.Value{}, notInt
+//			}
+//			if (d > 0 && n > math.MaxInt64-d) || (d < 0 && n < math.MinInt64-d) {
+//				return backend.Value{}, errors.New("ERR increment or decrement would overflow")
 //			}
 //			n += d
-//			return backend.Int(n), st.Set(keys[0], strconv.FormatInt(n, 10), 0)
+//			ttl := time.Duration(st.PTTL(keys[0])) * time.Millisecond // negative: no expiry
+//			return backend.Int(n), st.Set(keys[0], strconv.FormatInt(n, 10), ttl)
 //		})
 //
 //	func add(ctx context.Context, b backend.Backend, key string, d int64) (int64, error) {

@@ -36,7 +36,7 @@ func ExampleNew() {
 // A Cluster: every distkit script touches a single hash slot.
 func ExampleNew_cluster() {
 	client := redis.NewClusterClient(&redis.ClusterOptions{
-		Addrs:      []string{"10.0.0.1:7000", "10.0.0.2:7000", "10.0.0.3:7000"},
+		Addrs: []string{"10.0.0.1:7000", "10.0.0.2:7000", "10.0.0.3:7000"},
 	})
 	defer client.Close()
 	b, err := goredisbackend.New(client)

@@ -41,22 +41,37 @@
 //     client.Options(): same addresses, credentials, TLS, dialer, pool size
 //     and timeouts, with MaxRetries -1 (no retry), DialerRetries 1 (one
 //     dial attempt: an outage is reported ErrNotApplied at once) and
-//     ContextTimeoutEnabled (a call's context bounds its socket reads and
-//     writes). Cluster redirects (MOVED, ASK) are still followed, up to your
-//     MaxRedirects. Hooks added to your client with AddHook are not copied.
+//     ContextTimeoutEnabled (a call's context deadline bounds its socket
+//     reads and writes; a ReadTimeout or WriteTimeout of -2, "no deadline
+//     calls", which would keep go-redis from setting any socket deadline,
+//     becomes -1, no timeout). Cluster redirects (MOVED, ASK) are still
+//     followed, up to your MaxRedirects. Hooks added to your client with AddHook are not copied.
 //     Close closes this client; yours is never modified nor closed.
 //   - For a failover client (Sentinel), New uses a view of your client
 //     (Client.WithTimeout) that shares its connection pool, so it follows
 //     the master exactly as your client does, with MaxRetries off and
-//     ContextTimeoutEnabled on for distkit's commands only. Dials are your
-//     pool's: an outage is reported ErrNotApplied after your
-//     DialerRetries attempts or at the call's deadline, whichever comes
-//     first (set DialerRetries: 1 for one attempt). Close leaves your client
-//     open.
+//     ContextTimeoutEnabled on for distkit's commands only (timeouts of -2
+//     become "no timeout", as above). Dials are your pool's: an outage is
+//     reported ErrNotApplied after your DialerRetries attempts or at the
+//     call's deadline, whichever comes first (set DialerRetries: 1 for one
+//     attempt). Close leaves your client open.
 //   - Every distkit command is marked so that no retry path of go-redis
 //     (client retries, Cluster EOF/timeout retries, pipeline retries)
 //     ever sends it a second time; redirects after MOVED or ASK, which the
-//     server answers without running the script, are the only re-sends.
+//     server answers without running the script, are the only re-sends. On
+//     Cluster the driver's node clients carry a hook that clears a command's
+//     error before each pipelined attempt writes it: go-redis would
+//     otherwise leave the MOVED of an earlier attempt on a command that the
+//     redirect ran and whose reply was lost (reported ErrNotApplied).
+//   - go-redis bounds socket reads and writes by a context's deadline only,
+//     not by its cancellation. So that a call ends when its context is
+//     cancelled, a call whose context can be cancelled runs in a goroutine
+//     of its own under a context that keeps the caller's deadline (or, when
+//     there is none, the client's ReadTimeout, 30 s when that is unset) but
+//     not its cancellation; the caller returns at the cancellation with an
+//     error matching ErrIndeterminate (the command may still run), and the
+//     goroutine ends by that bound. A context that cannot be cancelled
+//     (context.Background) costs nothing extra.
 //
 // Any other redis.UniversalClient (a *redis.Ring, a wrapper of your own) is
 // refused with an error wrapping backend.ErrInvalidOption: distkit cannot
@@ -86,6 +101,11 @@ type Backend struct {
 	user   redis.UniversalClient // the client the user passed (nil for FromURL)
 	owned  bool                  // Close closes c
 	closed atomic.Bool
+	// inflight counts calls that run in a goroutine of their own (see
+	// call); bound is how long such a call may take when its context has
+	// no deadline.
+	inflight sync.WaitGroup
+	bound    time.Duration
 
 	subMu   sync.Mutex
 	fan     *driver.Fanout
@@ -98,6 +118,22 @@ var (
 	_ backend.Backend  = (*Backend)(nil)
 	_ backend.Notifier = (*Backend)(nil)
 )
+
+// wrap returns the Backend over c, the client distkit's commands go
+// through.
+func wrap(c, user redis.UniversalClient, owned bool) *Backend {
+	var rt time.Duration
+	switch c := c.(type) {
+	case *redis.Client:
+		rt = c.Options().ReadTimeout
+	case *redis.ClusterClient:
+		rt = c.Options().ReadTimeout
+	}
+	if rt <= 0 {
+		rt = 30 * time.Second
+	}
+	return &Backend{c: c, user: user, owned: owned, bound: rt}
+}
 
 // failoverAddr is the Addr go-redis gives the options of a failover
 // (Sentinel) client.
@@ -114,11 +150,11 @@ func New(client redis.UniversalClient) (*Backend, error) {
 	switch c := client.(type) {
 	case *redis.Client:
 		if c.Options().Addr == failoverAddr {
-			return &Backend{c: failoverView(c), user: client}, nil
+			return wrap(failoverView(c), client, false), nil
 		}
-		return &Backend{c: redis.NewClient(clientOptions(c.Options())), user: client, owned: true}, nil
+		return wrap(redis.NewClient(clientOptions(c.Options())), client, true), nil
 	case *redis.ClusterClient:
-		return &Backend{c: redis.NewClusterClient(clusterOptions(c.Options())), user: client, owned: true}, nil
+		return wrap(redis.NewClusterClient(clusterOptions(c.Options())), client, true), nil
 	}
 	return nil, fmt.Errorf("goredis: %w: client of type %T: distkit drives *redis.Client (standalone or failover) and *redis.ClusterClient only, because it must control their retries",
 		backend.ErrInvalidOption, client)
@@ -134,13 +170,23 @@ func isNil(c redis.UniversalClient) bool {
 
 // undoInit maps a duration that go-redis's option init normalised back to
 // what the user wrote, so that a second init keeps its meaning: after init
-// 0 means "none" (the user wrote -1) and -1 means "no deadline calls" (-2).
-func undoInit(d time.Duration, noDeadlineCalls bool) time.Duration {
-	switch {
-	case d == 0:
+// 0 means "none" (the user wrote -1).
+func undoInit(d time.Duration) time.Duration {
+	if d == 0 {
 		return -1
-	case d == -1 && noDeadlineCalls:
-		return -2
+	}
+	return d
+}
+
+// ctxTimeout maps a read or write timeout of the user's options (after
+// go-redis's init) to the input that gives the driver's copy the same
+// timeout with the call's context deadline in force. "No timeout" (0 after
+// init) and "no deadline calls" (-1 after a standalone init, -2 in Cluster
+// options) both become -1, no timeout: with "no deadline calls" go-redis
+// never sets a socket deadline, so a call's context would not bound it.
+func ctxTimeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
 	}
 	return d
 }
@@ -153,10 +199,10 @@ func clientOptions(in *redis.Options) *redis.Options {
 		mc := *in.MaintNotificationsConfig
 		o.MaintNotificationsConfig = &mc
 	}
-	o.ReadTimeout = undoInit(o.ReadTimeout, true)
-	o.WriteTimeout = undoInit(o.WriteTimeout, true)
-	o.MinRetryBackoff = undoInit(o.MinRetryBackoff, false)
-	o.MaxRetryBackoff = undoInit(o.MaxRetryBackoff, false)
+	o.ReadTimeout = ctxTimeout(o.ReadTimeout)
+	o.WriteTimeout = ctxTimeout(o.WriteTimeout)
+	o.MinRetryBackoff = undoInit(o.MinRetryBackoff)
+	o.MaxRetryBackoff = undoInit(o.MaxRetryBackoff)
 	o.ClientSideCacheConfig, o.ClientSideCache = nil, nil
 	o.AutoPipelineOptions = nil
 	o.PushNotificationProcessor = nil // the user's client's own; ours gets one
@@ -176,30 +222,71 @@ func clusterOptions(in *redis.ClusterOptions) *redis.ClusterOptions {
 	if o.MaxRedirects == 0 {
 		o.MaxRedirects = -1 // the user disabled redirects
 	}
-	o.ReadTimeout = undoInit(o.ReadTimeout, false)
-	o.WriteTimeout = undoInit(o.WriteTimeout, false)
-	o.MinRetryBackoff = undoInit(o.MinRetryBackoff, false)
-	o.MaxRetryBackoff = undoInit(o.MaxRetryBackoff, false)
+	o.ReadTimeout = ctxTimeout(o.ReadTimeout)
+	o.WriteTimeout = ctxTimeout(o.WriteTimeout)
+	o.MinRetryBackoff = undoInit(o.MinRetryBackoff)
+	o.MaxRetryBackoff = undoInit(o.MaxRetryBackoff)
 	o.AutoPipelineOptions = nil
 	o.PushNotificationProcessor = nil
 	distkitSettings(&o.MaxRetries, &o.DialerRetries, &o.ContextTimeoutEnabled)
+	freshErrorsOnNodes(&o)
 	return &o
 }
 
-func distkitSettings(maxRetries, dialerRetries *int, ctxTimeout *bool) {
+// freshErrorsOnNodes installs freshErrors on every node client of a
+// Cluster client built from o.
+func freshErrorsOnNodes(o *redis.ClusterOptions) {
+	newClient := o.NewClient
+	if newClient == nil {
+		newClient = redis.NewClient
+	}
+	o.NewClient = func(opt *redis.Options) *redis.Client {
+		c := newClient(opt)
+		c.AddHook(freshErrors{})
+		return c
+	}
+}
+
+// freshErrors is a hook on the node clients of the driver's Cluster
+// clients. go-redis re-sends a pipelined command after MOVED, ASK or a
+// failed connection attempt (the server did not run it), and the error of
+// that earlier attempt stays on the command unless the new attempt reads
+// its reply: a command that the re-send ran, and whose reply was then
+// lost, would still say MOVED, which is ErrNotApplied. The hook clears the
+// error of distkit's commands before each attempt writes them, so that each
+// ends with the error of its last attempt.
+type freshErrors struct{}
+
+func (freshErrors) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (freshErrors) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (freshErrors) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if e, ok := c.(evalCmd); ok {
+				e.SetErr(nil)
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func distkitSettings(maxRetries, dialerRetries *int, ctxDeadlines *bool) {
 	*maxRetries = -1
 	*dialerRetries = 1
-	*ctxTimeout = true
+	*ctxDeadlines = true
 }
 
 // failoverView returns a client that shares c's connection pool (so it
 // follows Sentinel's master switches with c) with retries off and context
-// deadlines on for the commands sent through it.
+// deadlines on for the commands sent through it. Its timeouts are c's,
+// except that "no deadline calls" (-1 after init) becomes "no timeout" (0):
+// go-redis sets no socket deadline at all with the former, so a call's
+// context would not bound it.
 func failoverView(c *redis.Client) *redis.Client {
 	o := c.Options()
-	v := c.WithTimeout(o.ReadTimeout)
+	v := c.WithTimeout(max(o.ReadTimeout, 0))
 	vo := v.Options() // the view's own copy
-	vo.WriteTimeout = o.WriteTimeout
+	vo.WriteTimeout = max(o.WriteTimeout, 0)
 	vo.MaxRetries = 0 // after init, 0 means no retry
 	vo.ContextTimeoutEnabled = true
 	return v
@@ -236,21 +323,22 @@ func FromURL(rawURL string) (*Backend, error) {
 			return nil, fmt.Errorf("goredis: %w: %w", backend.ErrInvalidOption, err)
 		}
 		distkitSettings(&opts.MaxRetries, &opts.DialerRetries, &opts.ContextTimeoutEnabled)
-		return &Backend{c: redis.NewFailoverClient(opts), owned: true}, nil
+		return wrap(redis.NewFailoverClient(opts), nil, true), nil
 	case q.Has("addr"):
 		opts, err := redis.ParseClusterURL(rawURL)
 		if err != nil {
 			return nil, fmt.Errorf("goredis: %w: %w", backend.ErrInvalidOption, err)
 		}
 		distkitSettings(&opts.MaxRetries, &opts.DialerRetries, &opts.ContextTimeoutEnabled)
-		return &Backend{c: redis.NewClusterClient(opts), owned: true}, nil
+		freshErrorsOnNodes(opts)
+		return wrap(redis.NewClusterClient(opts), nil, true), nil
 	}
 	opts, err := redis.ParseURL(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("goredis: %w: %w", backend.ErrInvalidOption, err)
 	}
 	distkitSettings(&opts.MaxRetries, &opts.DialerRetries, &opts.ContextTimeoutEnabled)
-	return &Backend{c: redis.NewClient(opts), owned: true}, nil
+	return wrap(redis.NewClient(opts), nil, true), nil
 }
 
 // Client returns the client distkit's commands go through: the driver's
@@ -289,14 +377,55 @@ func (b *Backend) EvalScript(ctx context.Context, s backend.Script, keys []strin
 	if err := b.usable(ctx); err != nil {
 		return backend.Value{}, err
 	}
-	cmd := newEval(ctx, "evalsha", s.SHA(), keys, argv)
-	_ = b.c.Process(ctx, cmd)
-	if isNoScript(cmd.Err()) {
-		cmd = newEval(ctx, "eval", s.Source(), keys, argv)
+	var cmd evalCmd
+	if err := b.call(ctx, func(ctx context.Context) {
+		cmd = newEval(ctx, "evalsha", s.SHA(), keys, argv)
 		_ = b.c.Process(ctx, cmd)
+		if isNoScript(cmd.Err()) {
+			cmd = newEval(ctx, "eval", s.Source(), keys, argv)
+			_ = b.c.Process(ctx, cmd)
+		}
+	}); err != nil {
+		return backend.Value{}, err
 	}
 	res, err := cmd.Result()
 	return convert(s.Name(), res, err, true)
+}
+
+// call runs fn (one command, or one pipeline, and its NOSCRIPT fallback)
+// so that the caller gets control back when ctx is cancelled; see the
+// package documentation. It returns nil when fn ran to its end, else an
+// error matching ErrIndeterminate and ctx's error: fn may have sent its
+// commands, and they may still run.
+func (b *Backend) call(ctx context.Context, fn func(ctx context.Context)) error {
+	if ctx.Done() == nil {
+		fn(ctx)
+		return nil
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(b.bound)
+	}
+	inner, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	done := make(chan struct{})
+	b.inflight.Add(1)
+	go func() {
+		defer b.inflight.Done()
+		defer cancel()
+		defer close(done)
+		fn(inner)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		select {
+		case <-done: // finished meanwhile: its outcome is known
+			return nil
+		default:
+		}
+		return driver.Indeterminate(fmt.Errorf("goredis: %w while the call was in flight", ctx.Err()))
+	}
 }
 
 // EvalScripts implements backend.Backend with one pipeline (one per node
@@ -313,26 +442,33 @@ func (b *Backend) EvalScripts(ctx context.Context, calls []backend.Call) []backe
 		return out
 	}
 	cmds := make([]evalCmd, len(calls))
-	pipe := b.c.Pipeline()
-	for i, c := range calls {
-		cmds[i] = newEval(ctx, "evalsha", c.Script.SHA(), c.Keys, c.Args)
-		_ = pipe.Process(ctx, cmds[i])
-	}
-	_, _ = pipe.Exec(ctx) // per-command errors are read below
-	var retry []int
-	for i, cmd := range cmds {
-		if isNoScript(cmd.Err()) {
-			retry = append(retry, i)
-		}
-	}
-	if len(retry) > 0 {
-		pipe = b.c.Pipeline()
-		for _, i := range retry {
-			c := calls[i]
-			cmds[i] = newEval(ctx, "eval", c.Script.Source(), c.Keys, c.Args)
+	if err := b.call(ctx, func(ctx context.Context) {
+		pipe := b.c.Pipeline()
+		for i, c := range calls {
+			cmds[i] = newEval(ctx, "evalsha", c.Script.SHA(), c.Keys, c.Args)
 			_ = pipe.Process(ctx, cmds[i])
 		}
-		_, _ = pipe.Exec(ctx)
+		_, _ = pipe.Exec(ctx) // per-command errors are read below
+		var retry []int
+		for i, cmd := range cmds {
+			if isNoScript(cmd.Err()) {
+				retry = append(retry, i)
+			}
+		}
+		if len(retry) > 0 {
+			pipe = b.c.Pipeline()
+			for _, i := range retry {
+				c := calls[i]
+				cmds[i] = newEval(ctx, "eval", c.Script.Source(), c.Keys, c.Args)
+				_ = pipe.Process(ctx, cmds[i])
+			}
+			_, _ = pipe.Exec(ctx)
+		}
+	}); err != nil {
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
 	}
 	for i, cmd := range cmds {
 		res, err := cmd.Result()
@@ -371,7 +507,9 @@ func (b *Backend) Close() error {
 	}
 	b.closeSubs()
 	if b.owned {
-		return b.c.Close()
+		err := b.c.Close()
+		b.inflight.Wait() // their connections are closed: they end at once
+		return err
 	}
 	return nil
 }

@@ -59,6 +59,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	rd "github.com/redis/rueidis"
 
@@ -71,6 +72,7 @@ type Backend struct {
 	c       rd.Client
 	owned   bool
 	closed  atomic.Bool
+	stopped *uint32 // rueidis's own "closed" flag of c, when found (see stopFlag)
 	fanOnce sync.Once
 	fan     *driver.Fanout
 }
@@ -81,9 +83,10 @@ var (
 )
 
 // New returns a backend over client, used as it is. A nil client (also a
-// typed nil pointer) and a client built with ClientOption.ConnLifetime
-// (which re-sends commands in flight) are refused with an error wrapping
-// backend.ErrInvalidOption. Close does not close client.
+// typed nil pointer, or a wrapper of a nil client whose B panics) and a
+// client built with ClientOption.ConnLifetime (which re-sends commands in
+// flight), also behind a wrapper that holds it in a field, are refused with
+// an error wrapping backend.ErrInvalidOption. Close does not close client.
 func New(client rd.Client) (*Backend, error) {
 	if client == nil {
 		return nil, fmt.Errorf("rueidis: %w: nil client", backend.ErrInvalidOption)
@@ -91,33 +94,97 @@ func New(client rd.Client) (*Backend, error) {
 	if v := reflect.ValueOf(client); v.Kind() == reflect.Pointer && v.IsNil() {
 		return nil, fmt.Errorf("rueidis: %w: nil client", backend.ErrInvalidOption)
 	}
+	if err := usableBuilder(client); err != nil {
+		return nil, err
+	}
 	if connLifetime(client) {
 		return nil, fmt.Errorf("rueidis: %w: ClientOption.ConnLifetime is set: rueidis re-sends commands in flight when a connection expires, which can run a script twice; build the client without it",
 			backend.ErrInvalidOption)
 	}
-	return &Backend{c: client}, nil
+	return &Backend{c: client, stopped: stopFlag(reflect.ValueOf(client), 0)}, nil
+}
+
+// stopFlag finds the flag rueidis sets when a client is closed (the
+// unexported stop field of its client types in the pinned version, also
+// behind wrappers that hold the client in a field), so that a call on a
+// client the user already closed is reported ErrNotApplied and ErrClosed
+// without being sent: rueidis itself answers ErrClosing both then and to
+// calls cut by a failover, which may have run. nil when not found; a test
+// pins the detection.
+func stopFlag(v reflect.Value, depth int) *uint32 {
+	for v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return nil
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct || depth > 8 || !v.CanAddr() {
+		return nil
+	}
+	if f := v.FieldByName("stop"); f.IsValid() && f.Kind() == reflect.Uint32 {
+		return (*uint32)(unsafe.Pointer(f.UnsafeAddr()))
+	}
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Field(i)
+		if f.Type() == clientType || f.Type().Implements(clientType) {
+			if p := stopFlag(f, depth+1); p != nil {
+				return p
+			}
+		}
+	}
+	return nil
+}
+
+// usableBuilder refuses a client whose B panics: a wrapper (a hook, an
+// instrumentation layer) of a nil client is a nil client all the same, and
+// would otherwise panic on first use, in distkit's subscription goroutine
+// too. B does no I/O.
+func usableBuilder(c rd.Client) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("rueidis: %w: unusable client %T (B panics: %v): a wrapper of a nil client?", backend.ErrInvalidOption, c, r)
+		}
+	}()
+	c.B()
+	return nil
 }
 
 // connLifetime reports whether one of rueidis's own client types was built
-// with ConnLifetime. rueidis does not expose its options, so this reads the
-// unexported fields that record it (hasLftm, opt.ConnLifetime) of the
-// client types of the pinned version; a test pins the detection.
-func connLifetime(c rd.Client) bool {
-	v := reflect.ValueOf(c)
-	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+// with ConnLifetime, also behind wrappers (hooks, instrumentation) that
+// hold the client in a field. rueidis does not expose its options, so this
+// reads the unexported fields that record it (hasLftm, opt.ConnLifetime) of
+// the client types of the pinned version; a test pins the detection.
+func connLifetime(c rd.Client) bool { return lifetimeIn(reflect.ValueOf(c), 0) }
+
+var clientType = reflect.TypeOf((*rd.Client)(nil)).Elem()
+
+func lifetimeIn(v reflect.Value, depth int) bool {
+	for v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return false
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct || depth > 8 {
 		return false
 	}
-	s := v.Elem()
-	if f := s.FieldByName("hasLftm"); f.IsValid() && f.Kind() == reflect.Bool {
+	if f := v.FieldByName("hasLftm"); f.IsValid() && f.Kind() == reflect.Bool {
 		return f.Bool()
 	}
 	for _, name := range []string{"opt", "mOpt"} {
-		f := s.FieldByName(name)
+		f := v.FieldByName(name)
 		if !f.IsValid() || f.Kind() != reflect.Pointer || f.IsNil() || f.Elem().Kind() != reflect.Struct {
 			continue
 		}
 		if lt := f.Elem().FieldByName("ConnLifetime"); lt.IsValid() && lt.Kind() == reflect.Int64 {
 			return lt.Int() > 0
+		}
+	}
+	// A wrapper: the clients it holds.
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Field(i)
+		if (f.Type() == clientType || f.Type().Implements(clientType)) && lifetimeIn(f, depth+1) {
+			return true
 		}
 	}
 	return false
@@ -150,17 +217,26 @@ func FromURL(rawURL string) (*Backend, error) {
 	if err != nil {
 		return nil, driver.NotApplied(fmt.Errorf("rueidis: %w", err))
 	}
-	return &Backend{c: c, owned: true}, nil
+	return &Backend{c: c, owned: true, stopped: stopFlag(reflect.ValueOf(c), 0)}, nil
 }
 
 // Client returns the underlying client.
 func (b *Backend) Client() rd.Client { return b.c }
 
-// evalsha builds EVALSHA, or EVAL when src is true. The rueidis builder
-// panics on keys from different Cluster slots; that becomes ErrNotApplied.
+// crossSlotPanic is what the rueidis builder panics with on keys from
+// different Cluster slots (internal/cmds, multiKeySlotErr).
+const crossSlotPanic = "multi key command with different key slots are not allowed"
+
+// build builds EVALSHA, or EVAL when src is true. The rueidis builder
+// panics on keys from different Cluster slots; that becomes ErrNotApplied
+// (nothing was sent). Any other panic is a bug and is not hidden behind a
+// retryable class.
 func (b *Backend) build(s backend.Script, keys, args []string, src bool) (cmd rd.Completed, err error) {
 	defer func() {
 		if r := recover(); r != nil {
+			if msg, ok := r.(string); !ok || msg != crossSlotPanic {
+				panic(r)
+			}
 			err = driver.NotApplied(fmt.Errorf("rueidis: script %s: %v", s.Name(), r))
 		}
 	}()
@@ -291,6 +367,9 @@ func (b *Backend) Close() error {
 func (b *Backend) usable(ctx context.Context) error {
 	if b.closed.Load() {
 		return driver.NotApplied(backend.ErrClosed)
+	}
+	if b.stopped != nil && atomic.LoadUint32(b.stopped) != 0 {
+		return driver.NotApplied(fmt.Errorf("%w: the rueidis client was closed", backend.ErrClosed))
 	}
 	if err := ctx.Err(); err != nil {
 		return driver.NotApplied(err)

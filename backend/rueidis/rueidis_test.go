@@ -39,7 +39,10 @@ var driver = drivertest.Driver{Name: "rueidis", Dial: dial, Kinds: drivertest.Ru
 	// rueidis's Cluster client closes connections replaced by a topology
 	// refresh from a goroutine that sleeps 5 s first; it belongs to the
 	// client, is not started by distkit, and ends on its own.
-	IgnoreLeaks: []goleak.Option{goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2")}}
+	// A redirect schedules a delayed topology refresh (singleflight
+	// DelayDo), which sleeps first and ends on its own too.
+	IgnoreLeaks: []goleak.Option{goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"),
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1")}}
 
 func TestMain(m *testing.M) { drivertest.Main(m, &env, driver) }
 

@@ -60,14 +60,16 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"counter", "get", ""}, "key is empty"},
 		{[]string{"lock", "show", strings.Repeat("x", 1025)}, "longer than 1024"},
 		{[]string{"counter", "get", "k", "--yes"}, "counter get: flag --yes does not apply"},
-		{[]string{"lock", "show", "x", "--limit", "3"}, "lock show: flag --limit does not apply"},
+		{[]string{"lock", "show", "x", "--limit", "3/s"}, "lock show: flag --limit does not apply"},
 		{[]string{"--nope", "version"}, "flag provided but not defined: -nope"},
 		{[]string{"--timeout", "0s", "lock", "show", "x"}, "--timeout 0s must be positive"},
 		{[]string{"--prefix", "", "lock", "show", "x"}, `--prefix ""`},
 		{[]string{"counter", "list", "[a"}, "unclosed '['"},
 		{[]string{"icounter", "instances", "--dead-after", "1ms"}, "--dead-after 1ms is below the minimum"},
-		{[]string{"limit", "show", "k", "--window", "1s", "--bucket", "300ms"}, "does not divide"},
-		{[]string{"limit", "show", "k", "--limit", "-1"}, "--limit -1 is negative"},
+		{[]string{"limit", "show", "k", "--limit", "100/m", "--buckets", "0"}, "--buckets 0 must be between 1 and"},
+		{[]string{"limit", "show", "k", "--limit", "-1/s"}, "N -1 must be at least 1"},
+		{[]string{"limit", "show", "k", "--limit", "100"}, "want N/UNIT"},
+		{[]string{"limit", "show", "k", "--window", "1s"}, "flag provided but not defined: -window"},
 	} {
 		r := runBinary(t, "", nil, append([]string{"--url", "redis://127.0.0.1:1"}, tc.args...)...)
 		if r.code != exitUsage || !strings.Contains(r.stderr, tc.msg) || r.stdout != "" {

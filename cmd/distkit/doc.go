@@ -57,7 +57,8 @@
 //	lock list              {prefix, pattern, locks: [the lock show document without prefix]}
 //	lock break             {prefix, name, holder (the lease removed, or null), readers_removed, fence}
 //	limit show             {prefix, key, exists, server_time, window_ms, bucket_ms, count, stored_total,
-//	                         [limit, remaining, retry_after_ms], ttl_ms, buckets: [{start_at, count, live}]}
+//	                         [limit, capacity, remaining, retry_after_ms, release_after_ms], [note],
+//	                         ttl_ms, buckets: [{start_at, count, live}]}
 //	limit reset            {prefix, key, reset, stored_total (before)}
 //	scripts load           {scripts: [{name, sha}], nodes: [{addr, role, loaded}]}
 //	version                {version, [commit], go}
@@ -74,10 +75,15 @@
 //
 // # What the backend does not store
 //
-// A rate limiter's window and bucket sizes and an instance counter's
-// DeadAfter are options of the application, not stored in Redis: limit
-// show takes --window and --bucket (default the library's, 60 s and
-// 100 ms) to place the buckets in time, and icounter instances takes
+// A rate limit (ratelimit.Limit) is passed by the application on every
+// call, not stored in Redis; the window stores only its geometry (bucket
+// size and buckets per window), which limit show uses to place the buckets
+// in time. Given --limit (the Limit's text form, e.g. 100/m) and, if the
+// application sets Options.Buckets, --buckets, limit show asks the
+// library's own Peek what remains and when the next request fits (reading
+// only), and notes when the stored geometry is not the one that limit
+// gives (the limiter would then re-date the window to now). An instance
+// counter's DeadAfter is an option too: icounter instances takes
 // --dead-after (default 30 s) to turn an instance's expiry into its last
 // heartbeat. Whether an instance is alive does not depend on it.
 //
@@ -90,7 +96,8 @@
 // next holder's token is higher than every earlier one. It publishes a
 // release so waiters retry at once. The broken holders learn it at their
 // next renewal (their guard becomes Lost). limit reset deletes the key's
-// window.
+// window with the library's Reset (a Hybrid instance elsewhere still
+// pushes what it admitted and not yet pushed).
 //
 // del, clear, break and reset ask for confirmation on stderr and read the
 // answer from stdin; anything but y or yes declines. When stdin is not a

@@ -288,7 +288,7 @@ func TestList(t *testing.T) {
 			}
 			// Keys of another prefix and of a rate limiter are not locks of this one.
 			testkit.NewMutex(t, tg.b, "a", lock.Options{Prefix: tg.prefix + "x"}).TryLock(ctx)
-			if ok, err := testkit.NewRedisLimiter(t, tg.b, ratelimit.Options{Prefix: tg.prefix}).Absolute().Allow(ctx, "a", 1); !ok || err != nil {
+			if ok, err := testkit.NewRedisLimiter(t, tg.b, ratelimit.Options{Prefix: tg.prefix}).Absolute().Allow(ctx, "a", ratelimit.PerSecond(1)); !ok || err != nil {
 				t.Fatal(ok, err)
 			}
 			if tg.cluster != nil {
@@ -533,15 +533,16 @@ func TestInstanceCounters(t *testing.T) {
 	}
 }
 
-// limit show places the window in time; with --limit it says what the
-// Absolute strategy would answer; limit reset empties it.
+// limit show places the window in time by its stored geometry; with
+// --limit it says what the library's Peek answers; limit reset empties it
+// with the library's Reset.
 func TestLimit(t *testing.T) {
 	ctx := context.Background()
 	tg := serverTarget(t)
-	rl := testkit.NewRedisLimiter(t, tg.b, ratelimit.Options{Prefix: tg.prefix, Window: 8 * time.Second})
-	const rate = 0.625 // 5 per 8 s window (exact in binary)
+	rl := testkit.NewRedisLimiter(t, tg.b, ratelimit.Options{Prefix: tg.prefix})
+	lim := ratelimit.Per(5, 8*time.Second) // buckets of 80 ms
 	for range 3 {
-		if ok, err := rl.Absolute().Allow(ctx, "client:7", rate); !ok || err != nil {
+		if ok, err := rl.Absolute().Allow(ctx, "client:7", lim); !ok || err != nil {
 			t.Fatal(ok, err)
 		}
 	}
@@ -551,50 +552,70 @@ func TestLimit(t *testing.T) {
 		Live    bool   `json:"live"`
 	}
 	type jLimit struct {
-		Prefix       string    `json:"prefix"`
-		Key          string    `json:"key"`
-		KeyBase64    string    `json:"key_base64"`
-		Exists       bool      `json:"exists"`
-		ServerTime   string    `json:"server_time"`
-		WindowMs     int64     `json:"window_ms"`
-		BucketMs     int64     `json:"bucket_ms"`
-		Count        int64     `json:"count"`
-		StoredTotal  int64     `json:"stored_total"`
-		Limit        *int64    `json:"limit"`
-		Remaining    *int64    `json:"remaining"`
-		RetryAfterMs *int64    `json:"retry_after_ms"`
-		TTLMs        int64     `json:"ttl_ms"`
-		Buckets      []jBucket `json:"buckets"`
+		Prefix         string    `json:"prefix"`
+		Key            string    `json:"key"`
+		KeyBase64      string    `json:"key_base64"`
+		Exists         bool      `json:"exists"`
+		ServerTime     string    `json:"server_time"`
+		WindowMs       int64     `json:"window_ms"`
+		BucketMs       int64     `json:"bucket_ms"`
+		Count          int64     `json:"count"`
+		StoredTotal    int64     `json:"stored_total"`
+		Limit          string    `json:"limit"`
+		Capacity       *int64    `json:"capacity"`
+		Remaining      *int64    `json:"remaining"`
+		RetryAfterMs   *int64    `json:"retry_after_ms"`
+		ReleaseAfterMs *int64    `json:"release_after_ms"`
+		Note           string    `json:"note"`
+		TTLMs          int64     `json:"ttl_ms"`
+		Buckets        []jBucket `json:"buckets"`
 	}
 	var l jLimit
-	decode(t, tg.ok(t, "limit", "show", "client:7", "--limit", "5", "--window", "8s", "--json"), &l)
-	if !l.Exists || l.Count != 3 || l.StoredTotal != 3 || *l.Limit != 5 || *l.Remaining != 2 || *l.RetryAfterMs != 0 ||
-		l.WindowMs != 8000 || l.BucketMs != 100 || l.TTLMs <= 7000 || len(l.Buckets) == 0 || !l.Buckets[0].Live {
-		t.Fatalf("%+v", l)
+	decode(t, tg.ok(t, "limit", "show", "client:7", "--json"), &l)
+	if !l.Exists || l.Count != 3 || l.StoredTotal != 3 || l.Limit != "" || l.Remaining != nil || l.WindowMs != 8000 || l.BucketMs != 80 ||
+		l.TTLMs <= 7000 || len(l.Buckets) == 0 || !l.Buckets[0].Live || l.Note != "" {
+		t.Fatalf("without --limit: %+v", l)
+	}
+	l = jLimit{}
+	decode(t, tg.ok(t, "limit", "show", "client:7", "--limit", "5/8s", "--json"), &l)
+	if l.Limit != "5/8s" || *l.Capacity != 5 || *l.Remaining != 2 || *l.RetryAfterMs != 0 || *l.ReleaseAfterMs <= 7000 || l.Note != "" {
+		t.Fatalf("with --limit: %+v", l)
 	}
 	for range 2 {
-		if ok, err := rl.Absolute().Allow(ctx, "client:7", rate); !ok || err != nil {
+		if ok, err := rl.Absolute().Allow(ctx, "client:7", lim); !ok || err != nil {
 			t.Fatal(ok, err)
 		}
 	}
-	d, err := rl.Absolute().Inc(ctx, "client:7", rate, 1)
+	d, err := rl.Absolute().Inc(ctx, "client:7", lim, 1)
 	if err != nil || d.Allowed {
 		t.Fatalf("6th request: %+v, %v", d, err)
 	}
 	l = jLimit{}
-	decode(t, tg.ok(t, "limit", "show", "client:7", "--limit", "5", "--window", "8s", "--json"), &l)
+	decode(t, tg.ok(t, "limit", "show", "client:7", "--limit", "5/8s", "--json"), &l)
 	retry := time.Duration(*l.RetryAfterMs) * time.Millisecond
 	if *l.Remaining != 0 || l.Count != 5 || retry <= 0 || (retry-d.RetryAfter).Abs() > 2*time.Second {
 		t.Fatalf("full window: %+v; retry %v, the limiter's %v", l, retry, d.RetryAfter)
 	}
-	r := tg.ok(t, "limit", "show", "client:7", "--limit", "5", "--window", "8s")
-	t.Logf("$ distkit limit show client:7 --limit 5 --window 8s\n%s", r.stdout)
-	matchLines(t, r, `^count:\s+5 in the window now \(stored total 5\)$`, `^remaining:\s+0$`, `^next allowed:\s+in \d+(\.\d)?s$`)
+	if st, _ := rl.Absolute().Peek(ctx, "client:7", lim); st.Count != 5 {
+		t.Fatalf("limit show consumed: %+v", st)
+	}
+	r := tg.ok(t, "limit", "show", "client:7", "--limit", "5/8s")
+	t.Logf("$ distkit limit show client:7 --limit 5/8s\n%s", r.stdout)
+	matchLines(t, r, `^window:\s+8s in 100 buckets of 80ms$`, `^count:\s+5 in the window now \(stored total 5\)$`,
+		`^limit:\s+5/8s \(5 per window\)$`, `^remaining:\s+0$`, `^next allowed:\s+in \d+(\.\d)?s$`)
+	// Another limit than the one the window was written under: said so.
+	l = jLimit{}
+	decode(t, tg.ok(t, "limit", "show", "client:7", "--limit", "10/m", "--json"), &l)
+	if !strings.Contains(l.Note, "re-date") || *l.Remaining != 5 {
+		t.Fatalf("--limit of another period: %+v", l)
+	}
 
-	tg.expect(t, exitUsage, "limit", "show", "client:7", "--bucket", "7ms")
+	tg.expect(t, exitUsage, "limit", "show", "client:7", "--limit", "5 per fortnight")
+	tg.expect(t, exitUsage, "limit", "show", "client:7", "--limit", "0/s")
+	tg.expect(t, exitUsage, "limit", "show", "client:7", "--buckets", "10")
 	tg.expect(t, exitUsage, "limit", "reset", "client:7")
 	tg.ok(t, "limit", "reset", "client:7", "--yes")
-	if ok, err := rl.Absolute().Allow(ctx, "client:7", rate); !ok || err != nil {
+	if ok, err := rl.Absolute().Allow(ctx, "client:7", lim); !ok || err != nil {
 		t.Fatalf("after reset: %v, %v", ok, err)
 	}
 	tg.expect(t, exitNotFound, "limit", "show", "absent")

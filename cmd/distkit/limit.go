@@ -7,47 +7,57 @@ import (
 	"time"
 
 	"github.com/distkit-go/distkit/internal/inspect"
+	"github.com/distkit-go/distkit/primitives/ratelimit"
 )
 
 type jsonBucket struct {
-	StartAt string `json:"start_at"`
+	StartAt string `json:"start_at,omitempty"`
 	Count   int64  `json:"count"`
 	Live    bool   `json:"live"`
 }
 
 type jsonLimit struct {
-	Prefix       string       `json:"prefix"`
-	Key          string       `json:"key"`
-	KeyBase64    string       `json:"key_base64,omitempty"`
-	Exists       bool         `json:"exists"`
-	ServerTime   string       `json:"server_time"`
-	WindowMs     int64        `json:"window_ms"`
-	BucketMs     int64        `json:"bucket_ms"`
-	Count        int64        `json:"count"`
-	StoredTotal  int64        `json:"stored_total"`
-	Limit        *int64       `json:"limit,omitempty"`
-	Remaining    *int64       `json:"remaining,omitempty"`
-	RetryAfterMs *int64       `json:"retry_after_ms,omitempty"`
-	TTLMs        int64        `json:"ttl_ms"`
-	Buckets      []jsonBucket `json:"buckets"`
+	Prefix         string       `json:"prefix"`
+	Key            string       `json:"key"`
+	KeyBase64      string       `json:"key_base64,omitempty"`
+	Exists         bool         `json:"exists"`
+	ServerTime     string       `json:"server_time"`
+	WindowMs       int64        `json:"window_ms"`
+	BucketMs       int64        `json:"bucket_ms"`
+	Count          int64        `json:"count"`
+	StoredTotal    int64        `json:"stored_total"`
+	Limit          string       `json:"limit,omitempty"`
+	Capacity       *int64       `json:"capacity,omitempty"`
+	Remaining      *int64       `json:"remaining,omitempty"`
+	RetryAfterMs   *int64       `json:"retry_after_ms,omitempty"`
+	ReleaseAfterMs *int64       `json:"release_after_ms,omitempty"`
+	Note           string       `json:"note,omitempty"`
+	TTLMs          int64        `json:"ttl_ms"`
+	Buckets        []jsonBucket `json:"buckets"`
 }
 
-// checkLimitShow checks the key, and --window and --bucket as the limiter
-// checks its options.
+// checkLimitShow checks the key, and --buckets as the limiter checks
+// Options.Buckets (--limit is checked when parsed).
 func checkLimitShow(c *cli, args []string) error {
 	if err := checkKeys("key")(c, args); err != nil {
 		return err
 	}
-	w, b := c.o.window, c.o.bucket
-	switch {
-	case b < time.Millisecond || b%time.Millisecond != 0:
-		return usageErr("--bucket %v must be a whole number of milliseconds", b)
-	case w < b || w%b != 0:
-		return usageErr("--bucket %v does not divide --window %v", b, w)
-	case c.set["limit"] && c.o.limit < 0:
-		return usageErr("--limit %d is negative", c.o.limit)
+	if c.o.buckets < 1 || c.o.buckets > ratelimit.MaxBuckets {
+		return usageErr("--buckets %d must be between 1 and %d", c.o.buckets, ratelimit.MaxBuckets)
+	}
+	if c.set["buckets"] && !c.set["limit"] {
+		return usageErr("--buckets needs --limit")
 	}
 	return nil
+}
+
+// geometry is how the library cuts l's period into at most buckets
+// buckets (ratelimit's rule: B = ⌈period / buckets⌉ ms, nb = ⌈period / B⌉),
+// to tell whether a stored window was written under l.
+func geometry(l ratelimit.Limit, buckets int64) (bucketMs, nb int64) {
+	p := l.Period.Milliseconds()
+	bucketMs = (p + buckets - 1) / buckets
+	return bucketMs, (p + bucketMs - 1) / bucketMs
 }
 
 func limitShow(ctx context.Context, c *cli, args []string) error {
@@ -56,17 +66,40 @@ func limitShow(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	w := l.Window(c.o.window, c.o.bucket)
+	w := l.Window()
 	j := jsonLimit{Prefix: c.o.prefix, Key: key, KeyBase64: b64(key), Exists: l.Exists, ServerTime: jsonTime(l.Now),
-		WindowMs: ms(c.o.window), BucketMs: ms(c.o.bucket), Count: w.Count, StoredTotal: l.Stored, TTLMs: ms(l.TTL),
+		WindowMs: l.BucketMs * l.PerWindow, BucketMs: l.BucketMs, Count: w.Count, StoredTotal: l.Stored, TTLMs: ms(l.TTL),
 		Buckets: []jsonBucket{}}
 	for _, b := range w.Buckets {
-		j.Buckets = append(j.Buckets, jsonBucket{StartAt: jsonTime(b.Start), Count: b.Count, Live: b.Live})
+		jb := jsonBucket{Count: b.Count, Live: b.Live}
+		if !b.Start.IsZero() {
+			jb.StartAt = jsonTime(b.Start)
+		}
+		j.Buckets = append(j.Buckets, jb)
+	}
+	if l.Exists && l.BucketMs == 0 {
+		j.Note = "no geometry stored (written by an older version): the limiter counts the stored total from now"
 	}
 	if c.set["limit"] {
-		limit, rem := c.o.limit, max(c.o.limit-w.Count, 0)
-		retry := ms(l.RetryAfter(c.o.window, c.o.bucket, c.o.limit, 1))
-		j.Limit, j.Remaining, j.RetryAfterMs = &limit, &rem, &retry
+		// What the library would answer: its own Peek, which consumes nothing.
+		rl, err := ratelimit.NewRedis(c.conn.backend(), ratelimit.Options{Prefix: c.o.prefix, Buckets: c.o.buckets})
+		if err != nil {
+			return usageErr("%v", err)
+		}
+		defer rl.Close(ctx)
+		st, err := rl.Absolute().Peek(ctx, key, c.o.limit)
+		if err != nil {
+			return err
+		}
+		if st.Degraded != nil {
+			return st.Degraded
+		}
+		capacity, rem, retry, release := st.Limit, st.Remaining, ms(st.RetryAfter), ms(st.ReleaseAfter)
+		j.Limit, j.Capacity, j.Remaining, j.RetryAfterMs, j.ReleaseAfterMs = c.o.limit.String(), &capacity, &rem, &retry, &release
+		if B, nb := geometry(c.o.limit, int64(c.o.buckets)); l.BucketMs != 0 && (B != l.BucketMs || nb != l.PerWindow) {
+			j.Note = fmt.Sprintf("stored in %d buckets of %dms; --limit %v with --buckets %d cuts %d of %dms: the limiter would re-date the window to now (counted below)",
+				l.PerWindow, l.BucketMs, c.o.limit, c.o.buckets, nb, B)
+		}
 	}
 	if c.o.json {
 		if err := c.writeJSON(j); err != nil {
@@ -79,24 +112,29 @@ func limitShow(ctx context.Context, c *cli, args []string) error {
 				live++
 			}
 		}
+		window := "- (no geometry stored)"
+		if l.BucketMs != 0 {
+			window = fmt.Sprintf("%v in %d buckets of %v", time.Duration(j.WindowMs)*time.Millisecond, l.PerWindow,
+				time.Duration(l.BucketMs)*time.Millisecond)
+		}
 		rows := [][]string{
 			{"key:", disp(key)},
 			{"prefix:", disp(c.o.prefix)},
-			{"window:", fmt.Sprintf("%v in buckets of %v (--window, --bucket)", c.o.window, c.o.bucket)},
+			{"window:", window},
 			{"count:", fmt.Sprintf("%d in the window now (stored total %d)", w.Count, l.Stored)},
 		}
-		if j.Limit != nil {
-			retry := "now"
-			switch {
-			case *j.RetryAfterMs < 0:
-				retry = "never (limit 0)"
-			case *j.RetryAfterMs > 0:
-				retry = "in " + human(time.Duration(*j.RetryAfterMs)*time.Millisecond)
+		if j.Limit != "" {
+			in := func(d int64, zero string) string {
+				if d <= 0 {
+					return zero
+				}
+				return "in " + human(time.Duration(d)*time.Millisecond)
 			}
 			rows = append(rows,
-				[]string{"limit:", strconv.FormatInt(*j.Limit, 10)},
+				[]string{"limit:", fmt.Sprintf("%s (%d per window)", j.Limit, *j.Capacity)},
 				[]string{"remaining:", strconv.FormatInt(*j.Remaining, 10)},
-				[]string{"next allowed:", retry})
+				[]string{"next allowed:", in(*j.RetryAfterMs, "now")},
+				[]string{"next release:", in(*j.ReleaseAfterMs, "- (empty)")})
 		}
 		if !w.Oldest.IsZero() {
 			rows = append(rows, []string{"oldest leaves:", when(w.Oldest, l.Now)})
@@ -108,6 +146,9 @@ func limitShow(ctx context.Context, c *cli, args []string) error {
 		rows = append(rows,
 			[]string{"buckets:", fmt.Sprintf("%d live, %d expired", live, len(w.Buckets)-live)},
 			[]string{"expires:", expires})
+		if j.Note != "" {
+			rows = append(rows, []string{"note:", j.Note})
+		}
 		c.table(rows)
 	}
 	if !l.Exists {
@@ -128,8 +169,13 @@ func limitReset(ctx context.Context, c *cli, args []string) error {
 	if err := c.confirm("reset the window of "+disp(key), fmt.Sprintf("stored total %d, prefix %s", l.Stored, disp(c.o.prefix))); err != nil {
 		return err
 	}
-	existed, err := inspect.ResetLimit(ctx, c.conn.backend(), c.o.prefix, key)
+	// The library's own Reset: the same script every provider uses.
+	rl, err := ratelimit.NewRedis(c.conn.backend(), ratelimit.Options{Prefix: c.o.prefix})
 	if err != nil {
+		return usageErr("%v", err)
+	}
+	defer rl.Close(ctx)
+	if err := rl.Reset(ctx, key); err != nil {
 		return err
 	}
 	if c.o.json {
@@ -139,7 +185,7 @@ func limitReset(ctx context.Context, c *cli, args []string) error {
 			KeyBase64   string `json:"key_base64,omitempty"`
 			Reset       bool   `json:"reset"`
 			StoredTotal int64  `json:"stored_total"`
-		}{c.o.prefix, key, b64(key), existed, l.Stored})
+		}{c.o.prefix, key, b64(key), true, l.Stored})
 	}
 	fmt.Fprintf(c.stdout, "reset the window of %s (stored total was %d)\n", disp(key), l.Stored)
 	return nil

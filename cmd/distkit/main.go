@@ -91,9 +91,8 @@ type opts struct {
 	json      bool
 	timeout   time.Duration
 	yes       bool
-	limit     int64
-	window    time.Duration
-	bucket    time.Duration
+	limit     ratelimit.Limit
+	buckets   int
 	deadAfter time.Duration
 }
 
@@ -128,7 +127,7 @@ var commands = []command{
 	{noun: "lock", verb: "show", args: "NAME", min: 1, max: 1, check: checkKeys("name"), run: lockShow},
 	{noun: "lock", verb: "list", args: "[PATTERN]", min: 0, max: 1, check: checkPattern, run: lockList},
 	{noun: "lock", verb: "break", args: "NAME", min: 1, max: 1, flags: []string{"yes"}, check: checkKeys("name"), run: lockBreak},
-	{noun: "limit", verb: "show", args: "KEY", min: 1, max: 1, flags: []string{"limit", "window", "bucket"}, check: checkLimitShow, run: limitShow},
+	{noun: "limit", verb: "show", args: "KEY", min: 1, max: 1, flags: []string{"limit", "buckets"}, check: checkLimitShow, run: limitShow},
 	{noun: "limit", verb: "reset", args: "KEY", min: 1, max: 1, flags: []string{"yes"}, check: checkKeys("key"), run: limitReset},
 	{noun: "scripts", verb: "load", min: 0, max: 0, run: scriptsLoad},
 	{noun: "version", offline: true, min: 0, max: 0, run: version},
@@ -145,9 +144,8 @@ func newFlagSet(o *opts) *flag.FlagSet {
 	fs.BoolVar(&o.json, "json", false, "")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "")
 	fs.BoolVar(&o.yes, "yes", false, "")
-	fs.Int64Var(&o.limit, "limit", 0, "")
-	fs.DurationVar(&o.window, "window", ratelimit.DefaultWindow, "")
-	fs.DurationVar(&o.bucket, "bucket", ratelimit.DefaultBucket, "")
+	fs.TextVar(&o.limit, "limit", ratelimit.Limit{}, "")
+	fs.IntVar(&o.buckets, "buckets", ratelimit.DefaultBuckets, "")
 	fs.DurationVar(&o.deadAfter, "dead-after", instancecounter.DefaultDeadAfter, "")
 	return fs
 }

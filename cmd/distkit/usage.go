@@ -35,9 +35,9 @@ Flags (anywhere on the command line):
   --json            print one JSON document instead of a table
   --timeout D       give up after D (default 10s)
   --yes             do not ask before del, clear, break or reset
-  --limit L         limit show: the window's capacity (requests per window)
-  --window W        limit show: the limiter's Options.Window (default 1m0s)
-  --bucket B        limit show: the limiter's Options.Bucket (default 100ms)
+  --limit L         limit show: the limit the application passes, as
+                    N/UNIT: 100/m, 10/s, 1000/h, 5000/d, 1/250ms, 5/2s
+  --buckets N       limit show: the limiter's Options.Buckets (default 100)
   --dead-after D    icounter instances: the counters' Options.DeadAfter
                     (default 30s), to place the last heartbeat
 

@@ -40,7 +40,7 @@ func TestCloseWhileDown(t *testing.T) {
 	rl, _ := ratelimit.NewRedis(c.b, ratelimit.Options{Prefix: "chaos-down"})
 	lax.Inc(ctx, "k", 1)
 	icl.Inc(ctx, "k", 1)
-	hy.Absolute().Allow(ctx, "k", 10)
+	hy.Absolute().Allow(ctx, "k", ratelimit.PerSecond(10))
 	srv.Kill()
 	for name, closeFn := range map[string]func(context.Context) error{
 		"counter.Lax":            lax.Close,

@@ -5,7 +5,6 @@
 package counterscript
 
 import (
-	"errors"
 	"strconv"
 	"strings"
 
@@ -15,8 +14,8 @@ import (
 )
 
 // CodeOverflow is the error code a script raises when an int64 would
-// overflow; the message goes on with the field (Inc, AllIf) or, for Flush,
-// with the 1-based index of the offending pair.
+// overflow; the message goes on with the field (Inc, AllIf). Flush does not
+// raise it: it reports a refused pair as "!DKOVERFLOW" in its reply.
 const CodeOverflow = scriptlib.CodeOverflow
 
 // Inc: KEYS[1] hash, ARGV[1] field, ARGV[2] delta. Returns the new
@@ -206,96 +205,136 @@ return redis.call('HMGET', KEYS[1], unpack(ARGV))
 	return backend.Arr(out...), nil
 })
 
-// Flush applies one Lax flush batch exactly once.
-// KEYS[1] hash, KEYS[2] the instance's sequence marker; ARGV[1] batch
-// sequence number, ARGV[2] marker ttl in ms, then field/delta pairs.
-// A batch whose sequence number is not above the marker was applied
-// before (a retry after an indeterminate reply) and is not applied again.
-// All-or-nothing: an overflow rolls back and fails with DKOVERFLOW <n>,
-// n the 1-based index of the offending pair (an index, not the field, so
-// that the caller finds the key whatever bytes it holds).
-// Returns {applied (1) or duplicate (0), value1, value2, …}.
-var Flush = driver.NewScript("counter-lax-flush", scriptlib.LuaHIncr+scriptlib.LuaMatches+`
-local h = KEYS[1]
-local last = redis.call('GET', KEYS[2])
-local applied = 1
-if last and tonumber(last) >= tonumber(ARGV[1]) then applied = 0 end
-local out = {applied}
-if applied == 1 then
-  local undo, touched = {}, {}
-  for i = 3, #ARGV, 2 do
-    local f = ARGV[i]
-    if not touched[f] then
-      touched[f] = true
-      undo[#undo+1] = {f, redis.call('HGET', h, f)}
-    end
-    local _, e = hincr(h, f, ARGV[i+1])
-    if e then
-      rollback(h, undo)
-      if string.sub(e.err, 1, 11) == 'DKOVERFLOW ' then
-        return redis.error_reply('DKOVERFLOW ' .. string.format('%d', (i - 1) / 2))
-      end
-      return e
-    end
-  end
-  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+// Flush applies one Lax flush batch exactly once, each key on its own.
+// KEYS[1] hash, KEYS[2] the instance's marker; ARGV[1] batch sequence
+// number, ARGV[2] marker ttl in ms, then field/delta pairs.
+//
+// The marker holds the last batch number applied, followed, when some
+// pairs were refused, by ":" and their 1-based indexes ("17" or "17:2,5").
+// A batch whose number is not above the marker was applied before (a
+// resend after an unknown outcome): nothing is applied again and the reply
+// gives the current values, with "!" for the pairs refused the first time.
+//
+// Otherwise the marker is written first (nothing else has been written
+// yet, so a write refused by the server, such as OOM, leaves everything
+// untouched), then each pair is applied on its own: a pair that would
+// overflow int64, or whose field does not hold an integer, is refused and
+// changes nothing, and the others still apply. A hash of the wrong type
+// fails the whole batch before any write.
+//
+// Returns {applied (1) or duplicate (0), r1, r2, …}: ri is the field's new
+// value as a decimal string, or "!" followed by the reason the pair was
+// refused ("!DKOVERFLOW", or the server's message).
+var Flush = driver.NewScript("counter-lax-flush", scriptlib.LuaHIncr+`
+local h, mk = KEYS[1], KEYS[2]
+local seq = tonumber(ARGV[1])
+local t = redis.call('TYPE', h)['ok']
+if t ~= 'hash' and t ~= 'none' then
+  return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
 end
+local last = redis.call('GET', mk)
+if last then
+  local lseq, refused = string.match(last, '^(%d+):?(.*)$')
+  if lseq and tonumber(lseq) >= seq then
+    local skip = {}
+    for n in string.gmatch(refused, '%d+') do skip[tonumber(n)] = true end
+    local out = {0}
+    for i = 3, #ARGV, 2 do
+      if skip[(i - 1) / 2] then
+        out[#out+1] = '!'
+      else
+        out[#out+1] = redis.call('HGET', h, ARGV[i]) or '0'
+      end
+    end
+    return out
+  end
+end
+redis.call('SET', mk, ARGV[1], 'PX', ARGV[2])
+local out, refused = {1}, {}
 for i = 3, #ARGV, 2 do
-  out[#out+1] = redis.call('HGET', h, ARGV[i]) or '0'
+  local v, e = hincr(h, ARGV[i], ARGV[i+1])
+  if e then
+    local msg = e.err
+    if string.sub(msg, 1, 11) == 'DKOVERFLOW ' then msg = 'DKOVERFLOW' end
+    out[#out+1] = '!' .. msg
+    refused[#refused+1] = string.format('%d', (i - 1) / 2)
+  else
+    out[#out+1] = v
+  end
+end
+if #refused > 0 then
+  redis.call('SET', mk, ARGV[1] .. ':' .. table.concat(refused, ','), 'PX', ARGV[2])
 end
 return out
-`, func(st driver.Store, keys, args []string) (backend.Value, error) {
-	h := keys[0]
+`, goFlush)
+
+func goFlush(st driver.Store, keys, args []string) (backend.Value, error) {
+	h, mk := keys[0], keys[1]
 	seq, _ := strconv.ParseInt(args[0], 10, 64)
-	applied := int64(1)
-	if last, ok, err := st.Get(keys[1]); err != nil {
+	if _, err := st.HLen(h); err != nil {
 		return backend.Value{}, err
-	} else if ok {
-		if l, _ := strconv.ParseInt(last, 10, 64); l >= seq {
-			applied = 0
-		}
 	}
-	if applied == 1 {
-		var undo []scriptlib.UndoEntry
-		touched := map[string]bool{}
-		for i := 2; i+1 < len(args); i += 2 {
-			f := args[i]
-			if !touched[f] {
-				touched[f] = true
-				old, had, err := st.HGet(h, f)
+	last, ok, err := st.Get(mk)
+	if err != nil {
+		return backend.Value{}, err
+	}
+	if ok {
+		lseq, refused, _ := strings.Cut(last, ":")
+		if l, err := strconv.ParseInt(lseq, 10, 64); err == nil && l >= seq {
+			skip := map[int]bool{}
+			for _, f := range strings.Split(refused, ",") {
+				if n, err := strconv.Atoi(f); err == nil {
+					skip[n] = true
+				}
+			}
+			out := []backend.Value{backend.Int(0)}
+			for i := 2; i+1 < len(args); i += 2 {
+				if skip[i/2] {
+					out = append(out, backend.Str("!"))
+					continue
+				}
+				v, ok, err := st.HGet(h, args[i])
 				if err != nil {
 					return backend.Value{}, err
 				}
-				undo = append(undo, scriptlib.UndoEntry{Field: f, Old: old, Had: had})
-			}
-			d, _ := strconv.ParseInt(args[i+1], 10, 64)
-			if _, err := scriptlib.HIncr(st, h, f, d); err != nil {
-				scriptlib.Rollback(st, h, undo)
-				if strings.HasPrefix(err.Error(), CodeOverflow+" ") {
-					err = errors.New(CodeOverflow + " " + strconv.Itoa(i/2))
+				if !ok {
+					v = "0"
 				}
-				return backend.Value{}, err
+				out = append(out, backend.Str(v))
 			}
+			return backend.Arr(out...), nil
 		}
-		ttl, err := driver.ParseMillis(args[1])
-		if err != nil {
-			return backend.Value{}, err
-		}
-		st.Set(keys[1], args[0], ttl)
 	}
-	out := []backend.Value{backend.Int(applied)}
+	ttl, err := driver.ParseMillis(args[1])
+	if err != nil {
+		return backend.Value{}, err
+	}
+	if err := st.Set(mk, args[0], ttl); err != nil {
+		return backend.Value{}, err
+	}
+	out := []backend.Value{backend.Int(1)}
+	var refused []string
 	for i := 2; i+1 < len(args); i += 2 {
-		v, ok, err := st.HGet(h, args[i])
+		d, _ := strconv.ParseInt(args[i+1], 10, 64)
+		nv, err := scriptlib.HIncr(st, h, args[i], d)
 		if err != nil {
+			msg := err.Error()
+			if strings.HasPrefix(msg, CodeOverflow+" ") {
+				msg = CodeOverflow
+			}
+			out = append(out, backend.Str("!"+msg))
+			refused = append(refused, strconv.Itoa(i/2))
+			continue
+		}
+		out = append(out, backend.Str(strconv.FormatInt(nv, 10)))
+	}
+	if len(refused) > 0 {
+		if err := st.Set(mk, args[0]+":"+strings.Join(refused, ","), ttl); err != nil {
 			return backend.Value{}, err
 		}
-		if !ok {
-			v = "0"
-		}
-		out = append(out, backend.Str(v))
 	}
 	return backend.Arr(out...), nil
-})
+}
 
 // All returns every script of the counter package, for preloading and
 // for tools that need their SHA.

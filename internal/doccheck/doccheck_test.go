@@ -35,6 +35,7 @@ var autoImports = map[string]string{
 	"errors":          "errors",
 	"fmt":             "fmt",
 	"log":             "log",
+	"math":            "math",
 	"http":            "net/http",
 	"os":              "os",
 	"strings":         "strings",
@@ -52,6 +53,7 @@ var autoImports = map[string]string{
 	"instancecounter": module + "/primitives/instancecounter",
 	"lock":            module + "/primitives/lock",
 	"ratelimit":       module + "/primitives/ratelimit",
+	"httplimit":       module + "/primitives/ratelimit/httplimit",
 	"conformance":     module + "/conformance",
 	"rueidis":         "github.com/redis/rueidis",
 	"redis":           "github.com/redis/go-redis/v9",
@@ -61,7 +63,7 @@ var autoImports = map[string]string{
 var userPackages = []string{
 	"", "backend", "backend/driver", "backend/memory", "backend/rueidis", "backend/goredis",
 	"primitives/counter", "primitives/instancecounter", "primitives/lock", "primitives/ratelimit",
-	"conformance",
+	"primitives/ratelimit/httplimit", "conformance",
 }
 
 // snippet is one code block of the documentation.

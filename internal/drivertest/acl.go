@@ -2,10 +2,13 @@ package drivertest
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/redistest"
 	"github.com/distkit-go/distkit/primitives/lock"
 )
@@ -47,3 +50,40 @@ func releaseWithoutPublish(t *testing.T, env *redistest.Env, d Driver) {
 		t.Fatal(err)
 	}
 }
+
+// deniedAfterWrite: a script writes a key the user may write, then calls a
+// command on a key the user may not touch. The server refuses that call
+// inside the running script, after the first write: the outcome must not
+// be ErrNotApplied (the script ran and wrote), nor success.
+func deniedAfterWrite(t *testing.T, env *redistest.Env, d Driver) {
+	s := env.Server(t)
+	ok := "{acl2}:ok:" + strings.ReplaceAll(t.Name(), "/", "-")
+	if _, err := s.Do("ACL", "SETUSER", "dk-onekey", "on", ">pw", "resetkeys", "~"+ok, "+@all"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.FromURL("redis://dk-onekey:pw@" + s.Addr + "/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// The denied key is not declared (the server would refuse the call
+	// before running the script): the script names it in ARGV.
+	_, err = b.EvalScript(ctx, writeThenDenied, []string{ok}, "{acl2}:denied")
+	n, _ := s.Do("GET", ok)
+	t.Logf("outcome %v; witness %s", err, n)
+	if n != "1" {
+		t.Fatalf("witness %q, want 1", n)
+	}
+	if err == nil || errors.Is(err, backend.ErrNotApplied) {
+		t.Fatalf("a script denied a key after its first write: %v; want an error that is not ErrNotApplied", err)
+	}
+}
+
+var writeThenDenied = driver.NewScript("acl-write-then-denied", `
+redis.call('INCR', KEYS[1])
+return redis.call('INCR', ARGV[1])
+`, func(st driver.Store, keys, _ []string) (backend.Value, error) {
+	return backend.Value{}, errors.New("ERR denied")
+})

@@ -93,6 +93,7 @@ func Run(t *testing.T, env *redistest.Env, d Driver) {
 	})
 	t.Run("Faults", func(t *testing.T) { RunFaults(t, &env.Faults, d.Name, d.Kinds, d.Faults) })
 	t.Run("ReleaseWithoutChannelPermission", func(t *testing.T) { releaseWithoutPublish(t, env, d) })
+	t.Run("ScriptDeniedAfterWrite", func(t *testing.T) { deniedAfterWrite(t, env, d) })
 	t.Run("ParityCatchesDisagreement", func(t *testing.T) {
 		parity.CheckParityCatchesDisagreement(t,
 			func(t *testing.T) testkit.Harness { return mem(t) }, func(t *testing.T) testkit.Harness { return mini(t) })

@@ -12,8 +12,8 @@
 // place to adapt when a primitive changes what it stores.
 //
 // Nothing here registers an instance, takes a lease or otherwise changes
-// state, except the two repairs an operator asks for by name: BreakLock and
-// ResetLimit.
+// state, except the repair an operator asks for by name: BreakLock (a rate
+// limit is reset with the rate limiter's own Reset).
 package inspect
 
 import (

@@ -133,7 +133,7 @@ func state(t *testing.T, b backend.Backend, prefix string) (held *lock.Guard) {
 
 	rl := testkit.NewRedisLimiter(t, b, ratelimit.Options{Prefix: prefix})
 	for range 3 {
-		if ok, err := rl.Absolute().Allow(ctx, "client:7", 5.0/60); !ok || err != nil {
+		if ok, err := rl.Absolute().Allow(ctx, "client:7", ratelimit.PerMinute(5)); !ok || err != nil {
 			t.Fatal(ok, err)
 		}
 	}
@@ -178,10 +178,9 @@ func views(t *testing.T, b backend.Backend, prefix string) []string {
 	add("icounters %+v %v", ics, err)
 	for _, key := range []string{"client:7", "absent"} {
 		l, err := inspect.ReadLimit(ctx, b, prefix, key)
-		w := l.Window(ratelimit.DefaultWindow, ratelimit.DefaultBucket)
-		add("limit %q exists=%v stored=%d count=%d buckets=%d ttl=%v retry(5)=%v retry(3)=%v %v", key, l.Exists, l.Stored, w.Count,
-			len(l.Buckets), l.TTL > 59*time.Second, l.RetryAfter(ratelimit.DefaultWindow, ratelimit.DefaultBucket, 5, 1),
-			l.RetryAfter(ratelimit.DefaultWindow, ratelimit.DefaultBucket, 3, 1) > 59*time.Second, err)
+		w := l.Window()
+		add("limit %q exists=%v stored=%d count=%d buckets=%d geometry=%d/%d ttl=%v oldest-leaves-in-a-minute=%v %v", key, l.Exists, l.Stored, w.Count,
+			len(l.Buckets), l.BucketMs, l.PerWindow, l.TTL > 59*time.Second, w.Oldest.Sub(l.Now) > 59*time.Second && w.Oldest.Sub(l.Now) <= 61*time.Second, err)
 	}
 	return out
 }
@@ -195,8 +194,8 @@ var want = []string{
 	`instance "live" alive=true slices=1 expires-set=true`,
 	`instances 2 <nil>`,
 	`icounters [{Key:k Exists:true Stored:7 Cumulative:4 Epoch:0 Slices:[{Instance:` + odd + ` Value:3 Registered:true Alive:false} {Instance:live Value:4 Registered:true Alive:true}]} {Key:absent Exists:false Stored:0 Cumulative:0 Epoch:0 Slices:[]}] <nil>`,
-	`limit "client:7" exists=true stored=3 count=3 buckets=1 ttl=true retry(5)=0s retry(3)=true <nil>`,
-	`limit "absent" exists=false stored=0 count=0 buckets=0 ttl=false retry(5)=0s retry(3)=false <nil>`,
+	`limit "client:7" exists=true stored=3 count=3 buckets=1 geometry=600/100 ttl=true oldest-leaves-in-a-minute=true <nil>`,
+	`limit "absent" exists=false stored=0 count=0 buckets=0 geometry=0/0 ttl=false oldest-leaves-in-a-minute=false <nil>`,
 }
 
 // Every view reads the same state the same way through its Lua script on
@@ -226,7 +225,8 @@ func TestViews(t *testing.T) {
 }
 
 // BreakLock removes the leases it was shown and keeps the fence; a lease
-// that changed since is left alone. ResetLimit empties a window.
+// that changed since is left alone. (A window is reset by the limiter's
+// own Reset.)
 func TestRepairs(t *testing.T) {
 	for name, open := range backends(t) {
 		t.Run(name, func(t *testing.T) {
@@ -277,14 +277,12 @@ func TestRepairs(t *testing.T) {
 				return l.Holder != nil && l.Holder.Owner == "w" && l.Holder.Token > rw.Fence && l.Fence == l.Holder.Token
 			})
 
-			if ok, err := inspect.ResetLimit(ctx, b, prefix, "client:7"); !ok || err != nil {
-				t.Fatalf("ResetLimit = %v, %v", ok, err)
+			rl := testkit.NewRedisLimiter(t, b, ratelimit.Options{Prefix: prefix})
+			if err := rl.Reset(ctx, "client:7"); err != nil {
+				t.Fatalf("Reset = %v", err)
 			}
 			if l, err := inspect.ReadLimit(ctx, b, prefix, "client:7"); err != nil || l.Exists {
 				t.Fatalf("after reset: %+v, %v", l, err)
-			}
-			if ok, err := inspect.ResetLimit(ctx, b, prefix, "client:7"); ok || err != nil {
-				t.Fatalf("second ResetLimit = %v, %v", ok, err)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/keyspace"
+	"github.com/distkit-go/distkit/internal/ratelimitscript"
 )
 
 // Bucket is one bucket of a rate-limit window.
@@ -24,10 +25,14 @@ type Limit struct {
 	Exists bool
 	// Stored is the window total as of the last decision; buckets that
 	// have left the window since are only subtracted by the next one.
-	Stored  int64
-	Buckets []Bucket      // by index
-	TTL     time.Duration // until the window expires unless used again
-	Now     time.Time     // server time of the snapshot
+	Stored int64
+	// BucketMs and PerWindow are the geometry the window was last written
+	// with (its limit's period cut into PerWindow buckets of BucketMs);
+	// 0 when none is stored (a window written before it was).
+	BucketMs, PerWindow int64
+	Buckets             []Bucket      // by index
+	TTL                 time.Duration // until the window expires unless used again
+	Now                 time.Time     // server time of the snapshot
 }
 
 // limitRead: KEYS counts, index. Returns {HGETALL counts, its PTTL,
@@ -57,9 +62,10 @@ func ReadLimit(ctx context.Context, b backend.Backend, prefix, key string) (Limi
 }
 
 // decodeLimit decodes limitRead's reply. Layout (keyspace.RateLimit): the
-// counts hash maps each bucket index to its count, and
-// keyspace.RateLimitTotalField to the window total; the index zset lists
-// the bucket indexes.
+// counts hash maps each bucket index to its count,
+// keyspace.RateLimitTotalField to the window total and
+// keyspace.RateLimitGeometryField to "B/nb"; the index zset lists the
+// bucket indexes.
 func decodeLimit(key string, v backend.Value) (Limit, error) {
 	r := newReply(v, 4)
 	l := Limit{Key: key, Now: serverTime(r.int(3, "now"))}
@@ -75,6 +81,14 @@ func decodeLimit(key string, v backend.Value) (Limit, error) {
 	for _, p := range ps {
 		l.Exists = true
 		f, _ := p[0].Text()
+		if f == keyspace.RateLimitGeometryField {
+			g, _ := p[1].Text()
+			var ok bool
+			if l.BucketMs, l.PerWindow, ok = ratelimitscript.ParseGeometry(g); !ok {
+				return Limit{}, layoutErr("limit %q: geometry %q is not B/nb", key, g)
+			}
+			continue
+		}
 		n, err := decimal(p[1], fmt.Sprintf("limit %q field %q", key, f))
 		if err != nil {
 			return Limit{}, err
@@ -100,78 +114,42 @@ type WindowBucket struct {
 	Live  bool // still inside the window at the snapshot's time
 }
 
-// Window is a Limit seen through a limiter's Window and Bucket options,
-// which the backend does not store.
+// Window is a Limit's buckets placed in time by its stored geometry.
 type Window struct {
-	Count   int64 // admissions (Suppressed: offered requests) in the window now
-	Buckets []WindowBucket
+	// Count is what the limiter counts now: admissions (Suppressed:
+	// offered requests) in the live buckets; without a stored geometry,
+	// the stored total (what the limiter would re-date to now).
+	Count   int64
+	Buckets []WindowBucket // Start zero without a stored geometry
 	// Oldest is when the oldest live bucket with a count leaves the
-	// window (zero when the window is empty).
+	// window (zero when the window is empty or has no geometry).
 	Oldest time.Time
 }
 
-// Window places l's buckets in time for a limiter with the given window
-// and bucket sizes (bucket ≥ 1 ms, dividing window): a bucket is live
-// while its index is one of the window/bucket latest, as the limiter's
-// script decides.
-func (l *Limit) Window(window, bucket time.Duration) Window {
-	B := bucket.Milliseconds()
-	nb := int64(window / bucket)
-	now := l.Now.UnixMilli()
-	oldest := now/B - nb + 1
+// Window places l's buckets in time as the window script does: bucket b
+// (of B ms) is live while b ≥ ⌊(now + 1) / B⌋ − nb, and leaves the window
+// at (b + nb + 1)·B − 1 ms.
+func (l *Limit) Window() Window {
 	var w Window
+	if l.BucketMs == 0 {
+		w.Count = l.Stored
+		for _, b := range l.Buckets {
+			w.Buckets = append(w.Buckets, WindowBucket{Count: b.Count})
+		}
+		return w
+	}
+	B, nb := l.BucketMs, l.PerWindow
+	now := l.Now.UnixMilli()
+	oldest := (now+1)/B - nb
 	for _, b := range l.Buckets {
 		wb := WindowBucket{Start: time.UnixMilli(b.Index * B), Count: b.Count, Live: b.Index >= oldest}
 		if wb.Live {
 			if w.Oldest.IsZero() && b.Count > 0 {
-				w.Oldest = time.UnixMilli((b.Index + nb) * B)
+				w.Oldest = time.UnixMilli((b.Index+nb+1)*B - 1)
 			}
 			w.Count += b.Count
 		}
 		w.Buckets = append(w.Buckets, wb)
 	}
 	return w
-}
-
-// RetryAfter is how long until a request of n fits a window of capacity
-// limit, as the Absolute strategy computes it: 0 when it fits now, -1 when
-// it never will (n > limit).
-func (l *Limit) RetryAfter(window, bucket time.Duration, limit, n int64) time.Duration {
-	w := l.Window(window, bucket)
-	need := w.Count + n - limit
-	if need <= 0 {
-		return 0
-	}
-	B := bucket.Milliseconds()
-	nb := int64(window / bucket)
-	freed := int64(0)
-	for _, b := range l.Buckets {
-		if b.Index < l.Now.UnixMilli()/B-nb+1 {
-			continue
-		}
-		freed += b.Count
-		if freed >= need {
-			return time.Duration((b.Index+nb)*B-l.Now.UnixMilli()) * time.Millisecond
-		}
-	}
-	return -1
-}
-
-// limitReset: KEYS counts, index. Deletes the window; returns how many
-// keys existed.
-var limitReset = driver.NewScript("inspect-limit-reset", `
-return redis.call('DEL', KEYS[1], KEYS[2])
-`, func(st driver.Store, keys, args []string) (backend.Value, error) {
-	return backend.Int(int64(st.Del(keys...))), nil
-})
-
-// ResetLimit deletes the window of key under prefix, so its next decision
-// starts from an empty window; it reports whether there was one.
-func ResetLimit(ctx context.Context, b backend.Backend, prefix, key string) (bool, error) {
-	v, err := b.EvalScript(ctx, limitReset, keyspace.RateLimit(prefix, key).List())
-	if err != nil {
-		return false, err
-	}
-	n, err := v.Int64()
-	return n > 0, err
 }

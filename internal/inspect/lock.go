@@ -196,7 +196,10 @@ func decodeLock(name string, v backend.Value) (Lock, error) {
 // lockBreak: KEYS lock, readers; ARGV channel, the holder's lease as
 // read ("" for none), then reader members as read. Deletes the holder's
 // lease when it is still the one read and removes those readers, then
-// publishes a release when anything went. Never touches the fence.
+// publishes a release when anything went. Never touches the fence. The
+// publish is best effort (redis.pcall), as in lock Release: a server that
+// refuses it (an operator's ACL user without channel permissions) must not
+// turn a break that already deleted leases into an error.
 // Returns {holder removed (0/1), readers removed}.
 var lockBreak = driver.NewScript("inspect-lock-break", `
 local held, readers = 0, 0
@@ -205,7 +208,7 @@ if ARGV[2] ~= '' and redis.call('GET', KEYS[1]) == ARGV[2] then
   held = 1
 end
 for i = 3, #ARGV do readers = readers + redis.call('ZREM', KEYS[2], ARGV[i]) end
-if held + readers > 0 then redis.call('PUBLISH', ARGV[1], 'released') end
+if held + readers > 0 then redis.pcall('PUBLISH', ARGV[1], 'released') end
 return {held, readers}
 `, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	held, readers := int64(0), int64(0)

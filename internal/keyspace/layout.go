@@ -8,7 +8,7 @@ package keyspace
 // one hash, so Clear is one DEL and every script touches one slot.
 //
 //	{<prefix>}:counter               hash    <key> → decimal int64
-//	{<prefix>}:laxseq:<instance>     string  last Lax flush batch applied (TTL DedupTTL)
+//	{<prefix>}:laxseq:<instance>     string  last Lax flush batch applied[:refused pair indexes] (TTL DedupTTL)
 
 // CounterHash is the hash holding every counter of prefix.
 func CounterHash(prefix string) string { return tag(Escape(prefix)) + Sep + "counter" }
@@ -105,7 +105,8 @@ func LockAcquisition(owner, nonce string) string { return Join(Escape(owner), no
 // RateLimitKeys are the keys of one rate-limited key (primitives/ratelimit),
 // in the slot of {<prefix>:<key>}:
 //
-//	{<prefix>:<key>}:rl:counts   hash   bucket index → count, "t" → window total (PX window + bucket)
+//	{<prefix>:<key>}:rl:counts   hash   bucket index → count, "t" → window total,
+//	                                    "g" → "B/nb" (bucket ms / buckets per window) (PX window + bucket)
 //	{<prefix>:<key>}:rl:index    zset   bucket indexes (PX window + bucket)
 type RateLimitKeys struct {
 	Counts, Index string

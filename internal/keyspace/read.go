@@ -123,6 +123,11 @@ func ParseLockLease(v string) (owner, nonce string, token int64, err error) {
 }
 
 // RateLimitTotalField is the field of RateLimitKeys.Counts holding the
-// window total as of the last decision; every other field is a bucket
-// index (a decimal integer: server time in ms divided by the bucket size).
-const RateLimitTotalField = "t"
+// window total as of the last decision; RateLimitGeometryField holds the
+// window's geometry "B/nb" (bucket ms / buckets per window) it was last
+// written with; every other field is a bucket index (a decimal integer:
+// server time in ms divided by the bucket size).
+const (
+	RateLimitTotalField    = "t"
+	RateLimitGeometryField = "g"
+)

@@ -123,13 +123,13 @@ var anyKeyScenario = Scenario{Name: "AnyKey", Run: func(ctx context.Context, b b
 	}
 
 	// Rate limits per IPv6 address: capacity 1 each.
-	r, err := ratelimit.NewRedis(b, ratelimit.Options{Prefix: pre, Window: time.Second, Bucket: 100 * time.Millisecond})
+	r, err := ratelimit.NewRedis(b, ratelimit.Options{Prefix: pre, Buckets: 10})
 	if err != nil {
 		return append(out, Outcome(nil, err))
 	}
 	defer r.Close(ctx)
 	for _, k := range []string{"2001:db8:0:1::", "2001:db80:1::", "2001:db8:0:1::", "::1", "::"} {
-		d, err := r.Absolute().Inc(ctx, k, 1, 1)
+		d, err := r.Absolute().Inc(ctx, k, ratelimit.PerSecond(1), 1)
 		out = append(out, Outcome(fmt.Sprintf("%s allowed=%v", k, d.Allowed), err))
 	}
 	return out

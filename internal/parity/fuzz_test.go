@@ -71,13 +71,13 @@ func fuzzRun(ctx context.Context, b backend.Backend, p, k1, k2, id1, id2 string)
 		rec(nil, err)
 	}
 
-	r, err := ratelimit.NewRedis(b, ratelimit.Options{Prefix: p, Window: time.Minute})
+	r, err := ratelimit.NewRedis(b, ratelimit.Options{Prefix: p})
 	if err != nil {
 		return append(out, parity.Outcome(nil, err))
 	}
 	defer r.Close(ctx)
 	for _, k := range []string{k1, k2, k1} {
-		d, err := r.Absolute().Inc(ctx, k, 1.0/60, 1) // capacity 1
+		d, err := r.Absolute().Inc(ctx, k, ratelimit.PerMinute(1), 1)
 		rec(d.Allowed, err)
 	}
 	return out

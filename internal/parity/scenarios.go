@@ -10,7 +10,6 @@ import (
 	"github.com/distkit-go/distkit/internal/lockscript"
 	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/lock"
-	"github.com/distkit-go/distkit/primitives/ratelimit"
 )
 
 // lockScenario drives every lock script through the public API and, for
@@ -89,39 +88,5 @@ var lockScenario = Scenario{Name: "Lock", Run: func(ctx context.Context, b backe
 	r6 := call(lockscript.AcquireShared, keys, "o:3", "1000", "1")
 	out = append(out, fmt.Sprintf("shared retry same token %v", r5.Equal(r6)))
 	out = append(out, Outcome(call(lockscript.RenewShared, []string{ks.Readers}, "o:3:x", "1000"), nil)) // unknown member
-	return out
-}}
-
-// rateLimitScenario drives the window script in all three modes. Values
-// that depend on where in a bucket the clock is are rendered as ranges.
-var rateLimitScenario = Scenario{Name: "RateLimit", Run: func(ctx context.Context, b backend.Backend, p string) []string {
-	var out []string
-	rec := func(d ratelimit.Decision, err error) {
-		out = append(out, Outcome(fmt.Sprintf("allowed=%v remaining=%d retry-in-window=%v", d.Allowed, d.Remaining,
-			d.RetryAfter > 0 && d.RetryAfter <= time.Second), err))
-	}
-	opts := ratelimit.Options{Prefix: p, Window: time.Second, Bucket: 100 * time.Millisecond, HardLimitFactor: 2, SuppressionCache: time.Nanosecond}
-	r, _ := ratelimit.NewRedis(b, opts)
-	defer r.Close(ctx)
-	for _, n := range []int64{2, 2, 1, 1, 2} { // reaches capacity (5) exactly, then goes over
-		rec(r.Absolute().Inc(ctx, "a", 5, n))
-	}
-	rec(r.Absolute().Inc(ctx, "f", 2.5, 2)) // fractional capacity 2.5
-	rec(r.Absolute().Inc(ctx, "f", 2.5, 1))
-	for range 12 {
-		d, err := r.Suppressed().Inc(ctx, "s", 5, 1)
-		allowed := fmt.Sprint(d.Allowed)
-		if d.Suppression > 0 && d.Suppression < 1 {
-			allowed = "random"
-		}
-		out = append(out, Outcome(fmt.Sprintf("allowed=%s remaining=%d suppression=%.4f", allowed, d.Remaining, d.Suppression), err))
-	}
-	h, _ := ratelimit.NewHybrid(b, ratelimit.Options{Prefix: p, Window: time.Second, SyncInterval: time.Hour})
-	for range 3 {
-		rec(h.Absolute().Inc(ctx, "a", 5, 1)) // sees the Redis provider's 5 of 5
-	}
-	rec(h.Absolute().Inc(ctx, "h", 5, 4))
-	out = append(out, Outcome(nil, h.Close(ctx))) // pushes 4 to "h"
-	rec(r.Absolute().Inc(ctx, "h", 5, 2))
 	return out
 }}

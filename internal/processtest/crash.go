@@ -72,41 +72,43 @@ func testLaxCrash(t *testing.T, h CrashHarness) {
 }
 
 // testRLServerDown: with the server stopped, each failure policy does what
-// it says, and decisions recover once it is back.
+// it says, the decisions say they are degraded (with a nil error), and
+// decisions recover once it is back.
 func testRLServerDown(t *testing.T, h CrashHarness) {
 	ctx := context.Background()
 	p := testkit.Prefix(t)
 	b := testkit.Open(t, h)
-	opts := ratelimit.Options{Prefix: p, Window: time.Second, SyncInterval: 5 * time.Millisecond}
+	opts := ratelimit.Options{Prefix: p, SyncInterval: 5 * time.Millisecond}
+	lim := ratelimit.PerSecond(100)
 	closed := testkit.NewRedisLimiter(t, b, opts)
 	openOpts := opts
 	openOpts.OnError = ratelimit.FailOpen
 	open := testkit.NewRedisLimiter(t, b, openOpts)
 	hyb := testkit.NewHybridLimiter(t, b, opts)
-	if ok, err := hyb.Absolute().Allow(ctx, "k", 100); !ok || err != nil {
+	if ok, err := hyb.Absolute().Allow(ctx, "k", lim); !ok || err != nil {
 		t.Fatalf("hybrid before the crash: %v, %v", ok, err)
 	}
 	h.Crash(t)
 	cctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	if d, err := closed.Absolute().Inc(cctx, "k", 100, 1); d.Allowed || err == nil {
+	if d, err := closed.Absolute().Inc(cctx, "k", lim, 1); d.Allowed || err != nil || d.Degraded == nil {
 		t.Fatalf("FailClosed with the server down: %+v, %v", d, err)
 	}
-	if d, err := open.Absolute().Inc(cctx, "k", 100, 1); !d.Allowed || err == nil {
+	if d, err := open.Absolute().Inc(cctx, "k", lim, 1); !d.Allowed || err != nil || d.Degraded == nil {
 		t.Fatalf("FailOpen with the server down: %+v, %v", d, err)
 	}
-	testkit.Eventually(t, 3*time.Second, "Hybrid decides locally and reports the error", func() bool {
-		d, err := hyb.Absolute().Inc(ctx, "k", 100, 1)
-		return d.Allowed && err != nil
+	testkit.Eventually(t, 3*time.Second, "Hybrid decides locally and says it is degraded", func() bool {
+		d, err := hyb.Absolute().Inc(ctx, "k", lim, 1)
+		return d.Allowed && err == nil && d.Degraded != nil
 	})
 	h.Restart(t)
 	testkit.Eventually(t, 10*time.Second, "decisions recover", func() bool {
-		d, err := closed.Absolute().Inc(ctx, "k", 100, 1)
-		return d.Allowed && err == nil
+		d, err := closed.Absolute().Inc(ctx, "k", lim, 1)
+		return d.Allowed && err == nil && d.Degraded == nil
 	})
 	testkit.Eventually(t, 10*time.Second, "Hybrid syncs again", func() bool {
-		_, err := hyb.Absolute().Inc(ctx, "k", 100, 1)
-		return err == nil
+		d, err := hyb.Absolute().Inc(ctx, "k", lim, 1)
+		return err == nil && d.Degraded == nil
 	})
 }
 

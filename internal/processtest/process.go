@@ -94,7 +94,7 @@ func WorkerMain(dial Dial) bool {
 		err = workerPause(b, spec)
 	case "instance":
 		err = workerInstance(b, spec)
-	case "ratelimit":
+	case "ratelimit", "ratelimit-hybrid":
 		err = workerRateLimit(b, spec)
 	case "icmodel":
 		err = icmodel.Serve(b, icmodel.Spec{Prefix: spec.Prefix, ID: spec.ID, Lax: spec.Lax,
@@ -147,6 +147,7 @@ func RunProcesses(t *testing.T, newHarness func(t *testing.T) ProcessHarness) {
 	t.Run("LockHolderPausedPastTTL", func(t *testing.T) { testLockPaused(t, newHarness(t)) })
 	t.Run("InstanceKilled", func(t *testing.T) { testInstanceKilled(t, newHarness(t)) })
 	t.Run("RateLimitBoundAcrossProcesses", func(t *testing.T) { testRLProcesses(t, newHarness(t)) })
+	t.Run("HybridRateLimitBoundAcrossProcesses", func(t *testing.T) { testHybridProcesses(t, newHarness(t)) })
 }
 
 // workerHammer: goroutines doing Lock/Release cycles on one name with a
@@ -417,26 +418,49 @@ func testInstanceKilled(t *testing.T, h ProcessHarness) {
 }
 
 // workerRateLimit hammers one key from Goroutines goroutines for
-// Iterations ms with the Redis provider and prints the server time (ms) of
-// every admitted decision.
+// Iterations ms with the Redis provider (mode "ratelimit": it prints the
+// server time, in ms, of every admitted decision) or a Hybrid one
+// ("ratelimit-hybrid": local time).
 func workerRateLimit(b backend.Backend, spec workerSpec) error {
 	ctx := context.Background()
-	r, err := ratelimit.NewRedis(b, ratelimit.Options{Prefix: spec.Prefix, Window: 500 * time.Millisecond, Bucket: 50 * time.Millisecond})
-	if err != nil {
-		return err
+	opts := ratelimit.Options{Prefix: spec.Prefix, Buckets: rlBuckets, SyncInterval: rlSync}
+	var abs *ratelimit.Absolute
+	if spec.Mode == "ratelimit" {
+		r, err := ratelimit.NewRedis(b, opts)
+		if err != nil {
+			return err
+		}
+		defer r.Close(ctx)
+		abs = r.Absolute()
+	} else {
+		h, err := ratelimit.NewHybrid(b, opts)
+		if err != nil {
+			return err
+		}
+		defer h.Close(ctx)
+		abs = h.Absolute()
 	}
-	defer r.Close(ctx)
 	var mu sync.Mutex
 	var out []int64
 	var wg sync.WaitGroup
+	var failed error
 	end := time.Now().Add(time.Duration(spec.Iterations) * time.Millisecond)
 	for range spec.Goroutines {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(end) {
-				d, err := r.Absolute().Inc(ctx, "k", 200, 1)
-				if err == nil && d.Allowed {
+				d, err := abs.Inc(ctx, "k", ratelimit.Per(rlCapacity, rlWindow), 1)
+				if err == nil && d.Degraded != nil {
+					err = d.Degraded
+				}
+				if err != nil {
+					mu.Lock()
+					failed = err
+					mu.Unlock()
+					return
+				}
+				if d.Allowed {
 					mu.Lock()
 					out = append(out, d.At.UnixMilli())
 					mu.Unlock()
@@ -447,16 +471,27 @@ func workerRateLimit(b backend.Backend, spec workerSpec) error {
 		}()
 	}
 	wg.Wait()
+	if failed != nil {
+		return failed
+	}
 	for _, ms := range out {
 		fmt.Println(ms)
 	}
 	return nil
 }
 
-// testRLProcesses: 3 processes × 4 goroutines on one key; in every window
-// ending at an admission (server time), admissions <= capacity + one bucket.
-func testRLProcesses(t *testing.T, h ProcessHarness) {
-	spec := workerSpec{Mode: "ratelimit", Addrs: h.Addrs(), Cluster: h.IsCluster(), Prefix: testkit.Prefix(t), Goroutines: 4, Iterations: 1500}
+// The multi-process rate-limit tests: capacity 100 per 500 ms.
+const (
+	rlWindow   = 500 * time.Millisecond
+	rlBuckets  = 10 // of 50 ms
+	rlSync     = 10 * time.Millisecond
+	rlCapacity = 100
+)
+
+// runRLWorkers runs 3 worker processes × 4 goroutines for 1.5 s and returns
+// each one's admission times.
+func runRLWorkers(t *testing.T, h ProcessHarness, mode string) [][]time.Time {
+	spec := workerSpec{Mode: mode, Addrs: h.Addrs(), Cluster: h.IsCluster(), Prefix: testkit.Prefix(t), Goroutines: 4, Iterations: 1500}
 	type proc struct {
 		*worker
 		out  []byte
@@ -468,7 +503,7 @@ func testRLProcesses(t *testing.T, h ProcessHarness) {
 		go func() { p.out, _ = io.ReadAll(p.stdout); close(p.done) }()
 		procs = append(procs, p)
 	}
-	var at []time.Time
+	at := make([][]time.Time, len(procs))
 	for i, p := range procs {
 		<-p.done
 		if err := p.cmd.Wait(); err != nil {
@@ -476,16 +511,71 @@ func testRLProcesses(t *testing.T, h ProcessHarness) {
 		}
 		for _, f := range strings.Fields(string(p.out)) {
 			ms, _ := strconv.ParseInt(f, 10, 64)
-			at = append(at, time.UnixMilli(ms))
+			at[i] = append(at[i], time.UnixMilli(ms))
 		}
 	}
-	const capacity = 100 // 200/s over 500 ms
-	worst, slack := testkit.MaxInWindow(at, 500*time.Millisecond), testkit.MaxInWindow(at, 50*time.Millisecond)
-	t.Logf("3 processes × 4 goroutines: %d admitted in 1.5 s, worst window %d, capacity %d + one bucket %d", len(at), worst, capacity, slack)
-	if worst > capacity+slack {
-		t.Fatalf("a window admitted %d > %d + %d", worst, capacity, slack)
+	return at
+}
+
+// testRLProcesses: 3 processes × 4 goroutines on one key with the Redis
+// provider; every window of 500 ms, wherever it starts (server time of the
+// admitting script, in ms), holds at most the capacity.
+func testRLProcesses(t *testing.T, h ProcessHarness) {
+	var at []time.Time
+	for _, ts := range runRLWorkers(t, h, "ratelimit") {
+		at = append(at, ts...)
 	}
-	if len(at) < capacity {
+	worst := testkit.MaxInWindow(at, rlWindow)
+	t.Logf("3 processes × 4 goroutines: %d admitted in 1.5 s, worst %v window (any start) %d, capacity %d", len(at), rlWindow, worst, rlCapacity)
+	if worst > rlCapacity {
+		t.Fatalf("a %v window admitted %d > capacity %d", rlWindow, worst, rlCapacity)
+	}
+	if len(at) < rlCapacity {
 		t.Fatalf("only %d admitted", len(at))
+	}
+}
+
+// testHybridProcesses: the same with Hybrid instances, checking the
+// documented bound at every admission: the window ending there holds at
+// most the capacity plus what the other processes admitted within
+// 2 × (SyncInterval + a round trip) before it (a round trip taken as 40 ms:
+// 2 cores, race detector).
+func testHybridProcesses(t *testing.T, h ProcessHarness) {
+	per := runRLWorkers(t, h, "ratelimit-hybrid")
+	const d = 2 * (rlSync + 40*time.Millisecond)
+	var all []time.Time
+	for _, ts := range per {
+		all = append(all, ts...)
+	}
+	worst, worstSlack := 0, 0
+	for i, ts := range per {
+		for _, t0 := range ts {
+			in, others := 0, 0
+			for _, u := range all {
+				if !u.After(t0) && u.After(t0.Add(-rlWindow)) {
+					in++
+				}
+			}
+			for j, os := range per {
+				if j == i {
+					continue
+				}
+				for _, u := range os {
+					if !u.After(t0) && u.After(t0.Add(-d)) {
+						others++
+					}
+				}
+			}
+			if in > rlCapacity+others {
+				t.Fatalf("the %v window ending at %v holds %d admissions: above capacity %d + the %d the other processes admitted within %v", rlWindow, t0.Format("15:04:05.000"), in, rlCapacity, others, d)
+			}
+			if in > worst {
+				worst, worstSlack = in, others
+			}
+		}
+	}
+	t.Logf("3 Hybrid processes × 4 goroutines: %d admitted in 1.5 s, worst %v window %d (capacity %d + %d admitted by the others within %v)", len(all), rlWindow, worst, rlCapacity, worstSlack, d)
+	if len(all) < rlCapacity {
+		t.Fatalf("only %d admitted", len(all))
 	}
 }

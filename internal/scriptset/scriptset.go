@@ -10,14 +10,11 @@ import (
 	"github.com/distkit-go/distkit/internal/counterscript"
 	"github.com/distkit-go/distkit/internal/icscript"
 	"github.com/distkit-go/distkit/internal/lockscript"
+	"github.com/distkit-go/distkit/internal/ratelimitscript"
 )
 
 // All returns the scripts of every primitive and of the driver toolkit's
 // leases, each once, in a stable order.
-//
-// TODO(lead): add the rate limiter's window script (primitives/ratelimit;
-// moving to internal/ratelimitscript with All()) once it is reachable from
-// here.
 func All() []*driver.Script {
 	var out []*driver.Script
 	seen := map[string]bool{}
@@ -25,6 +22,7 @@ func All() []*driver.Script {
 		counterscript.All(),
 		lockscript.All(),
 		icscript.All(),
+		ratelimitscript.All(),
 		{driver.HeartbeatScript, driver.AcquireLeaseScript, driver.RenewLeaseScript, driver.ReleaseLeaseScript},
 	} {
 		for _, s := range group {

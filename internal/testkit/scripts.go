@@ -63,3 +63,10 @@ return redis.call('HINCRBY', KEYS[1], 'f', 1)
 			return backend.Int(int64(st.Del(keys...))), nil
 		})
 )
+
+// HSetScript writes ARGV[2] into field ARGV[1] of hash KEYS[1] behind a
+// primitive's back (for example a value that is not an integer).
+var HSetScript = driver.NewScript("conf-hset", `return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])`,
+	func(st driver.Store, keys, args []string) (backend.Value, error) {
+		return backend.Int(1), st.HSet(keys[0], args[0], args[1])
+	})

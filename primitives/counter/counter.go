@@ -24,7 +24,7 @@
 // written as %XX (see package distkit, "Keys"):
 //
 //	{<prefix>}:counter              hash    <key> → decimal int64
-//	{<prefix>}:laxseq:<instance>    string  last flush batch applied for one Lax value (TTL DedupTTL)
+//	{<prefix>}:laxseq:<instance>    string  last flush batch applied for one Lax value, and the pairs it refused ("17" or "17:2,5"; TTL DedupTTL)
 //
 // The hash tag {<prefix>} keeps every key of a prefix in one Cluster slot,
 // so every script is Cluster-safe and Clear is a single DEL. Values are
@@ -42,16 +42,17 @@
 //
 // # Lax: nothing acknowledged is lost
 //
-// Each flush is one script call per prefix carrying a batch number; the
-// script applies a batch only if its number is above the instance's marker
-// and advances the marker in the same atomic step. A flush whose outcome is
-// unknown (distkit.ErrIndeterminate) is resent with the same number before
-// anything else, so it is applied exactly once. Failed flushes are retried
-// with backoff and their deltas stay pending; Close returns nil only when
-// everything was confirmed, otherwise an *UnflushedError listing the
-// remainder per key. A Lax that is garbage-collected without Close is
-// noticed by a runtime cleanup (the flusher holds no reference to it): the
-// flusher does a final flush and exits.
+// Each flush is one script call per prefix (per 1024 keys) carrying a
+// batch number; the script applies a batch only if its number is above the
+// instance's marker and advances the marker in the same atomic step. A
+// flush whose outcome is unknown (distkit.ErrIndeterminate) is resent with
+// the same number and deltas before anything else, so it is applied
+// exactly once. Failed flushes are retried with backoff and their deltas
+// stay pending; Close returns nil only when everything was confirmed,
+// otherwise an *UnflushedError listing the remainder per key. A Lax that
+// is garbage-collected without Close is noticed by a runtime cleanup (the
+// flusher holds no reference to it): the flusher does a final flush and
+// exits.
 //
 // The marker holds the last batch number applied for one Lax value, rather
 // than one marker per batch: the same exactly-once guarantee with one key
@@ -59,11 +60,41 @@
 // lag), so its TTL (DedupTTL, 24 h) can be long enough to outlast any
 // realistic outage between a lost reply and its resend.
 //
-// A delta that would overflow the remote value (other instances moved it
-// close to the int64 limit) is kept pending, excluded from later batches
-// and reported by Flush, Pending and Close with distkit.ErrOverflow; the
-// other keys keep flushing, and a Set, Del or Clear of that key supersedes
-// it.
+// Inc checks the local view before its delta becomes visible to the
+// flusher (a compare-and-swap), so a rejected Inc never reaches the
+// backend. A delta the backend refuses — it would overflow the remote
+// value that other processes moved close to the int64 limit, or the stored
+// value is not an integer — is refused for that key only: the script
+// applies the other keys of the batch, and the key is set aside, reported
+// by Failed, Flush and Close (UnflushedError.Failed) and retried with its
+// own backoff (at once by Flush and Close). It recovers when a retry
+// succeeds (another process made room) or when Set, Del or Clear
+// overwrites the key, dropping the refused delta. Until then IncIf, SetIf,
+// the batch calls and GetAll involving the key fail, naming it: their
+// comparison or read would miss this process's acknowledged delta.
+//
+// # Lax: costs follow the keys in use
+//
+// Inc on a warm key touches that key's entry only, whether the Lax
+// tracks one key or millions; it writes anything else only when the key
+// goes from "nothing pending" to "something pending" (it joins the dirty
+// set). A flush sends the dirty keys only, in script calls of at most 1024
+// keys: one pending key among a million idle ones costs what one key
+// costs. The local state of a key with nothing pending is dropped after
+// IdleAfter (default 1 min) without use, and at once by Del and Clear;
+// Tracked reports how many keys are held. A key used again after that
+// starts afresh: its remote part is unknown (0) in Inc's result until a
+// flush or a Get reads it, as for a key this Lax never saw.
+//
+// # Lax: reads during an outage
+//
+// Pending and Failed read local state only and answer at once, even while
+// a flush hangs. Get returns the local view; when its remote part is older
+// than AllowedLag and cannot be refreshed (the backend fails, or ctx ends
+// while a flush holds it), Get returns the local view anyway, with an
+// error matching distkit.ErrStale and the cause. Flush and Close return
+// when their context ends, even if the backend does not answer, with the
+// unflushed remainder.
 //
 // # Errors
 //
@@ -98,6 +129,12 @@ type Options struct {
 	// applied flush batch of an instance, so that a batch resent after an
 	// unknown outcome is not applied twice; default 24 h, minimum 1 s.
 	DedupTTL time.Duration
+	// IdleAfter (Lax only): the local state of a key with nothing pending
+	// is dropped after this long without use, so memory and flush cost
+	// follow the keys in use; default 1 min, minimum 1 ms. A dropped key
+	// used again starts afresh, its remote part unknown (0) until a flush
+	// or Get reads it.
+	IdleAfter time.Duration
 }
 
 // keys is the Redis key layout of one prefix (internal/keyspace).

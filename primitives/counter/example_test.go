@@ -131,3 +131,44 @@ func ExampleLax_Close_unreachable() {
 	// Output:
 	// true map[k:5] true
 }
+
+func ExampleLax_Failed() {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	c, _ := counter.NewLax(b, counter.Options{AllowedLag: time.Hour})
+	defer c.Close(ctx)
+	other, _ := counter.NewStrict(b, counter.Options{}) // another process
+	other.Set(ctx, "full", math.MaxInt64)
+
+	c.Inc(ctx, "full", 1) // this process has not seen the value yet
+	c.Inc(ctx, "fine", 1)
+	err := c.Flush(ctx)
+	var ue *counter.UnflushedError
+	fmt.Println(errors.As(err, &ue), ue.Pending, errors.Is(ue.Failed["full"], distkit.ErrOverflow))
+	fmt.Println(c.Pending(), errors.Is(c.Failed()["full"], distkit.ErrOverflow)) // "fine" was flushed
+
+	c.Set(ctx, "full", 0) // overwriting the key drops the refused delta
+	fmt.Println(c.Pending(), c.Failed())
+	// Output:
+	// true map[full:1] true
+	// map[full:1] true
+	// map[] map[]
+}
+
+func ExampleLax_Get_outage() {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	c, _ := counter.NewLax(b, counter.Options{AllowedLag: 10 * time.Millisecond})
+	defer c.Close(ctx)
+	c.Inc(ctx, "k", 5)
+	c.Flush(ctx)
+
+	b.FailNext(1<<30, nil) // the backend is unreachable from now on
+	c.Inc(ctx, "k", 1)
+	time.Sleep(20 * time.Millisecond) // the remote part is now older than AllowedLag
+	n, err := c.Get(ctx, "k")
+	fmt.Println(n, errors.Is(err, distkit.ErrStale), errors.Is(err, distkit.ErrNotApplied))
+	b.FailNext(0, nil)
+	// Output:
+	// 6 true true
+}

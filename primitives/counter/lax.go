@@ -6,19 +6,18 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/counterscript"
+	"github.com/distkit-go/distkit/internal/flush"
 	"github.com/distkit-go/distkit/internal/keyspace"
 )
 
@@ -26,13 +25,14 @@ import (
 const (
 	DefaultAllowedLag = 20 * time.Millisecond
 	DefaultDedupTTL   = 24 * time.Hour
+	// DefaultIdleAfter is how long Lax keeps the local state of a key that
+	// has nothing pending after its last use (Inc flushed, Get, Set…).
+	DefaultIdleAfter = time.Minute
 )
 
-const (
-	maxBackoff     = time.Second
-	minFlushBudget = 2 * time.Second // per background flush attempt
-	orphanBudget   = 5 * time.Second // final flush of a collected Lax
-)
+// maxBatch caps the keys of one flush script call, so that flushing a
+// burst of many keys never blocks Redis on one long script.
+const maxBatch = 1024
 
 var (
 	errLaxClosed       = fmt.Errorf("counter: %w", distkit.ErrClosed)
@@ -41,16 +41,28 @@ var (
 
 // Lax is a counter that buffers Inc and Dec in process and flushes them in
 // the background: a warm-key Inc is a few atomic operations, no I/O and no
-// allocation. Inc, Dec and Get return the local view (remote value as last
-// seen + this process's pending deltas); every other call flushes first and
-// then acts like Strict.
+// allocation, whether the Lax tracks one key or millions. Inc, Dec and Get
+// return the local view (remote value as last seen + this process's
+// pending deltas); every other call flushes first and then acts like
+// Strict.
 //
 // Nothing acknowledged is lost: a delta stays pending until the backend
 // confirmed it, failed flushes are retried with backoff, a flush whose
 // outcome is unknown is resent with the same batch number and applied at
-// most once, and Close reports whatever it could not flush. A Lax that is
-// garbage-collected without Close flushes once more and stops its
-// goroutine.
+// most once, and Close reports whatever it could not flush. A key whose
+// delta the backend refuses (distkit.ErrOverflow, a value that is not an
+// integer) is set aside on its own and reported by Failed, Flush and
+// Close; the other keys keep flushing, and the key is retried with backoff
+// until its cause goes away or a Set, Del or Clear overwrites it.
+//
+// Memory follows the keys in use: the local state of a key with nothing
+// pending is dropped after IdleAfter without use (and at once by Del and
+// Clear), so a flush costs what is pending, not every key ever seen. A
+// key seen again starts afresh, its remote part unknown (0) until a flush
+// or Get reads it, as for a key this Lax never saw.
+//
+// A Lax that is garbage-collected without Close flushes once more and
+// stops its goroutine.
 type Lax struct {
 	c *laxCore
 }
@@ -58,52 +70,44 @@ type Lax struct {
 // laxCore is the state the flusher goroutine shares; it holds no reference
 // to the Lax, so an abandoned Lax can be collected.
 type laxCore struct {
-	b        backend.Backend
-	k        keys
-	lag      time.Duration
-	dedupTTL string // ms
-	marker   string // {prefix}:laxseq:<instance>
-	ix       *index
-	closed   atomic.Bool
-	epoch    time.Time // origin of entry.synced
-
-	mu       sync.Mutex // serialises flushes and flush-first operations
-	seq      int64      // last batch number used
-	inflight *batch     // sent with an unknown outcome: resend before anything else
-
-	stop     chan struct{}   // closed by Close
-	base     context.Context // the flusher's I/O runs under it; Close cancels it
-	cancel   context.CancelFunc
-	orphaned chan struct{} // closed when the Lax was collected
-	done     chan struct{} // closed when the flusher exits
-	stopOnce sync.Once
-	orphOnce sync.Once
+	b         backend.Backend
+	k         keys
+	lag       time.Duration
+	dedupTTL  string   // ms
+	flushKeys []string // {hash, marker}
+	epoch     time.Time
+	g         *flush.Engine[laxKey]
 }
 
-// entry is one key's local state. view = base + added.
-type entry struct {
-	added atomic.Int64 // sum of every local delta ever accepted
-	base  atomic.Int64 // remote value at the last sync minus the part of added it included
-	key   string
-	field string // key's field in the hash (keyspace.CounterField)
-	// guarded by laxCore.mu
-	sent  int64 // the part of added the backend has applied
-	stuck error // non-nil: the pending delta cannot be applied (overflow)
-	// synced is when base was last set from the backend (monotonic ns
-	// since the core's epoch); written with mu held, read without.
+// laxKey is Lax's part of one key's state; its view is
+// base + Entry.Added().
+type laxKey struct {
+	// base is the remote value last seen minus the part of the accepted
+	// deltas it included (Entry.Sent), in wrapping arithmetic: it changes
+	// only when the remote value moves for other reasons (other processes,
+	// Set), never when this process's own deltas are applied.
+	base  atomic.Int64
+	field string // the key's field in the hash (keyspace.CounterField)
+	// synced is when base was last set from the backend (ns since the
+	// core's epoch); 0 when never. Last: every flush writes it, and it is
+	// not on Inc's cache line.
 	synced atomic.Int64
 }
 
-// batch is one flush: deltas of entries up to the snapshots taken.
-type batch struct {
-	seq     int64
-	entries []*entry
-	snaps   []int64 // added as of the batch
-	args    []string
+type laxEntry = flush.Entry[laxKey]
+
+// laxBatch is a batch's encoded arguments and its reply values; the
+// engine reuses it for later batches (seq says which one it encodes).
+type laxBatch struct {
+	seq  int64
+	args []string
+	vals []int64
+	at   int64 // when the reply came (laxKey.synced's clock)
 }
 
 // NewLax returns a Lax counter over b and starts its flusher. Options:
-// Prefix, AllowedLag (default 20 ms) and DedupTTL (default 24 h).
+// Prefix, AllowedLag (default 20 ms), DedupTTL (default 24 h) and
+// IdleAfter (default 1 min).
 func NewLax(b backend.Backend, opts Options) (*Lax, error) {
 	if b == nil {
 		return nil, fmt.Errorf("counter: %w: backend is nil", distkit.ErrInvalidOption)
@@ -120,21 +124,26 @@ func NewLax(b backend.Backend, opts Options) (*Lax, error) {
 	if err != nil {
 		return nil, err
 	}
+	idle, err := durationOpt("IdleAfter", opts.IdleAfter, DefaultIdleAfter, time.Millisecond)
+	if err != nil {
+		return nil, err
+	}
 	var id [12]byte
 	cryptoRead(id[:])
 	c := &laxCore{
-		b: b, k: k, lag: lag, dedupTTL: driver.Millis(ttl),
-		marker:   keyspace.CounterLaxMarker(k.prefix, hex.EncodeToString(id[:])),
-		ix:       newIndex(),
-		epoch:    time.Now(),
-		stop:     make(chan struct{}),
-		orphaned: make(chan struct{}),
-		done:     make(chan struct{}),
+		b: b, k: k, lag: lag, dedupTTL: driver.Millis(ttl), epoch: time.Now(),
+		flushKeys: []string{k.hash, keyspace.CounterLaxMarker(k.prefix, hex.EncodeToString(id[:]))},
 	}
-	c.base, c.cancel = context.WithCancel(context.Background())
+	c.g = flush.New(flush.Config[laxKey]{
+		Interval:  lag,
+		IdleAfter: idle,
+		MaxBatch:  maxBatch,
+		Send:      c.send,
+		Applied:   c.applied,
+	})
 	l := &Lax{c: c}
-	go c.run()
-	runtime.AddCleanup(l, func(c *laxCore) { c.orphOnce.Do(func() { close(c.orphaned) }) }, c)
+	c.g.Start()
+	runtime.AddCleanup(l, func(g *flush.Engine[laxKey]) { g.Orphan() }, c.g)
 	return l, nil
 }
 
@@ -153,67 +162,108 @@ func durationOpt(name string, v, def, min time.Duration) (time.Duration, error) 
 // Prefix returns the counter's prefix.
 func (l *Lax) Prefix() string { return l.c.k.prefix }
 
-// entryFor returns key's entry, validating the key when it is new.
-func (c *laxCore) entryFor(key string) (*entry, error) {
-	if e := c.ix.load(key); e != nil {
+// entry returns key's entry, validating the key when it is new.
+func (c *laxCore) entry(key string) (*laxEntry, error) {
+	if e := c.g.Lookup(key); e != nil {
 		return e, nil
 	}
 	if err := validKey(key); err != nil {
 		return nil, err
 	}
-	return c.ix.loadOrStore(key, func() *entry { return &entry{key: key, field: keyspace.CounterField(key)} }), nil
+	return c.g.Entry(key, func(e *laxEntry) { e.X.field = keyspace.CounterField(key) }), nil
 }
 
 // Inc adds delta to key's pending delta and returns the local view
 // (remote as last seen + pending). It does no I/O; the background flusher
 // sends the delta within about AllowedLag. It fails with distkit.ErrOverflow
-// when the local view would leave the int64 range.
+// when the local view would leave the int64 range, and then changes
+// nothing: the delta is checked before it becomes visible to the flusher.
 //
 // An Inc that races with Close and loses may return an error matching both
 // distkit.ErrClosed and distkit.ErrIndeterminate: its delta was accepted as
 // Close began and may or may not be in Close's final flush.
 func (l *Lax) Inc(_ context.Context, key string, delta int64) (int64, error) {
 	c := l.c
-	e := c.ix.slot(key).Load()
-	if e == nil || e.key != key || c.closed.Load() {
-		return l.incSlow(key, delta)
+	// The warm path, one attempt: no call unless the key is not in the
+	// address cache or joins the dirty set. incSlow handles everything
+	// else (retries, overflow, new keys, Close).
+	e := c.g.Cached(key)
+	if e == nil {
+		e = c.g.Lookup(key)
 	}
-	v, err := c.add(e, delta)
-	runtime.KeepAlive(l) // l must not be collected (and orphaned) mid-call
-	return v, err
+	for try := 0; e != nil && try < 4 && !c.g.Closed(); try++ { // a few attempts under contention
+		n := e.Added()
+		v := e.X.base.Load() + n
+		nv, nn := v+delta, n+delta
+		if !((delta >= 0 && nv >= v && nn >= n) || (delta < 0 && nv < v && nn < n)) {
+			break
+		}
+		if ok, dirty := e.TryAdd(n, nn); ok {
+			if dirty {
+				c.g.Dirty(e)
+			}
+			if c.g.Closed() {
+				return 0, errLaxClosedRacing
+			}
+			runtime.KeepAlive(l) // l must not be collected (and orphaned) mid-call
+			return nv, nil
+		}
+	}
+	return l.incSlow(key, delta)
 }
 
 func (l *Lax) incSlow(key string, delta int64) (int64, error) {
 	c := l.c
-	if c.closed.Load() {
+	if c.g.Closed() {
 		return 0, errLaxClosed
 	}
-	e, err := c.entryFor(key)
+	e, err := c.entry(key) // the entry found, or a new one
 	if err != nil {
 		return 0, err
 	}
-	c.ix.slot(key).Store(e)
-	v, err := c.add(e, delta)
+	v, err := c.add(e, key, delta)
 	runtime.KeepAlive(l)
 	return v, err
 }
 
-// add is Inc's work on a found entry.
-func (c *laxCore) add(e *entry, delta int64) (int64, error) {
-	n := e.added.Add(delta)
-	base := e.base.Load()
-	v := base + n
-	old := n - delta // exact even when the add wrapped
-	if (delta > 0 && n < old) || (delta < 0 && n > old) || (n > 0 && v < base) || (n < 0 && v > base) {
-		e.added.Add(-delta)
-		return 0, fmt.Errorf("counter: inc %q by %d: %w", e.key, delta, distkit.ErrOverflow)
+// add is Inc's work on a found entry: check, then publish with one
+// compare-and-swap.
+func (c *laxCore) add(e *laxEntry, key string, delta int64) (int64, error) {
+	for {
+		n := e.Added()
+		v := e.X.base.Load() + n // wrapping: exact while the view is in range
+		nv := v + delta
+		if (delta > 0 && nv < v) || (delta < 0 && nv > v) {
+			return 0, fmt.Errorf("counter: inc %q by %d: %w", key, delta, distkit.ErrOverflow)
+		}
+		nn := n + delta
+		if (delta > 0 && nn < n) || (delta < 0 && nn > n) {
+			// The entry's sum of accepted deltas would leave int64 while
+			// the view stays in range (huge deltas, overwritten by Set):
+			// continue on a fresh entry; this one still flushes.
+			e = c.retire(e, v)
+			continue
+		}
+		if c.g.Accept(e, n, nn) {
+			if c.g.Closed() {
+				// Close began after this delta was accepted: it may or may
+				// not be in the final flush.
+				return 0, errLaxClosedRacing
+			}
+			return nv, nil
+		}
 	}
-	if c.closed.Load() {
-		// Close began after this delta was accepted: it may or may not be
-		// in the final flush.
-		return 0, errLaxClosedRacing
-	}
-	return v, nil
+}
+
+// retire replaces e, whose view is v, by a fresh entry with the same view.
+func (c *laxCore) retire(e *laxEntry, v int64) *laxEntry {
+	c.g.Retire(e)
+	synced := e.X.synced.Load()
+	return c.g.Entry(e.Key(), func(n *laxEntry) {
+		n.X.field = e.X.field
+		n.X.base.Store(v)
+		n.X.synced.Store(synced)
+	})
 }
 
 // Dec subtracts delta; see Inc.
@@ -227,390 +277,376 @@ func (l *Lax) Dec(ctx context.Context, key string, delta int64) (int64, error) {
 
 // Get returns the local view of key, first refreshing the remote part from
 // the backend when it is older than AllowedLag.
+//
+// When that refresh fails (the backend is unreachable, ctx ended while a
+// flush held the backend), Get still returns the local view — the remote
+// value as last seen plus this process's pending deltas — together with an
+// error matching distkit.ErrStale and the cause (for example
+// distkit.ErrNotApplied). A caller that accepts a stale value checks
+// errors.Is(err, distkit.ErrStale); one that needs a fresh value treats any
+// error as failure.
 func (l *Lax) Get(ctx context.Context, key string) (int64, error) {
 	c := l.c
-	if c.closed.Load() {
+	if c.g.Closed() {
 		return 0, errLaxClosed
 	}
-	e, err := c.entryFor(key)
+	e, err := c.entry(key)
 	if err != nil {
 		return 0, err
 	}
+	c.g.Touch(e)
 	if c.stale(e) {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if c.inflight != nil { // the remote value is ambiguous until it is resolved
-			if err := c.flushLocked(ctx); err != nil {
-				return 0, err
+		err = c.g.Do(ctx, flush.Resolve, func(ctx context.Context) error {
+			if !c.stale(e) {
+				return nil
 			}
-		}
-		if c.stale(e) {
-			v, err := c.b.EvalScript(ctx, counterscript.Get, c.k.hashKeys, e.field)
+			v, err := c.b.EvalScript(ctx, counterscript.Get, c.k.hashKeys, e.X.field)
 			if err != nil {
-				return 0, wrapErr("get", key, err)
+				return err
 			}
 			r, err := intValue(v)
 			if err != nil {
-				return 0, err
+				return err
 			}
-			c.setRemote(e, r)
-		}
+			c.g.WithLock(func() { c.setRemoteLocked(e, r) })
+			return nil
+		})
 	}
-	v := e.base.Load() + e.added.Load()
+	v := e.X.base.Load() + e.Added()
 	runtime.KeepAlive(l)
+	if err != nil {
+		return v, fmt.Errorf("counter: get %q: %w: refreshing from the backend: %w", key, distkit.ErrStale, err)
+	}
 	return v, nil
 }
 
-func (c *laxCore) stale(e *entry) bool {
-	s := e.synced.Load()
+func (c *laxCore) stale(e *laxEntry) bool {
+	s := e.X.synced.Load()
 	return s == 0 || time.Since(c.epoch)-time.Duration(s) > c.lag
 }
 
-// setRemote records that the backend holds r for e, which includes
-// exactly e.sent of the local deltas. Called with mu held.
-func (c *laxCore) setRemote(e *entry, r int64) {
-	e.base.Store(r - e.sent)
-	e.synced.Store(max(int64(time.Since(c.epoch)), 1))
+// setRemoteLocked records that the backend holds r for e, which includes
+// exactly e.Sent() of the local deltas. Called with the engine's lock.
+func (c *laxCore) setRemoteLocked(e *laxEntry, r int64) { c.setRemoteAtLocked(e, r, c.clock()) }
+
+func (c *laxCore) setRemoteAtLocked(e *laxEntry, r, at int64) {
+	if b := r - e.Sent(); e.X.base.Load() != b { // unchanged when only this process moves the key: keep Inc's cache line clean
+		e.X.base.Store(b)
+	}
+	e.X.synced.Store(at)
 }
 
-// Flush sends every pending delta now and waits for the answer. It
-// returns an error when something could not be flushed: a backend error,
-// or a key whose delta would overflow the remote value (distkit.ErrOverflow;
-// see Pending).
-func (l *Lax) Flush(ctx context.Context) error {
-	c := l.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.flushLocked(ctx); err != nil {
-		return err
+// clock is laxKey.synced's clock: ns since the core's epoch, never 0.
+func (c *laxCore) clock() int64 { return max(int64(time.Since(c.epoch)), 1) }
+
+// send runs one flush batch (the engine's Config.Send).
+func (c *laxCore) send(ctx context.Context, b *flush.Batch[laxKey]) error {
+	lb, _ := b.Ext.(*laxBatch)
+	if lb == nil {
+		lb = &laxBatch{}
+		b.Ext = lb
 	}
-	return c.stuckErr()
+	if lb.seq != b.Seq || len(lb.vals) != len(b.Items) {
+		c.encode(b, lb)
+	}
+	v, err := c.b.EvalScript(ctx, counterscript.Flush, c.flushKeys, lb.args...)
+	if err != nil {
+		return fmt.Errorf("counter: flush: %w", err)
+	}
+	arr, err := v.Array()
+	if err != nil || len(arr) != len(b.Items)+1 {
+		// The script ran, but what it did is unknown: resend.
+		return fmt.Errorf("counter: flush: malformed reply %v: %w", v, backend.ErrIndeterminate)
+	}
+	for i := range b.Items {
+		it := &b.Items[i]
+		s, err := arr[i+1].Text()
+		if err != nil {
+			return fmt.Errorf("counter: flush: malformed reply %v: %w", v, backend.ErrIndeterminate)
+		}
+		switch {
+		case s == "!": // refused on the first run of this batch; the reason comes with the next one
+		case strings.HasPrefix(s, "!"):
+			it.Err = keyError(it.E.Key(), s[1:])
+		default:
+			r, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return fmt.Errorf("counter: flush: malformed reply %v: %w", v, backend.ErrIndeterminate)
+			}
+			lb.vals[i], it.Applied = r, true
+		}
+	}
+	lastValues(b, lb.vals)
+	lb.at = c.clock()
+	return nil
+}
+
+// lastValues gives every applied item the value its field had at the end
+// of the batch. A key has several items only when its entry was replaced
+// (retired, or evicted while an Inc raced) with deltas still pending; then
+// each entry's view must count the others' applied deltas as remote.
+func lastValues(b *flush.Batch[laxKey], vals []int64) {
+	dup := false
+	for _, it := range b.Items {
+		dup = dup || it.E.Unlinked()
+	}
+	if !dup {
+		return
+	}
+	last := map[string]int64{}
+	for i, it := range b.Items {
+		if it.Applied {
+			last[it.E.X.field] = vals[i]
+		}
+	}
+	for i, it := range b.Items {
+		if it.Applied {
+			vals[i] = last[it.E.X.field]
+		}
+	}
+}
+
+// keyError is the error of a key whose delta the flush script refused.
+func keyError(key, msg string) error {
+	if msg == counterscript.CodeOverflow {
+		return fmt.Errorf("counter: flush %q: %w", key, distkit.ErrOverflow)
+	}
+	return fmt.Errorf("counter: flush %q: %w", key, &backend.ScriptError{Script: counterscript.Flush.Name(), Msg: msg})
+}
+
+// encode builds the script arguments of b into lb, reusing its slices.
+// Deltas in [0, 100) are strconv's constant strings; the digits of the
+// others share one new string (never a reused buffer: a driver may still
+// hold the arguments of a call it gave up on), so a batch allocates a
+// handful of times whatever its size.
+func (c *laxCore) encode(b *flush.Batch[laxKey], lb *laxBatch) {
+	var buf []byte
+	for _, it := range b.Items {
+		if it.Delta < 0 || it.Delta >= 100 {
+			if buf == nil {
+				buf = make([]byte, 0, 8*len(b.Items))
+			}
+			buf = strconv.AppendInt(buf, it.Delta, 10)
+		}
+	}
+	digits := unsafe.String(unsafe.SliceData(buf), len(buf)) // buf is not written again
+	clear(lb.args)
+	args := append(lb.args[:0], strconv.FormatInt(b.Seq, 10), c.dedupTTL)
+	pos := 0
+	for _, it := range b.Items {
+		var d string
+		if it.Delta < 0 || it.Delta >= 100 {
+			n := decimalLen(it.Delta)
+			d, pos = digits[pos:pos+n], pos+n
+		} else {
+			d = strconv.FormatInt(it.Delta, 10) // no allocation below 100
+		}
+		args = append(args, it.E.X.field, d)
+	}
+	lb.seq, lb.args = b.Seq, args
+	if cap(lb.vals) < len(b.Items) {
+		lb.vals = make([]int64, len(b.Items))
+	}
+	lb.vals = lb.vals[:len(b.Items)]
+}
+
+// decimalLen is len(strconv.FormatInt(d, 10)).
+func decimalLen(d int64) int {
+	n := 1
+	u := uint64(d)
+	if d < 0 {
+		n, u = 2, -u
+	}
+	for ; u >= 10; u /= 10 {
+		n++
+	}
+	return n
+}
+
+// applied records the value the backend returned for an applied item (the
+// engine's Config.Applied, called with its lock).
+func (c *laxCore) applied(b *flush.Batch[laxKey], i int) {
+	lb := b.Ext.(*laxBatch)
+	c.setRemoteAtLocked(b.Items[i].E, lb.vals[i], lb.at)
+}
+
+// Flush sends every pending delta now, keys set aside by an earlier
+// refusal included, and waits for the answer within ctx. It returns nil,
+// or an *UnflushedError listing what is left: the keys the backend
+// refused (Failed, for example matching distkit.ErrOverflow), or every
+// pending key when a batch failed (Err matches distkit.ErrNotApplied or
+// distkit.ErrIndeterminate) or ctx ended. It returns when ctx ends even if
+// the backend does not answer; the batch then stays in flight and is
+// resolved, exactly once, by a later flush.
+func (l *Lax) Flush(ctx context.Context) error {
+	return unflushed(l.c.g.Flush(ctx))
 }
 
 // Pending returns the deltas accepted locally but not yet confirmed by
-// the backend, per key.
-func (l *Lax) Pending() map[string]int64 {
+// the backend, per key. It reads local state only: it never waits for a
+// flush in progress, even during an outage.
+func (l *Lax) Pending() map[string]int64 { return l.c.g.Pending() }
+
+// Failed returns the keys whose pending deltas the backend refused, with
+// the reason: distkit.ErrOverflow (other processes moved the value so
+// close to the int64 limit that this delta does not fit) or a script
+// error (the stored value is not an integer). Such a key is retried with
+// backoff (at once by Flush and Close) and leaves this list when a retry
+// succeeds or when Set, Del or Clear overwrites it. It reads local state
+// only.
+func (l *Lax) Failed() map[string]error { return l.c.g.Failed() }
+
+// Tracked returns how many keys the Lax holds local state for: keys with
+// pending deltas and keys used within IdleAfter. Idle keys leave it, and
+// their memory is freed, within about 1.5 × IdleAfter.
+func (l *Lax) Tracked() int { return l.c.g.Len() }
+
+// Close stops the flusher and flushes everything, retrying until ctx ends.
+// It returns nil only when every accepted delta was confirmed by the
+// backend; otherwise an *UnflushedError lists the remainder per key. It
+// returns when ctx ends even while a flush hangs on a backend that does
+// not answer. Close may be called again (for example with a longer
+// deadline) to retry. Calls made after Close began fail with
+// distkit.ErrClosed. It does not close the backend.
+func (l *Lax) Close(ctx context.Context) error {
+	return unflushed(l.c.g.Close(ctx))
+}
+
+// UnflushedError is returned by Lax.Flush and Lax.Close when deltas
+// remain unflushed. It matches (errors.Is) Err and every Failed error.
+type UnflushedError struct {
+	// Pending: key → delta accepted but not confirmed by the backend.
+	Pending map[string]int64
+	// Failed: the keys among Pending that the backend refused, with the
+	// reason (see Lax.Failed).
+	Failed map[string]error
+	// Err is why the other keys were not flushed: the last backend error
+	// or the context's; nil when only Failed keys remain.
+	Err error
+}
+
+// Error lists up to ten unflushed keys with their deltas (and the reason
+// of refused ones), then Err.
+func (e *UnflushedError) Error() string {
+	return "counter: " + (&flush.Error{Pending: e.Pending, Failed: e.Failed, Err: e.Err}).Error()
+}
+
+// Unwrap returns Err and every Failed error.
+func (e *UnflushedError) Unwrap() []error {
+	return (&flush.Error{Failed: e.Failed, Err: e.Err}).Unwrap()
+}
+
+func unflushed(err error) error {
+	var fe *flush.Error
+	if errors.As(err, &fe) {
+		return &UnflushedError{Pending: fe.Pending, Failed: fe.Failed, Err: fe.Err}
+	}
+	return err
+}
+
+// flushFirst runs op after flushing pending deltas, with no flush in
+// flight meanwhile.
+func (l *Lax) flushFirst(ctx context.Context, op string, f func(ctx context.Context) error) error {
 	c := l.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.pendingLocked()
-}
-
-func (c *laxCore) pendingLocked() map[string]int64 {
-	out := map[string]int64{}
-	c.ix.each(func(e *entry) {
-		if d := e.added.Load() - e.sent; d != 0 {
-			out[e.key] = d
-		}
+	if c.g.Closed() {
+		return errLaxClosed
+	}
+	ran := false
+	err := c.g.Do(ctx, flush.FlushFirst, func(ctx context.Context) error {
+		ran = true
+		return f(ctx)
 	})
-	return out
+	if err != nil && !ran {
+		return fmt.Errorf("counter: %s: flushing first: %w", op, err)
+	}
+	return err
 }
 
-func (c *laxCore) stuckErr() error {
-	var stuck []string
-	var first error
-	c.ix.each(func(e *entry) {
-		if e.stuck != nil && e.added.Load() != e.sent {
-			stuck = append(stuck, e.key)
-			if first == nil {
-				first = e.stuck
-			}
+// refusedLocked returns an error when one of keys has pending deltas the
+// backend refused: an operation that reads the key's value cannot include
+// them. Called with the engine's lock.
+func (c *laxCore) refusedLocked(op string, keys []string) error {
+	for _, k := range keys {
+		if e := c.g.Lookup(k); e != nil && e.Err() != nil && e.Added() != e.Sent() {
+			return fmt.Errorf("counter: %s %q: this process's pending delta of the key cannot be applied (Set, Del or Clear it): %w", op, k, e.Err())
 		}
-	})
-	if first == nil {
-		return nil
-	}
-	sort.Strings(stuck)
-	return fmt.Errorf("counter: pending deltas of %q cannot be applied: %w", stuck, first)
-}
-
-// flushLocked resends an unresolved batch, then sends all pending deltas
-// of keys that are not stuck. Called with mu held.
-func (c *laxCore) flushLocked(ctx context.Context) error {
-	if c.inflight != nil {
-		if err := c.send(ctx, c.inflight); err != nil && !errors.Is(err, errRebuild) {
-			return err
-		}
-	}
-	for {
-		b := c.build()
-		if b == nil {
-			return nil
-		}
-		if err := c.send(ctx, b); err != nil {
-			if errors.Is(err, errRebuild) {
-				continue // a key was marked stuck; send the others
-			}
-			return err
-		}
-	}
-}
-
-var errRebuild = errors.New("rebuild batch")
-
-func (c *laxCore) build() *batch {
-	var b *batch
-	c.ix.each(func(e *entry) {
-		if e.stuck != nil {
-			return
-		}
-		a := e.added.Load()
-		if a == e.sent {
-			return
-		}
-		if b == nil {
-			c.seq++
-			b = &batch{seq: c.seq, args: []string{strconv.FormatInt(c.seq, 10), c.dedupTTL}}
-		}
-		b.entries = append(b.entries, e)
-		b.snaps = append(b.snaps, a)
-		b.args = append(b.args, e.field, strconv.FormatInt(a-e.sent, 10))
-	})
-	return b
-}
-
-// send applies b. On an unknown outcome b becomes the in-flight batch and
-// is resent, with the same number, before anything else.
-func (c *laxCore) send(ctx context.Context, b *batch) error {
-	v, err := c.b.EvalScript(ctx, counterscript.Flush, []string{c.k.hash, c.marker}, b.args...)
-	if err != nil {
-		var se *backend.ScriptError
-		switch {
-		case errors.As(err, &se):
-			// The script ran and applied nothing (it validates, or rolls
-			// back, before setting the marker).
-			c.inflight = nil
-			if se.Code() == counterscript.CodeOverflow {
-				// "DKOVERFLOW <n>": the n-th pair (1-based) would overflow.
-				_, arg, _ := strings.Cut(se.Msg, " ")
-				if n, err := strconv.Atoi(arg); err == nil && n >= 1 && n <= len(b.entries) {
-					e := b.entries[n-1]
-					e.stuck = fmt.Errorf("counter: flush %q: %w", e.key, distkit.ErrOverflow)
-					return errRebuild
-				}
-			}
-		case errors.Is(err, backend.ErrIndeterminate):
-			c.inflight = b
-		case c.inflight != b:
-			// Not applied, and never sent before with an unknown outcome:
-			// forget the batch; its deltas are still pending.
-		}
-		return wrapErr("flush", "", err)
-	}
-	c.inflight = nil
-	vals, err := v.Int64s()
-	if err != nil || len(vals) != len(b.entries)+1 {
-		return fmt.Errorf("counter: flush: malformed reply %v", v)
-	}
-	for i, e := range b.entries {
-		e.sent = b.snaps[i]
-		c.setRemote(e, vals[i+1])
 	}
 	return nil
 }
 
-// run is the flusher goroutine.
-func (c *laxCore) run() {
-	defer close(c.done)
-	delay := c.lag
-	t := time.NewTimer(delay)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-c.orphaned:
-			c.closed.Store(true)
-			ctx, cancel := context.WithTimeout(c.base, orphanBudget)
-			c.settle(ctx)
-			cancel()
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(c.base, max(minFlushBudget, 5*c.lag))
-		c.mu.Lock()
-		err := c.flushLocked(ctx)
-		c.mu.Unlock()
-		cancel()
-		if err != nil {
-			delay = min(2*delay, maxBackoff)
-			delay += rand.N(delay/4 + 1) // jitter spreads retries of many instances
-		} else {
-			delay = c.lag
-		}
-		t.Reset(delay)
-	}
-}
-
-// settle flushes until nothing is pending or ctx ends, backing off between
-// failures. It returns nil only when everything was flushed.
-func (c *laxCore) settle(ctx context.Context) error {
-	delay := c.lag
-	for {
-		c.mu.Lock()
-		err := c.flushLocked(ctx)
-		if err == nil {
-			err = c.stuckErr()
-			if err == nil {
-				c.mu.Unlock()
-				return nil
-			}
-			pending := c.pendingLocked()
-			c.mu.Unlock()
-			return &UnflushedError{Pending: pending, Err: err} // stuck keys never flush
-		}
-		pending := c.pendingLocked()
-		c.mu.Unlock()
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return &UnflushedError{Pending: pending, Err: err}
-		case <-t.C:
-		}
-		delay = min(2*delay, maxBackoff)
-	}
-}
-
-// Close stops the flusher and flushes everything, retrying until ctx ends.
-// It returns nil only when every accepted delta was confirmed by the
-// backend; otherwise an *UnflushedError lists the remainder per key. Close
-// may be called again (for example with a longer deadline) to retry. Calls
-// made after Close began fail with distkit.ErrClosed. It does not close the
-// backend.
-func (l *Lax) Close(ctx context.Context) error {
-	c := l.c
-	c.closed.Store(true)
-	c.stopOnce.Do(func() {
-		close(c.stop)
-		c.cancel() // a background flush in progress gives up at once
-	})
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		var pending map[string]int64
-		if c.mu.TryLock() {
-			pending = c.pendingLocked()
-			c.mu.Unlock()
-		}
-		return &UnflushedError{Pending: pending, Err: fmt.Errorf("counter: close: %w", ctx.Err())}
-	}
-	return c.settle(ctx)
-}
-
-// UnflushedError is returned by Lax.Close when deltas remain unflushed.
-// It wraps the last flush error.
-type UnflushedError struct {
-	Pending map[string]int64 // key → delta not confirmed by the backend
-	Err     error
-}
-
-// Error lists up to ten unflushed keys with their deltas, then the last
-// flush error.
-func (e *UnflushedError) Error() string {
-	keys := make([]string, 0, len(e.Pending))
-	for k := range e.Pending {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	fmt.Fprintf(&b, "counter: %d keys unflushed (", len(keys))
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		if i == 10 {
-			fmt.Fprintf(&b, "… %d more", len(keys)-10)
-			break
-		}
-		fmt.Fprintf(&b, "%s: %+d", k, e.Pending[k])
-	}
-	b.WriteString(")")
-	if e.Err != nil {
-		b.WriteString(": " + e.Err.Error())
-	}
-	return b.String()
-}
-
-// Unwrap returns the last flush error.
-func (e *UnflushedError) Unwrap() error { return e.Err }
-
-// flushFirst runs op with mu held after flushing every pending delta.
-func (l *Lax) flushFirst(ctx context.Context, op string, f func() error) error {
-	c := l.c
-	if c.closed.Load() {
-		return errLaxClosed
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.flushLocked(ctx); err != nil {
-		return fmt.Errorf("counter: %s: flushing first: %w", op, err)
-	}
-	return f()
-}
-
-// remoteIs records remote values for keys this Lax tracks. With supersede,
-// a stuck key's pending delta is dropped: the operation overwrote the key,
-// as flushing it first would have. Called with mu held.
-func (c *laxCore) remoteIs(key string, r int64, supersede bool) {
-	e := c.ix.load(key)
-	if e == nil {
-		return
-	}
-	if supersede && e.stuck != nil {
-		e.sent, e.stuck = e.added.Load(), nil
-	}
-	c.setRemote(e, r)
+// overwrittenLocked records that the backend now holds r for e after an
+// operation that overwrote the key: a refused pending delta is dropped.
+func (c *laxCore) overwrittenLocked(e *laxEntry, r int64) {
+	c.g.SupersedeLocked(e)
+	c.setRemoteLocked(e, r)
 }
 
 // Set flushes pending deltas, then sets key to v like Strict.Set. A
-// pending delta of key that cannot be flushed (overflow) is superseded.
+// pending delta of key that the backend refused is superseded.
 func (l *Lax) Set(ctx context.Context, key string, v int64) (int64, error) {
-	if err := validKey(key); err != nil {
+	c := l.c
+	if c.g.Closed() {
+		return 0, errLaxClosed
+	}
+	e, err := c.entry(key)
+	if err != nil {
 		return 0, err
 	}
-	var out int64
-	err := l.flushFirst(ctx, "set", func() error {
-		if _, err := l.c.b.EvalScript(ctx, counterscript.Set, l.c.k.hashKeys, keyspace.CounterField(key), strconv.FormatInt(v, 10)); err != nil {
+	c.g.Touch(e)
+	err = l.flushFirst(ctx, "set", func(ctx context.Context) error {
+		if _, err := c.b.EvalScript(ctx, counterscript.Set, c.k.hashKeys, e.X.field, strconv.FormatInt(v, 10)); err != nil {
 			return wrapErr("set", key, err)
 		}
-		out = v
-		l.c.remoteIs(key, v, true)
+		c.g.WithLock(func() { c.overwrittenLocked(e, v) })
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return 0, err
+	}
+	return v, nil
 }
 
 // Del flushes pending deltas, then removes key like Strict.Del and returns
-// its old value.
+// its old value. The key's local state goes too. A pending delta of key
+// that the backend refused is superseded.
 func (l *Lax) Del(ctx context.Context, key string) (int64, error) {
+	c := l.c
 	if err := validKey(key); err != nil {
 		return 0, err
 	}
 	var out int64
-	err := l.flushFirst(ctx, "del", func() error {
-		r, err := l.c.b.EvalScript(ctx, counterscript.Del, l.c.k.hashKeys, keyspace.CounterField(key))
+	err := l.flushFirst(ctx, "del", func(ctx context.Context) error {
+		r, err := c.b.EvalScript(ctx, counterscript.Del, c.k.hashKeys, keyspace.CounterField(key))
 		if err != nil {
 			return wrapErr("del", key, err)
 		}
 		if out, err = intValue(r); err != nil {
 			return err
 		}
-		l.c.remoteIs(key, 0, true)
+		if e := c.g.Lookup(key); e != nil {
+			c.g.WithLock(func() { c.overwrittenLocked(e, 0) })
+			c.g.Drop(e)
+		}
 		return nil
 	})
 	return out, err
 }
 
-// Clear flushes pending deltas, then removes every counter of the prefix.
+// Clear flushes pending deltas, then removes every counter of the prefix
+// and this Lax's local state of every key with nothing pending.
 func (l *Lax) Clear(ctx context.Context) error {
-	return l.flushFirst(ctx, "clear", func() error {
-		if _, err := l.c.b.EvalScript(ctx, counterscript.Clear, l.c.k.hashKeys); err != nil {
+	c := l.c
+	err := l.flushFirst(ctx, "clear", func(ctx context.Context) error {
+		if _, err := c.b.EvalScript(ctx, counterscript.Clear, c.k.hashKeys); err != nil {
 			return wrapErr("clear", "", err)
 		}
-		l.c.ix.each(func(e *entry) { l.c.remoteIs(e.key, 0, true) })
+		c.g.WithLock(func() { c.g.EachLocked(func(e *laxEntry) { c.overwrittenLocked(e, 0) }) })
 		return nil
 	})
+	if err == nil {
+		c.g.DropIdle()
+	}
+	return err
 }
 
 // IncIf flushes pending deltas, then acts like Strict.IncIf.
@@ -641,8 +677,12 @@ func (l *Lax) SetAllIf(ctx context.Context, updates []Update) ([]Result, error) 
 	return l.allIf(ctx, "setallif", "set", updates)
 }
 
+// allIf runs a conditional batch after flushing. It fails, naming the
+// key, when a key involved has a pending delta the backend refused: the
+// comparison would miss this process's acknowledged deltas.
 func (l *Lax) allIf(ctx context.Context, op, mode string, updates []Update) ([]Result, error) {
-	if l.c.closed.Load() {
+	c := l.c
+	if c.g.Closed() {
 		return nil, errLaxClosed
 	}
 	if len(updates) == 0 {
@@ -651,24 +691,40 @@ func (l *Lax) allIf(ctx context.Context, op, mode string, updates []Update) ([]R
 	if _, err := allIfArgs(mode, updates); err != nil { // fail before flushing
 		return nil, err
 	}
+	keys := make([]string, len(updates))
+	for i, u := range updates {
+		keys[i] = u.Key
+	}
 	var out []Result
-	err := l.flushFirst(ctx, op, func() error {
-		res, err := evalAllIf(ctx, l.c.b, l.c.k.hash, op, mode, updates)
+	err := l.flushFirst(ctx, op, func(ctx context.Context) error {
+		var err error
+		c.g.WithLock(func() { err = c.refusedLocked(op, keys) })
 		if err != nil {
 			return err
 		}
-		for _, r := range res {
-			l.c.remoteIs(r.Key, r.Cur, mode == "set" && r.Cur != r.Prev)
+		res, err := evalAllIf(ctx, c.b, c.k.hash, op, mode, updates)
+		if err != nil {
+			return err
 		}
+		c.g.WithLock(func() {
+			for _, r := range res {
+				if e := c.g.Lookup(r.Key); e != nil {
+					c.setRemoteLocked(e, r.Cur)
+				}
+			}
+		})
 		out = res
 		return nil
 	})
 	return out, err
 }
 
-// GetAll flushes pending deltas, then reads keys like Strict.GetAll.
+// GetAll flushes pending deltas, then reads keys like Strict.GetAll. It
+// fails, naming the key, when one of keys has a pending delta the backend
+// refused.
 func (l *Lax) GetAll(ctx context.Context, keys ...string) ([]int64, error) {
-	if l.c.closed.Load() {
+	c := l.c
+	if c.g.Closed() {
 		return nil, errLaxClosed
 	}
 	if len(keys) == 0 {
@@ -680,14 +736,23 @@ func (l *Lax) GetAll(ctx context.Context, keys ...string) ([]int64, error) {
 		}
 	}
 	var out []int64
-	err := l.flushFirst(ctx, "getall", func() error {
-		vals, err := evalGetAll(ctx, l.c.b, l.c.k.hash, keys)
+	err := l.flushFirst(ctx, "getall", func(ctx context.Context) error {
+		var err error
+		c.g.WithLock(func() { err = c.refusedLocked("getall", keys) })
 		if err != nil {
 			return err
 		}
-		for i, k := range keys {
-			l.c.remoteIs(k, vals[i], false)
+		vals, err := evalGetAll(ctx, c.b, c.k.hash, keys)
+		if err != nil {
+			return err
 		}
+		c.g.WithLock(func() {
+			for i, k := range keys {
+				if e := c.g.Lookup(k); e != nil {
+					c.setRemoteLocked(e, vals[i])
+				}
+			}
+		})
 		out = vals
 		return nil
 	})

@@ -89,24 +89,3 @@ func (g *gate) unlock() {
 	g.signal()
 	g.mu.Unlock()
 }
-
-// ctxMutex is a mutex whose Lock honours a context.
-type ctxMutex chan struct{}
-
-func newCtxMutex() ctxMutex { return make(ctxMutex, 1) }
-
-func (m ctxMutex) lock(ctx context.Context) error {
-	select {
-	case m <- struct{}{}:
-		return nil
-	default:
-	}
-	select {
-	case m <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (m ctxMutex) unlock() { <-m }

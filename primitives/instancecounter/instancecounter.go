@@ -114,6 +114,7 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/ctxsync"
 	"github.com/distkit-go/distkit/internal/icscript"
 	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/internal/scriptlib"
@@ -216,7 +217,7 @@ type core struct {
 	gate *gate // operations vs rejoin and Close
 	// flushMu serializes Lax flushes and rejoins (a rejoin settles the
 	// batch in flight); it is taken before the gate.
-	flushMu    ctxMutex
+	flushMu    *ctxsync.Mutex
 	closing    bool          // Close's own flush may rejoin (guarded by flushMu)
 	gen        atomic.Uint64 // rejoins done
 	maxVersion atomic.Int64  // the highest version seen in a reply
@@ -263,7 +264,7 @@ func newCore(b backend.Backend, opts Options) (*core, error) {
 		b: b, id: opts.InstanceID, me: keyspace.InstanceMember(opts.InstanceID), nonce: hex.EncodeToString(n[:]),
 		deadAfter: opts.DeadAfter, daArg: driver.Millis(opts.DeadAfter), keep: opts.KeepSlicesOnClose,
 		keys: keyspace.InstanceCounter(p).List(),
-		gate: newGate(), flushMu: newCtxMutex(),
+		gate: newGate(), flushMu: ctxsync.NewMutex(),
 		stop: make(chan struct{}), orphaned: make(chan struct{}), done: make(chan struct{}),
 	}
 	c.markerKeys = append(append([]string{}, c.keys...), keyspace.InstanceCounterMarker(p, opts.InstanceID))
@@ -406,10 +407,10 @@ func (c *core) heartbeat(ctx context.Context) error {
 // rejoin registers this instance and contributes every slice it
 // remembers, unless a rejoin happened since the caller saw generation gen.
 func (c *core) rejoin(ctx context.Context, gen uint64) error {
-	if err := c.flushMu.lock(ctx); err != nil {
+	if err := c.flushMu.LockCtx(ctx); err != nil {
 		return driver.NotApplied(err)
 	}
-	defer c.flushMu.unlock()
+	defer c.flushMu.Unlock()
 	return c.rejoinLocked(ctx, gen)
 }
 

@@ -69,10 +69,10 @@ func NewLax(b backend.Backend, opts Options) (*Lax, error) {
 	c.final = func(base context.Context) { // a collected Lax flushes once more; its slices expire with its heartbeat
 		ctx, cancel := context.WithTimeout(base, 5*time.Second)
 		defer cancel()
-		if c.flushMu.lock(ctx) == nil {
+		if c.flushMu.LockCtx(ctx) == nil {
 			c.closing = true
 			lx.flushLocked(ctx)
-			c.flushMu.unlock()
+			c.flushMu.Unlock()
 		}
 	}
 	go c.run(every, func(base context.Context) {
@@ -142,11 +142,16 @@ func (l *Lax) Flush(ctx context.Context) error {
 	return l.lx.flush(ctx)
 }
 
-// Pending returns the deltas accepted but not yet confirmed, per key.
+// Pending returns the deltas accepted but not yet confirmed, per key. It
+// does not wait for a flush in progress, whose deltas count as pending
+// until the backend confirms them.
 func (l *Lax) Pending() map[string]int64 {
 	out := map[string]int64{}
 	for k, s := range *l.c.slots.Load() {
-		if d := s.added.Load() - s.sent.Load(); d != 0 {
+		// sent first: it only grows towards a value added already had, so
+		// a flush confirming meanwhile cannot make the difference negative.
+		sent := s.sent.Load()
+		if d := s.added.Load() - sent; d != 0 {
 			out[k] = d
 		}
 	}
@@ -154,10 +159,10 @@ func (l *Lax) Pending() map[string]int64 {
 }
 
 func (lx *laxState) flush(ctx context.Context) error {
-	if err := lx.c.flushMu.lock(ctx); err != nil {
+	if err := lx.c.flushMu.LockCtx(ctx); err != nil {
 		return wrapErr("flush", "", driver.NotApplied(err))
 	}
-	defer lx.c.flushMu.unlock()
+	defer lx.c.flushMu.Unlock()
 	return lx.flushLocked(ctx)
 }
 
@@ -352,11 +357,11 @@ func (l *Lax) Close(ctx context.Context) error {
 	if err := c.stopLoop(ctx); err != nil {
 		return err
 	}
-	if err := c.flushMu.lock(ctx); err != nil {
+	if err := c.flushMu.LockCtx(ctx); err != nil {
 		return fmt.Errorf("instancecounter: close: unflushed %v: %w", l.Pending(), err)
 	}
 	c.closing = true // this flush may rejoin
-	c.flushMu.unlock()
+	c.flushMu.Unlock()
 	var ferr error
 	for delay := 10 * time.Millisecond; ; delay = min(2*delay, time.Second) {
 		if ferr = within(ctx, func() error { return l.lx.flush(ctx) }); ferr == nil {

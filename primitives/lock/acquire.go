@@ -73,13 +73,18 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 		case err == nil && token > 0:
 			return newGuard(c, m, id, token, n), nil
 		case err == nil:
+		case errors.Is(err, backend.ErrClosed) && errors.Is(err, backend.ErrNotApplied):
+			// The backend is closed: no attempt can succeed any more. (An
+			// indeterminate ErrClosed is a connection closed under a call,
+			// which a failover also does: retried.)
+			return nil, c.giveUp(ctx, m, id, uncertain, fmt.Errorf("lock %q: %w", c.name, err))
 		case errors.Is(err, backend.ErrIndeterminate):
 			uncertain = true
 			lastErr = err
 		case errors.Is(err, backend.ErrNotApplied) && ctx.Err() == nil:
 			lastErr = err
 		default:
-			return nil, c.giveUp(m, id, uncertain, fmt.Errorf("lock %q: %w", c.name, err))
+			return nil, c.giveUp(ctx, m, id, uncertain, fmt.Errorf("lock %q: %w", c.name, err))
 		}
 		if !subscribed && token == 0 {
 			// The lock is held: subscribe to releases, then try again at once
@@ -96,11 +101,11 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 		if p.attempts > 0 && n+1 >= p.attempts {
 			if p.attempts == 1 {
 				if lastErr != nil {
-					return nil, c.giveUp(m, id, uncertain, fmt.Errorf("lock %q: %w", c.name, lastErr))
+					return nil, c.giveUp(ctx, m, id, uncertain, fmt.Errorf("lock %q: %w", c.name, lastErr))
 				}
 				return nil, fmt.Errorf("lock %q: %w", c.name, distkit.ErrNotAcquired)
 			}
-			return nil, c.giveUp(m, id, uncertain, fmt.Errorf("lock %q: %w", c.name, &distkit.RetriesError{Attempts: n + 1, Last: lastErr}))
+			return nil, c.giveUp(ctx, m, id, uncertain, fmt.Errorf("lock %q: %w", c.name, &distkit.RetriesError{Attempts: n + 1, Last: lastErr}))
 		}
 		t := time.NewTimer(c.retry)
 		select {
@@ -112,28 +117,40 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
 			if lastErr != nil {
 				err = fmt.Errorf("%w (last error: %w)", err, lastErr)
 			}
-			return nil, c.giveUp(m, id, uncertain, err)
+			return nil, c.giveUp(ctx, m, id, uncertain, err)
 		case <-ctx.Done():
 			t.Stop()
-			return nil, c.giveUp(m, id, uncertain, ctx.Err())
+			return nil, c.giveUp(ctx, m, id, uncertain, ctx.Err())
 		}
 		t.Stop()
 	}
 }
 
-// giveUp returns err after making sure no lease is left behind by an
-// attempt whose outcome was unknown.
-func (c *core) giveUp(m mode, id string, uncertain bool, err error) error {
+// giveUp returns err after cleaning up: it releases a lease an attempt
+// with an unknown outcome may have taken, and a writer's waiting mark. The
+// cleanup is best effort (the lease expires by TTL, the mark after
+// 3×RetryInterval) and bounded by TTL/3; the caller waits for it only
+// while its ctx lasts, so that a cancelled Lock returns at once even when
+// the backend hangs (the cleanup then finishes, or gives up, on its own).
+func (c *core) giveUp(ctx context.Context, m mode, id string, uncertain bool, err error) error {
 	if !uncertain && m != writer {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.ttl/3)
-	defer cancel()
-	if uncertain {
-		c.release(ctx, m, id) // best effort: the lease expires by TTL otherwise
-	}
-	if m == writer {
-		c.b.EvalScript(ctx, lockscript.Unmark, []string{c.wwait}, id) // best effort: it expires too
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.ttl/3)
+		defer cancel()
+		if uncertain {
+			c.release(cctx, m, id)
+		}
+		if m == writer {
+			c.b.EvalScript(cctx, lockscript.Unmark, []string{c.wwait}, id)
+		}
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
 	}
 	return err
 }

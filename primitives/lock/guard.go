@@ -36,6 +36,13 @@ type guardCore struct {
 	timer   *time.Timer
 	halted  bool // renewal stopped (guarded by renewMu)
 
+	// stopping is set by stopRenewing, which also cancels the renewal in
+	// flight (renewCancel), so that Release does not wait for a renewal
+	// hung on the backend. Both guarded by cancelMu.
+	cancelMu    sync.Mutex
+	stopping    bool
+	renewCancel context.CancelFunc
+
 	released bool // guarded by mu
 }
 
@@ -109,8 +116,15 @@ func (gc *guardCore) markLost() {
 	}
 }
 
-// stopRenewing stops renewals, waiting for one in progress.
+// stopRenewing stops renewals: it cancels one in progress and waits for it
+// to return.
 func (gc *guardCore) stopRenewing() {
+	gc.cancelMu.Lock()
+	gc.stopping = true
+	if gc.renewCancel != nil {
+		gc.renewCancel()
+	}
+	gc.cancelMu.Unlock()
 	gc.renewMu.Lock()
 	gc.halted = true
 	gc.timer.Stop()
@@ -128,8 +142,23 @@ func (gc *guardCore) renew() {
 	}
 	every := gc.c.ttl / 3
 	ctx, cancel := context.WithTimeout(context.Background(), every)
+	gc.cancelMu.Lock()
+	if gc.stopping {
+		gc.cancelMu.Unlock()
+		cancel()
+		return
+	}
+	gc.renewCancel = cancel
+	gc.cancelMu.Unlock()
 	ok, err := gc.c.renew(ctx, gc.m, gc.value)
 	cancel()
+	gc.cancelMu.Lock()
+	gc.renewCancel = nil
+	stopping := gc.stopping
+	gc.cancelMu.Unlock()
+	if stopping { // Release (or the guard's collection) took over; it was maybe cancelled
+		return
+	}
 	switch {
 	case err != nil:
 		gc.markLost()

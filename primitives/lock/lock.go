@@ -44,10 +44,13 @@
 // # Waiting
 //
 // Releases publish on the lock's channel. When the backend is a
-// backend.Notifier (all three drivers are), waiters subscribe before their
-// first attempt and retry as soon as a release is published, so a hand-off
-// costs about one round trip; they also poll every RetryInterval, which
-// covers a missed message and a holder that crashed (its lease expires).
+// backend.Notifier (all three drivers are), a waiter whose first attempt
+// finds the lock held subscribes, tries again at once (so a release in
+// between is not missed) and then retries as soon as a release is
+// published, so a hand-off costs about one round trip; an uncontended
+// acquisition never subscribes. Waiters also poll every RetryInterval,
+// which covers a missed message and a holder that crashed (its lease
+// expires).
 //
 // # RWMutex
 //

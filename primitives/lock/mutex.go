@@ -28,7 +28,9 @@ func NewMutex(b backend.Backend, name string, opts Options) (*Mutex, error) {
 func (m *Mutex) Name() string { return m.c.name }
 
 // Lock waits until the lock is acquired or ctx is done (then it returns
-// ctx.Err()). Backend errors while waiting are retried.
+// ctx.Err()). Backend errors while waiting are retried, except a closed
+// backend (an error matching distkit.ErrClosed and ErrNotApplied), which
+// is returned at once.
 func (m *Mutex) Lock(ctx context.Context) (*Guard, error) {
 	return m.c.acquire(ctx, exclusive, policy{})
 }

@@ -25,7 +25,7 @@ func TestCloseWithinContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.Absolute().Allow(context.Background(), "k", 10)
+	h.Absolute().Allow(context.Background(), "k", ratelimit.PerSecond(10))
 	b.Latency(time.Hour)
 	time.Sleep(20 * time.Millisecond) // a background sync now waits on the backend
 	for name, closeFn := range map[string]func(context.Context) error{"Hybrid": h.Close, "Redis": r.Close, "Local": l.Close} {

@@ -5,80 +5,192 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/distkit-go/distkit"
 )
 
-// window is one key's sliding window in process: a ring of bucket counts
-// with a running total, advanced lazily (amortised O(1) per decision).
+// window is one key's sliding window in process: the buckets that hold
+// admissions still counted, oldest first, with a running total (amortised
+// O(1) per decision). Its memory follows what the key holds (at most
+// min(N, nb + 1) buckets), not the number of buckets in the window. It is
+// the Go rendering of the window script's buckets.
 type window struct {
 	mu      sync.Mutex
-	counts  []int64
-	head    int64 // newest bucket index the ring has been advanced to
+	dead    bool          // dropped from the key map: decisions must look the key up again
+	g       geometry      // the geometry the buckets are counted in
+	q       []bucketCount // ascending bucket, count > 0
+	lastMs  int64         // latest time seen: the window's clock never runs back
 	total   int64
 	sup     suppression
-	lastUse atomic.Int64
+	lastUse atomic.Int64 // clock time (ns) of the latest decision
 }
 
-func newWindow(nb int64) *window { return &window{counts: make([]int64, nb), head: math.MinInt64} }
+type bucketCount struct{ b, n int64 }
 
-// advance expires buckets older than the window ending at bucket cur.
-func (w *window) advance(cur int64) {
-	nb := int64(len(w.counts))
-	if w.head == math.MinInt64 || cur-w.head >= nb {
-		clear(w.counts)
-		w.total = 0
-		w.head = cur
+const none = math.MinInt64
+
+func newWindow(g geometry) *window { return &window{g: g, lastMs: none} }
+
+// clock returns the window's time for now, which never runs back.
+func (w *window) clock(now time.Time) int64 {
+	w.lastMs = max(now.UnixMilli(), w.lastMs)
+	return w.lastMs
+}
+
+// bucketFor is the bucket a unit recorded at now (window time nowMs) is
+// counted in: a request made within a millisecond is counted from the
+// next one, so that the bound holds for windows measured to the
+// nanosecond (counted from this one, an admission at 99.9 ms leaves with
+// the bucket of 99 ms while one 999.9 ms later still sees it gone).
+func (w *window) bucketFor(now time.Time, nowMs int64) int64 {
+	if now.UnixMilli() == nowMs && now.Sub(time.UnixMilli(nowMs)) > 0 {
+		return (nowMs + 1) / w.g.bucketMs
+	}
+	return nowMs / w.g.bucketMs
+}
+
+// advance expires the buckets that left the window at nowMs.
+func (w *window) advance(nowMs int64) {
+	oldest := (nowMs+1)/w.g.bucketMs - w.g.nb
+	i := 0
+	for i < len(w.q) && w.q[i].b < oldest {
+		w.total -= w.q[i].n
+		i++
+	}
+	if i == len(w.q) {
+		w.q = w.q[:0] // reuse the array
+	} else if i > 0 {
+		w.q = w.q[i:] // an append that outgrows it copies only what is live
+	}
+}
+
+// regeo re-dates the window to geometry g when it was kept with another:
+// what the old geometry still counts moves into the current bucket (as
+// the script does).
+func (w *window) regeo(g geometry, nowMs int64) {
+	if w.g == g {
 		return
 	}
-	for b := w.head + 1; b <= cur; b++ {
-		s := b % nb
-		w.total -= w.counts[s]
-		w.counts[s] = 0
+	w.advance(nowMs)
+	live := w.total
+	w.g, w.q, w.total = g, w.q[:0], 0
+	if live > 0 {
+		w.add(nowMs/g.bucketMs, live)
 	}
-	if cur > w.head {
-		w.head = cur
-	}
+}
+
+// at prepares the window for a write at nowMs under g.
+func (w *window) at(g geometry, nowMs int64) {
+	w.regeo(g, nowMs)
+	w.advance(nowMs)
 }
 
 func (w *window) add(cur, n int64) {
-	w.counts[cur%int64(len(w.counts))] += n
+	if l := len(w.q) - 1; l >= 0 && cur <= w.q[l].b {
+		w.q[l].n += n // same bucket (a later one than cur only if the clock ran back: stricter)
+	} else {
+		w.q = append(w.q, bucketCount{cur, n})
+	}
 	w.total += n
 }
 
-// retryAfter: when enough of the oldest buckets will have left for need
-// units to be freed; -1 when they never will.
-func (w *window) retryAfter(cur, nowMs, bucketMs int64, need float64) time.Duration {
-	nb := int64(len(w.counts))
+func (w *window) leave(b, nowMs int64) time.Duration {
+	return time.Duration((b+w.g.nb+1)*w.g.bucketMs-1-nowMs) * time.Millisecond
+}
+
+// retryAfter is how long until need units have left the window: bucket b
+// leaves at (b + nb + 1)·B − 1 ms.
+func (w *window) retryAfter(nowMs, need int64) time.Duration {
 	freed := int64(0)
-	for b := cur - nb + 1; b <= cur; b++ {
-		freed += w.counts[b%nb]
-		if float64(freed) >= need {
-			return time.Duration((b+nb)*bucketMs-nowMs) * time.Millisecond
+	for _, e := range w.q {
+		freed += e.n
+		if freed >= need {
+			return w.leave(e.b, nowMs)
 		}
 	}
-	return -1
+	return 0
+}
+
+// releaseAfter is how long until the oldest bucket holding anything
+// leaves; 0 when the window is empty.
+func (w *window) releaseAfter(nowMs int64) time.Duration {
+	if w.total <= 0 || len(w.q) == 0 {
+		return 0
+	}
+	return w.leave(w.q[0].b, nowMs)
+}
+
+// empty reports whether nothing recorded is still in the window at nowMs.
+func (w *window) empty(nowMs int64) bool {
+	return len(w.q) == 0 || w.total == 0 || (nowMs+1)/w.g.bucketMs-w.g.nb > w.q[len(w.q)-1].b
 }
 
 // decide makes Local's decision for the window ending now.
-func (w *window) decide(cfg *config, sup bool, rate float64, n int64, now time.Time) Decision {
-	nowMs := now.UnixMilli()
-	bucketMs := cfg.bucket.Milliseconds()
-	cur := nowMs / bucketMs
-	w.advance(cur)
-	d, record := judge(cfg, sup, rate, n, w.total, &w.sup, now)
+func (w *window) decide(cfg *config, sup bool, lim limits, g geometry, n int64, now time.Time) Decision {
+	nowMs := w.clock(now)
+	w.at(g, nowMs)
+	d, record := judge(cfg, sup, lim, n, w.total, &w.sup, now)
 	if record {
-		w.add(cur, n)
+		w.add(w.bucketFor(now, nowMs), n)
 	}
-	capacity := cfg.capacity(rate)
-	switch {
-	case !sup && !d.Allowed:
-		d.RetryAfter = max(0, w.retryAfter(cur, nowMs, bucketMs, float64(w.total+n)-capacity))
-	case sup && d.Suppression == 1:
-		d.RetryAfter = max(0, w.retryAfter(cur, nowMs, bucketMs, float64(w.total)-capacity*cfg.hlf))
+	if !d.Allowed && n <= d.Limit && (!sup || d.Suppression == 1) {
+		// a rejection that is not probabilistic: when would it fit?
+		d.RetryAfter = w.retryAfter(nowMs, w.total+n-d.Limit)
 	}
+	d.ReleaseAfter = w.releaseAfter(nowMs)
 	return d
+}
+
+// peek is the window's State under g at now, changing nothing a decision
+// could see (a window kept with another geometry is read as re-dated).
+func (w *window) peek(sup bool, lim limits, g geometry, now time.Time) State {
+	nowMs := w.clock(now)
+	if w.g != g { // read a re-dated copy
+		v := &window{g: w.g, q: slices.Clone(w.q), lastMs: w.lastMs, total: w.total}
+		v.regeo(g, nowMs)
+		w = v
+	}
+	w.advance(nowMs)
+	st := peekState(sup, lim, w.total, now)
+	if w.total+1 > st.Limit {
+		st.RetryAfter = w.retryAfter(nowMs, w.total+1-st.Limit)
+	}
+	st.ReleaseAfter = w.releaseAfter(nowMs)
+	return st
+}
+
+// set is SetIf on the window (locked).
+func (w *window) set(g geometry, cmp distkit.Comparator, value int64, h History, now time.Time) (cur, prev int64) {
+	nowMs := w.clock(now)
+	w.at(g, nowMs)
+	prev = w.total
+	if !cmp.Matches(prev) {
+		return prev, prev
+	}
+	switch {
+	case h == ReplaceHistory:
+		w.q, w.total = w.q[:0], 0
+		if value > 0 {
+			w.add(w.bucketFor(now, nowMs), value)
+		}
+	case value > w.total:
+		w.add(w.bucketFor(now, nowMs), value-w.total)
+	case value < w.total:
+		remove := w.total - value
+		for i := len(w.q) - 1; i >= 0 && remove > 0; i-- {
+			take := min(w.q[i].n, remove)
+			w.q[i].n -= take
+			w.total -= take
+			remove -= take
+		}
+		w.q = slices.DeleteFunc(w.q, func(e bucketCount) bool { return e.n == 0 })
+	}
+	return w.total, prev
 }
 
 // keyMap is a sharded map of per-key state: no global lock.
@@ -113,6 +225,24 @@ func (km *keyMap[T]) get(key string, mk func() *T) *T {
 		sh.m[key] = v
 	}
 	return v
+}
+
+// lookup returns key's entry, nil when there is none.
+func (km *keyMap[T]) lookup(key string) *T {
+	sh := &km.shards[maphash.String(km.seed, key)%64]
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return sh.m[key]
+}
+
+// remove deletes key's entry if it is v.
+func (km *keyMap[T]) remove(key string, v *T) {
+	sh := &km.shards[maphash.String(km.seed, key)%64]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.m[key] == v {
+		delete(sh.m, key)
+	}
 }
 
 // sweep deletes entries for which drop returns true.
@@ -177,13 +307,24 @@ func startJanitor(interval time.Duration, f func(ctx context.Context)) *janitor 
 	return j
 }
 
-// close stops the loop, cancels the work in progress and waits for the
-// loop to end, at most until ctx is done.
-func (j *janitor) close(ctx context.Context) error {
+// stopWhenCollected ends j's loop once owner is garbage (nobody called
+// Close); j's work must not reference owner.
+func stopWhenCollected[T any](owner *T, j *janitor) {
+	runtime.AddCleanup(owner, (*janitor).stopLoop, j)
+}
+
+// stopLoop stops the loop and cancels the work in progress.
+func (j *janitor) stopLoop() {
 	j.once.Do(func() {
 		close(j.stop)
 		j.cancel()
 	})
+}
+
+// close stops the loop, cancels the work in progress and waits for the
+// loop to end, at most until ctx is done.
+func (j *janitor) close(ctx context.Context) error {
+	j.stopLoop()
 	select {
 	case <-j.done:
 		return nil
@@ -194,23 +335,38 @@ func (j *janitor) close(ctx context.Context) error {
 
 // Local is the in-process provider: no I/O, per-key locking only.
 type Local struct {
-	cfg  config
-	keys *keyMap[window]
-	jan  *janitor
+	cfg    config
+	keys   *keyMap[window]
+	jan    *janitor
+	closed atomic.Bool
 }
 
 // NewLocal returns a Local provider and starts its idle-key cleanup, which
-// Close stops.
+// Close stops (or the garbage collector, once l is unreachable).
 func NewLocal(opts Options) (*Local, error) {
 	cfg, err := opts.config(FailClosed, false)
 	if err != nil {
 		return nil, err
 	}
 	l := &Local{cfg: cfg, keys: newKeyMap[window]()}
+	keys := l.keys // the loop must not hold l: it ends when l is collected
 	l.jan = startJanitor(max(cfg.idle/2, 10*time.Millisecond), func(context.Context) {
-		cutoff := l.cfg.clock.Now().Add(-l.cfg.idle).UnixNano()
-		l.keys.sweep(func(w *window) bool { return w.lastUse.Load() < cutoff })
+		now := cfg.clock.Now()
+		cutoff := now.Add(-cfg.idle).UnixNano()
+		keys.sweep(func(w *window) bool {
+			if w.lastUse.Load() >= cutoff {
+				return false
+			}
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if !w.empty(max(now.UnixMilli(), w.lastMs)) {
+				return false // still holds admissions the window counts
+			}
+			w.dead = true
+			return true
+		})
 	})
+	stopWhenCollected(l, l.jan)
 	return l, nil
 }
 
@@ -220,16 +376,97 @@ func (l *Local) Absolute() *Absolute { return &Absolute{p: l} }
 // Suppressed returns the Suppressed strategy on this provider.
 func (l *Local) Suppressed() *Suppressed { return &Suppressed{p: l} }
 
-func (l *Local) decide(_ context.Context, sup bool, key string, rate float64, n int64) (Decision, error) {
-	now := l.cfg.clock.Now()
-	w := l.keys.get(key, func() *window { return newWindow(l.cfg.nb) })
-	w.lastUse.Store(now.UnixNano())
-	w.mu.Lock()
-	d := w.decide(&l.cfg, sup, rate, n, now)
-	w.mu.Unlock()
+func (l *Local) conf() *config { return &l.cfg }
+
+// locked runs f on key's window, locked, creating it when create is set;
+// f gets nil when there is none. The time f gets is read under the lock:
+// operations on a key then take effect in the order of their times, and a
+// decision's At is when it did (not before a wait for the lock).
+func (l *Local) locked(key string, g geometry, create bool, f func(w *window, now time.Time)) {
+	for {
+		var w *window
+		if create {
+			w = l.keys.get(key, func() *window { return newWindow(g) })
+		} else if w = l.keys.lookup(key); w == nil {
+			f(nil, l.cfg.clock.Now())
+			return
+		}
+		w.lastUse.Store(l.cfg.clock.Now().UnixNano())
+		w.mu.Lock()
+		if w.dead { // swept or reset between the lookup and the lock
+			w.mu.Unlock()
+			continue
+		}
+		f(w, l.cfg.clock.Now())
+		w.mu.Unlock()
+		return
+	}
+}
+
+func (l *Local) decide(_ context.Context, sup bool, key string, lim limits, g geometry, n int64) (d Decision, err error) {
+	if l.closed.Load() {
+		return Decision{}, errClosed(key)
+	}
+	l.locked(key, g, true, func(w *window, now time.Time) { d = w.decide(&l.cfg, sup, lim, g, n, now) })
 	return d, nil
 }
 
-// Close stops the cleanup loop, waiting for it at most until ctx is done.
-// Decisions keep working afterwards.
-func (l *Local) Close(ctx context.Context) error { return l.jan.close(ctx) }
+func (l *Local) peek(_ context.Context, sup bool, key string, lim limits, g geometry) (st State, err error) {
+	if l.closed.Load() {
+		return State{}, errClosed(key)
+	}
+	l.locked(key, g, false, func(w *window, now time.Time) {
+		if w == nil {
+			st = peekState(sup, lim, 0, now)
+			return
+		}
+		st = w.peek(sup, lim, g, now)
+	})
+	return st, nil
+}
+
+// Reset empties key's window: its next decision starts from nothing. The
+// error is non-nil only for an invalid key or a closed provider.
+func (l *Local) Reset(_ context.Context, key string) error {
+	if err := distkit.ValidateKey("key", key); err != nil {
+		return fmt.Errorf("ratelimit: %w", err)
+	}
+	if l.closed.Load() {
+		return errClosed(key)
+	}
+	if w := l.keys.lookup(key); w != nil {
+		w.mu.Lock()
+		w.dead = true
+		w.mu.Unlock()
+		l.keys.remove(key, w)
+	}
+	return nil
+}
+
+// SetIf sets key's window count (what Peek reports as Count) to value
+// when cmp matches the current count, keeping or replacing the buckets it
+// holds (History), and returns the count after and before: (value, prev)
+// on a match, (prev, prev) otherwise. limit gives the window (only its
+// Period matters here). value may exceed limit.N (the key is then
+// rejected until enough has left). Errors: invalid input
+// (ErrInvalidKey, ErrInvalidOption: an invalid Limit, value outside 0 to
+// MaxCount) or a closed provider.
+func (l *Local) SetIf(_ context.Context, key string, limit Limit, cmp distkit.Comparator, value int64, h History) (cur, prev int64, err error) {
+	if err := checkSet(key, limit, value, h); err != nil {
+		return 0, 0, err
+	}
+	if l.closed.Load() {
+		return 0, 0, errClosed(key)
+	}
+	g := geometryOf(limit, l.cfg.buckets)
+	l.locked(key, g, true, func(w *window, now time.Time) { cur, prev = w.set(g, cmp, value, h, now) })
+	return cur, prev, nil
+}
+
+// Close stops the cleanup loop, waiting for it at most until ctx is done
+// (then it returns ctx's error; the loop still ends on its own). Calls
+// after Close return an error wrapping distkit.ErrClosed.
+func (l *Local) Close(ctx context.Context) error {
+	l.closed.Store(true)
+	return l.jan.close(ctx)
+}

@@ -54,34 +54,40 @@ func TestLocalAbsoluteSteps(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		opts  ratelimit.Options
-		rate  float64
+		limit ratelimit.Limit
 		steps []step
 	}{
-		{"capacity then retry after the oldest bucket", ratelimit.Options{Window: 10 * time.Second, Bucket: time.Second}, 1, []step{
+		// A bucket leaves the window when its last millisecond is more than
+		// Window old: bucket [0 s, 1 s) of a 10 s window leaves at 10.999 s.
+		{"capacity then retry after the oldest bucket", ratelimit.Options{Buckets: 10}, ratelimit.Per(10, 10*time.Second), []step{
 			{0, 4, true, 6, 0},
 			{2 * time.Second, 6, true, 0, 0},
-			{0, 1, false, 0, 8 * time.Second}, // the first 4 leave at 10 s
-			{8 * time.Second, 1, true, 3, 0},  // they left: 6 + 1
-			{0, 4, false, 3, 2 * time.Second}, // the 6 leave at 12 s
-			{2 * time.Second, 4, true, 5, 0},  // window (2 s, 12 s]: 1 + 4
+			{0, 1, false, 0, 8999 * time.Millisecond}, // the first 4 leave at 10.999 s
+			{8998 * time.Millisecond, 1, false, 0, time.Millisecond},
+			{time.Millisecond, 1, true, 3, 0},                 // they left: 6 + 1
+			{0, 4, false, 3, 2 * time.Second},                 // the 6 leave at 12.999 s
+			{2 * time.Second, 4, true, 5, 0},                  // 1 + 4
+			{0, 6, false, 5, 8 * time.Second},                 // the 1 leaves at 20.999 s
+			{0, math.MaxInt64, false, 5, 0},                   // never fits
+			{8 * time.Second, math.MaxInt64 - 1, false, 6, 0}, // still never
 		}},
-		{"fractional rate", ratelimit.Options{Window: 10 * time.Second, Bucket: time.Second}, 0.5, []step{
+		{"half a unit per second", ratelimit.Options{Buckets: 10}, ratelimit.Per(5, 10*time.Second), []step{
 			{0, 5, true, 0, 0},
-			{500 * time.Millisecond, 1, false, 0, 9500 * time.Millisecond},
-			{9500 * time.Millisecond, 1, true, 4, 0},
+			{500 * time.Millisecond, 1, false, 0, 10499 * time.Millisecond},
+			{10499 * time.Millisecond, 1, true, 4, 0},
 		}},
-		{"n larger than what is left", ratelimit.Options{Window: time.Second, Bucket: 100 * time.Millisecond}, 10, []step{
+		{"n larger than what is left", ratelimit.Options{Buckets: 10}, ratelimit.PerSecond(10), []step{
 			{0, 8, true, 2, 0},
-			{100 * time.Millisecond, 3, false, 2, 900 * time.Millisecond},
+			{100 * time.Millisecond, 3, false, 2, 999 * time.Millisecond},
 			{0, 2, true, 0, 0},
-			{900 * time.Millisecond, 3, true, 5, 0}, // the 8 left; 2 + 3 = 5
+			{999 * time.Millisecond, 3, true, 5, 0}, // the 8 left; 2 + 3 = 5
 		}},
-		{"a request larger than capacity never fits", ratelimit.Options{Window: time.Second, Bucket: 100 * time.Millisecond}, 2, []step{
+		{"a request larger than capacity never fits", ratelimit.Options{Buckets: 10}, ratelimit.PerSecond(2), []step{
 			{0, 3, false, 2, 0},
 		}},
-		{"idle past the window resets", ratelimit.Options{Window: time.Second, Bucket: 100 * time.Millisecond}, 1, []step{
+		{"idle past the window resets", ratelimit.Options{Buckets: 10}, ratelimit.PerSecond(1), []step{
 			{0, 1, true, 0, 0},
-			{0, 1, false, 0, time.Second},
+			{0, 1, false, 0, 1099 * time.Millisecond},
 			{time.Hour, 1, true, 0, 0},
 		}},
 	} {
@@ -90,7 +96,7 @@ func TestLocalAbsoluteSteps(t *testing.T) {
 			a := l.Absolute()
 			for i, s := range tc.steps {
 				clk.Advance(s.advance)
-				d, err := a.Inc(ctx, "k", tc.rate, s.n)
+				d, err := a.Inc(ctx, "k", tc.limit, s.n)
 				if err != nil {
 					t.Fatalf("step %d: %v", i, err)
 				}
@@ -104,26 +110,27 @@ func TestLocalAbsoluteSteps(t *testing.T) {
 
 func TestLocalSuppressed(t *testing.T) {
 	ctx := context.Background()
-	// rate 100/s over 1 s: capacity 100, hard limit 200.
-	l, clk := newLocal(t, ratelimit.Options{Window: time.Second, Bucket: 10 * time.Millisecond, HardLimitFactor: 2, SuppressionCache: time.Nanosecond})
+	// 100 per second: soft limit 100, hard limit 200.
+	l, clk := newLocal(t, ratelimit.Options{HardLimitFactor: 2, SuppressionCache: time.Nanosecond})
 	s := l.Suppressed()
+	lim := ratelimit.PerSecond(100)
 	for i := range 100 {
-		d, _ := s.Inc(ctx, "k", 100, 1)
+		d, _ := s.Inc(ctx, "k", lim, 1)
 		if !d.Allowed || d.Suppression != 0 {
 			t.Fatalf("request %d below the rate: %+v", i, d)
 		}
 	}
 	clk.Advance(time.Millisecond)
-	d, _ := s.Inc(ctx, "k", 100, 50) // offered 150 = 1.5× → s = 1 − 100/150
+	d, _ := s.Inc(ctx, "k", lim, 50) // offered 150 = 1.5× → s = 1 − 100/150
 	if math.Abs(d.Suppression-1.0/3) > 1e-9 {
 		t.Fatalf("suppression at 1.5×: %v, want 1/3", d.Suppression)
 	}
-	d, _ = s.Inc(ctx, "k", 100, 51) // 201 > hard limit
+	d, _ = s.Inc(ctx, "k", lim, 51) // 201 > hard limit
 	if d.Allowed || d.Suppression != 1 {
 		t.Fatalf("above the hard limit: %+v", d)
 	}
 	clk.Advance(2 * time.Second)
-	if d, _ := s.Inc(ctx, "k", 100, 1); !d.Allowed || d.Suppression != 0 {
+	if d, _ := s.Inc(ctx, "k", lim, 1); !d.Allowed || d.Suppression != 0 {
 		t.Fatalf("after the window: %+v", d)
 	}
 }
@@ -133,9 +140,9 @@ func TestLocalSuppressed(t *testing.T) {
 // 1 − s = 1/1.5 (band ±0.06); above the hard limit nothing is admitted.
 func TestSuppressedAdmittedFraction(t *testing.T) {
 	ctx := context.Background()
-	l, clk := newLocal(t, ratelimit.Options{Window: time.Second, Bucket: 10 * time.Millisecond, HardLimitFactor: 2})
+	l, clk := newLocal(t, ratelimit.Options{HardLimitFactor: 2})
 	s := l.Suppressed()
-	const rate = 1000.0
+	rate := ratelimit.PerSecond(1000)
 	admitted, offered := 0, 0
 	for ms := range 5000 { // 1.5 requests per ms = 1500/s
 		for j := range 2 {
@@ -175,11 +182,12 @@ func TestSuppressedAdmittedFraction(t *testing.T) {
 func TestInvalid(t *testing.T) {
 	ctx := context.Background()
 	for _, o := range []ratelimit.Options{
-		{Window: time.Second, Bucket: 300 * time.Millisecond},
-		{Bucket: 500 * time.Microsecond},
+		{Buckets: -1},
+		{Buckets: ratelimit.MaxBuckets + 1},
 		{HardLimitFactor: 0.5},
 		{HardLimitFactor: math.NaN()},
-		{Window: -1},
+		{IdleAfter: -1},
+		{SyncInterval: time.Microsecond},
 		{OnError: ratelimit.FailLocal},
 		{OnError: 42},
 		{Prefix: strings.Repeat("p", distkit.MaxKeyLen+1)},
@@ -189,23 +197,28 @@ func TestInvalid(t *testing.T) {
 		}
 	}
 	l, _ := newLocal(t, ratelimit.Options{})
-	for _, rate := range []float64{0, -1, math.NaN(), math.Inf(1)} {
-		if _, err := l.Absolute().Inc(ctx, "k", rate, 1); !errors.Is(err, distkit.ErrInvalidOption) {
-			t.Errorf("rate %v: %v", rate, err)
+	for _, lim := range []ratelimit.Limit{{}, ratelimit.PerSecond(0), ratelimit.PerSecond(-1), ratelimit.PerSecond(ratelimit.MaxCount + 1),
+		ratelimit.Every(0), ratelimit.Every(-time.Second), ratelimit.Every(1500 * time.Microsecond), ratelimit.Every(time.Microsecond),
+		ratelimit.Per(1, ratelimit.MaxPeriod+time.Millisecond), ratelimit.PerMinute(math.MaxInt64)} {
+		if _, err := l.Absolute().Inc(ctx, "k", lim, 1); !errors.Is(err, distkit.ErrInvalidOption) {
+			t.Errorf("limit %v: %v", lim, err)
+		}
+		if _, err := l.Suppressed().Peek(ctx, "k", lim); !errors.Is(err, distkit.ErrInvalidOption) {
+			t.Errorf("Peek, limit %v: %v", lim, err)
 		}
 	}
-	if _, err := l.Absolute().Inc(ctx, "k", 1, 0); !errors.Is(err, distkit.ErrInvalidOption) {
+	if _, err := l.Absolute().Inc(ctx, "k", ratelimit.PerSecond(1), 0); !errors.Is(err, distkit.ErrInvalidOption) {
 		t.Errorf("n 0: %v", err)
 	}
-	if _, err := l.Suppressed().Allow(ctx, "", 1); !errors.Is(err, distkit.ErrInvalidKey) {
+	if _, err := l.Suppressed().Allow(ctx, "", ratelimit.PerSecond(1)); !errors.Is(err, distkit.ErrInvalidKey) {
 		t.Errorf("bad key: %v", err)
 	}
 }
 
 func TestLocalIdleCleanup(t *testing.T) {
 	ctx := context.Background()
-	l, clk := newLocal(t, ratelimit.Options{Window: time.Second, IdleAfter: 20 * time.Millisecond})
-	l.Absolute().Inc(ctx, "k", 1, 1)
+	l, clk := newLocal(t, ratelimit.Options{IdleAfter: 20 * time.Millisecond})
+	l.Absolute().Inc(ctx, "k", ratelimit.PerSecond(1), 1)
 	clk.Advance(time.Minute)
 	// The janitor runs on real time; once it has dropped the idle key a
 	// fresh window admits again (the clock moved a minute anyway).
