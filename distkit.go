@@ -75,6 +75,9 @@ var (
 	ErrLeaseLost = errors.New("distkit: lease lost")
 	// ErrOverflow: the operation would overflow an int64; nothing changed.
 	ErrOverflow = errors.New("distkit: int64 overflow")
+	// ErrDuplicateInstance: another live instance counter holds this
+	// instance id; nothing was applied.
+	ErrDuplicateInstance = errors.New("distkit: instance id held by another live instance")
 	// ErrStale: a value was returned from local state because it could not
 	// be refreshed from the backend (Lax.Get during an outage); the error
 	// also wraps the cause.

@@ -12,6 +12,7 @@ import (
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/keyspace"
+	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/instancecounter"
 )
 
@@ -28,6 +29,16 @@ func runInstanceCounter(t *testing.T, newHarness NewHarness) {
 	t.Run("Lax", func(t *testing.T) { testICLax(t, newHarness(t)) })
 	t.Run("InvalidInput", func(t *testing.T) { testICInvalid(t, newHarness(t)) })
 	t.Run("CloseWhileUnreachable", func(t *testing.T) { testICCloseDown(t, newHarness(t)) })
+	t.Run("ComebackThroughOp", func(t *testing.T) { testICComebackThroughOp(t, newHarness(t)) })
+	t.Run("ComebackThroughFlush", func(t *testing.T) { testICComebackThroughFlush(t, newHarness(t)) })
+	t.Run("LatestExecuted", func(t *testing.T) { testICLatestExecuted(t, newHarness(t)) })
+	t.Run("DataLossEpochs", func(t *testing.T) { testICDataLossEpochs(t, newHarness(t)) })
+	t.Run("DataLossAfterClear", func(t *testing.T) { testICDataLossAfterClear(t, newHarness(t)) })
+	t.Run("LaxResendRefused", func(t *testing.T) { testICLaxResendRefused(t, newHarness(t)) })
+	t.Run("CloseHung", func(t *testing.T) { testICCloseHung(t, newHarness(t)) })
+	t.Run("NoHeartbeatAfterClose", func(t *testing.T) { testICNoHeartbeatAfterClose(t, newHarness(t)) })
+	t.Run("CloseWaitsForOps", func(t *testing.T) { testICCloseWaitsForOps(t, newHarness(t)) })
+	t.Run("DuplicateID", func(t *testing.T) { testICDuplicateID(t, newHarness(t)) })
 }
 
 func newIC(t *testing.T, b backend.Backend, opts instancecounter.Options) *instancecounter.Strict {
@@ -317,4 +328,350 @@ func testICCloseDown(t *testing.T, h Harness) {
 	if time.Since(start) > 2*time.Second {
 		t.Fatal("Close not bounded by its context")
 	}
+}
+
+// registered waits until the first (background) heartbeat through w
+// returned: the instance's registration no longer races with the test.
+func registered(t *testing.T, w *testkit.Wrapped) {
+	t.Helper()
+	eventually(t, 3*time.Second, "the first heartbeat", func() bool { return w.Finished("instancecounter-heartbeat") > 0 })
+}
+
+// expire declares instance id dead behind its back (as a long pause would),
+// and lets any operation of another instance remove its slices.
+func expire(t *testing.T, admin backend.Backend, p, id string) {
+	t.Helper()
+	if _, err := admin.EvalScript(context.Background(), expireInstanceScript, icKeys(p)[:1], keyspace.InstanceMember(id)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A comeback whose first script is an operation on one key brings back
+// the instance's slices of every key, not only that one.
+func testICComebackThroughOp(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	admin := open(t, h)
+	// DeadAfter is long: no heartbeat comes between the death and the op.
+	w := testkit.Wrap(open(t, h))
+	a := newIC(t, w, instancecounter.Options{Prefix: p, InstanceID: "a", DeadAfter: time.Minute})
+	b := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "b", DeadAfter: time.Minute})
+	registered(t, w)
+	a.Inc(ctx, "k1", 5)
+	a.Inc(ctx, "k2", 7)
+	b.Inc(ctx, "k1", 1)
+	expire(t, admin, p, "a")
+	c, m, err := b.Get(ctx, "k2")
+	pair(t, "B after A was declared dead", c, m, err, 0, 0)
+	c, m, err = a.Inc(ctx, "k1", 1) // A's comeback: an op on k1
+	pair(t, "A's first op after its death", c, m, err, 7, 6)
+	eventually(t, 3*time.Second, "A's slice of k2 is back", func() bool {
+		c, _, err := b.Get(ctx, "k2")
+		return err == nil && c == 7
+	})
+	c, m, err = a.Get(ctx, "k2")
+	pair(t, "A's own view of k2", c, m, err, 7, 7)
+}
+
+// The same when the first script is a Lax flush, and when it is a flush
+// resent after its reply was lost (recognised as a duplicate).
+func testICComebackThroughFlush(t *testing.T, h Harness) {
+	for _, lost := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Flush", true: "ResentBatch"}[lost], func(t *testing.T) {
+			ctx := context.Background()
+			p := prefix(t)
+			admin := open(t, h)
+			w := testkit.Wrap(open(t, h))
+			a, err := instancecounter.NewLax(w, instancecounter.Options{Prefix: p, InstanceID: "a", DeadAfter: time.Minute, FlushInterval: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { a.Close(context.Background()) })
+			b := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "b", DeadAfter: time.Minute})
+			registered(t, w)
+			a.Inc(ctx, "k1", 5)
+			a.Inc(ctx, "k2", 7)
+			if err := a.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			a.Inc(ctx, "k1", 1)
+			if lost { // the batch is applied, its reply lost
+				w.LoseNextReply("instancecounter-flush")
+				if err := a.Flush(ctx); !errors.Is(err, distkit.ErrIndeterminate) {
+					t.Fatalf("flush with a lost reply: %v", err)
+				}
+			}
+			expire(t, admin, p, "a")
+			c, m, err := b.Get(ctx, "k2")
+			pair(t, "B after A was declared dead", c, m, err, 0, 0)
+			if err := a.Flush(ctx); err != nil { // A's comeback: a flush
+				t.Fatal(err)
+			}
+			eventually(t, 3*time.Second, "A's slices of k1 and k2 are back, once", func() bool {
+				c1, _, err1 := b.Get(ctx, "k1")
+				c2, _, err2 := b.Get(ctx, "k2")
+				return err1 == nil && err2 == nil && c1 == 6 && c2 == 7
+			})
+			c, m, err = a.Get(ctx, "k1")
+			pair(t, "A's own view of k1", c, m, err, 6, 6)
+		})
+	}
+}
+
+// Concurrent calls on one key whose replies come back in another order
+// than they executed: the instance remembers the slice of the call that
+// executed last, and contributes that one when it comes back.
+func testICLatestExecuted(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	admin := open(t, h)
+	w := testkit.Wrap(open(t, h))
+	a := newIC(t, w, instancecounter.Options{Prefix: p, InstanceID: "a", DeadAfter: icDeadAfter})
+	b := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "b", DeadAfter: icDeadAfter})
+	c, m, err := a.Inc(ctx, "k", 5)
+	pair(t, "A Inc 5", c, m, err, 5, 5)
+	slow := w.DelayNext("instancecounter-op", 150*time.Millisecond)
+	done := make(chan error, 1)
+	go func() { _, _, err := a.Inc(ctx, "k", 1); done <- err }() // issued first, executes last
+	<-slow.Entered
+	if _, _, err := a.Inc(ctx, "k", 1); err != nil { // issued second, executes first
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	expire(t, admin, p, "a") // the next script of anyone drops A; A's next heartbeat brings it back
+	eventually(t, 3*time.Second, "A re-contributed the slice of the call that executed last (7)", func() bool {
+		c, _, err := b.Get(ctx, "k")
+		return err == nil && c == 7
+	})
+}
+
+// After the server lost its data, a slice that a Set had wiped before the
+// loss stays out, whichever instance rejoins first.
+func testICDataLossEpochs(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	admin := open(t, h)
+	// A heartbeats every 100 ms, B every second: A rejoins first.
+	a := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "a", DeadAfter: icDeadAfter})
+	b := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "b", DeadAfter: 3 * time.Second})
+	reader := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "reader", DeadAfter: time.Minute})
+	a.Inc(ctx, "k", 4)
+	c, m, err := b.Set(ctx, "k", 20) // wipes A's slice; A does not know
+	pair(t, "B Set 20", c, m, err, 20, 20)
+	if _, err := admin.EvalScript(ctx, wipeScript, icKeys(p)); err != nil { // the server lost everything
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "both rejoined: 20", func() bool {
+		c, _, err := reader.Get(ctx, "k")
+		return err == nil && c == 20
+	})
+	pass(t, h, 2*time.Second) // more heartbeats of both
+	c, _, err = reader.Get(ctx, "k")
+	pair(t, "still 20", c, 0, err, 20, 0)
+}
+
+// A Clear, then data loss: A rejoins first with a slice the Clear had
+// wiped, then sets its slice (a fresh value, after the Clear) and is
+// declared dead; B, which knows of the Clear, rejoins; A comes back: its
+// fresh slice counts, the wiped one does not — even when all of this
+// happens within one millisecond (stamps are strictly ordered).
+func testICDataLossAfterClear(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	admin := open(t, h)
+	wa, wb := testkit.Wrap(open(t, h)), testkit.Wrap(open(t, h))
+	a := newIC(t, wa, instancecounter.Options{Prefix: p, InstanceID: "a", DeadAfter: time.Minute})
+	b := newIC(t, wb, instancecounter.Options{Prefix: p, InstanceID: "b", DeadAfter: time.Minute})
+	registered(t, wa)
+	registered(t, wb)
+	a.Inc(ctx, "k", 4)
+	if err := b.Clear(ctx); err != nil { // A's slice is wiped; A does not know
+		t.Fatal(err)
+	}
+	if _, err := admin.EvalScript(ctx, wipeScript, icKeys(p)); err != nil { // the server lost everything
+		t.Fatal(err)
+	}
+	if testkit.IsFakeTime(h) {
+		// A real server's clock moves on while it restarts; a fake one
+		// (miniredis) must be moved past the stamps it handed out.
+		h.Wait(t, time.Second)
+	}
+	c, m, err := a.Get(ctx, "other") // A rejoins first: its old slice of k is back for now
+	pair(t, "A's first call after the loss", c, m, err, 0, 0)
+	c, m, err = a.SetOnInstance(ctx, "k", 18)
+	pair(t, "A sets its slice", c, m, err, 18, 18)
+	expire(t, admin, p, "a")
+	c, m, err = b.Get(ctx, "other") // drops A; B rejoins with the Clear
+	pair(t, "B's first call after the loss", c, m, err, 0, 0)
+	c, m, err = a.Get(ctx, "k") // A comes back
+	pair(t, "A comes back", c, m, err, 18, 18)
+}
+
+// A Lax batch applied with its reply lost, whose resend the server then
+// refuses before running it (LOADING while it restarts from its AOF): the
+// batch stays in flight and is applied once, not sent again as a new one
+// (seen: kill -9 of an AOF server counted 640 twice).
+func testICLaxResendRefused(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	w := testkit.Wrap(open(t, h))
+	l, err := instancecounter.NewLax(w, instancecounter.Options{Prefix: p, InstanceID: "l", FlushInterval: time.Hour, KeepSlicesOnClose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close(context.Background()) })
+	reader := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "reader"})
+	registered(t, w)
+	l.Inc(ctx, "k", 5)
+	w.LoseNextReply("instancecounter-flush")
+	if err := l.Flush(ctx); !errors.Is(err, distkit.ErrIndeterminate) {
+		t.Fatalf("flush with a lost reply: %v", err)
+	}
+	w.RefuseNext("instancecounter-flush", driver.NotApplied(&backend.ScriptError{Script: "instancecounter-flush",
+		Msg: "LOADING Redis is loading the dataset in memory"}))
+	if err := l.Flush(ctx); !errors.Is(err, distkit.ErrNotApplied) {
+		t.Fatalf("resend refused: %v", err)
+	}
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := reader.Get(ctx, "k")
+	pair(t, "after the resend went through", c, 0, err, 5, 0)
+}
+
+// Close returns within its context even when the backend hangs without
+// honouring it: every call (the heartbeat hangs too), or only Close's own
+// (the final flush, removing the slices).
+func testICCloseHung(t *testing.T, h Harness) {
+	for _, kind := range []string{"Strict", "Lax"} {
+		for _, mode := range []string{"Everything", "CloseIO"} {
+			t.Run(kind+"/"+mode, func(t *testing.T) {
+				ctx := context.Background()
+				w := testkit.Wrap(open(t, h))
+				t.Cleanup(w.Release)
+				var c instancecounter.Counter
+				var err error
+				if kind == "Strict" {
+					c, err = instancecounter.NewStrict(w, instancecounter.Options{Prefix: prefix(t), DeadAfter: icDeadAfter})
+				} else {
+					c, err = instancecounter.NewLax(w, instancecounter.Options{Prefix: prefix(t), DeadAfter: icDeadAfter, FlushInterval: time.Millisecond})
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := c.Inc(ctx, "k", 1); err != nil {
+					t.Fatal(err)
+				}
+				if mode == "Everything" {
+					w.Hang("")
+					time.Sleep(150 * time.Millisecond) // a heartbeat (every 100 ms) and flushes are now hung
+				} else {
+					w.Hang("instancecounter-remove")
+					w.Hang("instancecounter-flush")
+					c.Inc(ctx, "k", 1) // Lax: pending for the final flush
+				}
+				cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+				defer cancel()
+				start := time.Now()
+				err = c.Close(cctx)
+				if d := time.Since(start); d > 250*time.Millisecond {
+					t.Fatalf("Close took %v with a 100ms context", d)
+				}
+				if err == nil {
+					t.Fatal("Close reported success although nothing could be removed")
+				}
+			})
+		}
+	}
+}
+
+// No heartbeat starts once Close has begun, even when the one in progress
+// hangs past Close's context.
+func testICNoHeartbeatAfterClose(t *testing.T, h Harness) {
+	ctx := context.Background()
+	for round := range 10 {
+		w := testkit.Wrap(open(t, h))
+		c, err := instancecounter.NewStrict(w, instancecounter.Options{Prefix: prefix(t), DeadAfter: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.Inc(ctx, "k", 1); err != nil {
+			t.Fatal(err)
+		}
+		w.Hang("instancecounter-heartbeat")
+		eventually(t, 2*time.Second, "a heartbeat hangs", func() bool {
+			return len(w.Starts("instancecounter-heartbeat", time.Now().Add(-35*time.Millisecond))) > 0
+		})
+		time.Sleep(time.Duration(round) * 3 * time.Millisecond)
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		began := time.Now()
+		c.Close(cctx)
+		cancel()
+		time.Sleep(50 * time.Millisecond) // the hung heartbeat returns; the ticker has fired meanwhile
+		w.Release()
+		time.Sleep(100 * time.Millisecond)
+		if n := len(w.Starts("instancecounter-heartbeat", began)); n > 0 {
+			t.Fatalf("round %d: %d heartbeats started after Close began", round, n)
+		}
+	}
+}
+
+// Close waits for the operations in flight: the slices it removes include
+// theirs, and none comes back after it returned.
+func testICCloseWaitsForOps(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	w := testkit.Wrap(open(t, h))
+	a, err := instancecounter.NewStrict(w, instancecounter.Options{Prefix: p, InstanceID: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "reader"})
+	if _, _, err := a.Inc(ctx, "k", 5); err != nil {
+		t.Fatal(err)
+	}
+	slow := w.DelayNext("instancecounter-op", 200*time.Millisecond)
+	done := make(chan error, 1)
+	go func() { _, _, err := a.Inc(ctx, "k", 1); done <- err }()
+	<-slow.Entered
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-slow.Done:
+	default:
+		t.Fatal("Close returned while an operation was in flight")
+	}
+	if err := <-done; err != nil && !errors.Is(err, distkit.ErrClosed) {
+		t.Fatalf("the operation in flight: %v", err)
+	}
+	c, m, err := reader.Get(ctx, "k")
+	pair(t, "after Close", c, m, err, 0, 0)
+}
+
+// Two live counters with the same InstanceID: the second is refused with
+// distkit.ErrDuplicateInstance; once the first closed, it may register.
+func testICDuplicateID(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	a1 := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "same"})
+	c, m, err := a1.Inc(ctx, "k", 5)
+	pair(t, "first Inc 5", c, m, err, 5, 5)
+	a2 := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "same"})
+	c, m, err = a2.Inc(ctx, "k", 3)
+	if !errors.Is(err, distkit.ErrDuplicateInstance) {
+		t.Fatalf("second live instance with the same id: (%d, %d), %v; want distkit.ErrDuplicateInstance", c, m, err)
+	}
+	if _, _, err := a2.Get(ctx, "k"); !errors.Is(err, distkit.ErrDuplicateInstance) {
+		t.Fatalf("second live instance's Get: %v", err)
+	}
+	c, m, err = a1.Get(ctx, "k")
+	pair(t, "first after the refused one", c, m, err, 5, 5)
+	if err := a1.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, m, err = a2.Inc(ctx, "k", 3)
+	pair(t, "second after the first closed", c, m, err, 3, 3)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/rueidis"
 	"github.com/distkit-go/distkit/internal/faultproxy"
+	"github.com/distkit-go/distkit/internal/processtest"
 	"github.com/distkit-go/distkit/internal/redistest"
 )
 
@@ -23,6 +24,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if processtest.WorkerMain(func(addrs []string, cluster bool) (backend.Backend, func(), error) {
+		return dialTarget(redistest.Target{Addrs: addrs, Cluster: cluster})
+	}) {
+		return
+	}
 	code := m.Run()
 	env.Stop()
 	faultEnv.Stop()

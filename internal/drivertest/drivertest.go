@@ -6,11 +6,13 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/conformance"
+	"github.com/distkit-go/distkit/internal/icmodel"
 	"github.com/distkit-go/distkit/internal/parity"
 	"github.com/distkit-go/distkit/internal/processtest"
 	"github.com/distkit-go/distkit/internal/redistest"
@@ -127,4 +129,14 @@ func Run(t *testing.T, env *redistest.Env, d Driver) {
 			t.Run(tc.name, func(t *testing.T) { processtest.RunProcesses(t, tc.h) })
 		}
 	})
+	t.Run("InstanceModel", func(t *testing.T) {
+		processtest.RunInstanceModel(t, env, d.connect, InstanceModelServer, InstanceModelCluster)
+	})
 }
+
+// The model-based test of the instance counters in make test: short
+// seeds (internal/chaos runs long ones).
+var (
+	InstanceModelServer  = icmodel.Config{Seeds: []uint64{11, 15}, Steps: 60, Local: 2, Remote: 2, CheckEach: 30, DeadAfter: 300 * time.Millisecond}
+	InstanceModelCluster = icmodel.Config{Seeds: []uint64{12, 22}, Steps: 60, Local: 2, Remote: 2, CheckEach: 30, DeadAfter: 300 * time.Millisecond}
+)

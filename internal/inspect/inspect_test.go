@@ -111,7 +111,6 @@ func state(t *testing.T, b backend.Backend, prefix string) (held *lock.Guard) {
 		return err == nil && len(l.Waiters) == 1
 	})
 
-	testkit.NewInstanceCounter(t, b, instancecounter.Options{Prefix: prefix, InstanceID: "live", DeadAfter: time.Minute})
 	live := testkit.NewInstanceCounter(t, b, instancecounter.Options{Prefix: prefix, InstanceID: "live", DeadAfter: time.Minute})
 	if _, _, err := live.Inc(ctx, "k", 4); err != nil {
 		t.Fatal(err)

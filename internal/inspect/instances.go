@@ -126,13 +126,16 @@ type InstanceCounter struct {
 	// Cumulative is Stored without the slices of dead instances: what the
 	// next operation of any instance will return (it removes them first).
 	Cumulative int64
-	Epoch      int64 // bumped by Set, Del and Clear
-	Slices     []InstanceSlice
+	// Epoch is the stamp (server time in Unix µs) of the key's last Set,
+	// Del or Clear (0: none); a slice from an older epoch is never
+	// contributed again.
+	Epoch  int64
+	Slices []InstanceSlice
 }
 
-// icRead: KEYS instances, total, slices, holders, epochs; ARGV escaped
-// keys. Returns {[[total, epoch, [id, slice, expiry ms or nil, …]], …],
-// now ms}.
+// icRead: KEYS instances, total, slices, holders, epochs, cleared; ARGV
+// escaped keys. Returns {[[total, epoch, [id, slice, expiry ms or nil,
+// …]], …], now ms, cleared ms or nil}.
 var icRead = driver.NewScript("inspect-icounter-read", driver.LuaNowMillis+`
 local out = {}
 for i, key in ipairs(ARGV) do
@@ -147,7 +150,7 @@ for i, key in ipairs(ARGV) do
   end
   out[i] = {redis.call('HGET', KEYS[2], key), redis.call('HGET', KEYS[5], key), sl}
 end
-return {out, now_ms}
+return {out, now_ms, redis.call('GET', KEYS[6])}
 `, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	holders, err := st.ZRangeByScore(keys[3], -1e300, 1e300)
 	if err != nil {
@@ -183,14 +186,20 @@ return {out, now_ms}
 		}
 		out[i] = backend.Arr(total, epoch, backend.Arr(sl...))
 	}
-	return backend.Arr(backend.Arr(out...), backend.Int(driver.NowMillis(st))), nil
+	cleared := backend.Nil()
+	if v, ok, err := st.Get(keys[5]); err != nil {
+		return backend.Value{}, err
+	} else if ok {
+		cleared = backend.Str(v)
+	}
+	return backend.Arr(backend.Arr(out...), backend.Int(driver.NowMillis(st)), cleared), nil
 })
 
 // ReadInstanceCounters reads keys of prefix's instance counters in one
 // atomic step, with the server time of the snapshot.
 func ReadInstanceCounters(ctx context.Context, b backend.Backend, prefix string, keys []string) ([]InstanceCounter, time.Time, error) {
 	k := keyspace.InstanceCounter(prefix)
-	v, err := b.EvalScript(ctx, icRead, []string{k.Instances, k.Total, k.Slices, k.Holders, k.Epochs},
+	v, err := b.EvalScript(ctx, icRead, []string{k.Instances, k.Total, k.Slices, k.Holders, k.Epochs, k.Cleared},
 		escapeAll(keys, keyspace.InstanceKeyField)...)
 	if err != nil {
 		return nil, time.Time{}, err
@@ -200,12 +209,20 @@ func ReadInstanceCounters(ctx context.Context, b backend.Backend, prefix string,
 
 // decodeInstanceCounters decodes icRead's reply. Layout
 // (keyspace.InstanceCounter): totals and epochs are decimal fields per
-// key; the holders index lists <key>:<id> for every slice, whose value is
+// key, and a key's epoch is at least the cleared stamp (decimal string);
+// the holders index lists <key>:<id> for every slice, whose value is
 // the field <id>:<key> of the slices hash; an instance is alive while its
 // score (heartbeat expiry, Unix ms) is in the future.
 func decodeInstanceCounters(keys []string, v backend.Value) ([]InstanceCounter, time.Time, error) {
-	r := newReply(v, 2)
+	r := newReply(v, 3)
 	now := serverTime(r.int(1, "now"))
+	var cleared int64
+	if _, ok := r.str(2, "cleared"); ok {
+		var err error
+		if cleared, err = decimal(r.a[2], "icounter cleared time"); err != nil {
+			return nil, time.Time{}, err
+		}
+	}
 	per := r.arr(0, "keys")
 	if r.err == nil && len(per) != len(keys) {
 		r.err = layoutErr("%d keys in reply, want %d", len(per), len(keys))
@@ -237,6 +254,7 @@ func decodeInstanceCounters(keys []string, v backend.Value) ([]InstanceCounter, 
 		if len(sl)%3 != 0 {
 			return nil, time.Time{}, layoutErr("icounter %q: %d slice elements", key, len(sl))
 		}
+		c.Epoch = max(c.Epoch, cleared)
 		c.Cumulative = c.Stored
 		for j := 0; j < len(sl); j += 3 {
 			m, err := sl[j].Text()

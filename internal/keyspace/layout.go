@@ -29,10 +29,14 @@ func CounterLaxMarker(prefix, instance string) string {
 //	{<prefix>}:ic:slices         hash    <id>:<key> → that instance's slice
 //	{<prefix>}:ic:owned          zset    <id>:<key>, score 0 (lexical index per instance)
 //	{<prefix>}:ic:holders        zset    <key>:<id>, score 0 (lexical index per key)
-//	{<prefix>}:ic:epochs         hash    <key> → epoch (bumped by Set, Del, Clear)
-//	{<prefix>}:ic:seq:<id>       string  last Lax flush batch applied (TTL DedupTTL)
+//	{<prefix>}:ic:epochs         hash    <key> → epoch: stamp of its last Set or Del
+//	{<prefix>}:ic:registry       hash    <id> → "<nonce>:<version>" of the live counter holding the id
+//	{<prefix>}:ic:rejoined       hash    <id>:<key> → part of that slice re-contributed by a rejoin
+//	{<prefix>}:ic:cleared        string  stamp of the last Clear
+//	{<prefix>}:ic:clock          string  the last stamp (server time in µs, strictly increasing)
+//	{<prefix>}:ic:seq:<id>       string  "<nonce>:<batch>:<stamp>": last Lax batch applied (TTL DedupTTL)
 type InstanceCounterKeys struct {
-	Instances, Total, Slices, Owned, Holders, Epochs string
+	Instances, Total, Slices, Owned, Holders, Epochs, Registry, Rejoined, Cleared, Clock string
 }
 
 // InstanceCounter returns the keys of prefix's instance counters.
@@ -41,13 +45,14 @@ func InstanceCounter(prefix string) InstanceCounterKeys {
 	return InstanceCounterKeys{
 		Instances: t + "instances", Total: t + "total", Slices: t + "slices",
 		Owned: t + "owned", Holders: t + "holders", Epochs: t + "epochs",
+		Registry: t + "registry", Rejoined: t + "rejoined", Cleared: t + "cleared", Clock: t + "clock",
 	}
 }
 
 // List returns the keys in the order the instance-counter scripts take
-// them as KEYS[1..6].
+// them as KEYS[1..10].
 func (k InstanceCounterKeys) List() []string {
-	return []string{k.Instances, k.Total, k.Slices, k.Owned, k.Holders, k.Epochs}
+	return []string{k.Instances, k.Total, k.Slices, k.Owned, k.Holders, k.Epochs, k.Registry, k.Rejoined, k.Cleared, k.Clock}
 }
 
 // InstanceCounterMarker is the Lax batch marker of instance id.

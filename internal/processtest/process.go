@@ -25,6 +25,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/internal/icmodel"
 	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/counter"
 	"github.com/distkit-go/distkit/primitives/instancecounter"
@@ -62,6 +63,11 @@ type workerSpec struct {
 	Dir        string
 	Goroutines int
 	Iterations int
+	// icmodel: the instance to run.
+	ID            string
+	Lax           bool
+	DeadAfter     time.Duration
+	FlushInterval time.Duration
 }
 
 // WorkerMain runs a worker when this process was started as one, and then
@@ -90,6 +96,9 @@ func WorkerMain(dial Dial) bool {
 		err = workerInstance(b, spec)
 	case "ratelimit", "ratelimit-hybrid":
 		err = workerRateLimit(b, spec)
+	case "icmodel":
+		err = icmodel.Serve(b, icmodel.Spec{Prefix: spec.Prefix, ID: spec.ID, Lax: spec.Lax,
+			DeadAfter: spec.DeadAfter, FlushInterval: spec.FlushInterval}, os.Stdin, os.Stdout)
 	default:
 		err = fmt.Errorf("unknown mode %q", spec.Mode)
 	}

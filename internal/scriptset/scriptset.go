@@ -8,21 +8,20 @@ package scriptset
 import (
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/counterscript"
+	"github.com/distkit-go/distkit/internal/icscript"
 	"github.com/distkit-go/distkit/internal/lockscript"
 	"github.com/distkit-go/distkit/internal/ratelimitscript"
 )
 
 // All returns the scripts of every primitive and of the driver toolkit's
 // leases, each once, in a stable order.
-//
-// TODO(lead): add the instance-counter scripts once they move to
-// internal/icscript.
 func All() []*driver.Script {
 	var out []*driver.Script
 	seen := map[string]bool{}
 	for _, group := range [][]*driver.Script{
 		counterscript.All(),
 		lockscript.All(),
+		icscript.All(),
 		ratelimitscript.All(),
 		{driver.HeartbeatScript, driver.AcquireLeaseScript, driver.RenewLeaseScript, driver.ReleaseLeaseScript},
 	} {

@@ -24,25 +24,61 @@
 // instance keeps its slices. Every operation of any instance, heartbeats
 // included, first removes the slices of instances whose last heartbeat is
 // older than DeadAfter (server time), subtracting them from the cumulative
-// values in the same atomic script. An instance that was declared dead (a
-// long pause) or whose data the server lost (FLUSHALL, a restart without
-// persistence) notices on its next heartbeat or operation, re-registers and
-// contributes its current slices again, exactly once.
+// values in the same atomic script.
+//
+// # Comebacks
+//
+// An instance that was declared dead (a long pause, a partition) or whose
+// data the server lost (FLUSHALL, a restart without persistence) is told
+// so by whatever script it runs next — a heartbeat, an operation or a Lax
+// flush — and nothing of that script is applied. It then rejoins in one
+// script that registers it again and contributes every slice it remembers,
+// exactly once, before the call runs again. The slice it remembers for a
+// key is the one of its call that executed last on the server (calls of
+// one instance are numbered in execution order), not the one it sent last,
+// and a rejoin waits for the instance's calls in flight, so an acknowledged
+// call is never left out nor counted twice. A call that failed with
+// distkit.ErrIndeterminate may or may not be counted; if the instance is
+// declared dead before its next successful call on that key, it rejoins
+// without it.
 //
 // # Epochs
 //
 // Set and Del act globally (Set makes the total v and this instance's
-// slice v; Del deletes the key) and bump the key's epoch; Clear bumps every
-// epoch. An instance that comes back with a slice from an older epoch
-// starts from 0 instead of adding it again.
+// slice v; Del deletes the key); Clear deletes every key. Each stamps the
+// key (Clear: every key) with an epoch: the server time of the change in
+// µs, strictly increasing per prefix. An
+// instance that comes back with a slice from an older epoch contributes 0
+// for it (or only what it added after a rejoin the change preceded)
+// instead of adding it again. Epochs survive the server's data loss in
+// the instances' memory: a rejoining instance reports the epoch it knows,
+// the server keeps the latest and withdraws what other instances
+// re-contributed under an older one, so a slice wiped before the loss
+// never comes back, whichever instance rejoins first. This holds for one
+// loss at a time: the instances that knew of a change must rejoin (within
+// a heartbeat, DeadAfter/3, when they run) before the server loses its
+// data again; and it relies on the server clock not going back by more
+// than the time between a change and the loss (a restart or failover keeps
+// it, NTP-synchronised servers do).
+//
+// # Instance ids
+//
+// An instance id names one live counter at a time. A counter whose id is
+// held by another live one (registered and heartbeating, in any process)
+// is refused: its calls fail with distkit.ErrDuplicateInstance, nothing
+// applied, until the other one closes or is declared dead. A process
+// restarted with the same id before its predecessor's last heartbeat
+// expired therefore waits up to DeadAfter, unless the predecessor closed.
 //
 // # Strict and Lax
 //
 // Strict runs every call as one script. Lax buffers Inc and Dec in process
 // and flushes them every FlushInterval (20 ms) in one script per prefix,
 // with numbered batches applied exactly once (as counter.Lax does); every
-// other call flushes first. Close removes this instance's slices unless
-// Options.KeepSlicesOnClose is set (then they leave with its heartbeat).
+// other call flushes first. Close waits for the calls in flight (within its
+// context; later calls fail with distkit.ErrClosed), then removes this
+// instance's slices unless Options.KeepSlicesOnClose is set (then they
+// leave with its heartbeat).
 //
 // # Key layout
 //
@@ -56,8 +92,12 @@
 //	{<prefix>}:ic:slices         hash    <id>:<key> → that instance's slice
 //	{<prefix>}:ic:owned          zset    <id>:<key>, score 0 (lexical index per instance)
 //	{<prefix>}:ic:holders        zset    <key>:<id>, score 0 (lexical index per key)
-//	{<prefix>}:ic:epochs         hash    <key> → epoch
-//	{<prefix>}:ic:seq:<id>       string  last Lax batch applied (TTL DedupTTL)
+//	{<prefix>}:ic:epochs         hash    <key> → epoch: stamp of its last Set or Del
+//	{<prefix>}:ic:cleared        string  stamp of the last Clear (every key's epoch is at least this)
+//	{<prefix>}:ic:clock          string  the last stamp: server time (Unix µs), strictly increasing
+//	{<prefix>}:ic:registry       hash    <id> → "<nonce>:<version>" of the live counter holding the id
+//	{<prefix>}:ic:rejoined       hash    <id>:<key> → the part of that slice a rejoin re-contributed
+//	{<prefix>}:ic:seq:<id>       string  "<nonce>:<batch>:<stamp>", the last Lax batch applied (TTL DedupTTL)
 package instancecounter
 
 import (
@@ -74,6 +114,8 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/ctxsync"
+	"github.com/distkit-go/distkit/internal/icscript"
 	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/internal/scriptlib"
 )
@@ -93,7 +135,9 @@ type Options struct {
 	Prefix string
 	// InstanceID names this instance (any byte string of up to
 	// distkit.MaxKeyLen bytes, e.g. "10.0.0.7:8080"); random by default.
-	// Two live counters must not share one.
+	// While a counter with this id is live (registered and heartbeating),
+	// another one with the same id is refused with
+	// distkit.ErrDuplicateInstance.
 	InstanceID string
 	// DeadAfter: an instance without a heartbeat for this long is dead and
 	// its slices are removed; default 30 s, at least 100 ms.
@@ -112,51 +156,73 @@ var (
 	errClosedRacing = fmt.Errorf("instancecounter: inc raced with Close: %w (%w)", distkit.ErrClosed, distkit.ErrIndeterminate)
 )
 
-// slot is what this instance remembers of one key: its slice and the
-// key's epoch as last confirmed by the server.
+// maxAbsent bounds how often one call rejoins after finding this instance
+// unregistered before it gives up (the instance keeps expiring between
+// its rejoin and its call: DeadAfter is too short for the backend).
+const maxAbsent = 3
+
+// slot is what this instance remembers of one key, from the reply of the
+// script that executed last among those it recorded.
 type slot struct {
-	field   string     // the key as the scripts see it (keyspace.InstanceKeyField)
-	mu      sync.Mutex // guards seq, applied and epoch (never held during I/O)
-	seq     uint64     // calls issued on the key
-	applied uint64     // the latest call whose reply was recorded
-	epoch   string
+	field string     // the key as the scripts see it (keyspace.InstanceKeyField)
+	mu    sync.Mutex // guards version, epoch, at and rejoined (never held during I/O)
+	// version of the recorded reply: scripts of one registration are
+	// numbered in execution order, so a reply with a lower one (a call
+	// that executed earlier, whatever order the replies came in) is not
+	// recorded.
+	version  int64
+	epoch    int64 // the key's epoch (stamp of its last Set, Del or Clear)
+	at       int64 // stamp of the recorded reply
+	rejoined int64 // part of the slice a rejoin contributed
 	// Confirmed by the server; atomic so that Lax's Inc reads them lock-free.
 	total atomic.Int64 // cumulative
 	mine  atomic.Int64 // this instance's slice
 	// Lax
 	added atomic.Int64 // local deltas ever accepted
-	sent  atomic.Int64 // part of added the server confirmed (written under laxState.flushMu)
+	sent  atomic.Int64 // part of added the server confirmed
 }
 
-// confirmed records values the server returned (with s.mu held).
-func (s *slot) confirmed(total, mine int64) {
-	s.total.Store(total)
-	s.mine.Store(mine)
-}
+// keyState is one key's state in a reply.
+type keyState struct{ total, mine, epoch, rejoined int64 }
 
-// slice is this instance's confirmed slice as a script argument.
-func (s *slot) slice() string { return strconv.FormatInt(s.mine.Load(), 10) }
+// record keeps st when the reply (version, server time at) executed after
+// the one recorded; it reports whether it did.
+func (s *slot) record(version, at int64, st keyState) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if version <= s.version {
+		return false
+	}
+	s.version, s.epoch, s.at, s.rejoined = version, st.epoch, at, st.rejoined
+	s.total.Store(st.total)
+	s.mine.Store(st.mine)
+	return true
+}
 
 type core struct {
-	b         backend.Backend
-	keys      []string // the six KEYS (keyspace.InstanceCounter)
-	marker    string   // Lax batch marker
-	id        string   // as the user gave it
-	me        string   // as the scripts see it (keyspace.InstanceMember)
-	deadAfter time.Duration
-	daArg     string
-	keep      bool
-	closed    atomic.Bool // set by beginClose (under callsMu) or by an orphaned loop
-
-	// Calls in progress, so that Close removes this instance's slices only
-	// after every call that may add one has returned: a call that reached
-	// the server after the removal would register the instance again.
-	callsMu sync.Mutex
-	calls   int
-	drained chan struct{} // made by the first Close; closed once calls is 0
+	b          backend.Backend
+	keys       []string // the KEYS (keyspace.InstanceCounter)
+	markerKeys []string // Lax: keys plus the batch marker
+	id         string   // as the user gave it
+	me         string   // as the scripts see it (keyspace.InstanceMember)
+	nonce      string   // this counter object's registration
+	deadAfter  time.Duration
+	daArg      string
+	keep       bool
+	closed     atomic.Bool
 
 	slotMu sync.Mutex
 	slots  atomic.Pointer[map[string]*slot] // copy on write
+
+	gate *gate // operations vs rejoin and Close
+	// flushMu serializes Lax flushes and rejoins (a rejoin settles the
+	// batch in flight); it is taken before the gate.
+	flushMu    *ctxsync.Mutex
+	closing    bool          // Close's own flush may rejoin (guarded by flushMu)
+	gen        atomic.Uint64 // rejoins done
+	maxVersion atomic.Int64  // the highest version seen in a reply
+	cleared    atomic.Int64  // the latest Clear time seen in a reply
+	lx         *laxState     // Lax only
 
 	base     context.Context // the loop's I/O runs under it; Close cancels it
 	cancel   context.CancelFunc
@@ -166,51 +232,6 @@ type core struct {
 	stopOnce sync.Once
 	orphOnce sync.Once
 	final    func(ctx context.Context) // Lax: the last flush of a collected owner
-}
-
-// enter registers a call that may write to the server; it reports false
-// once Close has begun. Every successful enter is paired with exit.
-func (c *core) enter() bool {
-	c.callsMu.Lock()
-	defer c.callsMu.Unlock()
-	if c.closed.Load() {
-		return false
-	}
-	c.calls++
-	return true
-}
-
-func (c *core) exit() {
-	c.callsMu.Lock()
-	defer c.callsMu.Unlock()
-	if c.calls--; c.calls == 0 && c.drained != nil {
-		close(c.drained)
-	}
-}
-
-// beginClose refuses new calls, stops the background goroutine, and
-// waits, at most until ctx is done, for the goroutine and for the calls in
-// progress to return.
-func (c *core) beginClose(ctx context.Context) error {
-	c.callsMu.Lock()
-	c.closed.Store(true)
-	if c.drained == nil {
-		c.drained = make(chan struct{})
-		if c.calls == 0 {
-			close(c.drained)
-		}
-	}
-	drained := c.drained
-	c.callsMu.Unlock()
-	if err := c.stopLoop(ctx); err != nil {
-		return err
-	}
-	select {
-	case <-drained:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("instancecounter: close: waiting for calls in progress: %w", ctx.Err())
-	}
 }
 
 // orphan is the runtime cleanup of an owner dropped without Close.
@@ -237,13 +258,16 @@ func newCore(b backend.Backend, opts Options) (*core, error) {
 	} else if err := distkit.ValidateKey("instance id", opts.InstanceID); err != nil {
 		return nil, fmt.Errorf("instancecounter: %w: InstanceID: %w", distkit.ErrInvalidOption, err)
 	}
+	var n [8]byte
+	rand.Read(n[:])
 	c := &core{
-		b: b, id: opts.InstanceID, me: keyspace.InstanceMember(opts.InstanceID),
+		b: b, id: opts.InstanceID, me: keyspace.InstanceMember(opts.InstanceID), nonce: hex.EncodeToString(n[:]),
 		deadAfter: opts.DeadAfter, daArg: driver.Millis(opts.DeadAfter), keep: opts.KeepSlicesOnClose,
-		keys:   keyspace.InstanceCounter(p).List(),
-		marker: keyspace.InstanceCounterMarker(p, opts.InstanceID),
-		stop:   make(chan struct{}), orphaned: make(chan struct{}), done: make(chan struct{}),
+		keys: keyspace.InstanceCounter(p).List(),
+		gate: newGate(), flushMu: ctxsync.NewMutex(),
+		stop: make(chan struct{}), orphaned: make(chan struct{}), done: make(chan struct{}),
 	}
+	c.markerKeys = append(append([]string{}, c.keys...), keyspace.InstanceCounterMarker(p, opts.InstanceID))
 	c.base, c.cancel = context.WithCancel(context.Background())
 	m := map[string]*slot{}
 	c.slots.Store(&m)
@@ -264,46 +288,227 @@ func (c *core) slot(key string) *slot {
 	for k, v := range old {
 		m[k] = v
 	}
-	s := &slot{field: keyspace.InstanceKeyField(key), epoch: "0"}
+	s := &slot{field: keyspace.InstanceKeyField(key)}
 	m[key] = s
 	c.slots.Store(&m)
 	return s
 }
 
-// heartbeat refreshes this instance and, when the server had lost it (or
-// never saw it), contributes every slice again.
+// seen notes a reply's version and cleared time.
+func (c *core) seen(version, cleared int64) {
+	for v := c.maxVersion.Load(); version > v && !c.maxVersion.CompareAndSwap(v, version); v = c.maxVersion.Load() {
+	}
+	for v := c.cleared.Load(); cleared > v && !c.cleared.CompareAndSwap(v, cleared); v = c.cleared.Load() {
+	}
+}
+
+// keysFor are the KEYS of a script call: with the batch marker for Lax.
+func (c *core) keysFor() []string {
+	if c.lx != nil {
+		return c.markerKeys
+	}
+	return c.keys
+}
+
+// errDup is the error of a call refused because another live counter
+// holds this instance id.
+func (c *core) errDup() error {
+	return fmt.Errorf("instancecounter: InstanceID %q: %w", c.id, distkit.ErrDuplicateInstance)
+}
+
+func (c *core) errAbsent(what string) error {
+	return fmt.Errorf("instancecounter: %s: this instance expired again right after rejoining %d times (DeadAfter %v too short for the backend?): %w",
+		what, maxAbsent, c.deadAfter, backend.ErrNotApplied)
+}
+
+// reply is a parsed script reply: its status, then for "ok" and "joined"
+// the version, server time and cleared time, then rest.
+type reply struct {
+	status                string
+	version, now, cleared int64
+	applied               bool // Flush
+	rest                  []backend.Value
+}
+
+func parseReply(v backend.Value, flush bool) (reply, error) {
+	arr, err := v.Array()
+	if err != nil || len(arr) == 0 {
+		return reply{}, fmt.Errorf("instancecounter: malformed reply %v", v)
+	}
+	var r reply
+	if r.status, err = arr[0].Text(); err != nil {
+		return reply{}, fmt.Errorf("instancecounter: malformed reply %v", v)
+	}
+	if r.status != icscript.StatusOK && r.status != icscript.StatusJoined {
+		return r, nil
+	}
+	arr = arr[1:]
+	if flush {
+		if len(arr) == 0 {
+			return reply{}, fmt.Errorf("instancecounter: malformed reply %v", v)
+		}
+		n, err := arr[0].Int64()
+		if err != nil {
+			return reply{}, fmt.Errorf("instancecounter: malformed reply %v", v)
+		}
+		r.applied, arr = n == 1, arr[1:]
+	}
+	if len(arr) < 3 {
+		return reply{}, fmt.Errorf("instancecounter: malformed reply %v", v)
+	}
+	var e1, e2, e3 error
+	r.version, e1 = arr[0].Int64()
+	r.now, e2 = arr[1].Int64()
+	r.cleared, e3 = arr[2].Int64()
+	if err := errors.Join(e1, e2, e3); err != nil {
+		return reply{}, fmt.Errorf("instancecounter: malformed reply %v", v)
+	}
+	r.rest = arr[3:]
+	return r, nil
+}
+
+// states parses n key states (cumulative, mine, epoch, rejoined) from r.rest.
+func (r reply) states(n int) ([]keyState, error) {
+	if len(r.rest) != 4*n {
+		return nil, fmt.Errorf("instancecounter: malformed reply: %d values for %d keys", len(r.rest), n)
+	}
+	out := make([]keyState, n)
+	for i := range out {
+		var errs [4]error
+		out[i].total, errs[0] = r.rest[4*i].Int64()
+		out[i].mine, errs[1] = r.rest[4*i+1].Int64()
+		out[i].epoch, errs[2] = r.rest[4*i+2].Int64()
+		out[i].rejoined, errs[3] = r.rest[4*i+3].Int64()
+		if err := errors.Join(errs[:]...); err != nil {
+			return nil, fmt.Errorf("instancecounter: malformed reply: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// heartbeat refreshes this instance's registration and, when the server
+// had lost it (declared dead, data lost) or never saw it, rejoins with
+// every slice.
 func (c *core) heartbeat(ctx context.Context) error {
-	v, err := c.b.EvalScript(ctx, heartbeatScript, c.keys, c.me, c.daArg)
+	gen := c.gen.Load()
+	v, err := c.b.EvalScript(ctx, icscript.Heartbeat, c.keys, c.nonce, c.me, c.daArg)
 	if err != nil {
 		return err
 	}
-	if n, _ := v.Int64(); n == 1 {
-		return c.rejoin(ctx)
+	switch st, _ := v.Text(); st {
+	case icscript.StatusAbsent:
+		return c.rejoin(ctx, gen)
+	case icscript.StatusDup:
+		return c.errDup()
 	}
 	return nil
 }
 
-func (c *core) rejoin(ctx context.Context) error {
-	slots := *c.slots.Load()
-	if len(slots) == 0 {
+// rejoin registers this instance and contributes every slice it
+// remembers, unless a rejoin happened since the caller saw generation gen.
+func (c *core) rejoin(ctx context.Context, gen uint64) error {
+	if err := c.flushMu.LockCtx(ctx); err != nil {
+		return driver.NotApplied(err)
+	}
+	defer c.flushMu.Unlock()
+	return c.rejoinLocked(ctx, gen)
+}
+
+// rejoinLocked is rejoin with flushMu held. It waits for the operations
+// in flight (their replies are in the slots it sends) and keeps new ones
+// out until it is done.
+func (c *core) rejoinLocked(ctx context.Context, gen uint64) error {
+	if err := c.gate.lock(ctx); err != nil {
+		return driver.NotApplied(err)
+	}
+	defer c.gate.unlock()
+	if c.gen.Load() != gen {
 		return nil
 	}
-	args := []string{c.me, c.daArg}
-	for _, s := range slots {
-		s.mu.Lock()
-		args = append(args, s.field, s.epoch, s.slice())
-		s.mu.Unlock()
+	if c.closed.Load() && !c.closing {
+		return errClosed
 	}
-	_, err := c.b.EvalScript(ctx, rejoinScript, c.keys, args...)
-	return err
+	var b *icBatch
+	if c.lx != nil {
+		b = c.lx.inflight
+	}
+	seq, ttl := "0", "0"
+	inflight := map[*slot]int64{}
+	if b != nil {
+		seq, ttl = strconv.FormatInt(b.seq, 10), c.lx.dedupTTL
+		for i, s := range b.slots {
+			inflight[s] = b.deltas[i]
+		}
+	}
+	args := []string{c.nonce, c.me, c.daArg, strconv.FormatInt(c.cleared.Load(), 10),
+		strconv.FormatInt(c.maxVersion.Load(), 10), seq, ttl}
+	var list []*slot
+	for _, s := range *c.slots.Load() {
+		s.mu.Lock()
+		epoch, at, rejoined := s.epoch, s.at, s.rejoined
+		s.mu.Unlock()
+		mine, d := s.mine.Load(), inflight[s]
+		if epoch == 0 && mine == 0 && rejoined == 0 && d == 0 {
+			continue // nothing to contribute, no epoch to report
+		}
+		list = append(list, s)
+		args = append(args, s.field, strconv.FormatInt(epoch, 10), strconv.FormatInt(mine, 10),
+			strconv.FormatInt(rejoined, 10), strconv.FormatInt(at, 10), strconv.FormatInt(d, 10))
+	}
+	v, err := c.b.EvalScript(ctx, icscript.Rejoin, c.keysFor(), args...)
+	if err != nil {
+		return fmt.Errorf("instancecounter: rejoin: %w", err)
+	}
+	r, err := parseReply(v, false)
+	if err != nil {
+		return err
+	}
+	switch r.status {
+	case icscript.StatusDup:
+		return c.errDup()
+	case icscript.StatusOK: // registered already (a rejoin whose reply was lost): nothing contributed
+		c.gen.Add(1)
+		return nil
+	case icscript.StatusJoined:
+	default:
+		return fmt.Errorf("instancecounter: rejoin: unexpected status %q", r.status)
+	}
+	sts, err := r.states(len(list))
+	if err != nil {
+		return err
+	}
+	c.seen(r.version, r.cleared)
+	if b != nil { // settled: its deltas are in the slices now, or were wiped after it applied
+		for i, s := range b.slots {
+			s.sent.Store(b.snaps[i])
+		}
+		c.lx.inflight = nil
+	}
+	for i, s := range list {
+		s.record(r.version, r.now, sts[i])
+	}
+	c.gen.Add(1)
+	return nil
 }
 
 // run is the background goroutine: it registers the instance at once,
 // then heartbeats every DeadAfter/3 and, for Lax, flushes every tick. Its
-// I/O runs under c.base, which Close cancels.
+// I/O runs under c.base, which Close cancels; once Close began no
+// heartbeat or flush starts.
 func (c *core) run(every time.Duration, tick func(ctx context.Context)) {
 	defer close(c.done)
+	stopped := func() bool {
+		select {
+		case <-c.stop:
+			return true
+		default:
+			return false
+		}
+	}
 	beat := func() {
+		if stopped() {
+			return
+		}
 		ctx, cancel := context.WithTimeout(c.base, c.deadAfter/3)
 		c.heartbeat(ctx) // a failure is retried on the next tick
 		cancel()
@@ -330,7 +535,9 @@ func (c *core) run(every time.Duration, tick func(ctx context.Context)) {
 		case <-hb.C:
 			beat()
 		case <-ft:
-			tick(c.base)
+			if !stopped() {
+				tick(c.base)
+			}
 		}
 	}
 }
@@ -346,16 +553,17 @@ func (c *core) stopLoop(ctx context.Context) error {
 	case <-c.done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("instancecounter: close: %w", ctx.Err())
+		return fmt.Errorf("instancecounter: close: the background heartbeat did not stop: %w", ctx.Err())
 	}
 }
 
-// op runs one operation on key and records the result.
+// op runs one operation on key and records the result. When this
+// instance is not registered, it rejoins (every slice) and runs the
+// operation again.
 func (c *core) op(ctx context.Context, mode, key string, cmp distkit.Comparator, n int64) (int64, int64, error) {
-	if !c.enter() {
+	if c.closed.Load() {
 		return 0, 0, errClosed
 	}
-	defer c.exit()
 	if err := distkit.ValidateKey("key", key); err != nil {
 		return 0, 0, fmt.Errorf("instancecounter: %w", err)
 	}
@@ -363,42 +571,66 @@ func (c *core) op(ctx context.Context, mode, key string, cmp distkit.Comparator,
 		return 0, 0, fmt.Errorf("instancecounter: %w", err)
 	}
 	s := c.slot(key)
-	s.mu.Lock()
-	s.seq++
-	seq, epoch, slice := s.seq, s.epoch, s.slice()
-	s.mu.Unlock()
-	v, err := c.b.EvalScript(ctx, opScript, c.keys, c.me, c.daArg, mode, s.field, epoch, slice,
-		cmp.Op.String(), strconv.FormatInt(cmp.Operand, 10), strconv.FormatInt(n, 10))
-	if err != nil {
-		return 0, 0, wrapErr(mode, key, err)
-	}
-	arr, err := v.Array()
-	if err != nil || len(arr) != 3 {
-		return 0, 0, fmt.Errorf("instancecounter: malformed reply %v", v)
-	}
-	total, err1 := arr[0].Int64()
-	mine, err2 := arr[1].Int64()
-	newEpoch, err3 := arr[2].Text()
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return 0, 0, err
-	}
-	s.mu.Lock()
-	if seq > s.applied { // concurrent calls on one key: the latest issued wins
-		s.applied, s.epoch = seq, newEpoch
-		if mode == "del" { // the reply holds the values before; now there is nothing
-			s.confirmed(0, 0)
-		} else {
-			s.confirmed(total, mine)
+	for attempt := 1; ; attempt++ {
+		r, gen, err := c.opOnce(ctx, mode, s, cmp, n)
+		if err != nil {
+			return 0, 0, wrapErr(mode, key, err)
+		}
+		switch r.status {
+		case icscript.StatusOK:
+			sts, _ := r.states(1)
+			return sts[0].total, sts[0].mine, nil
+		case icscript.StatusDup:
+			return 0, 0, c.errDup()
+		}
+		if attempt == maxAbsent {
+			return 0, 0, c.errAbsent(mode)
+		}
+		if err := c.rejoin(ctx, gen); err != nil {
+			return 0, 0, wrapErr(mode, key, err)
 		}
 	}
-	s.mu.Unlock()
-	return total, mine, nil
+}
+
+// opOnce runs the op script once, inside the gate, and records its reply.
+func (c *core) opOnce(ctx context.Context, mode string, s *slot, cmp distkit.Comparator, n int64) (reply, uint64, error) {
+	if err := c.gate.rlock(ctx); err != nil {
+		return reply{}, 0, driver.NotApplied(err)
+	}
+	defer c.gate.runlock()
+	if c.closed.Load() {
+		return reply{}, 0, errClosed
+	}
+	gen := c.gen.Load()
+	v, err := c.b.EvalScript(ctx, icscript.Op, c.keys, c.nonce, c.me, c.daArg, mode, s.field,
+		cmp.Op.String(), strconv.FormatInt(cmp.Operand, 10), strconv.FormatInt(n, 10))
+	if err != nil {
+		return reply{}, gen, err
+	}
+	r, err := parseReply(v, false)
+	if err != nil || r.status != icscript.StatusOK {
+		return r, gen, err
+	}
+	sts, err := r.states(1)
+	if err != nil {
+		return reply{}, gen, err
+	}
+	c.seen(r.version, r.cleared)
+	st := sts[0]
+	if mode == "del" { // the reply holds the values before; now there is nothing
+		st = keyState{epoch: st.epoch}
+	}
+	s.record(r.version, r.now, st)
+	return r, gen, nil
 }
 
 func wrapErr(op, key string, err error) error {
 	var se *backend.ScriptError
 	if errors.As(err, &se) && se.Code() == scriptlib.CodeOverflow {
 		return fmt.Errorf("instancecounter: %s %q: %w", op, key, distkit.ErrOverflow)
+	}
+	if errors.Is(err, distkit.ErrClosed) && !errors.Is(err, backend.ErrNotApplied) || errors.Is(err, distkit.ErrDuplicateInstance) {
+		return err // ours, already saying what happened
 	}
 	if key == "" {
 		return fmt.Errorf("instancecounter: %s: %w", op, err)
@@ -407,37 +639,94 @@ func wrapErr(op, key string, err error) error {
 }
 
 func (c *core) clear(ctx context.Context) error {
-	if !c.enter() {
+	if c.closed.Load() {
 		return errClosed
 	}
-	defer c.exit()
-	if _, err := c.b.EvalScript(ctx, clearScript, c.keys, c.me, c.daArg); err != nil {
-		return fmt.Errorf("instancecounter: clear: %w", err)
+	for attempt := 1; ; attempt++ {
+		r, gen, err := c.clearOnce(ctx)
+		if err != nil {
+			return wrapErr("clear", "", err)
+		}
+		switch r.status {
+		case icscript.StatusOK:
+			return nil
+		case icscript.StatusDup:
+			return c.errDup()
+		}
+		if attempt == maxAbsent {
+			return c.errAbsent("clear")
+		}
+		if err := c.rejoin(ctx, gen); err != nil {
+			return wrapErr("clear", "", err)
+		}
 	}
+}
+
+func (c *core) clearOnce(ctx context.Context) (reply, uint64, error) {
+	if err := c.gate.rlock(ctx); err != nil {
+		return reply{}, 0, driver.NotApplied(err)
+	}
+	defer c.gate.runlock()
+	if c.closed.Load() {
+		return reply{}, 0, errClosed
+	}
+	gen := c.gen.Load()
+	v, err := c.b.EvalScript(ctx, icscript.Clear, c.keys, c.nonce, c.me, c.daArg)
+	if err != nil {
+		return reply{}, gen, err
+	}
+	r, err := parseReply(v, false)
+	if err != nil || r.status != icscript.StatusOK {
+		return r, gen, err
+	}
+	c.seen(r.version, r.cleared)
 	for _, s := range *c.slots.Load() {
-		s.mu.Lock()
-		s.confirmed(0, 0) // the epoch we hold is now stale
-		s.mu.Unlock()
+		s.record(r.version, r.now, keyState{epoch: r.cleared}) // every slice is gone
 	}
-	return nil
+	return r, gen, nil
 }
 
-// leave waits for the calls in progress, stops the background goroutine
-// and, unless kept, removes this instance's slices, all within ctx.
-func (c *core) leave(ctx context.Context) error {
-	if err := c.beginClose(ctx); err != nil {
-		return err
-	}
-	return c.remove(ctx)
-}
-
-// remove takes this instance's slices out of the totals, unless kept.
+// remove waits for the operations in flight and then, unless kept, takes
+// this instance's slices out of the totals, all within ctx.
 func (c *core) remove(ctx context.Context) error {
+	if err := c.gate.lock(ctx); err != nil {
+		return fmt.Errorf("instancecounter: close: waiting for the operations in flight: %w", err)
+	}
+	defer c.gate.unlock()
 	if c.keep {
 		return nil
 	}
-	if _, err := c.b.EvalScript(ctx, removeScript, c.keys, c.me, c.daArg); err != nil {
+	err := within(ctx, func() error {
+		_, err := c.b.EvalScript(ctx, icscript.Remove, c.keysFor(), c.nonce, c.me, c.daArg)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("instancecounter: close: removing this instance's slices: %w", err)
 	}
 	return nil
+}
+
+// within runs f, I/O that Close waits for, and returns its error, or an
+// error matching ErrIndeterminate when ctx ends first: Close returns
+// within its context even over a backend that does not honour it (f then
+// finishes in the background).
+func within(ctx context.Context, f func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return driver.Indeterminate(fmt.Errorf("the backend did not answer: %w", ctx.Err()))
+	}
+}
+
+// leave stops the background goroutine, waits for the operations in
+// flight and, unless kept, removes this instance's slices, all within ctx.
+func (c *core) leave(ctx context.Context) error {
+	c.closed.Store(true)
+	if err := c.stopLoop(ctx); err != nil {
+		return err
+	}
+	return c.remove(ctx)
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
-	"github.com/distkit-go/distkit/internal/ctxsync"
+	"github.com/distkit-go/distkit/internal/icscript"
 )
 
 // Lax is an instance-aware counter that buffers Inc and Dec in process
@@ -28,18 +28,16 @@ type Lax struct {
 type laxState struct {
 	c        *core
 	dedupTTL string
-	// flushMu serialises flushes. It is held across backend calls, so
-	// every wait for it gives up when the waiter's context ends.
-	flushMu  *ctxsync.Mutex
-	seq      int64
-	inflight *icBatch
+	seq      int64    // batches numbered (guarded by c.flushMu)
+	inflight *icBatch // a batch whose outcome is unknown (guarded by c.flushMu)
 }
 
 type icBatch struct {
-	seq   int64
-	slots []*slot
-	snaps []int64
-	args  []string
+	seq    int64
+	slots  []*slot
+	snaps  []int64 // each slot's added when the batch was cut
+	deltas []int64
+	args   []string
 }
 
 // NewLax returns a Lax instance counter over b and starts its background
@@ -66,11 +64,16 @@ func NewLax(b backend.Backend, opts Options) (*Lax, error) {
 	case ttl < time.Second:
 		return nil, fmt.Errorf("instancecounter: %w: DedupTTL %v is below 1s", distkit.ErrInvalidOption, ttl)
 	}
-	lx := &laxState{c: c, dedupTTL: driver.Millis(ttl), flushMu: ctxsync.NewMutex()}
+	lx := &laxState{c: c, dedupTTL: driver.Millis(ttl)}
+	c.lx = lx
 	c.final = func(base context.Context) { // a collected Lax flushes once more; its slices expire with its heartbeat
 		ctx, cancel := context.WithTimeout(base, 5*time.Second)
-		lx.flush(ctx)
-		cancel()
+		defer cancel()
+		if c.flushMu.LockCtx(ctx) == nil {
+			c.closing = true
+			lx.flushLocked(ctx)
+			c.flushMu.Unlock()
+		}
 	}
 	go c.run(every, func(base context.Context) {
 		// A flush shares the goroutine with the heartbeat: it may not hold
@@ -130,13 +133,12 @@ func (l *Lax) Dec(ctx context.Context, key string, delta int64) (cumulative, min
 	return l.Inc(ctx, key, d)
 }
 
-// Flush sends every pending delta now. After Close it fails with
-// distkit.ErrClosed.
+// Flush sends every pending delta now. An error leaves the deltas
+// pending (see Pending); after Close it fails with distkit.ErrClosed.
 func (l *Lax) Flush(ctx context.Context) error {
-	if !l.c.enter() {
+	if l.c.closed.Load() {
 		return errClosed
 	}
-	defer l.c.exit()
 	return l.lx.flush(ctx)
 }
 
@@ -157,17 +159,24 @@ func (l *Lax) Pending() map[string]int64 {
 }
 
 func (lx *laxState) flush(ctx context.Context) error {
-	if err := lx.flushMu.LockCtx(ctx); err != nil {
-		return fmt.Errorf("instancecounter: flush: %w", err)
+	if err := lx.c.flushMu.LockCtx(ctx); err != nil {
+		return wrapErr("flush", "", driver.NotApplied(err))
 	}
-	defer lx.flushMu.Unlock()
+	defer lx.c.flushMu.Unlock()
+	return lx.flushLocked(ctx)
+}
+
+// flushLocked resends the batch in flight, if any, then sends what is
+// pending (with c.flushMu held).
+func (lx *laxState) flushLocked(ctx context.Context) error {
+	c := lx.c
 	if lx.inflight != nil {
 		if err := lx.send(ctx, lx.inflight); err != nil {
 			return err
 		}
 	}
 	keys := make([]string, 0)
-	slots := *lx.c.slots.Load()
+	slots := *c.slots.Load()
 	for k, s := range slots {
 		if s.added.Load() != s.sent.Load() {
 			keys = append(keys, k)
@@ -178,56 +187,95 @@ func (lx *laxState) flush(ctx context.Context) error {
 	}
 	sort.Strings(keys)
 	lx.seq++
-	b := &icBatch{seq: lx.seq, args: []string{lx.c.me, lx.c.daArg, strconv.FormatInt(lx.seq, 10), lx.dedupTTL}}
+	b := &icBatch{seq: lx.seq, args: []string{c.nonce, c.me, c.daArg, strconv.FormatInt(lx.seq, 10), lx.dedupTTL}}
 	for _, k := range keys {
 		s := slots[k]
 		a := s.added.Load()
-		s.mu.Lock()
-		b.args = append(b.args, s.field, s.epoch, s.slice(), strconv.FormatInt(a-s.sent.Load(), 10))
-		s.mu.Unlock()
-		b.slots, b.snaps = append(b.slots, s), append(b.snaps, a)
+		d := a - s.sent.Load()
+		b.args = append(b.args, s.field, strconv.FormatInt(d, 10))
+		b.slots, b.snaps, b.deltas = append(b.slots, s), append(b.snaps, a), append(b.deltas, d)
 	}
 	return lx.send(ctx, b)
 }
 
+// send applies b once. When this instance is not registered, b becomes
+// the batch in flight and a rejoin settles it (its deltas counted once,
+// whether an earlier attempt applied it or not).
 func (lx *laxState) send(ctx context.Context, b *icBatch) error {
-	keys := append(append([]string{}, lx.c.keys...), lx.c.marker)
-	v, err := lx.c.b.EvalScript(ctx, flushScript, keys, b.args...)
-	if err != nil {
-		var se *backend.ScriptError
-		switch {
-		case errors.As(err, &se):
-			lx.inflight = nil
-		case errors.Is(err, backend.ErrIndeterminate):
-			lx.inflight = b
+	c := lx.c
+	for attempt := 1; ; attempt++ {
+		r, gen, err := lx.sendOnce(ctx, b)
+		if err != nil {
+			var se *backend.ScriptError
+			switch {
+			case errors.Is(err, backend.ErrIndeterminate):
+				lx.inflight = b
+			case errors.Is(err, backend.ErrNotApplied):
+				// This attempt did not run (e.g. LOADING after a restart,
+				// a ScriptError the server refused with): b keeps what it
+				// was, in flight or new.
+			case errors.As(err, &se):
+				// The script ran and applied nothing (an overflow rolls
+				// back before the marker is set), so no earlier attempt
+				// applied b either (the marker would have stopped it).
+				lx.inflight = nil
+			}
+			return wrapErr("flush", "", err)
 		}
-		return wrapErr("flush", "", err)
+		switch r.status {
+		case icscript.StatusOK:
+			lx.inflight = nil
+			return nil
+		case icscript.StatusDup:
+			return c.errDup()
+		}
+		lx.inflight = b // not applied by this attempt; maybe by an earlier one
+		if attempt == maxAbsent {
+			return c.errAbsent("flush")
+		}
+		if err := c.rejoinLocked(ctx, gen); err != nil {
+			return wrapErr("flush", "", err)
+		}
+		if lx.inflight == nil { // the rejoin settled b
+			return nil
+		}
 	}
-	lx.inflight = nil
-	arr, err := v.Array()
-	if err != nil || len(arr) != 1+3*len(b.slots) {
-		return fmt.Errorf("instancecounter: flush: malformed reply %v", v)
+}
+
+// sendOnce runs the flush script once, inside the gate, and records its
+// reply.
+func (lx *laxState) sendOnce(ctx context.Context, b *icBatch) (reply, uint64, error) {
+	c := lx.c
+	if err := c.gate.rlock(ctx); err != nil {
+		return reply{}, 0, driver.NotApplied(err)
 	}
+	defer c.gate.runlock()
+	gen := c.gen.Load()
+	v, err := c.b.EvalScript(ctx, icscript.Flush, c.markerKeys, b.args...)
+	if err != nil {
+		return reply{}, gen, err
+	}
+	r, err := parseReply(v, true)
+	if err != nil || r.status != icscript.StatusOK {
+		return r, gen, err
+	}
+	sts, err := r.states(len(b.slots))
+	if err != nil {
+		return reply{}, gen, err
+	}
+	c.seen(r.version, r.cleared)
 	for i, s := range b.slots {
-		total, _ := arr[1+3*i].Int64()
-		slice, _ := arr[2+3*i].Text()
-		epoch, _ := arr[3+3*i].Text()
-		mine, _ := strconv.ParseInt(slice, 10, 64)
-		s.mu.Lock()
 		s.sent.Store(b.snaps[i])
-		s.epoch = epoch
-		s.confirmed(total, mine)
-		s.mu.Unlock()
+		s.record(r.version, r.now, sts[i])
 	}
-	return nil
+	return r, gen, nil
 }
 
 // flushFirst flushes, then runs f.
 func (l *Lax) flushFirst(ctx context.Context, f func() (int64, int64, error)) (int64, int64, error) {
-	if !l.c.enter() {
+	if l.c.closed.Load() {
 		return 0, 0, errClosed
 	}
-	defer l.c.exit()
 	if err := l.lx.flush(ctx); err != nil {
 		return 0, 0, fmt.Errorf("instancecounter: flushing first: %w", err)
 	}
@@ -238,10 +286,9 @@ func (l *Lax) flushFirst(ctx context.Context, f func() (int64, int64, error)) (i
 // server, in one round trip: when key has pending deltas, the flush that
 // sends them returns its state; otherwise a plain read does.
 func (l *Lax) Get(ctx context.Context, key string) (cumulative, mine int64, err error) {
-	if !l.c.enter() {
+	if l.c.closed.Load() {
 		return 0, 0, errClosed
 	}
-	defer l.c.exit()
 	s := (*l.c.slots.Load())[key]
 	if s == nil || s.added.Load() == s.sent.Load() {
 		return l.c.op(ctx, "get", key, distkit.Always(), 0)
@@ -298,20 +345,26 @@ func (l *Lax) SetOnInstanceIf(ctx context.Context, key string, cmp distkit.Compa
 	return l.opFirst(ctx, "setmineif", key, cmp, v)
 }
 
-// Close stops the background goroutine, waits for the calls in progress,
-// flushes pending deltas (retrying until ctx ends) and, unless
-// KeepSlicesOnClose, removes this instance's slices, all within ctx. When deltas could not be flushed it returns an
-// error listing them (they stay in Pending, and Close may be called again
-// to retry). Later calls fail with distkit.ErrClosed. It does not close
-// the backend.
+// Close stops the background goroutine, flushes pending deltas (retrying
+// until ctx ends), waits for the calls in flight and, unless
+// KeepSlicesOnClose, removes this instance's slices, all within ctx. When
+// deltas could not be flushed it returns an error listing them (they stay
+// in Pending, and Close may be called again to retry). Later calls fail
+// with distkit.ErrClosed. It does not close the backend.
 func (l *Lax) Close(ctx context.Context) error {
 	c := l.c
-	if err := c.beginClose(ctx); err != nil {
+	c.closed.Store(true)
+	if err := c.stopLoop(ctx); err != nil {
 		return err
 	}
+	if err := c.flushMu.LockCtx(ctx); err != nil {
+		return fmt.Errorf("instancecounter: close: unflushed %v: %w", l.Pending(), err)
+	}
+	c.closing = true // this flush may rejoin
+	c.flushMu.Unlock()
 	var ferr error
 	for delay := 10 * time.Millisecond; ; delay = min(2*delay, time.Second) {
-		if ferr = l.lx.flush(ctx); ferr == nil {
+		if ferr = within(ctx, func() error { return l.lx.flush(ctx) }); ferr == nil {
 			break
 		}
 		t := time.NewTimer(delay)

@@ -135,9 +135,9 @@ func (s *Strict) SetOnInstanceIf(ctx context.Context, key string, cmp distkit.Co
 	return s.c.op(ctx, "setmineif", key, cmp, v)
 }
 
-// Close stops the heartbeat, waits for the calls in progress (a slice a
-// late call added would outlive Close) and, unless KeepSlicesOnClose,
-// removes this instance's slices from the cumulative values, all within
-// ctx (an error then says what was not done; Close may be called again).
-// Later calls fail with distkit.ErrClosed. It does not close the backend.
+// Close stops the heartbeat, waits for the calls in flight and, unless
+// KeepSlicesOnClose, removes this instance's slices from the cumulative
+// values, all within ctx (an error then says what was not done; Close may
+// be called again). Calls made after Close began fail with
+// distkit.ErrClosed. It does not close the backend.
 func (s *Strict) Close(ctx context.Context) error { return s.c.leave(ctx) }

@@ -1,0 +1,178 @@
+package testkit
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
+)
+
+// Wrapped is a backend.Backend in front of another that injects faults into
+// the script calls of chosen scripts (by name), on any backend alike: a
+// delay before the call is forwarded (the request is slow), a reply lost
+// after the call ran (ErrIndeterminate), calls that hang without honouring
+// their context (a server that stopped answering and a client that does
+// not give up), and a partition (every call fails, not applied). It also
+// logs when each call started. Faults apply only to EvalScript calls, which
+// is all the instance counters make.
+type Wrapped struct {
+	backend.Backend
+
+	mu        sync.Mutex
+	rules     []*Rule
+	hang      map[string]bool // script name ("" = every script) → hang
+	release   chan struct{}   // closed by Release: hung calls return
+	partition bool
+	starts    []Start
+	finished  map[string]int
+}
+
+// Start records one call: which script, and when it started.
+type Start struct {
+	Script string
+	At     time.Time
+}
+
+// Rule is a one-shot fault on the next call of a script.
+type Rule struct {
+	script  string
+	delay   time.Duration // before forwarding, ignoring the call's context
+	lose    bool          // forward, then report ErrIndeterminate
+	refuse  error         // do not forward; fail with this error
+	Entered chan struct{} // closed when the call reaches the wrapper
+	Done    chan struct{} // closed when the call returns
+}
+
+// Wrap puts a fault-injecting wrapper in front of b.
+func Wrap(b backend.Backend) *Wrapped {
+	return &Wrapped{Backend: b, hang: map[string]bool{}, release: make(chan struct{}), finished: map[string]int{}}
+}
+
+func (w *Wrapped) add(r *Rule) *Rule {
+	r.Entered, r.Done = make(chan struct{}), make(chan struct{})
+	w.mu.Lock()
+	w.rules = append(w.rules, r)
+	w.mu.Unlock()
+	return r
+}
+
+// DelayNext delays the next call of script by d before forwarding it; the
+// delay ignores the call's context, as a request stuck in the network would.
+func (w *Wrapped) DelayNext(script string, d time.Duration) *Rule {
+	return w.add(&Rule{script: script, delay: d})
+}
+
+// LoseNextReply forwards the next call of script ("" = of any script) and
+// then reports ErrIndeterminate instead of its result.
+func (w *Wrapped) LoseNextReply(script string) *Rule {
+	return w.add(&Rule{script: script, lose: true})
+}
+
+// Disarm removes the one-shot faults not yet used.
+func (w *Wrapped) Disarm() {
+	w.mu.Lock()
+	w.rules = nil
+	w.mu.Unlock()
+}
+
+// RefuseNext fails the next call of script with err without forwarding it
+// (a server that refuses a command before running it, e.g. LOADING).
+func (w *Wrapped) RefuseNext(script string, err error) *Rule {
+	return w.add(&Rule{script: script, refuse: err})
+}
+
+// Hang makes every later call of script ("" = every script) block, without
+// honouring its context, until Release.
+func (w *Wrapped) Hang(script string) {
+	w.mu.Lock()
+	w.hang[script] = true
+	w.mu.Unlock()
+}
+
+// Release ends Hang: hung calls fail with ErrNotApplied, later calls pass.
+func (w *Wrapped) Release() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.hang = map[string]bool{}
+	close(w.release)
+	w.release = make(chan struct{})
+}
+
+// Partition makes every call fail at once with ErrNotApplied (on) or pass
+// again (off).
+func (w *Wrapped) Partition(on bool) {
+	w.mu.Lock()
+	w.partition = on
+	w.mu.Unlock()
+}
+
+// Starts returns the calls of script started at or after since.
+func (w *Wrapped) Starts(script string, since time.Time) []Start {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []Start
+	for _, s := range w.starts {
+		if s.Script == script && !s.At.Before(since) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Finished returns how many calls of script have returned.
+func (w *Wrapped) Finished(script string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.finished[script]
+}
+
+var errPartitioned = errors.New("testkit: partitioned")
+
+// EvalScript forwards s, applying the faults armed for it.
+func (w *Wrapped) EvalScript(ctx context.Context, s backend.Script, keys []string, args ...string) (backend.Value, error) {
+	name := s.Name()
+	defer func() {
+		w.mu.Lock()
+		w.finished[name]++
+		w.mu.Unlock()
+	}()
+	w.mu.Lock()
+	w.starts = append(w.starts, Start{Script: name, At: time.Now()})
+	if w.partition {
+		w.mu.Unlock()
+		return backend.Value{}, driver.NotApplied(errPartitioned)
+	}
+	var r *Rule
+	for i, x := range w.rules {
+		if x.script == name || x.script == "" {
+			r = x
+			w.rules = append(w.rules[:i], w.rules[i+1:]...)
+			break
+		}
+	}
+	hang, release := w.hang[name] || w.hang[""], w.release
+	w.mu.Unlock()
+	if hang {
+		<-release
+		return backend.Value{}, driver.NotApplied(errPartitioned)
+	}
+	if r == nil {
+		return w.Backend.EvalScript(ctx, s, keys, args...)
+	}
+	close(r.Entered)
+	defer close(r.Done)
+	if r.refuse != nil {
+		return backend.Value{}, r.refuse
+	}
+	if r.delay > 0 {
+		time.Sleep(r.delay)
+	}
+	v, err := w.Backend.EvalScript(context.WithoutCancel(ctx), s, keys, args...)
+	if r.lose && err == nil {
+		return backend.Value{}, driver.Indeterminate(errors.New("testkit: reply lost"))
+	}
+	return v, err
+}
