@@ -11,13 +11,19 @@ import (
 	"github.com/distkit-go/distkit/primitives/ratelimit"
 )
 
+type frozenClock struct{ t time.Time }
+
+func (c frozenClock) Now() time.Time { return c.t }
+
 // The window the CLI shows is the one the limiter decides on: a bucket
 // whose last millisecond is less than a window old is still counted (the
 // view used to drop it a bucket early, showing room the limiter refused),
 // and the oldest bucket leaves when the limiter says.
 func TestLimitWindowMatchesLimiter(t *testing.T) {
 	ctx := context.Background()
-	b := memory.New(memory.Options{})
+	// Server time stands still between the two reads (only Advance moves
+	// it), so both see the same instant.
+	b := memory.New(memory.Options{Clock: frozenClock{time.UnixMilli(1_800_000_000_000)}})
 	t.Cleanup(func() { b.Close() })
 	rl := testkit.NewRedisLimiter(t, b, ratelimit.Options{Prefix: "p", Buckets: 10}) // buckets of 100 ms
 	lim := ratelimit.PerSecond(5)

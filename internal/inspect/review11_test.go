@@ -2,6 +2,7 @@ package inspect_test
 
 import (
 	"context"
+	"runtime"
 	"testing"
 
 	rueidisbackend "github.com/distkit-go/distkit/backend/rueidis"
@@ -24,9 +25,13 @@ func TestReview11_BreakLockWithoutChannelPermission(t *testing.T) {
 	owner := backends(t)["redis"](t)
 	prefix := testkit.Prefix(t)
 	m := testkit.NewMutex(t, owner, "m", lock.Options{Prefix: prefix})
-	if _, err := m.TryLock(ctx); err != nil {
+	g, err := m.TryLock(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
+	// Keep the guard reachable: a collected Guard is reported Lost and
+	// released in the background, which would empty the lock under the test.
+	defer runtime.KeepAlive(g)
 	op, err := rueidisbackend.FromURL("redis://dk-r11-nopub:pw@" + s.Addr + "/0")
 	if err != nil {
 		t.Fatal(err)
