@@ -1,0 +1,176 @@
+package ratelimit_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/distkit-go/distkit"
+	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/memory"
+	"github.com/distkit-go/distkit/internal/testkit"
+	"github.com/distkit-go/distkit/primitives/ratelimit"
+)
+
+// setter is the SetIf and Reset of one provider.
+type setter struct {
+	name  string
+	abs   *ratelimit.Absolute
+	setIf func(context.Context, string, ratelimit.Limit, distkit.Comparator, int64, ratelimit.History) (int64, int64, error)
+}
+
+func (w *world) setters() []setter {
+	return []setter{
+		{"Local", w.local.Absolute(), w.local.SetIf},
+		{"Redis", w.redis.Absolute(), w.redis.SetIf},
+		{"Hybrid", w.hybrid.Absolute(), w.hybrid.SetIf},
+	}
+}
+
+// A comparator with an unknown operator is bad input: an error wrapping
+// ErrInvalidOption on every provider, as for any other bad argument of
+// SetIf. Local silently did nothing ((prev, prev), nil: "did not match"),
+// Redis and Hybrid returned the script's DKARG reply, which wraps neither
+// ErrInvalidOption nor says what was wrong.
+func TestReview17_SetIfUnknownComparator(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, ratelimit.Options{})
+	lim := ratelimit.PerSecond(5)
+	for _, p := range w.setters() {
+		if d, err := p.abs.Inc(ctx, "k", lim, 2); err != nil || !d.Allowed {
+			t.Fatalf("%s: %+v, %v", p.name, d, err)
+		}
+		cur, prev, err := p.setIf(ctx, "k", lim, distkit.Comparator{Op: 42, Operand: 2}, 0, ratelimit.KeepHistory)
+		if !errors.Is(err, distkit.ErrInvalidOption) {
+			t.Errorf("%s: SetIf with comparator op 42: (%d, %d, %v); want an error wrapping ErrInvalidOption", p.name, cur, prev, err)
+		}
+	}
+}
+
+// Wait with a context that has already ended returns its error and admits
+// nothing, as x/time/rate's Wait does (and as Wait on Redis did): on Local,
+// and on a Hybrid whose view of the key is fresh, it admitted (and
+// counted) the request and returned a nil error. The same check guards the
+// moment a wait's timer fires together with the cancellation.
+func TestReview17_WaitCancelledConsumesNothing(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, ratelimit.Options{})
+	lim := ratelimit.PerSecond(5)
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	for _, p := range w.providers(t) {
+		if d, err := p.abs.Inc(ctx, "k", lim, 1); err != nil || !d.Allowed { // Hybrid: its view is now fresh
+			t.Fatalf("%s: %+v, %v", p.name, d, err)
+		}
+		d, err := p.abs.Wait(done, "k", lim, 1)
+		if !errors.Is(err, context.Canceled) || d.Allowed {
+			t.Errorf("%s: Wait with a cancelled context: %+v, %v; want context.Canceled and nothing admitted", p.name, d, err)
+		}
+		p.before()
+		if st, err := p.abs.Peek(ctx, "k", lim); err != nil || st.Count != 1 {
+			t.Errorf("%s: after a cancelled Wait the window counts %d (%v); want 1", p.name, st.Count, err)
+		}
+	}
+}
+
+// Decisions on a key never wait for the backend beyond their own context:
+// also while a Reset or SetIf of the same key is stuck on a hung backend
+// (Hybrid held the key's lock across the administrative call, so every
+// Inc, Wait and Peek of the key blocked until that call ended, however
+// short their own context).
+func TestReview17_HybridDecisionNotBlockedByHungAdmin(t *testing.T) {
+	ctx := context.Background()
+	lim := ratelimit.PerSecond(5)
+	for _, admin := range []string{"Reset", "SetIf"} {
+		t.Run(admin, func(t *testing.T) {
+			hb := testkit.NewHang(memory.New(memory.Options{}))
+			h := newHybrid(t, hb, ratelimit.Options{SyncInterval: time.Hour})
+			if d, err := h.Absolute().Inc(ctx, "k", lim, 1); err != nil || !d.Allowed { // first use: pulls
+				t.Fatalf("%+v, %v", d, err)
+			}
+			hb.HangOn(func(string) bool { return true })
+			adminCtx, stopAdmin := context.WithCancel(ctx)
+			adminDone := make(chan error, 1)
+			go func() {
+				if admin == "Reset" {
+					adminDone <- h.Reset(adminCtx, "k")
+					return
+				}
+				_, _, err := h.SetIf(adminCtx, "k", lim, distkit.Always(), 0, ratelimit.KeepHistory)
+				adminDone <- err
+			}()
+			hb.WaitEntered(t, "ratelimit-window")
+			defer func() {
+				stopAdmin()
+				<-adminDone
+				hb.HangOn(nil)
+			}()
+			testkit.ReturnsWithin(t, "Inc while "+admin+" hangs", 100*time.Millisecond, time.Second, func(ctx context.Context) error {
+				_, err := h.Absolute().Inc(ctx, "k", lim, 1)
+				return err
+			}, stopAdmin)
+			testkit.ReturnsWithin(t, "Peek while "+admin+" hangs", 100*time.Millisecond, time.Second, func(ctx context.Context) error {
+				_, err := h.Absolute().Peek(ctx, "k", lim)
+				return err
+			}, stopAdmin)
+			testkit.ReturnsWithin(t, "Wait while "+admin+" hangs", 100*time.Millisecond, time.Second, func(ctx context.Context) error {
+				_, err := h.Absolute().Wait(ctx, "k", lim, 1)
+				return err
+			}, stopAdmin)
+		})
+	}
+}
+
+// delayReply runs every call at once but, while armed, holds the reply of
+// the first one until released: a pull whose answer the network delays
+// while other calls go through.
+type delayReply struct {
+	backend.Backend
+	armed    atomic.Bool
+	executed chan struct{}
+	release  chan struct{}
+}
+
+func (d *delayReply) EvalScripts(ctx context.Context, calls []backend.Call) []backend.Result {
+	res := d.Backend.EvalScripts(ctx, calls)
+	if d.armed.CompareAndSwap(true, false) {
+		close(d.executed)
+		<-d.release
+	}
+	return res
+}
+
+// After Reset returns, the key's next decision starts from nothing (the
+// Reset doc). A first-use pull that read the window before the Reset and
+// answered after it must not bring the old count back: Hybrid's Reset did
+// not mark the view as renewed (SetIf did), so the late reply was applied
+// and the key stayed full until a later sync.
+func TestReview17_HybridResetRacingPull(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, ratelimit.Options{})
+	lim := ratelimit.PerHour(5)
+	r := testkit.NewRedisLimiter(t, w.mem, ratelimit.Options{})
+	if d, err := r.Absolute().Inc(ctx, "k", lim, 5); err != nil || !d.Allowed {
+		t.Fatalf("filling the window: %+v, %v", d, err)
+	}
+	db := &delayReply{Backend: w.mem, executed: make(chan struct{}), release: make(chan struct{})}
+	db.armed.Store(true)
+	h := newHybrid(t, db, ratelimit.Options{SyncInterval: time.Hour, Clock: w.clk})
+	first := make(chan ratelimit.Decision, 1)
+	go func() {
+		d, _ := h.Absolute().Inc(ctx, "k", lim, 1) // first use: its pull reads 5
+		first <- d
+	}()
+	<-db.executed
+	if err := h.Reset(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	close(db.release) // the pull's answer (5, from before the Reset) arrives
+	<-first
+	d, err := h.Absolute().Inc(ctx, "k", lim, 1)
+	if err != nil || !d.Allowed {
+		t.Fatalf("the first decision after Reset returned: %+v, %v; want admitted (the window was emptied)", d, err)
+	}
+}
