@@ -616,7 +616,7 @@ func (h *Hybrid) Reset(ctx context.Context, key string) error {
 // Period matters). Errors as Redis.SetIf; on a backend failure this
 // instance keeps its increments for the next sync.
 func (h *Hybrid) SetIf(ctx context.Context, key string, limit Limit, cmp distkit.Comparator, value int64, hist History) (cur, prev int64, err error) {
-	if err := checkSet(key, limit, value, hist); err != nil {
+	if err := checkSet(key, limit, cmp, value, hist); err != nil {
 		return 0, 0, err
 	}
 	if h.closed.Load() {

@@ -449,10 +449,10 @@ func (l *Local) Reset(_ context.Context, key string) error {
 // on a match, (prev, prev) otherwise. limit gives the window (only its
 // Period matters here). value may exceed limit.N (the key is then
 // rejected until enough has left). Errors: invalid input
-// (ErrInvalidKey, ErrInvalidOption: an invalid Limit, value outside 0 to
-// MaxCount) or a closed provider.
+// (ErrInvalidKey, ErrInvalidOption: an invalid Limit or comparator, a
+// value outside 0 to MaxCount) or a closed provider.
 func (l *Local) SetIf(_ context.Context, key string, limit Limit, cmp distkit.Comparator, value int64, h History) (cur, prev int64, err error) {
-	if err := checkSet(key, limit, value, h); err != nil {
+	if err := checkSet(key, limit, cmp, value, h); err != nil {
 		return 0, 0, err
 	}
 	if l.closed.Load() {

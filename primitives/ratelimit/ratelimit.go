@@ -356,12 +356,15 @@ func prepare(c *config, key string, limit Limit, n int64, sup bool) (limits, geo
 }
 
 // checkSet checks SetIf's arguments.
-func checkSet(key string, limit Limit, value int64, h History) error {
+func checkSet(key string, limit Limit, cmp distkit.Comparator, value int64, h History) error {
 	if err := distkit.ValidateKey("key", key); err != nil {
 		return fmt.Errorf("ratelimit: %w", err)
 	}
 	if err := limit.Validate(); err != nil {
 		return err
+	}
+	if err := cmp.Validate(); err != nil {
+		return fmt.Errorf("ratelimit: SetIf: %w", err)
 	}
 	if value < 0 || value > MaxCount {
 		return invalid("SetIf value %d must be between 0 and MaxCount %d", value, int64(MaxCount))
