@@ -581,11 +581,13 @@ func (h *Hybrid) sweep(now time.Time) {
 // increments of it not yet pushed: its next decision, on every provider
 // sharing the prefix, starts from nothing (another Hybrid instance still
 // pushes what it admitted and not yet pushed, and decides against its own
-// view until its next sync). It waits for a sync in progress. The error is
-// non-nil for invalid input, a closed provider, ctx ending or a backend
-// failure (wrapping distkit.ErrNotApplied when the window was certainly
-// not deleted, ErrIndeterminate when it may have been); this instance's
-// state is then unchanged.
+// view until its next sync; this instance keeps what it admits while the
+// Reset is under way). It waits for a sync in progress; decisions on the
+// key do not wait for it. The error is non-nil for invalid input, a closed
+// provider, ctx ending or a backend failure (wrapping
+// distkit.ErrNotApplied when the window was certainly not deleted,
+// ErrIndeterminate when it may have been); this instance's state is then
+// unchanged.
 func (h *Hybrid) Reset(ctx context.Context, key string) error {
 	if err := distkit.ValidateKey("key", key); err != nil {
 		return fmt.Errorf("ratelimit: %w", err)
@@ -593,13 +595,13 @@ func (h *Hybrid) Reset(ctx context.Context, key string) error {
 	if h.closed.Load() {
 		return errClosed(key)
 	}
-	return h.admin(ctx, key, nil, func(k *hkey) backend.Call {
+	return h.admin(ctx, key, nil, func(int64) backend.Call {
 		return backend.Call{Script: ratelimitscript.Window, Keys: h.cfg.keys(key), Args: []string{ratelimitscript.ModeReset}}
 	}, func(k *hkey, v backend.Value) error {
 		if k != nil {
-			k.pending = 0
+			now := h.cfg.clock.Now()
 			k.global, k.synced, k.profile, k.vg = 0, true, nil, k.g
-			k.serverMs, k.pulledAt = h.cfg.clock.Now().UnixMilli(), h.cfg.clock.Now()
+			k.serverMs, k.pulledAt = now.UnixMilli(), now
 			k.err, k.permanent, k.backoff = nil, false, 0
 		}
 		return nil
@@ -611,10 +613,11 @@ func (h *Hybrid) Reset(ctx context.Context, key string) error {
 // holds (History); it returns the count after and before: (value, prev)
 // on a match, (prev, prev) otherwise. It acts on the server in one atomic
 // script that first pushes this instance's increments of the key (so the
-// comparison sees them), waiting for a sync in progress; other instances
-// see the new count at their next sync. limit gives the window (only its
-// Period matters). Errors as Redis.SetIf; on a backend failure this
-// instance keeps its increments for the next sync.
+// comparison sees them), waiting for a sync in progress (decisions on the
+// key do not wait for it: what they admit meanwhile is pushed by the next
+// sync); other instances see the new count at their next sync. limit
+// gives the window (only its Period matters). Errors as Redis.SetIf; on a
+// backend failure this instance keeps its increments for the next sync.
 func (h *Hybrid) SetIf(ctx context.Context, key string, limit Limit, cmp distkit.Comparator, value int64, hist History) (cur, prev int64, err error) {
 	if err := checkSet(key, limit, cmp, value, hist); err != nil {
 		return 0, 0, err
@@ -623,11 +626,7 @@ func (h *Hybrid) SetIf(ctx context.Context, key string, limit Limit, cmp distkit
 		return 0, 0, errClosed(key)
 	}
 	g := geometryOf(limit, h.cfg.buckets)
-	err = h.admin(ctx, key, &g, func(k *hkey) backend.Call {
-		push := int64(0)
-		if k != nil {
-			push = k.pending
-		}
+	err = h.admin(ctx, key, &g, func(push int64) backend.Call {
 		return backend.Call{Script: ratelimitscript.Window, Keys: h.cfg.keys(key), Args: setArgs(g, push, cmp, value, hist)}
 	}, func(k *hkey, v backend.Value) error {
 		r, err := parseSet(v)
@@ -638,10 +637,8 @@ func (h *Hybrid) SetIf(ctx context.Context, key string, limit Limit, cmp distkit
 		if k != nil {
 			// The count is known, not where its buckets are: the next
 			// decision or Peek pulls them (for RetryAfter, ReleaseAfter).
-			k.pending = 0
 			k.global, k.synced, k.profile, k.vg = r.cur, false, nil, g
 			k.err, k.permanent, k.backoff = nil, false, 0
-			k.seq++
 		}
 		return nil
 	})
@@ -649,31 +646,52 @@ func (h *Hybrid) SetIf(ctx context.Context, key string, limit Limit, cmp distkit
 }
 
 // admin runs one administrative script for key between sync rounds (so no
-// increment of the key is in flight), with key's local state (nil when
-// this instance has none) locked; apply takes a successful reply into it.
-// g, when set, becomes the key's geometry.
-func (h *Hybrid) admin(ctx context.Context, key string, g *geometry, call func(k *hkey) backend.Call, apply func(k *hkey, v backend.Value) error) error {
+// sync pushes the key meanwhile). The script gets push, this instance's
+// increments of the key not yet pushed (SetIf pushes them, Reset forgets
+// them); they are held in flight meanwhile, so that decisions, which do
+// not wait for the script, still count them. apply takes a successful
+// reply into key's local state (nil when this instance has none), locked;
+// on a failure the increments go back to pending. g, when set, becomes the
+// key's geometry. A pull that was under way is dropped (its reply may
+// predate the script's effect).
+func (h *Hybrid) admin(ctx context.Context, key string, g *geometry, call func(push int64) backend.Call, apply func(k *hkey, v backend.Value) error) error {
 	if err := h.syncMu.LockCtx(ctx); err != nil {
 		return fmt.Errorf("ratelimit: key %q: %w", key, err)
 	}
 	defer h.syncMu.Unlock()
+	var push int64
 	k := h.keys.lookup(key)
 	if k != nil {
 		k.mu.Lock()
-		defer k.mu.Unlock()
 		if k.dead {
+			k.mu.Unlock()
 			k = nil
-		} else if g != nil {
-			k.g = *g
+		} else {
+			if g != nil {
+				k.g = *g
+			}
+			push = k.pending
+			k.inflight, k.pending = k.inflight+push, 0 // the sweep keeps a key with increments in flight
+			k.seq++
+			k.mu.Unlock()
 		}
 	}
-	res := h.b.EvalScripts(ctx, []backend.Call{call(k)})[0]
+	res := h.b.EvalScripts(ctx, []backend.Call{call(push)})[0]
+	if k == nil {
+		if res.Err != nil {
+			return fmt.Errorf("ratelimit: key %q: %w", key, res.Err)
+		}
+		return apply(nil, res.Value)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.inflight -= push
 	if res.Err != nil {
+		k.pending += push
 		return fmt.Errorf("ratelimit: key %q: %w", key, res.Err)
 	}
-	if k != nil {
-		k.sentRound = h.round.Load() // a fresh view
-	}
+	k.sentRound = h.round.Load() // a fresh view
+	k.seq++
 	return apply(k, res.Value)
 }
 
