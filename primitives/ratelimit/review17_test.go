@@ -174,3 +174,21 @@ func TestReview17_HybridResetRacingPull(t *testing.T) {
 		t.Fatalf("the first decision after Reset returned: %+v, %v; want admitted (the window was emptied)", d, err)
 	}
 }
+
+// ParseLimit reads "every D" as 1/D, D a Go duration (case-sensitive: 1M
+// is not one, ParseLimit("1/1M") is an error). It lower-cased the
+// duration, so that "every 1M" (a month, a megasecond?) silently became
+// one per minute and "every 1MS" one per millisecond.
+func TestReview17_ParseEveryKeepsDurationCase(t *testing.T) {
+	for _, s := range []string{"every 1M", "every 1MS", "every 2H", "1/1M"} {
+		if l, err := ratelimit.ParseLimit(s); !errors.Is(err, distkit.ErrInvalidOption) {
+			t.Errorf("ParseLimit(%q) = %v, %v; want ErrInvalidOption (not a Go duration)", s, l, err)
+		}
+	}
+	for s, want := range map[string]ratelimit.Limit{"every 1m": ratelimit.Every(time.Minute), "EVERY 250ms": ratelimit.Every(250 * time.Millisecond),
+		" Every  2s ": ratelimit.Every(2 * time.Second)} {
+		if l, err := ratelimit.ParseLimit(s); err != nil || l != want {
+			t.Errorf("ParseLimit(%q) = %v, %v; want %v", s, l, err, want)
+		}
+	}
+}
