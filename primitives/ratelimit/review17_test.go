@@ -192,3 +192,57 @@ func TestReview17_ParseEveryKeepsDurationCase(t *testing.T) {
 		}
 	}
 }
+
+// What each constructor lets through in the first second and in any window
+// (the table in Limit's doc), on every provider, for a client asking every
+// millisecond from an arbitrary phase: exactly N at once for the burst
+// constructors, at most ⌈1 s / d⌉ for Every(d) (1 when d ≥ 1 s), at most
+// N·⌈1 s / Period⌉ in general, and never more than N in any window of the
+// period. (Lua agrees with the Go twin measured here: FuzzRateLimit.)
+func TestReview17_ConstructorsFirstSecondAndBound(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		lim      ratelimit.Limit
+		min, max int // admitted in the first second
+	}{
+		{ratelimit.PerSecond(7), 7, 7},
+		{ratelimit.PerMinute(50), 50, 50},
+		{ratelimit.PerHour(20), 20, 20},
+		{ratelimit.Every(time.Millisecond), 1, 1000},
+		{ratelimit.Every(300 * time.Millisecond), 2, 4}, // 2 with Buckets 1: released up to a bucket late
+		{ratelimit.Every(999 * time.Millisecond), 1, 2},
+		{ratelimit.Every(1500 * time.Millisecond), 1, 1},
+		{ratelimit.Per(5, 333*time.Millisecond), 5, 20},
+		{ratelimit.Per(3, 1500*time.Millisecond), 3, 3},
+	} {
+		for _, buckets := range []int{0, 1, 7} {
+			w := newWorld(t, ratelimit.Options{Buckets: buckets})
+			w.clk.Advance(37*time.Millisecond + 300*time.Microsecond) // not on a bucket edge
+			for _, p := range w.providers(t) {
+				var at []time.Time
+				first := 0
+				start := w.clk.Now()
+				for range 2500 {
+					p.before()
+					d, err := p.abs.Inc(ctx, "k", tc.lim, 1)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if d.Allowed {
+						at = append(at, w.clk.Now())
+						if w.clk.Now().Sub(start) < time.Second {
+							first++
+						}
+					}
+					w.clk.Advance(time.Millisecond)
+				}
+				if first < tc.min || first > tc.max {
+					t.Errorf("%v, Buckets %d, %s: %d admitted in the first second, want %d to %d", tc.lim, buckets, p.name, first, tc.min, tc.max)
+				}
+				if worst := testkit.MaxInWindow(at, tc.lim.Period); worst > int(tc.lim.N) {
+					t.Errorf("%v, Buckets %d, %s: %d admitted within one period", tc.lim, buckets, p.name, worst)
+				}
+			}
+		}
+	}
+}
