@@ -3,6 +3,7 @@ package ratelimit_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/memory"
+	"github.com/distkit-go/distkit/internal/ratelimitscript"
 	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/ratelimit"
 )
@@ -244,5 +246,83 @@ func TestReview17_ConstructorsFirstSecondAndBound(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// modeGate holds the calls of one window-script mode before they reach
+// the backend until released, and says when one is held.
+type modeGate struct {
+	backend.Backend
+	mu   sync.Mutex
+	hold map[string]chan struct{} // mode → closed to release
+	held chan string
+}
+
+func (g *modeGate) gate(mode string) {
+	g.mu.Lock()
+	ch := g.hold[mode]
+	g.mu.Unlock()
+	if ch != nil {
+		g.held <- mode
+		<-ch
+	}
+}
+
+func (g *modeGate) EvalScripts(ctx context.Context, calls []backend.Call) []backend.Result {
+	if len(calls) == 1 && len(calls[0].Args) > 0 {
+		g.gate(calls[0].Args[0])
+	}
+	return g.Backend.EvalScripts(ctx, calls)
+}
+
+// A decision never decides on a view it could not pull: a first-use pull
+// whose reply is dropped because a SetIf of the key began meanwhile (its
+// reply may predate the SetIf) must be pulled again, not replaced by "the
+// window is empty". The key is full on the server and SetIf keeps it so:
+// the decision must be a rejection.
+func TestReview17_HybridFirstUseRacingSetIf(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, ratelimit.Options{})
+	lim := ratelimit.PerHour(5)
+	r := testkit.NewRedisLimiter(t, w.mem, ratelimit.Options{})
+	if d, err := r.Absolute().Inc(ctx, "k", lim, 5); err != nil || !d.Allowed {
+		t.Fatalf("filling the window: %+v, %v", d, err)
+	}
+	g := &modeGate{Backend: w.mem, held: make(chan string, 4), hold: map[string]chan struct{}{
+		ratelimitscript.ModeSync: make(chan struct{}), ratelimitscript.ModeSet: make(chan struct{})}}
+	h := newHybrid(t, g, ratelimit.Options{SyncInterval: time.Hour, Clock: w.clk})
+	decided := make(chan ratelimit.Decision, 1)
+	go func() {
+		d, _ := h.Absolute().Inc(ctx, "k", lim, 1) // first use: pulls
+		decided <- d
+	}()
+	<-g.held // the pull waits
+	set := make(chan error, 1)
+	go func() {
+		_, _, err := h.SetIf(ctx, "k", lim, distkit.Always(), 5, ratelimit.KeepHistory)
+		set <- err
+	}()
+	<-g.held // the SetIf waits
+	g.mu.Lock()
+	close(g.hold[ratelimitscript.ModeSync]) // the pull goes through (reads 5) while SetIf waits
+	delete(g.hold, ratelimitscript.ModeSync)
+	g.mu.Unlock()
+	var d ratelimit.Decision
+	select {
+	case d = <-decided:
+	case <-time.After(200 * time.Millisecond): // pulling again until SetIf ends is fine too
+	}
+	g.mu.Lock()
+	close(g.hold[ratelimitscript.ModeSet])
+	delete(g.hold, ratelimitscript.ModeSet)
+	g.mu.Unlock()
+	if err := <-set; err != nil {
+		t.Fatal(err)
+	}
+	if d.Limit == 0 {
+		d = <-decided
+	}
+	if d.Allowed {
+		t.Fatalf("a first decision racing a SetIf: %+v; want rejected (the window holds 5 of 5 before and after)", d)
 	}
 }
