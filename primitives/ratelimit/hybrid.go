@@ -244,13 +244,17 @@ func (h *Hybrid) view(ctx context.Context, sup bool, key string, lim limits, g g
 			if n == 0 {
 				peek = limit
 			}
-			err := h.pull(ctx, k, g, peek)
+			dropped, err := h.pull(ctx, k, g, peek)
 			k.mu.Lock()
 			k.loading = nil
 			close(ch)
 			if err != nil {
 				k.mu.Unlock()
 				return err // the caller's context ended
+			}
+			if dropped { // a newer view was applied, or a Reset/SetIf began: look again
+				k.mu.Unlock()
+				continue
 			}
 		}
 		if h.closed.Load() { // checked under k.mu: Close's final push sees what was recorded before
@@ -455,9 +459,10 @@ func (h *Hybrid) apply(k *hkey, g geometry, r syncReply) {
 // under the caller's ctx
 // bounded by the sync timeout. It returns an error only when the caller's
 // ctx ended; a backend failure is recorded on the key (its decisions are
-// degraded until a sync succeeds). The reply is dropped when a sync round
-// applied a newer one meanwhile.
-func (h *Hybrid) pull(ctx context.Context, k *hkey, g geometry, peek int64) error {
+// degraded until a sync succeeds). The reply is dropped (dropped is true)
+// when a sync round applied a newer one meanwhile, or a Reset or SetIf of
+// the key began (the reply may predate it).
+func (h *Hybrid) pull(ctx context.Context, k *hkey, g geometry, peek int64) (dropped bool, err error) {
 	pctx, cancel := context.WithTimeout(ctx, h.syncTimeout())
 	defer cancel()
 	k.mu.Lock()
@@ -470,29 +475,30 @@ func (h *Hybrid) pull(ctx context.Context, k *hkey, g geometry, peek int64) erro
 	k.mu.Unlock()
 	res := h.b.EvalScripts(pctx, []backend.Call{c})[0]
 	var r syncReply
-	err := res.Err
-	if err == nil {
-		r, err = parseSync(res.Value)
+	failed := res.Err
+	if failed == nil {
+		r, failed = parseSync(res.Value)
 	}
-	if err != nil && ctx.Err() != nil {
-		return callerDone(ctx, k.name, err)
+	if failed != nil && ctx.Err() != nil {
+		return false, callerDone(ctx, k.name, failed)
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.sentRound = h.round.Load() // fresh, or failed just now: no second attempt before the next rounds
-	if err != nil {
-		h.fail(k, err)
+	if failed != nil {
+		h.fail(k, failed)
 		if k.permanent {
 			h.queueMu.Lock()
 			h.quarantine[k] = struct{}{}
 			h.queueMu.Unlock()
 		}
-		return nil
+		return false, nil
 	}
-	if k.seq == seq {
-		h.apply(k, g, r)
+	if k.seq != seq {
+		return true, nil
 	}
-	return nil
+	h.apply(k, g, r)
+	return false, nil
 }
 
 // permanentErr reports whether err is the server rejecting the key's
