@@ -838,6 +838,9 @@ func testRLSetIf(t *testing.T, h Harness) {
 				t.Fatalf("%s: SetIf(%q, %v, %d, %v): %v; want %v", p.name, bad.key, bad.lim, bad.value, bad.hist, err, bad.want)
 			}
 		}
+		if _, _, err := p.setIf(ctx, "k", lim, distkit.Comparator{Op: 42}, 1, ratelimit.KeepHistory); !errors.Is(err, distkit.ErrInvalidOption) {
+			t.Fatalf("%s: SetIf with an unknown comparator: %v; want ErrInvalidOption", p.name, err)
+		}
 	}
 }
 
@@ -898,6 +901,14 @@ func testRLWait(t *testing.T, h Harness) {
 		}
 		if _, err := p.abs.Wait(ctx, "k", lim, 2); !errors.Is(err, distkit.ErrInvalidOption) {
 			t.Fatalf("%s: Wait for more than the limit: %v; want ErrInvalidOption", p.name, err)
+		}
+		ended, end := context.WithCancel(ctx)
+		end()
+		if d, err := p.abs.Wait(ended, "free", lim, 1); !errors.Is(err, context.Canceled) || d.Allowed {
+			t.Fatalf("%s: Wait with an ended context: %+v, %v; want context.Canceled, nothing admitted", p.name, d, err)
+		}
+		if st, err := p.abs.Peek(ctx, "free", lim); err != nil || st.Count != 0 {
+			t.Fatalf("%s: a Wait with an ended context counted %+v, %v", p.name, st, err)
 		}
 		cctx, cancel := context.WithCancel(ctx)
 		time.AfterFunc(20*time.Millisecond, cancel)

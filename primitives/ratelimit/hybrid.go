@@ -28,11 +28,19 @@ type hkey struct {
 	mu   sync.Mutex
 	dead bool // dropped from the key map: decisions look the key up again
 
-	global   int64 // window total on the server at the last applied pull
-	pending  int64 // recorded locally, not yet pushed
-	inflight int64 // being pushed by the sync in progress
-	synced   bool  // a pull has been applied
-	seq      uint64
+	global int64 // window total on the server at the last applied pull
+	// pending is what was recorded locally and not yet pushed, in the
+	// buckets (of g, on the local clock) it was decided in: it leaves the
+	// window with them, also while pushes fail, and only what is still in
+	// the window is pushed.
+	pending  buckets
+	inflight int64 // being pushed (by the sync in progress, or Reset/SetIf)
+	// taken is what inflight was taken from pending as, given back to
+	// pending when the push fails.
+	taken  []bucketCount
+	takenG geometry
+	synced bool // a pull has been applied
+	seq    uint64
 
 	dirty     bool   // queued for the next sync
 	sentRound uint64 // the latest sync round that carried the key
@@ -43,7 +51,10 @@ type hkey struct {
 	retryAt   time.Time // quarantined until
 	backoff   time.Duration
 
-	// The oldest buckets at the last pull, for RetryAfter.
+	// The oldest buckets at the last pull (for RetryAfter, and to tell
+	// what of global has left the window since), the server's time then
+	// and the local time the reply was applied (zero: no server time
+	// known).
 	profile  []int64 // bucket, count, bucket, count, …
 	serverMs int64
 	pulledAt time.Time
@@ -54,6 +65,43 @@ type hkey struct {
 	supLast     bool     // the latest decision was Suppressed
 	lastUse     time.Time
 	sup         suppression
+}
+
+// unpushed is what k (locked) recorded locally and has not pushed that is
+// still in the window at now.
+func (k *hkey) unpushed(now time.Time) int64 {
+	if k.g.bucketMs == 0 {
+		return k.pending.total
+	}
+	k.pending.at(k.g, k.pending.clock(now))
+	return k.pending.total
+}
+
+// record counts n decided at now as not yet pushed.
+func (k *hkey) record(now time.Time, n int64) {
+	nowMs := k.pending.clock(now)
+	k.pending.at(k.g, nowMs)
+	k.pending.add(k.pending.bucketFor(now, nowMs), n)
+}
+
+// take moves what is unpushed and still in the window into flight and
+// returns it: the amount a push carries.
+func (k *hkey) take(now time.Time) int64 {
+	push := k.unpushed(now)
+	k.taken, k.takenG = k.pending.q, k.pending.g
+	k.pending.q, k.pending.total = nil, 0
+	k.inflight += push
+	return push
+}
+
+// landed ends the flight of push: pushed when ok, else given back to
+// pending (what has left the window meanwhile leaves it there).
+func (k *hkey) landed(push int64, ok bool, now time.Time) {
+	k.inflight -= push
+	if !ok {
+		k.pending.merge(k.takenG, k.taken, k.pending.clock(now))
+	}
+	k.taken = nil
 }
 
 // Hybrid decides locally against a cached view of the global count and
@@ -196,13 +244,17 @@ func (h *Hybrid) view(ctx context.Context, sup bool, key string, lim limits, g g
 			if n == 0 {
 				peek = limit
 			}
-			err := h.pull(ctx, k, g, peek)
+			dropped, err := h.pull(ctx, k, g, peek)
 			k.mu.Lock()
 			k.loading = nil
 			close(ch)
 			if err != nil {
 				k.mu.Unlock()
 				return err // the caller's context ended
+			}
+			if dropped { // a newer view was applied, or a Reset/SetIf began: look again
+				k.mu.Unlock()
+				continue
 			}
 		}
 		if h.closed.Load() { // checked under k.mu: Close's final push sees what was recorded before
@@ -218,8 +270,8 @@ func (h *Hybrid) view(ctx context.Context, sup bool, key string, lim limits, g g
 // peekLocked is k's (locked) State from its view.
 func (h *Hybrid) peekLocked(k *hkey, sup bool, lim limits) State {
 	now := h.cfg.clock.Now()
-	local := k.inflight + k.pending
-	count := min(k.global+local, MaxCount)
+	local := k.inflight + k.unpushed(now)
+	count := min(h.globalLive(k, now)+local, MaxCount)
 	st := peekState(sup, lim, count, now)
 	st.Degraded = k.err
 	if count+1 > st.Limit {
@@ -243,17 +295,17 @@ func (h *Hybrid) decideLocked(k *hkey, sup bool, lim limits, n int64) Decision {
 	if sup {
 		limit = lim.hard
 	}
-	count := k.global + k.inflight + k.pending
+	count := h.globalLive(k, now) + k.inflight + k.unpushed(now)
 	if k.err != nil && h.cfg.onError != FailLocal {
 		d := Decision{Allowed: h.cfg.onError == FailOpen && n <= limit, Limit: limit, Degraded: k.err, At: now}
 		if d.Allowed && n <= MaxCount-count {
-			k.pending += n // counted once the backend is back
+			k.record(now, n) // counted once the backend is back
 		}
 		return d
 	}
 	d, record := judge(&h.cfg, sup, lim, n, count, &k.sup, now)
 	if record {
-		k.pending += n
+		k.record(now, n)
 	}
 	d.Degraded = k.err
 	if !d.Allowed && n <= d.Limit && (!sup || d.Suppression == 1) {
@@ -261,15 +313,38 @@ func (h *Hybrid) decideLocked(k *hkey, sup bool, lim limits, n int64) Decision {
 		if record {
 			after += n
 		}
-		d.RetryAfter = h.retryAfter(k, after+n-d.Limit, k.inflight+k.pending, now)
+		d.RetryAfter = h.retryAfter(k, after+n-d.Limit, k.inflight+k.pending.total, now)
 	}
-	d.ReleaseAfter = h.releaseAfter(k, k.inflight+k.pending, now)
+	d.ReleaseAfter = h.releaseAfter(k, k.inflight+k.pending.total, now)
 	return d
 }
 
-// serverNow estimates the server's time now from k's last pull.
+// serverNow estimates the server's time now from k's last pull: never
+// ahead of it (the server read its clock before the reply was applied),
+// so that what the estimate sees leave the window has left.
 func (h *Hybrid) serverNow(k *hkey, now time.Time) int64 {
-	return k.serverMs + now.Sub(k.pulledAt).Milliseconds()
+	return k.serverMs + max(now.Sub(k.pulledAt).Milliseconds(), 0)
+}
+
+// globalLive is what of the global count of k's last pull is still in the
+// window now: the buckets its profile describes leave with their end, and
+// all of it has left once the bucket the server was in at the pull has
+// (so that the view ages also while no pull succeeds). Never less than
+// what the server still counts of it.
+func (h *Hybrid) globalLive(k *hkey, now time.Time) int64 {
+	B := k.vg.bucketMs
+	if B == 0 || k.pulledAt.IsZero() || k.global == 0 {
+		return k.global
+	}
+	oldest := (h.serverNow(k, now)+1)/B - k.vg.nb
+	if k.serverMs/B < oldest {
+		return 0
+	}
+	live := k.global
+	for i := 0; i+1 < len(k.profile) && k.profile[i] < oldest; i += 2 {
+		live -= k.profile[i+1]
+	}
+	return max(live, 0)
 }
 
 // leave is how long from now until bucket b leaves k's window (≥ 1 ms).
@@ -309,16 +384,21 @@ func (h *Hybrid) retryAfter(k *hkey, need, local int64, now time.Time) time.Dura
 		return min(h.cfg.sync, time.Duration(k.g.ttlMs())*time.Millisecond)
 	}
 	serverNow := h.serverNow(k, now)
+	oldest := (serverNow+1)/bucketMs - k.vg.nb
+	global := h.globalLive(k, now)
 	leave := func(b int64) time.Duration { return h.leave(k, b, now) }
 	freed, last := int64(0), int64(-1)
-	for i := 0; i+1 < len(k.profile); i += 2 {
+	for i := 0; i+1 < len(k.profile) && global > 0; i += 2 {
+		if k.profile[i] < oldest { // left: no longer counted
+			continue
+		}
 		freed += k.profile[i+1]
 		last = k.profile[i]
 		if freed >= need {
 			return leave(last)
 		}
 	}
-	if described := len(k.profile) > 0 || k.global == 0; described && freed+local >= need && k.global <= freed {
+	if described := last >= 0 || global == 0; described && freed+local >= need && global <= freed {
 		return leave(serverNow / bucketMs)
 	}
 	if last >= 0 {
@@ -341,7 +421,7 @@ func (h *Hybrid) room(k *hkey, push int64) string {
 	if k.supLast {
 		need *= 2
 	}
-	local := k.inflight + k.pending - push
+	local := k.inflight + k.pending.total - push
 	return strconv.FormatInt(max(k.limit-need-local, 0), 10)
 }
 
@@ -379,44 +459,46 @@ func (h *Hybrid) apply(k *hkey, g geometry, r syncReply) {
 // under the caller's ctx
 // bounded by the sync timeout. It returns an error only when the caller's
 // ctx ended; a backend failure is recorded on the key (its decisions are
-// degraded until a sync succeeds). The reply is dropped when a sync round
-// applied a newer one meanwhile.
-func (h *Hybrid) pull(ctx context.Context, k *hkey, g geometry, peek int64) error {
+// degraded until a sync succeeds). The reply is dropped (dropped is true)
+// when a sync round applied a newer one meanwhile, or a Reset or SetIf of
+// the key began (the reply may predate it).
+func (h *Hybrid) pull(ctx context.Context, k *hkey, g geometry, peek int64) (dropped bool, err error) {
 	pctx, cancel := context.WithTimeout(ctx, h.syncTimeout())
 	defer cancel()
 	k.mu.Lock()
 	c := h.call(k, ratelimitscript.ModeSync, g, 0, h.room(k, 0))
 	if peek > 0 {
-		room := max(peek-1-(k.inflight+k.pending), 0)
+		room := max(peek-1-(k.inflight+k.pending.total), 0)
 		c = h.call(k, ratelimitscript.ModeView, g, 0, strconv.FormatInt(room, 10))
 	}
 	seq := k.seq
 	k.mu.Unlock()
 	res := h.b.EvalScripts(pctx, []backend.Call{c})[0]
 	var r syncReply
-	err := res.Err
-	if err == nil {
-		r, err = parseSync(res.Value)
+	failed := res.Err
+	if failed == nil {
+		r, failed = parseSync(res.Value)
 	}
-	if err != nil && ctx.Err() != nil {
-		return callerDone(ctx, k.name, err)
+	if failed != nil && ctx.Err() != nil {
+		return false, callerDone(ctx, k.name, failed)
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.sentRound = h.round.Load() // fresh, or failed just now: no second attempt before the next rounds
-	if err != nil {
-		h.fail(k, err)
+	if failed != nil {
+		h.fail(k, failed)
 		if k.permanent {
 			h.queueMu.Lock()
 			h.quarantine[k] = struct{}{}
 			h.queueMu.Unlock()
 		}
-		return nil
+		return false, nil
 	}
-	if k.seq == seq {
-		h.apply(k, g, r)
+	if k.seq != seq {
+		return true, nil
 	}
-	return nil
+	h.apply(k, g, r)
+	return false, nil
 }
 
 // permanentErr reports whether err is the server rejecting the key's
@@ -444,9 +526,9 @@ func (h *Hybrid) fail(k *hkey, err error) {
 // Sync pushes the increments of the keys used since the previous sync and
 // pulls their global counts, in one round trip; the background loop calls
 // it every SyncInterval, call it to force one. Keys whose sync fails keep
-// their increments for the next one (until the key has been unused for
-// its window + a bucket: then they have left the window and are dropped) and
-// have their decisions degraded until then. The error says how many keys
+// their increments for the next one (each until its bucket leaves the
+// window: what has left is dropped, never pushed) and have their
+// decisions degraded until then. The error says how many keys
 // failed and the first reason; a ctx that ends (also while waiting for
 // the round in progress) is the caller's error, not recorded on any key.
 func (h *Hybrid) Sync(ctx context.Context) error {
@@ -477,7 +559,7 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 	if all {
 		h.keys.each(func(_ string, k *hkey) {
 			k.mu.Lock()
-			if k.pending > 0 && !k.dirty {
+			if k.unpushed(now) > 0 && !k.dirty {
 				k.dirty = true
 				batch = append(batch, k)
 			}
@@ -489,14 +571,12 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 	for _, k := range batch {
 		k.mu.Lock()
 		k.dirty = false
-		// A key unused for its window + a bucket (its pushes failed meanwhile):
-		// what it holds was decided by lastUse and would have left the
-		// window by now had it been pushed then; pushed now, it would count
-		// again as if just admitted.
+		// What was decided so long ago that it has left the window (its
+		// pushes failed meanwhile) is dropped, never pushed: pushed now, it
+		// would count again as if just admitted. A key unused for its window
+		// + a bucket holds nothing to push.
+		k.unpushed(now)
 		idle := now.Sub(k.lastUse) >= time.Duration(k.g.ttlMs())*time.Millisecond
-		if idle {
-			k.pending = 0
-		}
 		switch {
 		case k.dead, k.sentRound == round: // gone, or listed twice (queued and quarantined)
 		case idle && k.err != nil:
@@ -509,9 +589,9 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 			h.queueMu.Unlock()
 		default:
 			k.sentRound = round
-			k.inflight, k.pending = k.pending, 0
+			push := k.take(now)
 			keys = append(keys, k)
-			calls = append(calls, h.call(k, ratelimitscript.ModeSync, k.g, k.inflight, h.room(k, k.inflight)))
+			calls = append(calls, h.call(k, ratelimitscript.ModeSync, k.g, push, h.room(k, push)))
 		}
 		k.mu.Unlock()
 	}
@@ -530,14 +610,14 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 		k.mu.Lock()
 		if err == nil {
 			h.apply(k, k.g, r)
-			k.inflight = 0
+			k.landed(k.inflight, true, now)
 			k.mu.Unlock()
 			continue
 		}
-		// Keep the increments for the next sync. After an unknown outcome
-		// they may be counted twice: stricter, never looser.
-		k.pending += k.inflight
-		k.inflight = 0
+		// Keep the increments for the next sync (those still in the window
+		// then). After an unknown outcome they may be counted twice:
+		// stricter, never looser.
+		k.landed(k.inflight, false, h.cfg.clock.Now())
 		callerEnded := ctx.Err() != nil && !(ownCtx && errors.Is(ctx.Err(), context.DeadlineExceeded))
 		if !callerEnded {
 			h.fail(k, err) // a key the server rejects goes (back) into quarantine
@@ -546,7 +626,7 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 		switch {
 		case k.permanent:
 			h.quarantine[k] = struct{}{}
-		case k.pending > 0 && !k.dirty: // retried next round
+		case k.pending.total > 0 && !k.dirty: // retried next round
 			k.dirty = true
 			h.dirty = append(h.dirty, k)
 		}
@@ -569,7 +649,7 @@ func (h *Hybrid) sweep(now time.Time) {
 	h.keys.sweep(func(k *hkey) bool {
 		k.mu.Lock()
 		defer k.mu.Unlock()
-		if !k.lastUse.Before(cutoff) || k.pending != 0 || k.inflight != 0 || k.loading != nil || k.dirty {
+		if !k.lastUse.Before(cutoff) || k.unpushed(now) != 0 || k.inflight != 0 || k.loading != nil || k.dirty {
 			return false
 		}
 		k.dead = true
@@ -581,11 +661,13 @@ func (h *Hybrid) sweep(now time.Time) {
 // increments of it not yet pushed: its next decision, on every provider
 // sharing the prefix, starts from nothing (another Hybrid instance still
 // pushes what it admitted and not yet pushed, and decides against its own
-// view until its next sync). It waits for a sync in progress. The error is
-// non-nil for invalid input, a closed provider, ctx ending or a backend
-// failure (wrapping distkit.ErrNotApplied when the window was certainly
-// not deleted, ErrIndeterminate when it may have been); this instance's
-// state is then unchanged.
+// view until its next sync; this instance keeps what it admits while the
+// Reset is under way). It waits for a sync in progress; decisions on the
+// key do not wait for it. The error is non-nil for invalid input, a closed
+// provider, ctx ending or a backend failure (wrapping
+// distkit.ErrNotApplied when the window was certainly not deleted,
+// ErrIndeterminate when it may have been); this instance's state is then
+// unchanged.
 func (h *Hybrid) Reset(ctx context.Context, key string) error {
 	if err := distkit.ValidateKey("key", key); err != nil {
 		return fmt.Errorf("ratelimit: %w", err)
@@ -593,13 +675,13 @@ func (h *Hybrid) Reset(ctx context.Context, key string) error {
 	if h.closed.Load() {
 		return errClosed(key)
 	}
-	return h.admin(ctx, key, nil, func(k *hkey) backend.Call {
+	return h.admin(ctx, key, nil, func(int64) backend.Call {
 		return backend.Call{Script: ratelimitscript.Window, Keys: h.cfg.keys(key), Args: []string{ratelimitscript.ModeReset}}
 	}, func(k *hkey, v backend.Value) error {
 		if k != nil {
-			k.pending = 0
+			now := h.cfg.clock.Now()
 			k.global, k.synced, k.profile, k.vg = 0, true, nil, k.g
-			k.serverMs, k.pulledAt = h.cfg.clock.Now().UnixMilli(), h.cfg.clock.Now()
+			k.serverMs, k.pulledAt = now.UnixMilli(), now
 			k.err, k.permanent, k.backoff = nil, false, 0
 		}
 		return nil
@@ -611,23 +693,20 @@ func (h *Hybrid) Reset(ctx context.Context, key string) error {
 // holds (History); it returns the count after and before: (value, prev)
 // on a match, (prev, prev) otherwise. It acts on the server in one atomic
 // script that first pushes this instance's increments of the key (so the
-// comparison sees them), waiting for a sync in progress; other instances
-// see the new count at their next sync. limit gives the window (only its
-// Period matters). Errors as Redis.SetIf; on a backend failure this
-// instance keeps its increments for the next sync.
+// comparison sees them), waiting for a sync in progress (decisions on the
+// key do not wait for it: what they admit meanwhile is pushed by the next
+// sync); other instances see the new count at their next sync. limit
+// gives the window (only its Period matters). Errors as Redis.SetIf; on a
+// backend failure this instance keeps its increments for the next sync.
 func (h *Hybrid) SetIf(ctx context.Context, key string, limit Limit, cmp distkit.Comparator, value int64, hist History) (cur, prev int64, err error) {
-	if err := checkSet(key, limit, value, hist); err != nil {
+	if err := checkSet(key, limit, cmp, value, hist); err != nil {
 		return 0, 0, err
 	}
 	if h.closed.Load() {
 		return 0, 0, errClosed(key)
 	}
 	g := geometryOf(limit, h.cfg.buckets)
-	err = h.admin(ctx, key, &g, func(k *hkey) backend.Call {
-		push := int64(0)
-		if k != nil {
-			push = k.pending
-		}
+	err = h.admin(ctx, key, &g, func(push int64) backend.Call {
 		return backend.Call{Script: ratelimitscript.Window, Keys: h.cfg.keys(key), Args: setArgs(g, push, cmp, value, hist)}
 	}, func(k *hkey, v backend.Value) error {
 		r, err := parseSet(v)
@@ -638,10 +717,9 @@ func (h *Hybrid) SetIf(ctx context.Context, key string, limit Limit, cmp distkit
 		if k != nil {
 			// The count is known, not where its buckets are: the next
 			// decision or Peek pulls them (for RetryAfter, ReleaseAfter).
-			k.pending = 0
 			k.global, k.synced, k.profile, k.vg = r.cur, false, nil, g
+			k.serverMs, k.pulledAt = r.at.UnixMilli(), h.cfg.clock.Now() // all of it leaves within a window from now
 			k.err, k.permanent, k.backoff = nil, false, 0
-			k.seq++
 		}
 		return nil
 	})
@@ -649,37 +727,56 @@ func (h *Hybrid) SetIf(ctx context.Context, key string, limit Limit, cmp distkit
 }
 
 // admin runs one administrative script for key between sync rounds (so no
-// increment of the key is in flight), with key's local state (nil when
-// this instance has none) locked; apply takes a successful reply into it.
-// g, when set, becomes the key's geometry.
-func (h *Hybrid) admin(ctx context.Context, key string, g *geometry, call func(k *hkey) backend.Call, apply func(k *hkey, v backend.Value) error) error {
+// sync pushes the key meanwhile). The script gets push, this instance's
+// increments of the key not yet pushed (SetIf pushes them, Reset forgets
+// them); they are held in flight meanwhile, so that decisions, which do
+// not wait for the script, still count them. apply takes a successful
+// reply into key's local state (nil when this instance has none), locked;
+// on a failure the increments go back to pending. g, when set, becomes the
+// key's geometry. A pull that was under way is dropped (its reply may
+// predate the script's effect).
+func (h *Hybrid) admin(ctx context.Context, key string, g *geometry, call func(push int64) backend.Call, apply func(k *hkey, v backend.Value) error) error {
 	if err := h.syncMu.LockCtx(ctx); err != nil {
 		return fmt.Errorf("ratelimit: key %q: %w", key, err)
 	}
 	defer h.syncMu.Unlock()
+	var push int64
 	k := h.keys.lookup(key)
 	if k != nil {
 		k.mu.Lock()
-		defer k.mu.Unlock()
 		if k.dead {
+			k.mu.Unlock()
 			k = nil
-		} else if g != nil {
-			k.g = *g
+		} else {
+			if g != nil {
+				k.g = *g
+			}
+			push = k.take(h.cfg.clock.Now()) // the sweep keeps a key with increments in flight
+			k.seq++
+			k.mu.Unlock()
 		}
 	}
-	res := h.b.EvalScripts(ctx, []backend.Call{call(k)})[0]
+	res := h.b.EvalScripts(ctx, []backend.Call{call(push)})[0]
+	if k == nil {
+		if res.Err != nil {
+			return fmt.Errorf("ratelimit: key %q: %w", key, res.Err)
+		}
+		return apply(nil, res.Value)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.landed(push, res.Err == nil, h.cfg.clock.Now())
 	if res.Err != nil {
 		return fmt.Errorf("ratelimit: key %q: %w", key, res.Err)
 	}
-	if k != nil {
-		k.sentRound = h.round.Load() // a fresh view
-	}
+	k.sentRound = h.round.Load() // a fresh view
+	k.seq++
 	return apply(k, res.Value)
 }
 
 // Close stops the sync loop, then pushes every key's increments not yet
-// pushed (quarantined keys included; not those of a key unused for
-// its window + a bucket, which have left the window), all within ctx. It
+// pushed that are still in the window (quarantined keys included), all
+// within ctx. It
 // returns ctx's error if the loop or the push did not finish in time, or
 // the push's error naming the keys left; Close may be called again to
 // retry. It does not close the backend. Decisions after Close begins return an error

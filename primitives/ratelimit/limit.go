@@ -97,12 +97,15 @@ func (l Limit) String() string {
 // ParseLimit reads a Limit from its text form: N/UNIT, where UNIT is s,
 // sec, second, m, min, minute, h, hr, hour, d or day (case-insensitive,
 // plural allowed), or a Go duration such as 250ms, 2s or 1m30s; "every D"
-// is 1/D. Spaces around the parts are ignored. The result is validated:
-// errors wrap distkit.ErrInvalidOption.
+// is 1/D ("every" in any case, D a Go duration). Spaces around the parts
+// are ignored. The result is validated: errors wrap
+// distkit.ErrInvalidOption.
 func ParseLimit(s string) (Limit, error) {
 	t := strings.TrimSpace(s)
-	if rest, ok := strings.CutPrefix(strings.ToLower(t), "every "); ok {
-		d, err := time.ParseDuration(strings.TrimSpace(rest))
+	if len(t) > len("every ") && strings.EqualFold(t[:len("every ")], "every ") {
+		// The keyword is case-insensitive, the duration a Go duration
+		// (case-sensitive: 1M is not one), as after N/.
+		d, err := time.ParseDuration(strings.TrimSpace(t[len("every "):]))
 		if err != nil {
 			return Limit{}, invalid("limit %q: %v", s, err)
 		}

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"hash/maphash"
@@ -14,18 +15,25 @@ import (
 	"github.com/distkit-go/distkit"
 )
 
-// window is one key's sliding window in process: the buckets that hold
-// admissions still counted, oldest first, with a running total (amortised
-// O(1) per decision). Its memory follows what the key holds (at most
-// min(N, nb + 1) buckets), not the number of buckets in the window. It is
-// the Go rendering of the window script's buckets.
+// buckets are counts in process that leave a sliding window with their
+// bucket: the buckets that hold something still counted, oldest first,
+// with a running total (amortised O(1) per operation). Their memory
+// follows what they hold (at most min(N, nb + 1) buckets), not the number
+// of buckets in the window. They are the Go rendering of the window
+// script's buckets: Local's windows, and a Hybrid key's increments not yet
+// pushed.
+type buckets struct {
+	g      geometry      // the geometry the buckets are counted in
+	q      []bucketCount // ascending bucket, count > 0
+	lastMs int64         // latest time seen: the clock never runs back
+	total  int64
+}
+
+// window is one key's sliding window in process.
 type window struct {
-	mu      sync.Mutex
-	dead    bool          // dropped from the key map: decisions must look the key up again
-	g       geometry      // the geometry the buckets are counted in
-	q       []bucketCount // ascending bucket, count > 0
-	lastMs  int64         // latest time seen: the window's clock never runs back
-	total   int64
+	mu   sync.Mutex
+	dead bool // dropped from the key map: decisions must look the key up again
+	buckets
 	sup     suppression
 	lastUse atomic.Int64 // clock time (ns) of the latest decision
 }
@@ -34,10 +42,10 @@ type bucketCount struct{ b, n int64 }
 
 const none = math.MinInt64
 
-func newWindow(g geometry) *window { return &window{g: g, lastMs: none} }
+func newWindow(g geometry) *window { return &window{buckets: buckets{g: g, lastMs: none}} }
 
 // clock returns the window's time for now, which never runs back.
-func (w *window) clock(now time.Time) int64 {
+func (w *buckets) clock(now time.Time) int64 {
 	w.lastMs = max(now.UnixMilli(), w.lastMs)
 	return w.lastMs
 }
@@ -47,7 +55,7 @@ func (w *window) clock(now time.Time) int64 {
 // next one, so that the bound holds for windows measured to the
 // nanosecond (counted from this one, an admission at 99.9 ms leaves with
 // the bucket of 99 ms while one 999.9 ms later still sees it gone).
-func (w *window) bucketFor(now time.Time, nowMs int64) int64 {
+func (w *buckets) bucketFor(now time.Time, nowMs int64) int64 {
 	if now.UnixMilli() == nowMs && now.Sub(time.UnixMilli(nowMs)) > 0 {
 		return (nowMs + 1) / w.g.bucketMs
 	}
@@ -55,7 +63,7 @@ func (w *window) bucketFor(now time.Time, nowMs int64) int64 {
 }
 
 // advance expires the buckets that left the window at nowMs.
-func (w *window) advance(nowMs int64) {
+func (w *buckets) advance(nowMs int64) {
 	oldest := (nowMs+1)/w.g.bucketMs - w.g.nb
 	i := 0
 	for i < len(w.q) && w.q[i].b < oldest {
@@ -72,8 +80,12 @@ func (w *window) advance(nowMs int64) {
 // regeo re-dates the window to geometry g when it was kept with another:
 // what the old geometry still counts moves into the current bucket (as
 // the script does).
-func (w *window) regeo(g geometry, nowMs int64) {
+func (w *buckets) regeo(g geometry, nowMs int64) {
 	if w.g == g {
+		return
+	}
+	if w.g == (geometry{}) { // nothing counted yet
+		w.g = g
 		return
 	}
 	w.advance(nowMs)
@@ -85,12 +97,12 @@ func (w *window) regeo(g geometry, nowMs int64) {
 }
 
 // at prepares the window for a write at nowMs under g.
-func (w *window) at(g geometry, nowMs int64) {
+func (w *buckets) at(g geometry, nowMs int64) {
 	w.regeo(g, nowMs)
 	w.advance(nowMs)
 }
 
-func (w *window) add(cur, n int64) {
+func (w *buckets) add(cur, n int64) {
 	if l := len(w.q) - 1; l >= 0 && cur <= w.q[l].b {
 		w.q[l].n += n // same bucket (a later one than cur only if the clock ran back: stricter)
 	} else {
@@ -99,13 +111,43 @@ func (w *window) add(cur, n int64) {
 	w.total += n
 }
 
-func (w *window) leave(b, nowMs int64) time.Duration {
+// merge adds q, buckets counted under geometry g (ascending), to w at
+// nowMs. Under another geometry what q still counts moves into the
+// current bucket (stricter, as regeo).
+func (w *buckets) merge(g geometry, q []bucketCount, nowMs int64) {
+	if len(q) == 0 {
+		return
+	}
+	if w.g == (geometry{}) {
+		w.g = g
+	}
+	if g != w.g {
+		o := buckets{g: g, q: q}
+		for _, e := range q {
+			o.total += e.n
+		}
+		o.advance(nowMs)
+		if o.total > 0 {
+			w.add(nowMs/w.g.bucketMs, o.total)
+		}
+		return
+	}
+	all := append(slices.Clone(q), w.q...)
+	slices.SortStableFunc(all, func(x, y bucketCount) int { return cmp.Compare(x.b, y.b) })
+	w.q = w.q[:0]
+	w.total = 0
+	for _, e := range all {
+		w.add(e.b, e.n)
+	}
+}
+
+func (w *buckets) leave(b, nowMs int64) time.Duration {
 	return time.Duration((b+w.g.nb+1)*w.g.bucketMs-1-nowMs) * time.Millisecond
 }
 
 // retryAfter is how long until need units have left the window: bucket b
 // leaves at (b + nb + 1)·B − 1 ms.
-func (w *window) retryAfter(nowMs, need int64) time.Duration {
+func (w *buckets) retryAfter(nowMs, need int64) time.Duration {
 	freed := int64(0)
 	for _, e := range w.q {
 		freed += e.n
@@ -118,7 +160,7 @@ func (w *window) retryAfter(nowMs, need int64) time.Duration {
 
 // releaseAfter is how long until the oldest bucket holding anything
 // leaves; 0 when the window is empty.
-func (w *window) releaseAfter(nowMs int64) time.Duration {
+func (w *buckets) releaseAfter(nowMs int64) time.Duration {
 	if w.total <= 0 || len(w.q) == 0 {
 		return 0
 	}
@@ -126,7 +168,7 @@ func (w *window) releaseAfter(nowMs int64) time.Duration {
 }
 
 // empty reports whether nothing recorded is still in the window at nowMs.
-func (w *window) empty(nowMs int64) bool {
+func (w *buckets) empty(nowMs int64) bool {
 	return len(w.q) == 0 || w.total == 0 || (nowMs+1)/w.g.bucketMs-w.g.nb > w.q[len(w.q)-1].b
 }
 
@@ -151,7 +193,7 @@ func (w *window) decide(cfg *config, sup bool, lim limits, g geometry, n int64, 
 func (w *window) peek(sup bool, lim limits, g geometry, now time.Time) State {
 	nowMs := w.clock(now)
 	if w.g != g { // read a re-dated copy
-		v := &window{g: w.g, q: slices.Clone(w.q), lastMs: w.lastMs, total: w.total}
+		v := &window{buckets: buckets{g: w.g, q: slices.Clone(w.q), lastMs: w.lastMs, total: w.total}}
 		v.regeo(g, nowMs)
 		w = v
 	}
@@ -449,10 +491,10 @@ func (l *Local) Reset(_ context.Context, key string) error {
 // on a match, (prev, prev) otherwise. limit gives the window (only its
 // Period matters here). value may exceed limit.N (the key is then
 // rejected until enough has left). Errors: invalid input
-// (ErrInvalidKey, ErrInvalidOption: an invalid Limit, value outside 0 to
-// MaxCount) or a closed provider.
+// (ErrInvalidKey, ErrInvalidOption: an invalid Limit or comparator, a
+// value outside 0 to MaxCount) or a closed provider.
 func (l *Local) SetIf(_ context.Context, key string, limit Limit, cmp distkit.Comparator, value int64, h History) (cur, prev int64, err error) {
-	if err := checkSet(key, limit, value, h); err != nil {
+	if err := checkSet(key, limit, cmp, value, h); err != nil {
 		return 0, 0, err
 	}
 	if l.closed.Load() {

@@ -38,8 +38,9 @@ const (
 	// the backend is back.
 	FailOpen
 	// FailLocal (Hybrid only) keeps deciding against the last known global
-	// count plus local traffic until the backend answers again: each
-	// instance then enforces the capacity on its own.
+	// count plus local traffic until the backend answers again, both
+	// leaving the window with their buckets: each instance then enforces
+	// the capacity per window on its own.
 	FailLocal
 )
 

@@ -75,9 +75,11 @@
 //     other instance. One Hybrid instance alone keeps the exact bound (in
 //     whole milliseconds, as Redis).
 //     While the backend is unreachable (FailLocal), each instance enforces
-//     N on its own, stricter than per window: what it admits meanwhile and
-//     the count it last pulled only leave once the backend is back (an
-//     outage longer than the period rejects everything after N).
+//     N per window on its own: what it admits meanwhile leaves the window
+//     with its bucket (on the local clock), and so does the count it last
+//     pulled (the buckets the pull described with their end, the rest at
+//     the latest once the bucket the server was in then has left). When
+//     the backend is back, only what is still in the window is pushed.
 //
 // The price of exactness: a bucket's units are released only when its end
 // leaves the window, up to B − 1 ms later than a log of every request
@@ -356,12 +358,15 @@ func prepare(c *config, key string, limit Limit, n int64, sup bool) (limits, geo
 }
 
 // checkSet checks SetIf's arguments.
-func checkSet(key string, limit Limit, value int64, h History) error {
+func checkSet(key string, limit Limit, cmp distkit.Comparator, value int64, h History) error {
 	if err := distkit.ValidateKey("key", key); err != nil {
 		return fmt.Errorf("ratelimit: %w", err)
 	}
 	if err := limit.Validate(); err != nil {
 		return err
+	}
+	if err := cmp.Validate(); err != nil {
+		return fmt.Errorf("ratelimit: SetIf: %w", err)
 	}
 	if value < 0 || value > MaxCount {
 		return invalid("SetIf value %d must be between 0 and MaxCount %d", value, int64(MaxCount))

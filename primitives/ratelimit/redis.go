@@ -201,11 +201,11 @@ func (r *Redis) Reset(ctx context.Context, key string) error {
 // and before: (value, prev) on a match, (prev, prev) otherwise. limit
 // gives the window (only its Period matters). value may exceed limit.N
 // (the key is then rejected until enough has left). Errors: invalid input
-// (ErrInvalidKey, ErrInvalidOption: an invalid Limit, value outside 0 to
-// MaxCount), a closed provider, ctx ending, or a backend failure
-// (wrapping distkit.ErrNotApplied or ErrIndeterminate).
+// (ErrInvalidKey, ErrInvalidOption: an invalid Limit or comparator, a
+// value outside 0 to MaxCount), a closed provider, ctx ending, or a
+// backend failure (wrapping distkit.ErrNotApplied or ErrIndeterminate).
 func (r *Redis) SetIf(ctx context.Context, key string, limit Limit, cmp distkit.Comparator, value int64, h History) (cur, prev int64, err error) {
-	if err := checkSet(key, limit, value, h); err != nil {
+	if err := checkSet(key, limit, cmp, value, h); err != nil {
 		return 0, 0, err
 	}
 	if r.closed.Load() {

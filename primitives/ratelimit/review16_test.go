@@ -154,9 +154,10 @@ func TestReview16_CloseWithinCtxWhileSyncHung(t *testing.T) {
 // FailLocal keeps enforcing the capacity per window while the backend is
 // down: an outage longer than the window must not turn into "reject
 // everything" once C requests were admitted locally (the local count never
-// leaves the window, and neither does the last pulled global count).
+// leaves the window, and neither does the last pulled global count). Every
+// window still holds at most C, and once the backend is back only what is
+// still in the window is pushed, once.
 func TestReview16_FailLocalOutageLongerThanWindow(t *testing.T) {
-	t.Skip("review16: Hybrid's unpushed increments and last pulled count carry no time, so they never leave the window while the backend is down; needs per-bucket pending (and a push that drops what left the window), beyond a local fix")
 	ctx := context.Background()
 	clk := &manualClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
 	b := memory.New(memory.Options{Clock: clk})
@@ -171,6 +172,7 @@ func TestReview16_FailLocalOutageLongerThanWindow(t *testing.T) {
 	if err := h.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
+	at := []time.Time{clk.Now(), clk.Now(), clk.Now(), clk.Now(), clk.Now()}
 	b.FailNext(1<<30, nil) // the backend is down from now on
 	for window := range 5 {
 		admitted := 0
@@ -183,13 +185,37 @@ func TestReview16_FailLocalOutageLongerThanWindow(t *testing.T) {
 			h.Sync(ctx) // fails
 			if d.Allowed {
 				admitted++
+				at = append(at, d.At)
 			}
 			last = d
+			clk.Advance(10 * time.Millisecond)
 		}
-		if window > 0 && admitted != 10 {
-			t.Fatalf("outage window %d: admitted %d of 20 under FailLocal (last %+v); want the capacity 10 per window", window, admitted, last)
+		want := 10
+		if window == 0 {
+			want = 5 // with the 5 admitted before the outage
 		}
-		clk.Advance(1100 * time.Millisecond)
+		if admitted != want {
+			t.Fatalf("outage window %d: admitted %d of 20 under FailLocal (last %+v); want %d (the capacity 10 per window)", window, admitted, last, want)
+		}
+		if window < 4 {
+			clk.Advance(900 * time.Millisecond)
+		}
+	}
+	if worst := testkit.MaxInWindow(at, time.Second); worst > 10 {
+		t.Fatalf("%d admitted within one second during the outage, capacity 10", worst)
+	}
+	// The backend is back 200 ms after the last window's 10 admissions
+	// (made over 100 ms): they are all still in the window and pushed once.
+	b.FailNext(0, nil)
+	if err := h.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := testkit.NewRedisLimiter(t, b, ratelimit.Options{})
+	if st, err := r.Absolute().Peek(ctx, "k", ten); err != nil || st.Count != 10 {
+		t.Fatalf("the server after the outage: %+v, %v; want the 10 still in the window, pushed once", st, err)
+	}
+	if d, err := a.Inc(ctx, "k", ten, 1); err != nil || d.Allowed || d.Degraded != nil {
+		t.Fatalf("after the push: %+v, %v; want a normal rejection", d, err)
 	}
 }
 
@@ -260,36 +286,89 @@ func TestReview16_LocalBoundSubMillisecond(t *testing.T) {
 	}
 }
 
-// A Hybrid alone is exact, RetryAfter included (Decision.RetryAfter: "exact
-// for one instance"): retrying after RetryAfter admits, also when the
-// admissions made just before a bucket's end are pushed in the next
-// bucket.
+// A Hybrid alone, RetryAfter as Decision.RetryAfter documents it: a lower
+// bound while the instance's own increments are not pushed (the server
+// counts an increment from the bucket it is pushed in, up to SyncInterval
+// after the decision: unknown when deciding, so RetryAfter assumes the
+// current bucket), and exact once they are: a retry a millisecond before
+// RetryAfter is rejected, at RetryAfter admitted. Exact before the push
+// would need the server to count an increment from the bucket of the
+// decision, i.e. to trust the instance's estimate of the server's clock,
+// which can only make the bound looser.
 func TestReview16_HybridRetryAfterOneInstance(t *testing.T) {
-	t.Skip("review16: not exact before the push (the server counts increments from the bucket they are pushed in, unknown at decision time); documented as a lower bound on Decision.RetryAfter")
 	ctx := context.Background()
 	clk := &manualClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
 	b := memory.New(memory.Options{Clock: clk})
 	h := newHybrid(t, b, ratelimit.Options{Buckets: 10, SyncInterval: time.Hour, Clock: clk})
-	ten := ratelimit.PerSecond(10)
+	ten := ratelimit.PerSecond(10) // buckets of 100 ms
+	inc := func(what string, sync bool) ratelimit.Decision {
+		t.Helper()
+		if sync {
+			if err := h.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d, err := h.Absolute().Inc(ctx, "k", ten, 1)
+		if err != nil || d.Degraded != nil {
+			t.Fatalf("%s: %+v, %v", what, d, err)
+		}
+		return d
+	}
 	clk.Advance(95 * time.Millisecond)
 	if d, err := h.Absolute().Inc(ctx, "k", ten, 10); err != nil || !d.Allowed { // fills capacity 10
 		t.Fatalf("%+v, %v", d, err)
 	}
-	d, err := h.Absolute().Inc(ctx, "k", ten, 1)
-	if err != nil || d.Allowed || d.RetryAfter <= 0 {
-		t.Fatalf("over capacity: %+v, %v", d, err)
+	d := inc("over capacity", false)
+	if d.Allowed || d.RetryAfter <= 0 {
+		t.Fatalf("over capacity: %+v", d)
 	}
+	start := clk.Now()
 	clk.Advance(10 * time.Millisecond) // the sync interval: the push lands in the next bucket
 	if err := h.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	clk.Advance(d.RetryAfter - 10*time.Millisecond)
-	if err := h.Sync(ctx); err != nil {
-		t.Fatal(err)
+	// A lower bound: never admitted before RetryAfter (here not at it
+	// either: the push landed one bucket later).
+	for _, at := range []time.Duration{d.RetryAfter / 2, d.RetryAfter - time.Millisecond, d.RetryAfter} {
+		clk.Advance(start.Add(at).Sub(clk.Now()))
+		if d2 := inc("before the first RetryAfter", true); d2.Allowed {
+			t.Fatalf("admitted %v after a rejection that said RetryAfter %v", at, d.RetryAfter)
+		}
 	}
-	if d2, err := h.Absolute().Inc(ctx, "k", ten, 1); err != nil || !d2.Allowed {
-		t.Fatalf("retried after RetryAfter %v: %+v, %v", d.RetryAfter, d2, err)
+	// The increments are pushed: a rejection's RetryAfter is now exact,
+	// whether the view is pulled again (a sync) or only ages.
+	for _, sync := range []bool{true, false} {
+		d = inc("after the push", true)
+		if d.Allowed || d.RetryAfter <= time.Millisecond {
+			t.Fatalf("after the push: %+v", d)
+		}
+		clk.Advance(d.RetryAfter - time.Millisecond)
+		if d2 := inc("a millisecond before RetryAfter", sync); d2.Allowed || d2.RetryAfter != time.Millisecond {
+			t.Fatalf("a millisecond before RetryAfter %v (sync %v): %+v; want rejected, RetryAfter 1ms", d.RetryAfter, sync, d2)
+		}
+		clk.Advance(time.Millisecond)
+		if d2 := inc("at RetryAfter", sync); !d2.Allowed {
+			t.Fatalf("retried after RetryAfter %v (sync %v): %+v", d.RetryAfter, sync, d2)
+		}
+		// Fill the window again for the next round.
+		if d2, err := h.Absolute().Inc(ctx, "k", ten, remaining(t, h, ten)); err != nil || !d2.Allowed {
+			t.Fatalf("refilling: %+v, %v", d2, err)
+		}
+		clk.Advance(10 * time.Millisecond)
+		if err := h.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
+}
+
+// remaining is what key k can still take under lim.
+func remaining(t *testing.T, h *ratelimit.Hybrid, lim ratelimit.Limit) int64 {
+	t.Helper()
+	st, err := h.Absolute().Peek(context.Background(), "k", lim)
+	if err != nil || st.Remaining < 1 {
+		t.Fatalf("Peek: %+v, %v", st, err)
+	}
+	return st.Remaining
 }
 
 // A limiter nobody closes stops its background goroutine once it is

@@ -20,7 +20,8 @@ import (
 //     rejecting decision, so that a caller never waits for nothing;
 //   - at once, wrapping distkit.ErrInvalidOption, when n exceeds
 //     limit.N: such a request never fits;
-//   - ctx's error when ctx ends while waiting, with the latest rejection;
+//   - ctx's error when ctx has ended, before the wait or while waiting,
+//     with the latest rejection (nothing is admitted once ctx has ended);
 //   - Inc's errors (invalid input, a closed provider).
 //
 // A degraded admission (FailOpen, FailLocal) ends the wait like any
@@ -40,6 +41,12 @@ func (a *Absolute) Wait(ctx context.Context, key string, limit Limit, n int64) (
 	}()
 	var last Decision // the latest rejection, returned when ctx ends
 	for {
+		// Local (and Hybrid on a fresh view) decide without looking at ctx:
+		// a wait whose ctx has ended (before it began, or as its timer
+		// fired) must not take a unit.
+		if ctx.Err() != nil {
+			return last, callerDone(ctx, key, nil)
+		}
 		d, err := a.Inc(ctx, key, limit, n)
 		if err != nil && ctx.Err() != nil && last.Limit > 0 {
 			return last, err

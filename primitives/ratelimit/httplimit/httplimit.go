@@ -46,7 +46,8 @@
 // q is the limit (Decision.Limit), w the period in whole seconds (left out
 // for a period that is not), r what remains (Decision.Remaining), t the
 // seconds until the window next counts less (Decision.ReleaseAfter,
-// rounded up): within t the client can use no more than r. A rejected
+// rounded up): within t the client can use no more than r. q and r are
+// capped at 999999999999999, the largest Structured Field Integer. A rejected
 // request gets the same fields (r=0), Retry-After in seconds (rounded up)
 // and a 429 whose body is an RFC 9457 problem document of the draft's
 // "quota-exceeded" type, or what Options.OnLimited writes. With
@@ -328,7 +329,7 @@ func (m *Middleware) policyField(d ratelimit.Decision) string {
 	if q == 0 { // a degraded decision may not know it
 		q = m.o.Limit.N
 	}
-	v := m.policy + ";q=" + strconv.FormatInt(q, 10)
+	v := m.policy + ";q=" + sfInt(q)
 	if p := m.o.Limit.Period; p%time.Second == 0 {
 		v += ";w=" + strconv.FormatInt(int64(p/time.Second), 10)
 	}
@@ -340,18 +341,29 @@ func (m *Middleware) policyField(d ratelimit.Decision) string {
 func (m *Middleware) setFields(h http.Header, d ratelimit.Decision, t time.Duration) {
 	if m.o.Fields&DraftFields != 0 {
 		h.Set("RateLimit-Policy", m.policyField(d))
-		v := m.policy + ";r=" + strconv.FormatInt(d.Remaining, 10)
+		v := m.policy + ";r=" + sfInt(d.Remaining)
 		if t > 0 {
 			v += ";t=" + seconds(t)
 		}
 		h.Set("RateLimit", v)
 	}
 	if m.o.Fields&LegacyFields != 0 {
-		h.Set("RateLimit-Limit", strconv.FormatInt(d.Limit, 10))
-		h.Set("RateLimit-Remaining", strconv.FormatInt(d.Remaining, 10))
+		h.Set("RateLimit-Limit", sfInt(d.Limit))
+		h.Set("RateLimit-Remaining", sfInt(d.Remaining))
 		h.Set("RateLimit-Reset", seconds(t))
 	}
 }
+
+// maxSFInt is the largest Integer of RFC 8941 (Structured Field Values),
+// the type of the fields' q, w, r and t: 15 decimal digits.
+const maxSFInt = 999_999_999_999_999
+
+// sfInt renders a quota or an available quota as a Structured Field
+// Integer: one beyond the range (a Limit's N may be up to
+// ratelimit.MaxCount, 16 digits) is announced as the largest Integer, a
+// lower quota than the limiter's, which the draft allows (a field with a
+// longer number would be malformed, and ignored by clients).
+func sfInt(v int64) string { return strconv.FormatInt(min(v, maxSFInt), 10) }
 
 // seconds renders d as delay-seconds, rounded up.
 func seconds(d time.Duration) string {

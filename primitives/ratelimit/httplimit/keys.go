@@ -30,7 +30,8 @@ type IPOptions struct {
 	// IPv4Prefix is the same for IPv4 (and IPv4-mapped IPv6) addresses: 1
 	// to 32, default 32.
 	IPv4Prefix int
-	// TrustedProxies are the peers whose forwarding header is believed.
+	// TrustedProxies are the peers whose forwarding header is believed
+	// (an IPv4 proxy may be listed as IPv4 or IPv4-mapped IPv6).
 	// Empty (the default): the header is never read and the key is the
 	// peer address. Otherwise, when the peer is one of them, the client is
 	// the rightmost address of the header that is not a trusted proxy
@@ -121,9 +122,14 @@ func (o IPOptions) Addr(r *http.Request) (netip.Addr, error) {
 	return hops[0], nil
 }
 
+// trusted reports whether a (unmapped) is a trusted proxy. An IPv4
+// address is also looked up in its IPv4-mapped IPv6 form (::ffff:a.b.c.d),
+// the form a dual-stack listener shows it in, so that a proxy listed
+// either way is trusted.
 func (o IPOptions) trusted(a netip.Addr) bool {
+	mapped := netip.AddrFrom16(a.As16())
 	for _, p := range o.TrustedProxies {
-		if p.Contains(a) {
+		if p.Contains(a) || (a.Is4() && p.Contains(mapped)) {
 			return true
 		}
 	}
