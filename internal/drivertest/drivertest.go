@@ -58,12 +58,28 @@ func Main(m *testing.M, env *redistest.Env, d Driver) {
 	code := m.Run()
 	env.Stop()
 	if code == 0 {
-		if err := goleak.Find(d.IgnoreLeaks...); err != nil {
+		if err := findLeaks(d.IgnoreLeaks...); err != nil {
 			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
 			code = 1
 		}
 	}
 	os.Exit(code)
+}
+
+// findLeaks is goleak.Find, given longer to settle: the client libraries'
+// own goroutines of a closed client end on their own but may first finish
+// a sleep or a dial (go-redis's pool re-dial loop sleeps 1 s between
+// attempts and dials with DialTimeout, 5 s by default). A goroutine still
+// there after 15 s is reported.
+func findLeaks(opts ...goleak.Option) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := goleak.Find(opts...)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // Run runs every suite against the driver: the backend contract, every
