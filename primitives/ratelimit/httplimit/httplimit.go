@@ -60,10 +60,13 @@
 // When the limiter's backend fails, the limiter's failure policy
 // (ratelimit.Options.OnError) decides and marks the decision Degraded.
 // Options.OnDegraded says what the middleware does with it: FollowDecision
-// (the default) serves what the limiter admitted and answers 503 Service
-// Unavailable to what it refused (the server's trouble, not the client's
-// quota: a problem document of the draft's "temporary-reduced-capacity"
-// type, Retry-After 1); ServeDegraded serves every degraded request;
+// (the default) serves what the limiter admitted; what it refused against
+// its local view (ratelimit.FailLocal, which knows when room comes back:
+// Decision.RetryAfter > 0) gets 429 with that Retry-After, like any
+// refusal; what it refused without knowing (FailClosed) gets 503 Service
+// Unavailable (the server's trouble, not the client's quota: a problem
+// document of the draft's "temporary-reduced-capacity" type, Retry-After
+// 1); ServeDegraded serves every degraded request;
 // RefuseDegraded answers 503 to every one. A degraded answer carries
 // RateLimit-Policy but no RateLimit (what remains is unknown). Options.
 // OnDecision sees every decision, e.g. to log or count degraded ones.
@@ -294,6 +297,13 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		}
 		if o.OnDegraded == ServeDegraded || (o.OnDegraded == FollowDecision && d.Allowed) {
 			next.ServeHTTP(w, r)
+			return
+		}
+		if o.OnDegraded == FollowDecision && d.RetryAfter > 0 {
+			// Refused against the limiter's local view (FailLocal), which
+			// knows when room comes back: a quota answer, not an outage.
+			h.Set("Retry-After", seconds(d.RetryAfter))
+			o.OnLimited.ServeHTTP(w, r)
 			return
 		}
 		h.Set("Retry-After", seconds(o.DegradedRetryAfter))

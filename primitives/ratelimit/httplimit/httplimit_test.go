@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -453,5 +454,35 @@ func TestSuppressed(t *testing.T) {
 	}
 	if codes[200] < 10 || codes[200] > 30 || codes[429] < 10 {
 		t.Fatalf("Suppressed at 4× the limit: %v", codes)
+	}
+}
+
+// Under FailLocal a degraded refusal is still a quota decision: the
+// limiter decided against its local view and knows when room comes back,
+// so FollowDecision answers 429 with that Retry-After (not 503 "retry in
+// a second", which would invite the client to hammer a full window).
+func TestDegradedLocalRefusalIs429(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	hy, err := ratelimit.NewHybrid(b, ratelimit.Options{SyncInterval: time.Hour}) // FailLocal by default
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hy.Close(ctx)
+	h := mustNew(t, httplimit.Options{Limiter: hy.Absolute(), Limit: ratelimit.PerMinute(2)}).Wrap(ok)
+	for i := 0; i < 2; i++ {
+		if w := do(h, "192.0.2.1:1"); w.Code != 200 {
+			t.Fatalf("request %d: %d", i, w.Code)
+		}
+	}
+	b.FailNext(1000, nil)
+	if err := hy.Sync(ctx); err == nil {
+		t.Fatal("Sync succeeded with the backend failing")
+	}
+	w := do(h, "192.0.2.1:1")
+	ra, _ := strconv.Atoi(w.Header().Get("Retry-After"))
+	if w.Code != http.StatusTooManyRequests || ra < 50 || ra > 61 || !strings.Contains(w.Body.String(), "quota-exceeded") {
+		t.Fatalf("degraded local refusal: %d, Retry-After %q, body %s; want 429 with the window's Retry-After (about 60 s)",
+			w.Code, w.Header().Get("Retry-After"), w.Body)
 	}
 }
