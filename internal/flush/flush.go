@@ -12,8 +12,11 @@
 //     ones costs what one key costs.
 //   - Exactly once. Each batch carries a sequence number; a batch whose
 //     outcome is unknown (ErrIndeterminate) stays in flight and is resent,
-//     with the same number and items, before anything else. The primitive's
-//     script applies a number at most once (a per-instance marker).
+//     with the same number and items, before anything else, until a resend
+//     is answered: a resend that fails, even one the server refused before
+//     running it (ErrNotApplied), says nothing about the first send, so the
+//     batch is never rebuilt as a new one. The primitive's script applies a
+//     number at most once (a per-instance marker).
 //   - Per-key isolation. The primitive's Send reports each item as applied,
 //     refused (a per-key error: the key is set aside, reported by Failed
 //     and the *Error of Flush and Close, and retried with its own backoff
@@ -201,7 +204,11 @@ type Config[T any] struct {
 	// called without the engine's lock, one batch at a time. On success it
 	// sets every item's outcome and returns nil. An error is about the
 	// whole batch: one matching backend.ErrIndeterminate keeps b in flight
-	// (resent before anything else); any other means nothing was applied.
+	// (resent before anything else); any other means this attempt applied
+	// nothing. A batch in flight leaves it only through a nil return: its
+	// resend's answer, read from the script's exactly-once marker, is the
+	// only proof of what an earlier send did (an item neither applied nor
+	// refused there is one the first send never applied).
 	Send func(ctx context.Context, b *Batch[T]) error
 	// Applied records, with the engine's lock held, what the backend
 	// returned for the applied item b.Items[i]; the item's delta already
@@ -781,11 +788,18 @@ func (g *Engine[T]) send(ctx context.Context, b *Batch[T]) error {
 	defer g.mu.Unlock()
 	if err != nil {
 		g.lastErr = err
-		if errors.Is(err, backend.ErrIndeterminate) {
+		switch {
+		case errors.Is(err, backend.ErrIndeterminate):
 			g.inflight = b
-		} else {
-			g.inflight = nil // not applied: the deltas are still pending
-			g.recycleLocked(b)
+		case g.inflight == b:
+			// A resend that failed (refused before running: connection
+			// refused, LOADING after a restart; or any other error) says
+			// nothing about the earlier send whose outcome is unknown: b
+			// stays in flight, to be resent with its number until an
+			// answer says what became of it. Rebuilding its deltas as a
+			// new batch could apply them twice.
+		default:
+			g.recycleLocked(b) // a new batch, not applied: its deltas are still pending
 		}
 		return err
 	}
