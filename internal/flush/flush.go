@@ -119,6 +119,7 @@ type Entry[T any] struct {
 	sent    int64 // the part of added the backend applied
 	err     error // why the backend refused the key's last item; nil when healthy
 	retryAt int64 // engine clock: when a refused key is tried again
+	refused int64 // engine clock: when the key was last refused
 	backoff time.Duration
 }
 
@@ -202,7 +203,8 @@ type Config[T any] struct {
 	Budget time.Duration
 	// Send applies b with one script call, at most once per b.Seq. It is
 	// called without the engine's lock, one batch at a time. On success it
-	// sets every item's outcome and returns nil. An error is about the
+	// sets every item's outcome and returns nil (an item neither applied
+	// nor refused is sent again, in a later batch). An error is about the
 	// whole batch: one matching backend.ErrIndeterminate keeps b in flight
 	// (resent before anything else); any other means this attempt applied
 	// nothing. A batch in flight leaves it only through a nil return: its
@@ -246,6 +248,7 @@ type Engine[T any] struct {
 	work     []*Entry[T] // entries taken from the dirty sets, until nothing is pending
 	lastErr  error       // the last batch-level error, for reports
 	again    bool        // the last round left something to send at once: an amount beyond int64, an item not sent (token holder only)
+	since    int64       // Flush's start: a round with all retries the keys refused before it (token holder only)
 	spare    *Batch[T]   // a finished batch, reused by the next one (with its Ext)
 	workHigh int         // high-water mark of the working set's length…
 	highAt   int64       // …set at this engine time
@@ -637,6 +640,7 @@ func (g *Engine[T]) flushAll(ctx context.Context) error {
 	}
 	run := func() error {
 		defer g.release()
+		g.since = g.now()
 		err := g.round(ctx, true)
 		if err == nil && g.again {
 			err = g.round(ctx, true) // the rest of an amount beyond int64, an item the backend skipped
@@ -668,9 +672,12 @@ func (g *Engine[T]) resolve(ctx context.Context) error {
 }
 
 // round resolves the batch in flight, then sends, in batches of MaxBatch,
-// every entry of the working set with something pending (all: refused
-// keys too, whatever their backoff). It stops at the first batch-level
-// error. Called with the token.
+// every entry of the working set with something pending (all: keys
+// refused before g.since too, whatever their backoff; a key refused during
+// this Flush is not tried again by it: with a primitive whose script
+// applies a batch all or nothing, it would hold back the keys batched
+// with it). It stops at the first batch-level error. Called with the
+// token.
 func (g *Engine[T]) round(ctx context.Context, all bool) error {
 	if err := g.resolve(ctx); err != nil {
 		return err
@@ -725,7 +732,7 @@ func (g *Engine[T]) buildLocked(pos, n int, all bool) (*Batch[T], int) {
 	for ; pos < n; pos++ {
 		e := g.work[pos]
 		d, more := e.pending()
-		if d == 0 || (e.err != nil && !all && now < e.retryAt) {
+		if d == 0 || (e.err != nil && ((!all && now < e.retryAt) || (all && e.refused >= g.since))) {
 			continue
 		}
 		g.again = g.again || more
@@ -819,7 +826,7 @@ func (g *Engine[T]) send(ctx context.Context, b *Batch[T]) error {
 		case it.Err != nil:
 			e.err = it.Err
 			e.backoff = min(max(2*e.backoff, g.cfg.Interval), g.cfg.MaxBackoff)
-			e.retryAt = now + int64(e.backoff)
+			e.retryAt, e.refused = now+int64(e.backoff), now
 		default:
 			g.again = true
 		}
@@ -848,6 +855,11 @@ func (g *Engine[T]) loop() {
 		case <-g.stop:
 			return
 		case <-g.orphaned:
+			select {
+			case <-g.stop: // Close began (and settles) before the owner was collected
+				return
+			default:
+			}
 			g.closed.Store(true)
 			ctx, cancel := context.WithTimeout(context.Background(), orphanBudget)
 			g.settle(ctx)
