@@ -249,6 +249,7 @@ type Engine[T any] struct {
 	lastErr  error       // the last batch-level error, for reports
 	again    bool        // the last round left something to send at once: an amount beyond int64, an item not sent (token holder only)
 	since    int64       // Flush's start: a round with all retries the keys refused before it (token holder only)
+	decided  int64       // items applied or refused so far
 	spare    *Batch[T]   // a finished batch, reused by the next one (with its Ext)
 	workHigh int         // high-water mark of the working set's length…
 	highAt   int64       // …set at this engine time
@@ -642,8 +643,14 @@ func (g *Engine[T]) flushAll(ctx context.Context) error {
 		defer g.release()
 		g.since = g.now()
 		err := g.round(ctx, true)
-		if err == nil && g.again {
-			err = g.round(ctx, true) // the rest of an amount beyond int64, an item the backend skipped
+		// Again for the rest of an amount beyond int64, or items the
+		// backend skipped (batched with a key it refused: that one is not
+		// retried by this Flush), as long as rounds make progress.
+		for err == nil && g.again {
+			before := g.decided
+			if err = g.round(ctx, true); g.decided == before {
+				break
+			}
 		}
 		return err
 	}
@@ -818,12 +825,14 @@ func (g *Engine[T]) send(ctx context.Context, b *Batch[T]) error {
 		e := it.E
 		switch {
 		case it.Applied:
+			g.decided++
 			e.sent += it.Delta
 			if e.err != nil {
 				e.err, e.backoff, e.retryAt = nil, 0, 0
 			}
 			g.cfg.Applied(b, i)
 		case it.Err != nil:
+			g.decided++
 			e.err = it.Err
 			e.backoff = min(max(2*e.backoff, g.cfg.Interval), g.cfg.MaxBackoff)
 			e.retryAt, e.refused = now+int64(e.backoff), now
