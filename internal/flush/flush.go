@@ -1,5 +1,5 @@
 // Package flush is the one flush engine of distkit's Lax primitives
-// (counter.Lax; instancecounter.Lax is meant to move onto it): per-key
+// (counter.Lax and instancecounter.Lax): per-key
 // pending deltas accepted lock-free in process and sent to the backend in
 // numbered, exactly-once batches.
 //

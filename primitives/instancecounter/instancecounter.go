@@ -73,12 +73,20 @@
 // # Strict and Lax
 //
 // Strict runs every call as one script. Lax buffers Inc and Dec in process
-// and flushes them every FlushInterval (20 ms) in one script per prefix,
-// with numbered batches applied exactly once (as counter.Lax does); every
-// other call flushes first. Close waits for the calls in flight (within its
-// context; later calls fail with distkit.ErrClosed), then removes this
-// instance's slices unless Options.KeepSlicesOnClose is set (then they
-// leave with its heartbeat).
+// and flushes them every FlushInterval (20 ms), on the flush engine of
+// counter.Lax: numbered batches applied exactly once (a batch whose outcome
+// is unknown stays in flight until a resend is answered), each flush
+// touching only the keys with pending deltas; every other call flushes
+// first. A key whose delta the server refuses (distkit.ErrOverflow, a value
+// that is not an integer) is set aside and reported (Lax.Failed,
+// UnflushedError) while the others flush. Lax drops its local state of a
+// key whose slice is 0 and that has nothing pending after
+// Options.IdleAfter without use (it keeps keys with a slice, or with a Set
+// or Del newer than the last Clear, which a comeback must report); a
+// comeback reports only those keys. Close waits for the calls in flight
+// (within its context; later calls fail with distkit.ErrClosed), then
+// removes this instance's slices unless Options.KeepSlicesOnClose is set
+// (then they leave with its heartbeat).
 //
 // # Key layout
 //
@@ -173,8 +181,13 @@ const maxAbsent = 3
 // slot is what this instance remembers of one key, from the reply of the
 // script that executed last among those it recorded.
 type slot struct {
-	field string     // the key as the scripts see it (keyspace.InstanceKeyField)
-	mu    sync.Mutex // guards version, epoch, at and rejoined (never held during I/O)
+	// Lax: total and mine minus the part of the entry's accepted deltas
+	// they include (Entry.Sent), wrapping, so that the view is base +
+	// Entry.Added(); set with the engine's lock held (rebase). First: on
+	// the cache line of the entry's counter, which Inc reads with them.
+	tb, mb atomic.Int64
+	field  string     // the key as the scripts see it (keyspace.InstanceKeyField)
+	mu     sync.Mutex // guards version, epoch, at and rejoined (never held during I/O)
 	// version of the recorded reply: scripts of one registration are
 	// numbered in execution order, so a reply with a lower one (a call
 	// that executed earlier, whatever order the replies came in) is not
@@ -186,11 +199,7 @@ type slot struct {
 	// Confirmed by the server; atomic so that Lax's Inc reads them lock-free.
 	total atomic.Int64 // cumulative
 	mine  atomic.Int64 // this instance's slice
-	// Lax: total and mine minus the part of the entry's accepted deltas
-	// they include (Entry.Sent), wrapping, so that the view is base +
-	// Entry.Added(); set with the engine's lock held (rebase).
-	tb, mb atomic.Int64
-	ent    *laxEntry // Lax: the entry holding this slot
+	ent   *laxEntry    // Lax: the entry holding this slot
 }
 
 // rebase sets the Lax bases from total and mine, which include sent of
