@@ -11,6 +11,7 @@ import (
 	"github.com/distkit-go/distkit/internal/icscript"
 	"github.com/distkit-go/distkit/internal/lockscript"
 	"github.com/distkit-go/distkit/internal/ratelimitscript"
+	"github.com/distkit-go/distkit/internal/semscript"
 )
 
 // All returns the scripts of every primitive and of the driver toolkit's
@@ -23,6 +24,7 @@ func All() []*driver.Script {
 		lockscript.All(),
 		icscript.All(),
 		ratelimitscript.All(),
+		semscript.All(),
 		{driver.HeartbeatScript, driver.AcquireLeaseScript, driver.RenewLeaseScript, driver.ReleaseLeaseScript},
 	} {
 		for _, s := range group {

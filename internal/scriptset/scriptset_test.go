@@ -9,6 +9,7 @@ import (
 	"github.com/distkit-go/distkit/internal/lockscript"
 	"github.com/distkit-go/distkit/internal/ratelimitscript"
 	"github.com/distkit-go/distkit/internal/scriptset"
+	"github.com/distkit-go/distkit/internal/semscript"
 )
 
 // All holds every script of the primitives' script packages, each once.
@@ -21,7 +22,7 @@ func TestAll(t *testing.T) {
 		}
 		seen[s.SHA()] = true
 	}
-	for _, group := range [][]*driver.Script{counterscript.All(), lockscript.All(), icscript.All(), ratelimitscript.All(),
+	for _, group := range [][]*driver.Script{counterscript.All(), lockscript.All(), icscript.All(), ratelimitscript.All(), semscript.All(),
 		{driver.HeartbeatScript, driver.AcquireLeaseScript, driver.RenewLeaseScript, driver.ReleaseLeaseScript}} {
 		for _, s := range group {
 			if !seen[s.SHA()] {
