@@ -8,6 +8,7 @@ package scriptset
 import (
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/counterscript"
+	"github.com/distkit-go/distkit/internal/electscript"
 	"github.com/distkit-go/distkit/internal/icscript"
 	"github.com/distkit-go/distkit/internal/lockscript"
 	"github.com/distkit-go/distkit/internal/ratelimitscript"
@@ -25,6 +26,7 @@ func All() []*driver.Script {
 		icscript.All(),
 		ratelimitscript.All(),
 		semscript.All(),
+		electscript.All(),
 		{driver.HeartbeatScript, driver.AcquireLeaseScript, driver.RenewLeaseScript, driver.ReleaseLeaseScript},
 	} {
 		for _, s := range group {
