@@ -11,6 +11,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/internal/electscript"
 	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/election"
 )
@@ -23,6 +24,7 @@ func runElection(t *testing.T, newHarness NewHarness) {
 	t.Run("PartitionedLeaderFenced", func(t *testing.T) { testElectPartition(t, newHarness(t)) })
 	t.Run("Observe", func(t *testing.T) { testElectObserve(t, newHarness(t)) })
 	t.Run("InvalidOptions", func(t *testing.T) { testElectInvalid(t, newHarness(t)) })
+	t.Run("LostReply", func(t *testing.T) { testElectLostReply(t, newHarness(t)) })
 }
 
 func newElection(t *testing.T, b backend.Backend, name string, opts election.Options) *election.Election {
@@ -411,4 +413,35 @@ func testElectInvalid(t *testing.T, h Harness) {
 	if _, err := election.New(nil, "sched", election.Options{}); !errors.Is(err, distkit.ErrInvalidOption) {
 		t.Errorf("nil backend: %v", err)
 	}
+}
+
+// testElectLostReply: a campaign whose winning reply is lost finds its own
+// term on the next attempt (same token, not a second term); a campaign
+// that ends after a lost reply resigns the term it may have won.
+func testElectLostReply(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	w := testkit.Wrap(open(t, h))
+	e := newElection(t, w, "sched", election.Options{Prefix: p, RetryInterval: 10 * time.Millisecond})
+	w.LoseNextReply(electscript.Campaign.Name())
+	l, err := e.Campaign(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if term, err := e.Leader(ctx); err != nil || term.Token != l.Token() {
+		t.Fatalf("Leader %+v (%v), want the retried campaign's token %d", term, err, l.Token())
+	}
+	if err := l.Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rule := w.LoseNextReply(electscript.Campaign.Name())
+	cctx, cancel := context.WithCancel(ctx)
+	go func() { <-rule.Done; cancel() }() // ctx ends right after the lost reply
+	if _, err := e.Campaign(cctx, "b"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("campaign cancelled after a lost reply: %v", err)
+	}
+	testkit.Eventually(t, 2*time.Second, "the term it may have won is resigned", func() bool {
+		_, err := e.Leader(ctx)
+		return errors.Is(err, distkit.ErrNoLeader)
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/keyspace"
+	"github.com/distkit-go/distkit/internal/semscript"
 	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/semaphore"
 )
@@ -28,6 +29,7 @@ func runSemaphore(t *testing.T, newHarness NewHarness) {
 	t.Run("HolderDies", func(t *testing.T) { testSemHolderDies(t, newHarness(t)) })
 	t.Run("LeaseLost", func(t *testing.T) { testSemLeaseLost(t, newHarness(t)) })
 	t.Run("SetCapacity", func(t *testing.T) { testSemSetCapacity(t, newHarness(t)) })
+	t.Run("LostReply", func(t *testing.T) { testSemLostReply(t, newHarness(t)) })
 }
 
 // zcardScript reads the size of a sorted set, bypassing the primitive.
@@ -578,4 +580,32 @@ func testSemSetCapacity(t *testing.T, h Harness) {
 	}
 	releasePermit(t, pw)
 	releasePermit(t, ph)
+}
+
+// testSemLostReply: an acquisition whose reply is lost (it ran) is
+// recognised by the wait's next attempt, which gets the same permit rather
+// than a second one; a single attempt whose reply is lost gives the permit
+// back.
+func testSemLostReply(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	w := testkit.Wrap(open(t, h))
+	s := newSem(t, w, "res", 3, semaphore.Options{Prefix: p, RetryInterval: 10 * time.Millisecond})
+	w.LoseNextReply(semscript.Acquire.Name())
+	pm, err := s.Acquire(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used, err := s.Used(ctx); err != nil || used != 2 {
+		t.Fatalf("after a lost reply and a retry: %d units used (%v), want 2", used, err)
+	}
+	releasePermit(t, pm)
+	w.LoseNextReply(semscript.Acquire.Name())
+	if _, err := s.TryAcquire(ctx, 3); !errors.Is(err, distkit.ErrIndeterminate) {
+		t.Fatalf("TryAcquire with its reply lost: %v, want ErrIndeterminate", err)
+	}
+	testkit.Eventually(t, 2*time.Second, "the unknown permit is given back", func() bool {
+		used, err := s.Used(ctx)
+		return err == nil && used == 0
+	})
 }
