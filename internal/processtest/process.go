@@ -96,6 +96,8 @@ func WorkerMain(dial Dial) bool {
 		err = workerInstance(b, spec)
 	case "semaphore":
 		err = workerSemHammer(b, spec)
+	case "sem-pause":
+		err = workerSemPause(b, spec)
 	case "campaign":
 		err = workerCampaign(b, spec)
 	case "ratelimit", "ratelimit-hybrid":
@@ -154,6 +156,7 @@ func RunProcesses(t *testing.T, newHarness func(t *testing.T) ProcessHarness) {
 	t.Run("RateLimitBoundAcrossProcesses", func(t *testing.T) { testRLProcesses(t, newHarness(t)) })
 	t.Run("HybridRateLimitBoundAcrossProcesses", func(t *testing.T) { testHybridProcesses(t, newHarness(t)) })
 	t.Run("SemaphoreCapacityAcrossProcesses", func(t *testing.T) { testSemProcesses(t, newHarness(t)) })
+	t.Run("SemaphoreHolderPausedPastTTL", func(t *testing.T) { testSemPaused(t, newHarness(t)) })
 	t.Run("ElectionLeaderKilled", func(t *testing.T) { testElectionKilled(t, newHarness(t)) })
 }
 

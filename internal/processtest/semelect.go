@@ -18,6 +18,7 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/internal/testkit"
+	"github.com/distkit-go/distkit/primitives/counter"
 	"github.com/distkit-go/distkit/primitives/election"
 	"github.com/distkit-go/distkit/primitives/semaphore"
 )
@@ -220,5 +221,115 @@ func testElectionKilled(t *testing.T, h ProcessHarness) {
 		if err := p.w.cmd.Wait(); err != nil {
 			t.Fatalf("worker: %v: %s", err, p.w.stderr.String())
 		}
+	}
+}
+
+// workerSemPause holds every unit of a capacity-2 semaphore with a short
+// TTL and reports; the parent freezes the process past the TTL, takes the
+// units, and continues it. The worker then reports what its permit says,
+// tries a fenced write with its stale token, and releases.
+func workerSemPause(b backend.Backend, spec workerSpec) error {
+	ctx := context.Background()
+	s, err := semaphore.New(b, "res", 2, semaphore.Options{Prefix: spec.Prefix, TTL: 300 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	store, err := counter.NewStrict(b, counter.Options{Prefix: spec.Prefix + "-store"})
+	if err != nil {
+		return err
+	}
+	p, err := s.Acquire(ctx, 2)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("ACQUIRED %d\n", p.Token())
+	os.Stdin.Read(make([]byte, 1)) // the parent writes one byte after SIGCONT
+	select {
+	case <-p.Done():
+		fmt.Printf("LOST %s\n", p.State())
+	case <-time.After(3 * time.Second):
+		fmt.Printf("NOTLOST %s\n", p.State())
+	}
+	if _, prev, err := store.SetIf(ctx, "fence", distkit.Lt(p.Token()), p.Token()); err != nil {
+		return err
+	} else if prev < p.Token() {
+		fmt.Println("FENCE accepted")
+	} else {
+		fmt.Println("FENCE rejected")
+	}
+	_, err = p.Release(ctx)
+	fmt.Printf("RELEASE notheld=%v\n", errors.Is(err, distkit.ErrNotHeld))
+	return nil
+}
+
+// testSemPaused: a holder frozen (SIGSTOP) past its TTL loses its units
+// to another process, which gets a higher token; once resumed, the frozen
+// holder sees Lost, its fenced write is refused, and its Release returns
+// ErrNotHeld without freeing the new holder's units.
+func testSemPaused(t *testing.T, h ProcessHarness) {
+	ctx := context.Background()
+	spec := workerSpec{Mode: "sem-pause", Addrs: h.Addrs(), Cluster: h.IsCluster(), Prefix: testkit.Prefix(t)}
+	w := startWorker(t, spec)
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(w.stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	next := func() string {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("worker ended early: %s", w.stderr.String())
+			}
+			return l
+		case <-time.After(10 * time.Second):
+			t.Fatalf("worker silent: %s", w.stderr.String())
+		}
+		return ""
+	}
+	var stale int64
+	if _, err := fmt.Sscanf(next(), "ACQUIRED %d", &stale); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	b := testkit.Open(t, h)
+	s, err := semaphore.New(b, "res", 2, semaphore.Options{Prefix: spec.Prefix, TTL: 5 * time.Second, RetryInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.TryAcquireWithTimeout(ctx, 2, 3*time.Second)
+	if err != nil {
+		w.cmd.Process.Signal(syscall.SIGCONT)
+		t.Fatalf("could not take the units of a frozen holder: %v", err)
+	}
+	if p.Token() <= stale {
+		t.Fatalf("new token %d not above the frozen holder's %d", p.Token(), stale)
+	}
+	store := testkit.NewStrict(t, b, spec.Prefix+"-store")
+	if _, prev, err := store.SetIf(ctx, "fence", distkit.Lt(p.Token()), p.Token()); err != nil || prev >= p.Token() {
+		t.Fatalf("current holder's fenced write: prev %d, %v", prev, err)
+	}
+	if err := w.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	w.stdin.Write([]byte{1})
+	for _, want := range []string{"LOST Lost", "FENCE rejected", "RELEASE notheld=true"} {
+		if l := next(); l != want {
+			t.Fatalf("resumed holder: %q, want %q", l, want)
+		}
+	}
+	if err := w.cmd.Wait(); err != nil {
+		t.Fatalf("worker: %v: %s", err, w.stderr.String())
+	}
+	if used, err := s.Used(ctx); err != nil || used != 2 || p.State() != semaphore.Acquired {
+		t.Fatalf("after the stale Release: %d units used (%v), current permit %v", used, err, p.State())
+	}
+	if _, err := p.Release(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
