@@ -224,6 +224,7 @@ func testSemInvalid(t *testing.T, h Harness) {
 	}{
 		{"capacity 0", 0, semaphore.Options{Prefix: p}, distkit.ErrInvalidOption},
 		{"capacity -1", -1, semaphore.Options{Prefix: p}, distkit.ErrInvalidOption},
+		{"capacity above 2^52", semaphore.MaxCapacity + 1, semaphore.Options{Prefix: p}, distkit.ErrInvalidOption},
 		{"TTL below minimum", 1, semaphore.Options{Prefix: p, TTL: time.Millisecond}, distkit.ErrInvalidOption},
 		{"RetryInterval below 1ms", 1, semaphore.Options{Prefix: p, RetryInterval: time.Microsecond}, distkit.ErrInvalidOption},
 	} {
@@ -253,9 +254,30 @@ func testSemInvalid(t *testing.T, h Harness) {
 	if _, err := s.TryAcquireWithTimeout(ctx, 1, 0); !errors.Is(err, distkit.ErrInvalidOption) {
 		t.Errorf("TryAcquireWithTimeout(0): %v", err)
 	}
-	if err := s.SetCapacity(0); !errors.Is(err, distkit.ErrInvalidOption) || s.Capacity() != 3 {
-		t.Errorf("SetCapacity(0): %v, capacity %d", err, s.Capacity())
+	for _, c := range []int64{0, semaphore.MaxCapacity + 1} {
+		if err := s.SetCapacity(c); !errors.Is(err, distkit.ErrInvalidOption) || s.Capacity() != 3 {
+			t.Errorf("SetCapacity(%d): %v, capacity %d", c, err, s.Capacity())
+		}
 	}
+	// The largest capacity is exact in the scripts: two permits of half of
+	// it fill it, one more unit does not fit.
+	big := newSem(t, b, "big", semaphore.MaxCapacity, semaphore.Options{Prefix: p})
+	p1, err := big.TryAcquire(ctx, semaphore.MaxCapacity/2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := big.TryAcquire(ctx, semaphore.MaxCapacity/2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := big.TryAcquire(ctx, 1); !errors.Is(err, distkit.ErrNotAcquired) {
+		t.Errorf("one unit above MaxCapacity: %v, want ErrNotAcquired", err)
+	}
+	if used, err := big.Used(ctx); err != nil || used != semaphore.MaxCapacity {
+		t.Errorf("Used at MaxCapacity: %d, %v", used, err)
+	}
+	releasePermit(t, p1)
+	releasePermit(t, p2)
 }
 
 func testSemFencing(t *testing.T, h Harness) {

@@ -122,6 +122,10 @@ const (
 	DefaultTTL           = 30 * time.Second
 	MinTTL               = 100 * time.Millisecond
 	DefaultRetryInterval = 50 * time.Millisecond
+	// MaxCapacity is the largest capacity: 2^52. The scripts add units up
+	// in Lua numbers (doubles, exact up to 2^53), and the units held plus
+	// a request can reach twice the capacity.
+	MaxCapacity = 1 << 52
 )
 
 // Options configure a Semaphore. The zero value is valid.
@@ -189,7 +193,7 @@ type Semaphore struct {
 }
 
 // New returns a Semaphore of capacity units for name over b. A capacity
-// below 1 and invalid options fail with distkit.ErrInvalidOption naming the
+// below 1 or above MaxCapacity and invalid options fail with distkit.ErrInvalidOption naming the
 // problem; an invalid name or prefix with distkit.ErrInvalidKey.
 func New(b backend.Backend, name string, capacity int64, opts Options) (*Semaphore, error) {
 	if b == nil {
@@ -202,8 +206,8 @@ func New(b backend.Backend, name string, capacity int64, opts Options) (*Semapho
 	if err != nil {
 		return nil, fmt.Errorf("semaphore: %w", err)
 	}
-	if capacity < 1 {
-		return nil, fmt.Errorf("semaphore %q: %w: capacity %d is below 1", name, distkit.ErrInvalidOption, capacity)
+	if err := checkCapacity(capacity); err != nil {
+		return nil, fmt.Errorf("semaphore %q: %w", name, err)
 	}
 	switch {
 	case opts.TTL == 0:
@@ -250,8 +254,8 @@ func (s *Semaphore) Capacity() int64 { return s.capacity.Load() }
 // waiter asking for more than the new capacity fails with
 // distkit.ErrInvalidOption on its next attempt. No I/O.
 func (s *Semaphore) SetCapacity(capacity int64) error {
-	if capacity < 1 {
-		return fmt.Errorf("%s: %w: capacity %d is below 1", s.errName, distkit.ErrInvalidOption, capacity)
+	if err := checkCapacity(capacity); err != nil {
+		return fmt.Errorf("%s: %w", s.errName, err)
 	}
 	s.capacity.Store(capacity)
 	return nil
@@ -266,6 +270,16 @@ func (s *Semaphore) Used(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("%s: %w", s.errName, err)
 	}
 	return v.Int64()
+}
+
+func checkCapacity(c int64) error {
+	switch {
+	case c < 1:
+		return fmt.Errorf("%w: capacity %d is below 1", distkit.ErrInvalidOption, c)
+	case c > MaxCapacity:
+		return fmt.Errorf("%w: capacity %d is above MaxCapacity (2^52)", distkit.ErrInvalidOption, c)
+	}
+	return nil
 }
 
 // newAcquisitionID returns owner plus 64 random bits, as the lock's.
