@@ -49,7 +49,8 @@ func (w LockWaitTiming) String() string {
 // held), refusing connections, blackholed, and going down mid-wait; a
 // renewal that fails briefly does not lose the lease; and, when the harness
 // is a PubSubKiller, release notifications come back after the pub/sub
-// connections are killed. It returns the timings for the report.
+// connections are killed; the semaphore's and the election's waits are
+// held to the same budgets. It returns the timings for the report.
 func RunLockFaults(t *testing.T, h FaultHarness, o LockFaultOptions) []LockWaitTiming {
 	if o.Slack <= 0 {
 		o.Slack = time.Second
@@ -58,6 +59,7 @@ func RunLockFaults(t *testing.T, h FaultHarness, o LockFaultOptions) []LockWaitT
 	t.Run("BoundedWaits", func(t *testing.T) { timings = testBoundedWaits(t, h, o) })
 	t.Run("RenewalBlip", func(t *testing.T) { testRenewalBlip(t, h) })
 	t.Run("WakeAfterPubSubKilled", func(t *testing.T) { testWakeAfterPubSubKilled(t, h) })
+	t.Run("SemaphoreElectionBoundedWaits", func(t *testing.T) { timings = append(timings, testLeasedBoundedWaits(t, h, o)...) })
 	return timings
 }
 
