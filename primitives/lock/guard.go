@@ -67,7 +67,9 @@ func (g *Guard) Attempt() int {
 }
 
 // State reports the lease as of the last confirmed renewal or release; no
-// I/O.
+// I/O. Past the lease's deadline without a confirmed renewal it is Lost,
+// even if the guard's expiry timer has not run yet (State, Context and
+// Release check the deadline themselves).
 func (g *Guard) State() State {
 	if g == nil {
 		return Released
