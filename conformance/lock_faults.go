@@ -59,6 +59,7 @@ func RunLockFaults(t *testing.T, h FaultHarness, o LockFaultOptions) []LockWaitT
 	t.Run("RenewalBlip", func(t *testing.T) { testRenewalBlip(t, h) })
 	t.Run("WakeAfterPubSubKilled", func(t *testing.T) { testWakeAfterPubSubKilled(t, h) })
 	t.Run("Review15_CancelEndsLockDuringReconnect", func(t *testing.T) { testReview15CancelEndsLock(t, h) })
+	t.Run("Review15_CancelEndsReleaseDuringReconnect", func(t *testing.T) { testReview15CancelEndsRelease(t, h) })
 	return timings
 }
 
@@ -311,4 +312,38 @@ func testReview15CancelEndsLock(t *testing.T, h FaultHarness) {
 	if el > after+slack {
 		t.Errorf("Lock returned %v after its ctx was cancelled (at %v): want within %v", el-after, after, slack)
 	}
+}
+
+// testReview15CancelEndsRelease: Guard.Release(ctx) returns soon after
+// ctx is cancelled (it then reports the backend's error, and may be called
+// again), even while the client reconnects to a server that does not
+// answer: a caller must be able to bound its clean-up.
+func testReview15CancelEndsRelease(t *testing.T, h FaultHarness) {
+	p := prefix(t)
+	ctx := context.Background()
+	b, _ := h.NewClient(t)
+	m := newMutex(t, b, "res", lock.Options{Prefix: p, TTL: 30 * time.Second})
+	g, err := m.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	review15Reconnect(t, h, b, p)
+	cctx, cancel := context.WithCancel(ctx)
+	const after, slack = 300 * time.Millisecond, 700 * time.Millisecond
+	stop := time.AfterFunc(after, cancel)
+	defer stop.Stop()
+	start := time.Now()
+	st, err := g.Release(cctx)
+	el := time.Since(start)
+	h.Faults().Restore()
+	if err == nil {
+		t.Errorf("Release succeeded (%v) with every byte dropped", st)
+	}
+	if el > after+slack {
+		t.Errorf("Release returned %v after its ctx was cancelled (at %v): want within %v (%v, %v)", el-after, after, slack, st, err)
+	}
+	eventually(t, 10*time.Second, "the lease is released once the server answers again", func() bool {
+		st, err := g.Release(ctx)
+		return st == lock.Released && err == nil
+	})
 }
