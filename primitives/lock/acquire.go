@@ -334,6 +334,39 @@ func (c *core) release(ctx context.Context, m mode, id string) (bool, error) {
 	return n == 1, err
 }
 
+// releaseWithin is Guard.Release's release: it returns within
+// attemptGrace of ctx's end even when the driver overruns ctx (rueidis
+// does not honour a cancellation while it dials). The call is then left to
+// finish on its own (releasing is owner-checked, so a later Release is
+// safe) and its outcome is unknown: ErrIndeterminate.
+func (c *core) releaseWithin(ctx context.Context, m mode, id string) (bool, error) {
+	if ctx.Done() == nil { // nothing to bound it by
+		return c.release(ctx, m, id)
+	}
+	type result struct {
+		ok  bool
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ok, err := c.release(ctx, m, id)
+		done <- result{ok, err}
+	}()
+	select {
+	case r := <-done:
+		return r.ok, r.err
+	case <-ctx.Done():
+	}
+	grace := time.NewTimer(attemptGrace)
+	defer grace.Stop()
+	select {
+	case r := <-done:
+		return r.ok, r.err
+	case <-grace.C:
+	}
+	return false, driver.Indeterminate(fmt.Errorf("%w: %w", errAbandoned, ctx.Err()))
+}
+
 // renew extends the lease of a held value; false when it is gone. With
 // MinReplicas a renewal counts only once the replicas acknowledged it; one
 // they did not is an unconfirmed renewal (retried until the deadline).
