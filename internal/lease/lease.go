@@ -47,7 +47,9 @@
 // Context is cancelled with the same cause, which wraps distkit.ErrLeaseLost
 // and the error that led to it. A process paused past its deadline (GC,
 // SIGSTOP, a stopped VM) reports the loss as soon as it runs again, before
-// it sends anything.
+// it sends anything; State, Cause, Context and Release check the deadline
+// themselves, so a late expiry timer (a paused process, a scheduler that
+// has not run it yet) never shows a lease held past its deadline.
 //
 // Release stops renewals and removes the lease (owner-checked by the
 // primitive's script). Concurrent Release calls are serialised: their
@@ -174,7 +176,17 @@ func New(cfg Config, sent time.Time) *Lease {
 func (l *Lease) State() State {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.checkDeadline()
 	return l.state
+}
+
+// checkDeadline reports a held lease lost once its deadline has passed,
+// without waiting for the expiry timer, which may run late (a paused
+// process, a busy scheduler). l.mu is held.
+func (l *Lease) checkDeadline() {
+	if l.state == Held && !time.Now().Before(l.deadline) {
+		l.lose(l.expiredCause())
+	}
 }
 
 // Done is closed when the lease is lost or released.
@@ -185,6 +197,7 @@ func (l *Lease) Done() <-chan struct{} { return l.done }
 func (l *Lease) Cause() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.checkDeadline()
 	return l.cause
 }
 
@@ -205,6 +218,7 @@ func (l *Lease) Context(parent context.Context) context.Context {
 	ctx, cancel := context.WithCancelCause(parent)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.checkDeadline()
 	if l.state != Held {
 		cancel(l.cause)
 		return ctx
@@ -331,6 +345,7 @@ func (l *Lease) Release(ctx context.Context) (State, error) {
 	}
 	defer func() { <-l.relSem }()
 	l.mu.Lock()
+	l.checkDeadline()
 	if l.state == Released {
 		l.mu.Unlock()
 		return Released, nil
@@ -346,6 +361,7 @@ func (l *Lease) Release(ctx context.Context) (State, error) {
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.checkDeadline() // as if the expiry timer had run on time
 	switch {
 	case l.state == Lost:
 		return Lost, fmt.Errorf("%s: release: %w: %w", l.cfg.Name, distkit.ErrNotHeld, l.cause)
