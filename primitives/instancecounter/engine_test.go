@@ -316,3 +316,65 @@ func TestLaxRejoinSendsOnlyNonZero(t *testing.T) {
 		}
 	}
 }
+
+// Keys that go idle and come back while Incs race with their eviction:
+// every accepted delta reaches the server once, and after a data loss the
+// comeback contributes every slice (an entry evicted while a reply was on
+// its way passes what it learnt to the key's current entry).
+func TestLaxEvictionRacingIncsAndComeback(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	l := newLax(t, b.Connect(), instancecounter.Options{InstanceID: "lax", FlushInterval: time.Millisecond,
+		IdleAfter: time.Millisecond, DeadAfter: time.Minute})
+	if _, _, err := l.Get(ctx, "k0"); err != nil { // registered
+		t.Fatal(err)
+	}
+	const keys = 16
+	var mu sync.Mutex
+	want := map[string]int64{}
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				k := fmt.Sprint("k", (i*7+w)%keys)
+				d := int64(1)
+				if i%3 == 0 {
+					d = -1 // slices go back to 0 now and then: evictable
+				}
+				if _, _, err := l.Inc(ctx, k, d); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				want[k] += d
+				mu.Unlock()
+				if i%50 == 0 {
+					time.Sleep(2 * time.Millisecond) // let keys go idle
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	reader := newStrict(t, b.Connect(), "reader")
+	check := func(when string) {
+		t.Helper()
+		for i := range keys {
+			k := fmt.Sprint("k", i)
+			if c, _, err := reader.Get(ctx, k); err != nil || c != want[k] {
+				t.Fatalf("%s: %s = %d, %v; accepted %d", when, k, c, err, want[k])
+			}
+		}
+	}
+	check("after the flush")
+	b.FlushAll()
+	if _, _, err := l.Get(ctx, "k0"); err != nil { // the comeback
+		t.Fatal(err)
+	}
+	check("after the comeback")
+}
