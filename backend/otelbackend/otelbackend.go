@@ -38,7 +38,6 @@ package otelbackend
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -50,6 +49,7 @@ import (
 
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/obs"
 )
 
 // ScopeName is the instrumentation scope of the tracer and meter the
@@ -80,29 +80,19 @@ const (
 
 // Outcome classes, the values of the attribute distkit.outcome.
 const (
-	OutcomeOK            = "ok"
-	OutcomeNotApplied    = "not_applied"
-	OutcomeIndeterminate = "indeterminate"
-	OutcomeScriptError   = "script_error"
+	OutcomeOK            = obs.OutcomeOK
+	OutcomeNotApplied    = obs.OutcomeNotApplied
+	OutcomeIndeterminate = obs.OutcomeIndeterminate
+	OutcomeScriptError   = obs.OutcomeScriptError
 )
 
-// Outcome classifies err as the wrapper's attribute distkit.outcome does:
-// nil is "ok", a backend.ErrScript is "script_error", a
-// backend.ErrNotApplied is "not_applied", and anything else (which
-// includes backend.ErrIndeterminate and errors a driver left unclassified)
-// is "indeterminate", since it may have run.
-func Outcome(err error) string {
-	switch {
-	case err == nil:
-		return OutcomeOK
-	case errors.Is(err, backend.ErrScript):
-		return OutcomeScriptError
-	case errors.Is(err, backend.ErrNotApplied):
-		return OutcomeNotApplied
-	default:
-		return OutcomeIndeterminate
-	}
-}
+// Outcome classifies err as the wrapper's attribute distkit.outcome does
+// (and the primitives' metrics): nil is "ok", a backend.ErrScript is
+// "script_error", a backend.ErrNotApplied (or a context cancelled before
+// the call was made) is "not_applied", and anything else (which includes
+// backend.ErrIndeterminate and errors a driver left unclassified) is
+// "indeterminate", since it may have run.
+func Outcome(err error) string { return obs.Outcome(err) }
 
 // noopMeter stands in for instruments a provider could not make.
 var noopMeter = noop.NewMeterProvider().Meter(ScopeName)

@@ -106,10 +106,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
@@ -149,6 +152,16 @@ type Options struct {
 	// KeepSlicesOnClose leaves this instance's slices in place on Close
 	// (they then expire with its heartbeat); by default Close removes them.
 	KeepSlicesOnClose bool
+	// Logger receives one line per state change of the background work:
+	// heartbeat_failing / heartbeat_recovered, instance_dead /
+	// instance_rejoined, and for Lax flush_failing / flush_recovered
+	// (README "Observability"); nil: silent.
+	Logger *slog.Logger
+	// Observer is told the same state changes; nil: none.
+	Observer distkit.Observer
+	// MeterProvider records the metrics distkit.instancecounter.* (README
+	// "Observability"); nil: none, at no cost.
+	MeterProvider metric.MeterProvider
 }
 
 var (
@@ -232,6 +245,7 @@ type core struct {
 	stopOnce sync.Once
 	orphOnce sync.Once
 	final    func(ctx context.Context) // Lax: the last flush of a collected owner
+	obs      *icObs                    // nil: no Logger, Observer or MeterProvider
 }
 
 // orphan is the runtime cleanup of an owner dropped without Close.
@@ -267,6 +281,7 @@ func newCore(b backend.Backend, opts Options) (*core, error) {
 		gate: newGate(), flushMu: ctxsync.NewMutex(),
 		stop: make(chan struct{}), orphaned: make(chan struct{}), done: make(chan struct{}),
 	}
+	c.obs = newICObs(opts, p, opts.InstanceID)
 	c.markerKeys = append(append([]string{}, c.keys...), keyspace.InstanceCounterMarker(p, opts.InstanceID))
 	c.base, c.cancel = context.WithCancel(context.Background())
 	m := map[string]*slot{}
@@ -470,6 +485,9 @@ func (c *core) rejoinLocked(ctx context.Context, gen uint64) error {
 		c.gen.Add(1)
 		return nil
 	case icscript.StatusJoined:
+		if c.gen.Load() > 0 { // not the first registration
+			c.obs.noteRejoin()
+		}
 	default:
 		return fmt.Errorf("instancecounter: rejoin: unexpected status %q", r.status)
 	}
@@ -497,6 +515,7 @@ func (c *core) rejoinLocked(ctx context.Context, gen uint64) error {
 // heartbeat or flush starts.
 func (c *core) run(every time.Duration, tick func(ctx context.Context)) {
 	defer close(c.done)
+	defer c.obs.close()
 	stopped := func() bool {
 		select {
 		case <-c.stop:
@@ -510,8 +529,9 @@ func (c *core) run(every time.Duration, tick func(ctx context.Context)) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(c.base, c.deadAfter/3)
-		c.heartbeat(ctx) // a failure is retried on the next tick
+		err := c.heartbeat(ctx) // a failure is retried on the next tick
 		cancel()
+		c.obs.beat(ctx, err)
 	}
 	beat()
 	hb := time.NewTicker(c.deadAfter / 3)

@@ -66,6 +66,7 @@ func NewLax(b backend.Backend, opts Options) (*Lax, error) {
 	}
 	lx := &laxState{c: c, dedupTTL: driver.Millis(ttl)}
 	c.lx = lx
+	c.obs.newFlusher(opts, c)
 	c.final = func(base context.Context) { // a collected Lax flushes once more; its slices expire with its heartbeat
 		ctx, cancel := context.WithTimeout(base, 5*time.Second)
 		defer cancel()
@@ -170,8 +171,10 @@ func (lx *laxState) flush(ctx context.Context) error {
 // pending (with c.flushMu held).
 func (lx *laxState) flushLocked(ctx context.Context) error {
 	c := lx.c
-	if lx.inflight != nil {
-		if err := lx.send(ctx, lx.inflight); err != nil {
+	if b := lx.inflight; b != nil {
+		err := lx.send(ctx, b)
+		c.obs.flushed(ctx, len(b.slots), err)
+		if err != nil {
 			return err
 		}
 	}
@@ -195,7 +198,9 @@ func (lx *laxState) flushLocked(ctx context.Context) error {
 		b.args = append(b.args, s.field, strconv.FormatInt(d, 10))
 		b.slots, b.snaps, b.deltas = append(b.slots, s), append(b.snaps, a), append(b.deltas, d)
 	}
-	return lx.send(ctx, b)
+	err := lx.send(ctx, b)
+	c.obs.flushed(ctx, len(b.slots), err)
+	return err
 }
 
 // send applies b once. When this instance is not registered, b becomes

@@ -142,6 +142,7 @@ func NewHybrid(b backend.Backend, opts Options) (*Hybrid, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.obs = newRLObs(opts, "hybrid", cfg.prefix)
 	h := &Hybrid{b: b, cfg: cfg, keys: newKeyMap[hkey](), quarantine: map[*hkey]struct{}{}, syncMu: ctxsync.NewMutex()}
 	h.lastSweep = cfg.clock.Now()
 	wh := weak.Make(h) // the loop must not hold h: it ends when h is collected
@@ -637,6 +638,7 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 			first = fmt.Errorf("ratelimit: sync: key %q: %w", k.name, err)
 		}
 	}
+	h.cfg.obs.synced(ctx, len(calls), failed, first)
 	if failed > 1 {
 		return fmt.Errorf("%w (and %d more keys)", first, failed-1)
 	}
