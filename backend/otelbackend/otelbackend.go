@@ -38,6 +38,7 @@ package otelbackend
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -114,6 +115,7 @@ type Backend struct {
 	tracer   trace.Tracer
 	duration metric.Float64Histogram
 	calls    metric.Int64Counter
+	optCache sync.Map // optsKey → *measureOpts (scripts are a fixed set)
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -157,6 +159,26 @@ func Wrap(b backend.Backend, opts Options) backend.Backend {
 	return o
 }
 
+// measureOpts are the metric options of one script and outcome, made
+// once: recording them allocates nothing.
+type measureOpts struct {
+	record []metric.RecordOption
+	add    []metric.AddOption
+}
+
+type optsKey struct{ script, outcome string }
+
+// opts returns the options of script and outcome.
+func (o *Backend) opts(script, outcome string) *measureOpts {
+	k := optsKey{script, outcome}
+	if m, ok := o.optCache.Load(k); ok {
+		return m.(*measureOpts)
+	}
+	opt := metric.WithAttributeSet(attribute.NewSet(AttrScript.String(script), AttrOutcome.String(outcome)))
+	m, _ := o.optCache.LoadOrStore(k, &measureOpts{record: []metric.RecordOption{opt}, add: []metric.AddOption{opt}})
+	return m.(*measureOpts)
+}
+
 // Unwrap returns the wrapped backend.
 func (o *Backend) Unwrap() backend.Backend { return o.next }
 
@@ -184,9 +206,9 @@ func (c call) end(ctx context.Context, err error, extra ...attribute.KeyValue) {
 // finish records everything but ends nothing.
 func (c call) finish(ctx context.Context, d time.Duration, err error, extra ...attribute.KeyValue) {
 	outcome := Outcome(err)
-	set := attribute.NewSet(AttrScript.String(c.name), AttrOutcome.String(outcome))
-	c.o.duration.Record(ctx, d.Seconds(), metric.WithAttributeSet(set))
-	c.o.calls.Add(ctx, 1, metric.WithAttributeSet(set))
+	opts := c.o.opts(c.name, outcome)
+	c.o.duration.Record(ctx, d.Seconds(), opts.record...)
+	c.o.calls.Add(ctx, 1, opts.add...)
 	if !c.span.IsRecording() {
 		return
 	}

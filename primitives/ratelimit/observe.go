@@ -18,7 +18,7 @@ type rlObs struct {
 	in     *obs.Instruments
 	health obs.Health // Hybrid's sync
 	// decision attribute sets: [suppressed strategy][result][degraded]
-	opts        [2][3][2]metric.AddOption
+	opts        [2][3][2][]metric.AddOption // slices: Add(ctx, 1, opts...) does not allocate
 	syncOK      metric.AddOption
 	syncFailed  metric.AddOption
 	prefixedOpt metric.AddOption
@@ -36,9 +36,9 @@ func newRLObs(opts Options, provider, prefix string) *rlObs {
 	for s, strategy := range [2]string{"absolute", "suppressed"} {
 		for res, result := range results {
 			for deg := range 2 {
-				o.opts[s][res][deg] = metric.WithAttributeSet(attribute.NewSet(
+				o.opts[s][res][deg] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(
 					obs.AttrPrefix.String(prefix), obs.AttrProvider.String(provider), obs.AttrStrategy.String(strategy),
-					obs.AttrResult.String(result), obs.AttrDegraded.Bool(deg == 1)))
+					obs.AttrResult.String(result), obs.AttrDegraded.Bool(deg == 1)))}
 			}
 		}
 	}
@@ -67,7 +67,7 @@ func (o *rlObs) decided(ctx context.Context, sup bool, d Decision, err error) {
 	if d.Degraded != nil {
 		deg = 1
 	}
-	o.in.RLDecisions.Add(ctx, 1, o.opts[s][res][deg])
+	o.in.RLDecisions.Add(ctx, 1, o.opts[s][res][deg]...)
 }
 
 // synced records one Hybrid sync round of calls keys, failed of which
