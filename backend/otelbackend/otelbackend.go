@@ -2,11 +2,15 @@
 // makes to its backend, with OpenTelemetry. Wrap the backend once and hand
 // the wrapper to the primitives:
 //
-//	b := otelbackend.Wrap(rueidisbackend.New(client), otelbackend.Options{
-//		TracerProvider: tp, // nil: otel.GetTracerProvider()
-//		MeterProvider:  mp, // nil: otel.GetMeterProvider()
-//	})
-//	c, err := counter.NewStrict(b, counter.Options{Prefix: "shop"})
+//	func observedCounter(client rueidis.Client) (*counter.Strict, error) {
+//		b, err := rueidisbackend.New(client)
+//		if err != nil {
+//			return nil, err
+//		}
+//		// The zero Options use otel.GetTracerProvider() and otel.GetMeterProvider().
+//		ob := otelbackend.Wrap(b, otelbackend.Options{})
+//		return counter.NewStrict(ob, counter.Options{Prefix: "shop"})
+//	}
 //
 // A client-side instrumentation of Redis (redisotel, rueidisotel) shows a
 // distkit call as an opaque "EVALSHA <sha>"; this wrapper names each span
