@@ -140,7 +140,7 @@ func Wrap(b backend.Backend, opts Options) backend.Backend {
 	m := mp.Meter(ScopeName)
 	o := &Backend{next: b, tracer: tp.Tracer(ScopeName)}
 	var err error
-	o.duration, err = m.Float64Histogram(MetricCallDuration, metric.WithUnit("s"),
+	o.duration, err = m.Float64Histogram(MetricCallDuration, metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(obs.CallBuckets...),
 		metric.WithDescription("Duration of distkit backend calls (one script run, heartbeat or lease call), by script and outcome."))
 	if err != nil {
 		o.duration, _ = noopMeter.Float64Histogram(MetricCallDuration)

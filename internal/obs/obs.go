@@ -192,6 +192,14 @@ const (
 	RateLimitSyncFailures = "distkit.ratelimit.hybrid.sync.failures"
 )
 
+// LockBuckets are the advised bucket boundaries (seconds) of the lock
+// wait and hold histograms: 1 ms to 5 min.
+var LockBuckets = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}
+
+// CallBuckets are the advised bucket boundaries (seconds) of the backend
+// call duration histogram: 100 µs to 10 s.
+var CallBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
 // Instruments are the instruments of one MeterProvider, made once.
 type Instruments struct {
 	meter metric.Meter
@@ -248,7 +256,8 @@ func newInstruments(m metric.Meter) *Instruments {
 		return g
 	}
 	hist := func(name, desc string) metric.Float64Histogram {
-		h, err := m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc))
+		h, err := m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
+			metric.WithExplicitBucketBoundaries(LockBuckets...))
 		if err != nil {
 			h, _ = noopMeter.Float64Histogram(name)
 		}
