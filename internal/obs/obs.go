@@ -186,6 +186,7 @@ const (
 	LockWaitDuration      = "distkit.lock.wait.duration"
 	LockHoldDuration      = "distkit.lock.hold.duration"
 	LockLeasesLost        = "distkit.lock.leases.lost"
+	LockHandoffs          = "distkit.lock.handoffs"
 	LockRenewFailures     = "distkit.lock.renew.failures"
 	RateLimitDecisions    = "distkit.ratelimit.decisions"
 	RateLimitSyncs        = "distkit.ratelimit.hybrid.syncs"
@@ -212,6 +213,7 @@ type Instruments struct {
 
 	LockWait, LockHold                   metric.Float64Histogram
 	LockLeasesLost, LockRenewFailures    metric.Int64Counter
+	LockHandoffs                         metric.Int64Counter
 	RLDecisions, RLSyncs, RLSyncFailures metric.Int64Counter
 }
 
@@ -275,6 +277,7 @@ func newInstruments(m metric.Meter) *Instruments {
 	in.ICRejoins = counter(ICRejoins, "{rejoin}", "Times an instance found itself unregistered (declared dead) and rejoined.")
 	in.LockWait = hist(LockWaitDuration, "Time from a lock call to its outcome, by mode and result.")
 	in.LockHold = hist(LockHoldDuration, "Time a lock was held, from acquisition to release or loss.")
+	in.LockHandoffs = counter(LockHandoffs, "{acquisition}", "Lock acquisitions that found the lock held and got it after waiting (a hand-off from another holder).")
 	in.LockLeasesLost = counter(LockLeasesLost, "{lease}", "Held locks whose lease was lost.")
 	in.LockRenewFailures = counter(LockRenewFailures, "{renewal}", "Lock lease renewals that failed (retried until the lease's expiry), by outcome.")
 	in.RLDecisions = counter(RateLimitDecisions, "{decision}", "Rate limiter decisions, by provider, strategy, result and whether degraded.")

@@ -157,7 +157,7 @@ func (c *core) waitBudget(ctx context.Context) time.Duration {
 // included, which runs beside the attempts and never delays them.
 func (c *core) acquire(ctx context.Context, m mode, p policy) (g *Guard, err error) {
 	if c.obs != nil {
-		defer func(start time.Time) { c.obs.waited(start, m, err) }(time.Now())
+		defer func(start time.Time) { c.obs.waited(start, m, g, err) }(time.Now())
 	}
 	if m == writer && p.attempts == 1 {
 		m = exclusive // a single attempt never waits, so it does not hold readers back

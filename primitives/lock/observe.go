@@ -52,10 +52,14 @@ func waitResult(err error) string {
 	return "error"
 }
 
-// waited records how long a lock call took, by mode and result.
-func (o *lockObs) waited(start time.Time, m mode, err error) {
+// waited records how long a lock call took, by mode and result, and
+// counts a hand-off: g acquired after attempts that found the lock held.
+func (o *lockObs) waited(start time.Time, m mode, g *Guard, err error) {
 	if o == nil || o.in == nil {
 		return
+	}
+	if err == nil && g.Attempt() > 0 {
+		o.in.LockHandoffs.Add(context.Background(), 1, obs.Prefix(o.prefix))
 	}
 	o.in.LockWait.Record(context.Background(), time.Since(start).Seconds(), metric.WithAttributeSet(attribute.NewSet(
 		obs.AttrPrefix.String(o.prefix), obs.AttrMode.String(m.label()), obs.AttrResult.String(waitResult(err)))))

@@ -19,14 +19,16 @@ import (
 // TestLockObservability: wait time by result; a failed renewal is
 // reported once (lease_renew_failing) and counted, its recovery reported;
 // a lost lease is reported (lease_lost), counted, and its hold time
-// recorded with end "lost"; a released one with end "released".
+// recorded with end "lost"; a released one with end "released"; a waiter
+// that gets the lock on its release counts as a hand-off.
 func TestLockObservability(t *testing.T) {
 	ctx := context.Background()
 	mem := memory.New(memory.Options{})
 	defer mem.Close()
 	tel := testkit.NewTelemetry(t)
 	opts := lock.Options{Prefix: "obs", TTL: 300 * time.Millisecond, Logger: tel.Logger, Observer: tel, MeterProvider: tel.Provider}
-	m := testkit.NewMutex(t, mem, "res", opts)
+	b := testkit.Wrap(mem) // counts the acquire attempts (and hides the Notifier: waiters poll)
+	m := testkit.NewMutex(t, b, "res", opts)
 	prefix := obs.AttrPrefix.String("obs")
 	mode := obs.AttrMode.String("exclusive")
 
@@ -48,7 +50,22 @@ func TestLockObservability(t *testing.T) {
 	if st := g.State(); st != lock.Acquired {
 		t.Fatalf("state %v after a recovered renewal", st)
 	}
+	// A waiter gets the lock when it is released: a hand-off.
+	got := make(chan error, 1)
+	go func() {
+		g2, err := m.Lock(ctx)
+		if err == nil {
+			_, err = g2.Release(ctx)
+		}
+		got <- err
+	}()
+	testkit.Eventually(t, 10*time.Second, "the waiter's first attempt", func() bool {
+		return b.Finished("lock-acquire") >= 3 // Lock, TryLock, the waiter's
+	})
 	if _, err := g.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
 		t.Fatal(err)
 	}
 
@@ -79,9 +96,10 @@ func TestLockObservability(t *testing.T) {
 		want float64
 		kv   []any
 	}{
-		{obs.LockWaitDuration, 2, []any{obs.AttrResult.String("acquired")}},
+		{obs.LockWaitDuration, 3, []any{obs.AttrResult.String("acquired")}},
 		{obs.LockWaitDuration, 1, []any{obs.AttrResult.String("not_acquired")}},
-		{obs.LockHoldDuration, 1, []any{obs.AttrEnd.String("released")}},
+		{obs.LockHoldDuration, 2, []any{obs.AttrEnd.String("released")}},
+		{obs.LockHandoffs, 1, nil},
 		{obs.LockHoldDuration, 1, []any{obs.AttrEnd.String("lost")}},
 		{obs.LockLeasesLost, 1, nil},
 		{obs.LockRenewFailures, 1, []any{obs.AttrOutcome.String("not_applied")}},
