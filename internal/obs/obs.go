@@ -218,25 +218,33 @@ type Instruments struct {
 }
 
 var (
-	cache     sync.Map // metric.MeterProvider → *Instruments
+	// last caches the instruments of the provider used last: programs
+	// have one, and a cache holding every provider ever seen would keep
+	// them all alive (tests make many).
+	last      atomic.Pointer[cached]
 	noopMeter = noop.NewMeterProvider().Meter(ScopeName)
 )
 
-// For returns mp's instruments (made on first use), nil when mp is nil.
+type cached struct {
+	mp metric.MeterProvider
+	in *Instruments
+}
+
+// For returns mp's instruments, nil when mp is nil. They are made on
+// first use (the SDK returns the same instruments for the same names, so
+// making them again for another provider is only a cost, not a
+// duplicate).
 func For(mp metric.MeterProvider) *Instruments {
 	if mp == nil {
 		return nil
 	}
 	comparable := reflect.TypeOf(mp).Comparable()
-	if comparable {
-		if in, ok := cache.Load(mp); ok {
-			return in.(*Instruments)
-		}
+	if c := last.Load(); comparable && c != nil && c.mp == mp {
+		return c.in
 	}
 	in := newInstruments(mp.Meter(ScopeName))
 	if comparable {
-		v, _ := cache.LoadOrStore(mp, in)
-		in = v.(*Instruments)
+		last.Store(&cached{mp, in})
 	}
 	return in
 }
