@@ -3,6 +3,7 @@ package counter_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -97,5 +98,30 @@ func TestLaxNoTelemetry(t *testing.T) {
 	}
 	if err := l.Flush(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLaxCollectedLeavesNoGauge: a Lax dropped without Close is still
+// collected with a MeterProvider set (the pending-keys gauge holds it
+// weakly) and its gauge stops reporting.
+func TestLaxCollectedLeavesNoGauge(t *testing.T) {
+	mem := memory.New(memory.Options{})
+	defer mem.Close()
+	tel := testkit.NewTelemetry(t)
+	func() {
+		l, err := counter.NewLax(mem, counter.Options{Prefix: "gone", MeterProvider: tel.Provider})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Inc(context.Background(), "a", 1)
+	}()
+	prefix := obs.AttrPrefix.String("gone")
+	testkit.Eventually(t, 10*time.Second, "the gauge of a collected Lax gone", func() bool {
+		runtime.GC()
+		_, ok := tel.Collect(t)[obs.CounterPendingKeys].Value(prefix)
+		return !ok
+	})
+	if v := tel.Sum(t, obs.CounterFlushDeltas, prefix); v != 1 {
+		t.Errorf("deltas %v: the collected Lax's last flush was not counted", v)
 	}
 }
