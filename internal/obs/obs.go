@@ -191,6 +191,7 @@ const (
 	RateLimitDecisions    = "distkit.ratelimit.decisions"
 	RateLimitSyncs        = "distkit.ratelimit.hybrid.syncs"
 	RateLimitSyncFailures = "distkit.ratelimit.hybrid.sync.failures"
+	RateLimitSyncAge      = "distkit.ratelimit.hybrid.sync.age"
 )
 
 // LockBuckets are the advised bucket boundaries (seconds) of the lock
@@ -215,6 +216,7 @@ type Instruments struct {
 	LockLeasesLost, LockRenewFailures    metric.Int64Counter
 	LockHandoffs                         metric.Int64Counter
 	RLDecisions, RLSyncs, RLSyncFailures metric.Int64Counter
+	RLSyncAge                            metric.Float64ObservableGauge
 }
 
 var (
@@ -291,7 +293,23 @@ func newInstruments(m metric.Meter) *Instruments {
 	in.RLDecisions = counter(RateLimitDecisions, "{decision}", "Rate limiter decisions, by provider, strategy, result and whether degraded.")
 	in.RLSyncs = counter(RateLimitSyncs, "{sync}", "Hybrid limiter sync rounds, by outcome (ok: every key synced).")
 	in.RLSyncFailures = counter(RateLimitSyncFailures, "{key}", "Keys whose Hybrid sync failed (their decisions degraded until the next success).")
+	var err error
+	in.RLSyncAge, err = m.Float64ObservableGauge(RateLimitSyncAge, metric.WithUnit("s"),
+		metric.WithDescription("Time since the Hybrid limiter's last sync round that left no key failing (its view's staleness bound while degraded)."))
+	if err != nil {
+		in.RLSyncAge, _ = noopMeter.Float64ObservableGauge(RateLimitSyncAge)
+	}
 	return in
+}
+
+// Register registers f as the callback of the observable instrument i;
+// nil when that fails.
+func (in *Instruments) Register(f metric.Callback, i metric.Observable) metric.Registration {
+	reg, err := in.meter.RegisterCallback(f, i)
+	if err != nil {
+		return nil
+	}
+	return reg
 }
 
 // Prefix is the attribute option naming a prefix.

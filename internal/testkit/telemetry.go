@@ -167,6 +167,12 @@ func (m Metric) Value(want ...attribute.KeyValue) (v float64, ok bool) {
 				v, ok = v+float64(dp.Value), true
 			}
 		}
+	case metricdata.Gauge[float64]:
+		for _, dp := range d.DataPoints {
+			if matches(dp.Attributes, want) {
+				v, ok = v+dp.Value, true
+			}
+		}
 	case metricdata.Histogram[float64]:
 		for _, dp := range d.DataPoints {
 			if matches(dp.Attributes, want) {

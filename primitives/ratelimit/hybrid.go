@@ -160,6 +160,7 @@ func NewHybrid(b backend.Backend, opts Options) (*Hybrid, error) {
 		}
 	})
 	stopWhenCollected(h, h.jan)
+	cfg.obs.registerSyncAge(h, cfg.prefix)
 	return h, nil
 }
 
@@ -597,6 +598,7 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 		k.mu.Unlock()
 	}
 	if len(calls) == 0 {
+		h.cfg.obs.synced(ctx, 0, 0, nil)
 		return nil
 	}
 	var failed int
@@ -785,6 +787,7 @@ func (h *Hybrid) admin(ctx context.Context, key string, g *geometry, call func(p
 // wrapping distkit.ErrClosed, so nothing is admitted that no one pushes.
 func (h *Hybrid) Close(ctx context.Context) error {
 	h.closed.Store(true)
+	h.cfg.obs.close()
 	if err := h.jan.close(ctx); err != nil {
 		return err
 	}

@@ -3,6 +3,9 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"sync/atomic"
+	"time"
+	"weak"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -22,6 +25,8 @@ type rlObs struct {
 	syncOK      metric.AddOption
 	syncFailed  metric.AddOption
 	prefixedOpt metric.AddOption
+	healthyAt   atomic.Int64 // unix ns: the last sync round that left no key failing (Hybrid)
+	reg         metric.Registration
 }
 
 var results = [3]string{"allowed", "rejected", "suppressed"}
@@ -48,6 +53,30 @@ func newRLObs(opts Options, provider, prefix string) *rlObs {
 	return o
 }
 
+// registerSyncAge registers the sync-age gauge of h (held weakly: a
+// collected Hybrid stops reporting); close unregisters it.
+func (o *rlObs) registerSyncAge(h *Hybrid, prefix string) {
+	if o == nil || o.in == nil {
+		return
+	}
+	o.healthyAt.Store(time.Now().UnixNano())
+	wh := weak.Make(h)
+	opt := metric.WithAttributeSet(attribute.NewSet(obs.AttrPrefix.String(prefix)))
+	g := o.in.RLSyncAge
+	o.reg = o.in.Register(func(_ context.Context, ob metric.Observer) error {
+		if h := wh.Value(); h != nil && !h.closed.Load() {
+			ob.ObserveFloat64(g, time.Since(time.Unix(0, o.healthyAt.Load())).Seconds(), opt)
+		}
+		return nil
+	}, g)
+}
+
+func (o *rlObs) close() {
+	if o != nil && o.reg != nil {
+		o.reg.Unregister()
+	}
+}
+
 // decided counts one decision by strategy, result and whether degraded.
 func (o *rlObs) decided(ctx context.Context, sup bool, d Decision, err error) {
 	if o == nil || o.in == nil || err != nil {
@@ -70,12 +99,18 @@ func (o *rlObs) decided(ctx context.Context, sup bool, d Decision, err error) {
 	o.in.RLDecisions.Add(ctx, 1, o.opts[s][res][deg]...)
 }
 
-// synced records one Hybrid sync round of calls keys, failed of which
-// failed (first: the first failure). A failure after a success reports
+// synced records one Hybrid sync round of calls keys (0: nothing to
+// sync), failed of which failed (first: the first failure). A failure after a success reports
 // SyncDegraded, a round without failures after one SyncHealthy; a round
 // its caller's context cut short changes no state.
 func (o *rlObs) synced(ctx context.Context, calls, failed int, first error) {
-	if o == nil || calls == 0 {
+	if o == nil {
+		return
+	}
+	if failed == 0 {
+		o.healthyAt.Store(time.Now().UnixNano())
+	}
+	if calls == 0 { // nothing to sync: nothing failing, no round to count
 		return
 	}
 	if o.in != nil {

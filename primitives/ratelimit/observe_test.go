@@ -84,9 +84,23 @@ func TestHybridObservability(t *testing.T) {
 		allow()
 		return tel.Sum(t, obs.RateLimitSyncs, prefix, obs.AttrOutcome.String("failed")) >= 3
 	})
+	age := func() float64 {
+		v, ok := tel.Collect(t)[obs.RateLimitSyncAge].Value(prefix)
+		if !ok {
+			t.Fatal("no sync age reported")
+		}
+		return v
+	}
+	time.Sleep(20 * time.Millisecond)
+	if a := age(); a < 0.02 {
+		t.Errorf("sync age %vs while every sync fails for more than 20 ms", a)
+	}
 	b.down.Store(false)
 	allow()
 	tel.WaitEvent(t, distkit.SyncHealthy, 1, 10*time.Second)
+	if a := age(); a > 5 {
+		t.Errorf("sync age %vs after the recovery", a)
+	}
 	if n := tel.Count(distkit.SyncDegraded); n != 1 {
 		t.Errorf("%d sync_degraded events, want 1", n)
 	}
@@ -106,6 +120,15 @@ func TestHybridObservability(t *testing.T) {
 	}
 	if u := ms[obs.RateLimitDecisions].Unit; u != "{decision}" {
 		t.Errorf("decisions unit %q", u)
+	}
+	if u := ms[obs.RateLimitSyncAge].Unit; u != "s" {
+		t.Errorf("sync age unit %q", u)
+	}
+	if err := h.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tel.Collect(t)[obs.RateLimitSyncAge].Value(prefix); ok {
+		t.Error("sync age still reported after Close")
 	}
 }
 
