@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,7 @@ func runInstanceCounter(t *testing.T, newHarness NewHarness) {
 	t.Run("DataLossEpochs", func(t *testing.T) { testICDataLossEpochs(t, newHarness(t)) })
 	t.Run("DataLossAfterClear", func(t *testing.T) { testICDataLossAfterClear(t, newHarness(t)) })
 	t.Run("LaxResendRefused", func(t *testing.T) { testICLaxResendRefused(t, newHarness(t)) })
+	t.Run("LaxKeyErrorsIsolated", func(t *testing.T) { testICLaxKeyErrors(t, newHarness(t)) })
 	t.Run("CloseHung", func(t *testing.T) { testICCloseHung(t, newHarness(t)) })
 	t.Run("NoHeartbeatAfterClose", func(t *testing.T) { testICNoHeartbeatAfterClose(t, newHarness(t)) })
 	t.Run("CloseWaitsForOps", func(t *testing.T) { testICCloseWaitsForOps(t, newHarness(t)) })
@@ -674,4 +676,66 @@ func testICDuplicateID(t *testing.T, h Harness) {
 	}
 	c, m, err = a2.Inc(ctx, "k", 3)
 	pair(t, "second after the first closed", c, m, err, 3, 3)
+}
+
+// A key whose delta the server refuses (its cumulative value would
+// overflow, or holds something that is not an integer) is reported on that
+// key and set aside; the other keys keep flushing, and the key recovers
+// when its cause goes away or an overwrite supersedes its delta.
+func testICLaxKeyErrors(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	b := open(t, h)
+	other := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "other"})
+	if _, _, err := other.Set(ctx, "big", math.MaxInt64-5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.EvalScript(ctx, testkit.HSetScript, []string{keyspace.InstanceCounter(p).Total},
+		keyspace.InstanceKeyField("bad"), "not a number"); err != nil {
+		t.Fatal(err)
+	}
+	l, err := instancecounter.NewLax(b, instancecounter.Options{Prefix: p, InstanceID: "lax", FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close(context.Background()) })
+	if _, _, err := l.Get(ctx, "ok"); err != nil { // registered: the flushes below are no comeback
+		t.Fatal(err)
+	}
+	l.Inc(ctx, "big", 10)
+	l.Inc(ctx, "ok", 1)
+	l.Inc(ctx, "bad", 1)
+	l.Inc(ctx, "ok2", 2)
+	err = l.Flush(ctx)
+	var ue *instancecounter.UnflushedError
+	if !errors.As(err, &ue) || !errors.Is(err, distkit.ErrOverflow) {
+		t.Fatalf("Flush: %v; want an *UnflushedError matching ErrOverflow", err)
+	}
+	if got := fmt.Sprint(ue.Pending); got != "map[bad:1 big:10]" {
+		t.Errorf("UnflushedError.Pending = %s, want map[bad:1 big:10]", got)
+	}
+	if f := l.Failed(); len(f) != 2 || !errors.Is(f["big"], distkit.ErrOverflow) || !errors.Is(f["bad"], backend.ErrScript) {
+		t.Errorf("Failed = %v; want big (overflow) and bad (script error)", f)
+	}
+	c, _, err := other.Get(ctx, "ok")
+	pair(t, "ok, flushed beside the refused keys", c, 0, err, 1, 0)
+	c, _, err = other.Get(ctx, "ok2")
+	pair(t, "ok2", c, 0, err, 2, 0)
+	if _, _, err := l.IncIf(ctx, "big", distkit.Always(), 1); err == nil || !errors.Is(err, distkit.ErrOverflow) {
+		t.Errorf("IncIf on a key with a refused delta: %v; want an error naming the refusal", err)
+	}
+	// The causes go away: room is made, and an overwrite supersedes.
+	if _, _, err := other.Dec(ctx, "big", 100); err != nil {
+		t.Fatal(err)
+	}
+	c, m, err := l.Set(ctx, "bad", 7)
+	pair(t, "Set supersedes the refused delta", c, m, err, 7, 7)
+	if err := l.Flush(ctx); err != nil {
+		t.Fatalf("Flush after the causes went away: %v", err)
+	}
+	c, m, err = l.Get(ctx, "big")
+	pair(t, "big", c, m, err, math.MaxInt64-95, 10)
+	if p, f := l.Pending(), l.Failed(); len(p) != 0 || len(f) != 0 {
+		t.Fatalf("Pending %v, Failed %v after recovery", p, f)
+	}
 }

@@ -1,5 +1,5 @@
 // Package flush is the one flush engine of distkit's Lax primitives
-// (counter.Lax; instancecounter.Lax is meant to move onto it): per-key
+// (counter.Lax and instancecounter.Lax): per-key
 // pending deltas accepted lock-free in process and sent to the backend in
 // numbered, exactly-once batches.
 //
@@ -12,8 +12,11 @@
 //     ones costs what one key costs.
 //   - Exactly once. Each batch carries a sequence number; a batch whose
 //     outcome is unknown (ErrIndeterminate) stays in flight and is resent,
-//     with the same number and items, before anything else. The primitive's
-//     script applies a number at most once (a per-instance marker).
+//     with the same number and items, before anything else, until a resend
+//     is answered: a resend that fails, even one the server refused before
+//     running it (ErrNotApplied), says nothing about the first send, so the
+//     batch is never rebuilt as a new one. The primitive's script applies a
+//     number at most once (a per-instance marker).
 //   - Per-key isolation. The primitive's Send reports each item as applied,
 //     refused (a per-key error: the key is set aside, reported by Failed
 //     and the *Error of Flush and Close, and retried with its own backoff
@@ -116,6 +119,7 @@ type Entry[T any] struct {
 	sent    int64 // the part of added the backend applied
 	err     error // why the backend refused the key's last item; nil when healthy
 	retryAt int64 // engine clock: when a refused key is tried again
+	refused int64 // engine clock: when the key was last refused
 	backoff time.Duration
 }
 
@@ -199,9 +203,14 @@ type Config[T any] struct {
 	Budget time.Duration
 	// Send applies b with one script call, at most once per b.Seq. It is
 	// called without the engine's lock, one batch at a time. On success it
-	// sets every item's outcome and returns nil. An error is about the
+	// sets every item's outcome and returns nil (an item neither applied
+	// nor refused is sent again, in a later batch). An error is about the
 	// whole batch: one matching backend.ErrIndeterminate keeps b in flight
-	// (resent before anything else); any other means nothing was applied.
+	// (resent before anything else); any other means this attempt applied
+	// nothing. A batch in flight leaves it only through a nil return: its
+	// resend's answer, read from the script's exactly-once marker, is the
+	// only proof of what an earlier send did (an item neither applied nor
+	// refused there is one the first send never applied).
 	Send func(ctx context.Context, b *Batch[T]) error
 	// Applied records, with the engine's lock held, what the backend
 	// returned for the applied item b.Items[i]; the item's delta already
@@ -239,6 +248,8 @@ type Engine[T any] struct {
 	work     []*Entry[T] // entries taken from the dirty sets, until nothing is pending
 	lastErr  error       // the last batch-level error, for reports
 	again    bool        // the last round left something to send at once: an amount beyond int64, an item not sent (token holder only)
+	since    int64       // Flush's start: a round with all retries the keys refused before it (token holder only)
+	decided  int64       // items applied or refused so far
 	spare    *Batch[T]   // a finished batch, reused by the next one (with its Ext)
 	workHigh int         // high-water mark of the working set's length…
 	highAt   int64       // …set at this engine time
@@ -630,9 +641,16 @@ func (g *Engine[T]) flushAll(ctx context.Context) error {
 	}
 	run := func() error {
 		defer g.release()
+		g.since = g.now()
 		err := g.round(ctx, true)
-		if err == nil && g.again {
-			err = g.round(ctx, true) // the rest of an amount beyond int64, an item the backend skipped
+		// Again for the rest of an amount beyond int64, or items the
+		// backend skipped (batched with a key it refused: that one is not
+		// retried by this Flush), as long as rounds make progress.
+		for err == nil && g.again {
+			before := g.decided
+			if err = g.round(ctx, true); g.decided == before {
+				break
+			}
 		}
 		return err
 	}
@@ -661,9 +679,12 @@ func (g *Engine[T]) resolve(ctx context.Context) error {
 }
 
 // round resolves the batch in flight, then sends, in batches of MaxBatch,
-// every entry of the working set with something pending (all: refused
-// keys too, whatever their backoff). It stops at the first batch-level
-// error. Called with the token.
+// every entry of the working set with something pending (all: keys
+// refused before g.since too, whatever their backoff; a key refused during
+// this Flush is not tried again by it: with a primitive whose script
+// applies a batch all or nothing, it would hold back the keys batched
+// with it). It stops at the first batch-level error. Called with the
+// token.
 func (g *Engine[T]) round(ctx context.Context, all bool) error {
 	if err := g.resolve(ctx); err != nil {
 		return err
@@ -718,7 +739,7 @@ func (g *Engine[T]) buildLocked(pos, n int, all bool) (*Batch[T], int) {
 	for ; pos < n; pos++ {
 		e := g.work[pos]
 		d, more := e.pending()
-		if d == 0 || (e.err != nil && !all && now < e.retryAt) {
+		if d == 0 || (e.err != nil && ((!all && now < e.retryAt) || (all && e.refused >= g.since))) {
 			continue
 		}
 		g.again = g.again || more
@@ -781,11 +802,18 @@ func (g *Engine[T]) send(ctx context.Context, b *Batch[T]) error {
 	defer g.mu.Unlock()
 	if err != nil {
 		g.lastErr = err
-		if errors.Is(err, backend.ErrIndeterminate) {
+		switch {
+		case errors.Is(err, backend.ErrIndeterminate):
 			g.inflight = b
-		} else {
-			g.inflight = nil // not applied: the deltas are still pending
-			g.recycleLocked(b)
+		case g.inflight == b:
+			// A resend that failed (refused before running: connection
+			// refused, LOADING after a restart; or any other error) says
+			// nothing about the earlier send whose outcome is unknown: b
+			// stays in flight, to be resent with its number until an
+			// answer says what became of it. Rebuilding its deltas as a
+			// new batch could apply them twice.
+		default:
+			g.recycleLocked(b) // a new batch, not applied: its deltas are still pending
 		}
 		return err
 	}
@@ -797,15 +825,17 @@ func (g *Engine[T]) send(ctx context.Context, b *Batch[T]) error {
 		e := it.E
 		switch {
 		case it.Applied:
+			g.decided++
 			e.sent += it.Delta
 			if e.err != nil {
 				e.err, e.backoff, e.retryAt = nil, 0, 0
 			}
 			g.cfg.Applied(b, i)
 		case it.Err != nil:
+			g.decided++
 			e.err = it.Err
 			e.backoff = min(max(2*e.backoff, g.cfg.Interval), g.cfg.MaxBackoff)
-			e.retryAt = now + int64(e.backoff)
+			e.retryAt, e.refused = now+int64(e.backoff), now
 		default:
 			g.again = true
 		}
@@ -834,6 +864,11 @@ func (g *Engine[T]) loop() {
 		case <-g.stop:
 			return
 		case <-g.orphaned:
+			select {
+			case <-g.stop: // Close began (and settles) before the owner was collected
+				return
+			default:
+			}
 			g.closed.Store(true)
 			ctx, cancel := context.WithTimeout(context.Background(), orphanBudget)
 			g.settle(ctx)

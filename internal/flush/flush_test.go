@@ -411,3 +411,51 @@ func heap() int64 {
 	runtime.ReadMemStats(&ms)
 	return int64(ms.HeapAlloc)
 }
+
+// A batch whose send was indeterminate (applied, reply lost) stays in
+// flight until a resend is answered: a resend that fails without running
+// (NotApplied: connection refused, LOADING after a restart) or with any
+// other error says nothing about the first send, so the batch is resent
+// again with its number, never rebuilt as a new batch (which would apply
+// its deltas twice).
+func TestResendRefusedKeepsBatchInFlight(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"NotApplied", fmt.Errorf("LOADING Redis is loading the dataset in memory: %w", backend.ErrNotApplied)},
+		{"ScriptError", &backend.ScriptError{Script: "flush", Msg: "WRONGTYPE Operation against a key holding the wrong kind of value"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			f := newFake()
+			g := newEngine(t, f, Config[none]{})
+			add(g, "a", 5)
+			f.fail = []error{fmt.Errorf("lost reply: %w", backend.ErrIndeterminate), tc.err, tc.err}
+			if err := g.Flush(ctx); !errors.Is(err, backend.ErrIndeterminate) {
+				t.Fatalf("first flush: %v; want ErrIndeterminate", err)
+			}
+			for range 2 {
+				if err := g.Flush(ctx); !errors.Is(err, tc.err) {
+					t.Fatalf("flush with the resend refused: %v", err)
+				}
+			}
+			if p := g.Pending(); p["a"] != 5 {
+				t.Fatalf("Pending = %v while the batch is unresolved", p)
+			}
+			add(g, "a", 1)
+			if err := g.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := f.get("a"); got != 6 {
+				t.Fatalf("applied a = %d, want 6 (5 exactly once, then 1); batches sent %v", got, f.seqs)
+			}
+			if fmt.Sprint(f.seqs) != "[1 1 1 1 2]" {
+				t.Fatalf("batch numbers sent: %v; want batch 1 until a resend is answered, then 2", f.seqs)
+			}
+			if p := g.Pending(); len(p) != 0 {
+				t.Fatalf("Pending = %v", p)
+			}
+		})
+	}
+}

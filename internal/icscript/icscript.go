@@ -52,6 +52,10 @@ const (
 	StatusJoined = "joined" // Rejoin registered the object and contributed its slices
 )
 
+// CodeItem is the error code with which Flush refuses a batch because of
+// one of its pairs; see Flush.
+const CodeItem = "DKITEM"
+
 // Every script takes the nine KEYS of keyspace.InstanceCounter (Flush,
 // Rejoin and Remove of a Lax object also its batch marker as KEYS[11]),
 // and the instance id and keys escaped (keyspace.InstanceMember,
@@ -406,7 +410,13 @@ return {'ok', fmt(v), fmt(t), fmt(c)}
 // ARGV: 4 batch number, 5 marker ttl ms, then pairs (key, delta). Reply
 // {status}, or {"ok", applied (1, or 0 for a batch applied before),
 // version, stamp, cleared, then per key cumulative, mine, epoch,
-// rejoined}. All or nothing on overflow.
+// rejoined}. All or nothing: a pair that cannot be applied (an overflow,
+// a value that is not an integer) undoes the pairs before it and fails the
+// batch with CodeItem, the pair's 0-based index and the reason
+// ("DKITEM 2 DKOVERFLOW <field>"), so that the caller can set that key
+// aside and send the others again. It is raised only after the marker
+// said the batch was not applied before: it proves that no earlier attempt
+// of the batch applied it.
 var Flush = driver.NewScript("instancecounter-flush", luaPrelude+`
 local seq = ARGV[4]
 cleanup()
@@ -427,7 +437,7 @@ if applied == 1 then
     local e = add(ARGV[i], ARGV[i+1])
     if e then
       for j = #done, 1, -1 do add(done[j][1], neg(done[j][2])) end
-      return e
+      return redis.error_reply('DKITEM ' .. fmt((i - 6) / 2) .. ' ' .. e.err)
     end
     done[#done+1] = {ARGV[i], ARGV[i+1]}
   end
@@ -899,7 +909,7 @@ func goFlush(st driver.Store, keys, args []string) (backend.Value, error) {
 				for j := len(ds) - 1; j >= 0; j-- {
 					c.add(ds[j].key, neg(ds[j].d))
 				}
-				return backend.Value{}, err
+				return backend.Value{}, fmt.Errorf("%s %d %s", CodeItem, (i-5)/2, err.Error())
 			}
 			ds = append(ds, done{args[i], args[i+1]})
 		}

@@ -73,12 +73,20 @@
 // # Strict and Lax
 //
 // Strict runs every call as one script. Lax buffers Inc and Dec in process
-// and flushes them every FlushInterval (20 ms) in one script per prefix,
-// with numbered batches applied exactly once (as counter.Lax does); every
-// other call flushes first. Close waits for the calls in flight (within its
-// context; later calls fail with distkit.ErrClosed), then removes this
-// instance's slices unless Options.KeepSlicesOnClose is set (then they
-// leave with its heartbeat).
+// and flushes them every FlushInterval (20 ms), on the flush engine of
+// counter.Lax: numbered batches applied exactly once (a batch whose outcome
+// is unknown stays in flight until a resend is answered), each flush
+// touching only the keys with pending deltas; every other call flushes
+// first. A key whose delta the server refuses (distkit.ErrOverflow, a value
+// that is not an integer) is set aside and reported (Lax.Failed,
+// UnflushedError) while the others flush. Lax drops its local state of a
+// key whose slice is 0 and that has nothing pending after
+// Options.IdleAfter without use (it keeps keys with a slice, or with a Set
+// or Del newer than the last Clear, which a comeback must report); a
+// comeback reports only those keys. Close waits for the calls in flight
+// (within its context; later calls fail with distkit.ErrClosed), then
+// removes this instance's slices unless Options.KeepSlicesOnClose is set
+// (then they leave with its heartbeat).
 //
 // # Key layout
 //
@@ -118,6 +126,7 @@ import (
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/ctxsync"
+	"github.com/distkit-go/distkit/internal/flush"
 	"github.com/distkit-go/distkit/internal/icscript"
 	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/internal/scriptlib"
@@ -129,6 +138,8 @@ const (
 	MinDeadAfter         = 100 * time.Millisecond
 	DefaultFlushInterval = 20 * time.Millisecond
 	DefaultDedupTTL      = 24 * time.Hour
+	// DefaultIdleAfter is Options.IdleAfter's default.
+	DefaultIdleAfter = time.Minute
 )
 
 // Options configure an instance counter. The zero value is valid.
@@ -152,6 +163,12 @@ type Options struct {
 	// KeepSlicesOnClose leaves this instance's slices in place on Close
 	// (they then expire with its heartbeat); by default Close removes them.
 	KeepSlicesOnClose bool
+	// IdleAfter (Lax): how long Lax keeps the local state of a key whose
+	// slice is 0 and that has nothing pending after its last use; default
+	// DefaultIdleAfter (1 min), at least 1 ms. Keys with a non-zero slice
+	// (or a Set or Del this instance must report on a comeback) are kept
+	// whatever their age.
+	IdleAfter time.Duration
 	// Logger receives one line per state change of the background work:
 	// heartbeat_failing / heartbeat_recovered, instance_dead /
 	// instance_rejoined, and for Lax flush_failing / flush_recovered
@@ -177,8 +194,13 @@ const maxAbsent = 3
 // slot is what this instance remembers of one key, from the reply of the
 // script that executed last among those it recorded.
 type slot struct {
-	field string     // the key as the scripts see it (keyspace.InstanceKeyField)
-	mu    sync.Mutex // guards version, epoch, at and rejoined (never held during I/O)
+	// Lax: total and mine minus the part of the entry's accepted deltas
+	// they include (Entry.Sent), wrapping, so that the view is base +
+	// Entry.Added(); set with the engine's lock held (rebase). First: on
+	// the cache line of the entry's counter, which Inc reads with them.
+	tb, mb atomic.Int64
+	field  string     // the key as the scripts see it (keyspace.InstanceKeyField)
+	mu     sync.Mutex // guards version, epoch, at and rejoined (never held during I/O)
 	// version of the recorded reply: scripts of one registration are
 	// numbered in execution order, so a reply with a lower one (a call
 	// that executed earlier, whatever order the replies came in) is not
@@ -190,13 +212,27 @@ type slot struct {
 	// Confirmed by the server; atomic so that Lax's Inc reads them lock-free.
 	total atomic.Int64 // cumulative
 	mine  atomic.Int64 // this instance's slice
-	// Lax
-	added atomic.Int64 // local deltas ever accepted
-	sent  atomic.Int64 // part of added the server confirmed
+	ent   *laxEntry    // Lax: the entry holding this slot
+}
+
+// rebase sets the Lax bases from total and mine, which include sent of
+// the entry's deltas. Called with the engine's lock held.
+func (s *slot) rebase(sent int64) {
+	s.tb.Store(s.total.Load() - sent)
+	s.mb.Store(s.mine.Load() - sent)
 }
 
 // keyState is one key's state in a reply.
 type keyState struct{ total, mine, epoch, rejoined int64 }
+
+// record records a reply's state of s's key (see slot.record).
+func (c *core) record(s *slot, version, at int64, st keyState) {
+	if c.lx != nil {
+		c.lx.g.WithLock(func() { c.lx.recordLocked(s.ent, version, at, st, 0) })
+		return
+	}
+	s.record(version, at, st)
+}
 
 // record keeps st when the reply (version, server time at) executed after
 // the one recorded; it reports whether it did.
@@ -228,10 +264,11 @@ type core struct {
 	slots  atomic.Pointer[map[string]*slot] // copy on write
 
 	gate *gate // operations vs rejoin and Close
-	// flushMu serializes Lax flushes and rejoins (a rejoin settles the
-	// batch in flight); it is taken before the gate.
+	// flushMu serializes Strict's rejoins; Lax's hold the flush engine's
+	// token instead (a rejoin settles the batch in flight). Either is
+	// taken before the gate.
 	flushMu    *ctxsync.Mutex
-	closing    bool          // Close's own flush may rejoin (guarded by flushMu)
+	closing    atomic.Bool   // Close's own flush (or an orphan's) may rejoin
 	gen        atomic.Uint64 // rejoins done
 	maxVersion atomic.Int64  // the highest version seen in a reply
 	cleared    atomic.Int64  // the latest Clear time seen in a reply
@@ -244,8 +281,7 @@ type core struct {
 	done     chan struct{}
 	stopOnce sync.Once
 	orphOnce sync.Once
-	final    func(ctx context.Context) // Lax: the last flush of a collected owner
-	obs      *icObs                    // nil: no Logger, Observer or MeterProvider
+	obs      *icObs // nil: no Logger, Observer or MeterProvider
 }
 
 // orphan is the runtime cleanup of an owner dropped without Close.
@@ -289,7 +325,13 @@ func newCore(b backend.Backend, opts Options) (*core, error) {
 	return c, nil
 }
 
+// slot returns key's slot, creating it when absent.
 func (c *core) slot(key string) *slot {
+	if c.lx != nil {
+		e := c.lx.entry(key)
+		c.lx.g.Touch(e)
+		return &e.X
+	}
 	if s := (*c.slots.Load())[key]; s != nil {
 		return s
 	}
@@ -422,91 +464,118 @@ func (c *core) heartbeat(ctx context.Context) error {
 // rejoin registers this instance and contributes every slice it
 // remembers, unless a rejoin happened since the caller saw generation gen.
 func (c *core) rejoin(ctx context.Context, gen uint64) error {
+	if c.lx != nil {
+		// With the engine's token, after resolving the batch in flight (a
+		// resend finding this instance absent rejoins, settling it).
+		return c.lx.g.Do(ctx, flush.Resolve, func(ctx context.Context) error {
+			_, err := c.rejoinLocked(ctx, gen, nil)
+			return err
+		})
+	}
 	if err := c.flushMu.LockCtx(ctx); err != nil {
 		return driver.NotApplied(err)
 	}
 	defer c.flushMu.Unlock()
-	return c.rejoinLocked(ctx, gen)
+	_, err := c.rejoinLocked(ctx, gen, nil)
+	return err
 }
 
-// rejoinLocked is rejoin with flushMu held. It waits for the operations
-// in flight (their replies are in the slots it sends) and keeps new ones
-// out until it is done.
-func (c *core) rejoinLocked(ctx context.Context, gen uint64) error {
+// rejoinSlot is one key a rejoin reports: the slot it records into and
+// the delta of the batch in flight for the key.
+type rejoinSlot struct {
+	s *slot
+	d int64 // the part of the batch in flight of s's own entry (Lax)
+	k int64 // the batch in flight's delta for the key, all entries
+}
+
+// rejoinLocked is rejoin with flushMu (Lax: the engine's token) held; b
+// is Lax's batch in flight, if any, which a rejoin that registers the
+// instance settles (settled reports it). It waits for the operations in
+// flight (their replies are in the slots it sends) and keeps new ones out
+// until it is done. It reports only the slots with something to say: a
+// slice, a rejoined part, an epoch newer than the last Clear (which it
+// reports for every key at once), a delta in flight.
+func (c *core) rejoinLocked(ctx context.Context, gen uint64, b *flush.Batch[slot]) (settled bool, err error) {
 	if err := c.gate.lock(ctx); err != nil {
-		return driver.NotApplied(err)
+		return false, driver.NotApplied(err)
 	}
 	defer c.gate.unlock()
 	if c.gen.Load() != gen {
-		return nil
+		return false, nil
 	}
-	if c.closed.Load() && !c.closing {
-		return errClosed
-	}
-	var b *icBatch
-	if c.lx != nil {
-		b = c.lx.inflight
+	if c.closed.Load() && !c.closing.Load() {
+		return false, errClosed
 	}
 	seq, ttl := "0", "0"
-	inflight := map[*slot]int64{}
 	if b != nil {
-		seq, ttl = strconv.FormatInt(b.seq, 10), c.lx.dedupTTL
-		for i, s := range b.slots {
-			inflight[s] = b.deltas[i]
-		}
+		seq, ttl = strconv.FormatInt(b.Seq, 10), c.lx.dedupTTL
 	}
-	args := []string{c.nonce, c.me, c.daArg, strconv.FormatInt(c.cleared.Load(), 10),
+	cleared := c.cleared.Load()
+	args := []string{c.nonce, c.me, c.daArg, strconv.FormatInt(cleared, 10),
 		strconv.FormatInt(c.maxVersion.Load(), 10), seq, ttl}
-	var list []*slot
-	for _, s := range *c.slots.Load() {
+	var list []rejoinSlot
+	add := func(rs rejoinSlot) {
+		s := rs.s
 		s.mu.Lock()
 		epoch, at, rejoined := s.epoch, s.at, s.rejoined
 		s.mu.Unlock()
-		mine, d := s.mine.Load(), inflight[s]
-		if epoch == 0 && mine == 0 && rejoined == 0 && d == 0 {
-			continue // nothing to contribute, no epoch to report
+		mine := s.mine.Load()
+		if epoch <= cleared && mine == 0 && rejoined == 0 && rs.k == 0 {
+			return // nothing to contribute, no epoch the cleared time does not cover
 		}
-		list = append(list, s)
+		list = append(list, rs)
 		args = append(args, s.field, strconv.FormatInt(epoch, 10), strconv.FormatInt(mine, 10),
-			strconv.FormatInt(rejoined, 10), strconv.FormatInt(at, 10), strconv.FormatInt(d, 10))
+			strconv.FormatInt(rejoined, 10), strconv.FormatInt(at, 10), strconv.FormatInt(rs.k, 10))
+	}
+	if c.lx != nil {
+		c.lx.g.WithLock(func() { c.lx.rejoinSlotsLocked(b, add) })
+	} else {
+		for _, s := range *c.slots.Load() {
+			add(rejoinSlot{s: s})
+		}
 	}
 	v, err := c.b.EvalScript(ctx, icscript.Rejoin, c.keysFor(), args...)
 	if err != nil {
-		return fmt.Errorf("instancecounter: rejoin: %w", err)
+		return false, fmt.Errorf("instancecounter: rejoin: %w", err)
 	}
 	r, err := parseReply(v, false)
 	if err != nil {
-		return err
+		return false, err
 	}
 	switch r.status {
 	case icscript.StatusDup:
-		return c.errDup()
+		return false, c.errDup()
 	case icscript.StatusOK: // registered already (a rejoin whose reply was lost): nothing contributed
 		c.gen.Add(1)
-		return nil
+		return false, nil
 	case icscript.StatusJoined:
 		if c.gen.Load() > 0 { // not the first registration
 			c.obs.noteRejoin()
 		}
 	default:
-		return fmt.Errorf("instancecounter: rejoin: unexpected status %q", r.status)
+		return false, fmt.Errorf("instancecounter: rejoin: unexpected status %q", r.status)
 	}
 	sts, err := r.states(len(list))
 	if err != nil {
-		return err
+		return false, err
 	}
 	c.seen(r.version, r.cleared)
-	if b != nil { // settled: its deltas are in the slices now, or were wiped after it applied
-		for i, s := range b.slots {
-			s.sent.Store(b.snaps[i])
+	// b, if any, is settled: its deltas are in the slices now, or were
+	// wiped after it applied; the engine counts them as applied when the
+	// flush returns.
+	if c.lx != nil {
+		c.lx.g.WithLock(func() {
+			for i, rs := range list {
+				c.lx.recordLocked(rs.s.ent, r.version, r.now, sts[i], rs.d)
+			}
+		})
+	} else {
+		for i, rs := range list {
+			rs.s.record(r.version, r.now, sts[i])
 		}
-		c.lx.inflight = nil
-	}
-	for i, s := range list {
-		s.record(r.version, r.now, sts[i])
 	}
 	c.gen.Add(1)
-	return nil
+	return true, nil
 }
 
 // run is the background goroutine: it registers the instance at once,
@@ -548,9 +617,6 @@ func (c *core) run(every time.Duration, tick func(ctx context.Context)) {
 			return
 		case <-c.orphaned:
 			c.closed.Store(true)
-			if c.final != nil {
-				c.final(c.base)
-			}
 			return
 		case <-hb.C:
 			beat()
@@ -640,7 +706,7 @@ func (c *core) opOnce(ctx context.Context, mode string, s *slot, cmp distkit.Com
 	if mode == "del" { // the reply holds the values before; now there is nothing
 		st = keyState{epoch: st.epoch}
 	}
-	s.record(r.version, r.now, st)
+	c.record(s, r.version, r.now, st)
 	return r, gen, nil
 }
 
@@ -700,6 +766,10 @@ func (c *core) clearOnce(ctx context.Context) (reply, uint64, error) {
 		return r, gen, err
 	}
 	c.seen(r.version, r.cleared)
+	if c.lx != nil {
+		c.lx.cleared(r.version, r.now, r.cleared)
+		return r, gen, nil
+	}
 	for _, s := range *c.slots.Load() {
 		s.record(r.version, r.now, keyState{epoch: r.cleared}) // every slice is gone
 	}

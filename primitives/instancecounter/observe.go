@@ -57,13 +57,7 @@ func (o *icObs) newFlusher(opts Options, c *core) {
 			if c == nil || c.closed.Load() {
 				return 0, false
 			}
-			n := 0
-			for _, s := range *c.slots.Load() {
-				if sent := s.sent.Load(); s.added.Load() != sent {
-					n++
-				}
-			}
-			return n, true
+			return len(c.lx.g.Pending()), true
 		})
 }
 
