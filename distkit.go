@@ -87,6 +87,9 @@ var (
 	// it is not granted and was undone (best effort: otherwise it expires
 	// by its TTL). The error is a *ReplicationError.
 	ErrNotReplicated = errors.New("distkit: not acknowledged by enough replicas")
+	// ErrNoLeader: an election has no leader at the moment (none was
+	// elected, or the last one resigned or its term expired).
+	ErrNoLeader = errors.New("distkit: no leader")
 
 	// ErrNotApplied: the backend certainly did not execute the operation.
 	ErrNotApplied = backend.ErrNotApplied

@@ -23,6 +23,8 @@ func RunPrimitives(t *testing.T, newHarness NewHarness) {
 	t.Run("InstanceCounter", func(t *testing.T) { runInstanceCounter(t, newHarness) })
 	t.Run("Lock", func(t *testing.T) { runLocks(t, newHarness) })
 	t.Run("RateLimit", func(t *testing.T) { runRateLimit(t, newHarness) })
+	t.Run("Semaphore", func(t *testing.T) { runSemaphore(t, newHarness) })
+	t.Run("Election", func(t *testing.T) { runElection(t, newHarness) })
 	t.Run("AnyKey", func(t *testing.T) { testAnyKey(t, newHarness(t)) })
 }
 

@@ -49,7 +49,8 @@ func (w LockWaitTiming) String() string {
 // held), refusing connections, blackholed, and going down mid-wait; a
 // renewal that fails briefly does not lose the lease; and, when the harness
 // is a PubSubKiller, release notifications come back after the pub/sub
-// connections are killed. It returns the timings for the report.
+// connections are killed; the semaphore's and the election's waits are
+// held to the same budgets. It returns the timings for the report.
 func RunLockFaults(t *testing.T, h FaultHarness, o LockFaultOptions) []LockWaitTiming {
 	if o.Slack <= 0 {
 		o.Slack = time.Second
@@ -58,6 +59,9 @@ func RunLockFaults(t *testing.T, h FaultHarness, o LockFaultOptions) []LockWaitT
 	t.Run("BoundedWaits", func(t *testing.T) { timings = testBoundedWaits(t, h, o) })
 	t.Run("RenewalBlip", func(t *testing.T) { testRenewalBlip(t, h) })
 	t.Run("WakeAfterPubSubKilled", func(t *testing.T) { testWakeAfterPubSubKilled(t, h) })
+	t.Run("SemaphoreElectionBoundedWaits", func(t *testing.T) { timings = append(timings, testLeasedBoundedWaits(t, h, o)...) })
+	t.Run("Review15_CancelEndsLockDuringReconnect", func(t *testing.T) { testReview15CancelEndsLock(t, h) })
+	t.Run("Review15_CancelEndsReleaseDuringReconnect", func(t *testing.T) { testReview15CancelEndsRelease(t, h) })
 	return timings
 }
 
@@ -261,4 +265,94 @@ func testWakeAfterPubSubKilled(t *testing.T, h FaultHarness) {
 	handoff("waiting across the kill", 1)
 	handoff("a new waiter after the kill", 0)
 	handoff("released right after the kill", 2)
+}
+
+// review15Reconnect makes b's connection to the lock's server die (the
+// next request naming the lock's prefix p is reset before it is written)
+// and then blackholes every byte, so that b's next call must dial a new
+// connection whose handshake gets no answer.
+func review15Reconnect(t *testing.T, h FaultHarness, b backend.Backend, p string) {
+	t.Helper()
+	h.Faults().ResetBeforeWrite(p)
+	probe := newMutex(t, b, "probe", lock.Options{Prefix: p})
+	if g, err := probe.TryLock(context.Background()); err == nil {
+		t.Fatalf("the probe's request was not reset (guard %v)", g.State())
+	}
+	h.Faults().Blackhole(true)
+}
+
+// testReview15CancelEndsLock: Lock(ctx) with a cancellable ctx that has no
+// deadline ends soon after ctx is cancelled, even while the client
+// reconnects to a server that does not answer ("every wait honours its own
+// budget (timeout / attempts / ctx) through every I/O it does").
+func testReview15CancelEndsLock(t *testing.T, h FaultHarness) {
+	p := prefix(t)
+	ctx := context.Background()
+	holder := newMutex(t, h.Direct(t), "res", lock.Options{Prefix: p, TTL: 30 * time.Second})
+	held, err := holder.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release(t, held)
+	b, _ := h.NewClient(t)
+	m := newMutex(t, b, "res", lock.Options{Prefix: p, TTL: 30 * time.Second})
+	if _, err := m.TryLock(ctx); !errors.Is(err, distkit.ErrNotAcquired) {
+		t.Fatalf("warm-up: %v", err)
+	}
+	review15Reconnect(t, h, b, p)
+	defer h.Faults().Restore()
+	cctx, cancel := context.WithCancel(ctx)
+	const after, slack = 300 * time.Millisecond, 700 * time.Millisecond
+	stop := time.AfterFunc(after, cancel)
+	defer stop.Stop()
+	start := time.Now()
+	_, err = m.Lock(cctx)
+	el := time.Since(start)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Lock: %v, want context.Canceled", err)
+	}
+	if el > after+slack {
+		t.Errorf("Lock returned %v after its ctx was cancelled (at %v): want within %v", el-after, after, slack)
+	}
+}
+
+// testReview15CancelEndsRelease: Guard.Release(ctx) returns soon after
+// ctx is cancelled (it then reports the backend's error, and may be called
+// again), even while the client reconnects to a server that does not
+// answer: a caller must be able to bound its clean-up.
+func testReview15CancelEndsRelease(t *testing.T, h FaultHarness) {
+	p := prefix(t)
+	ctx := context.Background()
+	b, _ := h.NewClient(t)
+	m := newMutex(t, b, "res", lock.Options{Prefix: p, TTL: 30 * time.Second})
+	g, err := m.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	review15Reconnect(t, h, b, p)
+	cctx, cancel := context.WithCancel(ctx)
+	const after, slack = 300 * time.Millisecond, 700 * time.Millisecond
+	stop := time.AfterFunc(after, cancel)
+	defer stop.Stop()
+	start := time.Now()
+	st, err := g.Release(cctx)
+	el := time.Since(start)
+	h.Faults().Restore()
+	if err == nil {
+		t.Errorf("Release succeeded (%v) with every byte dropped", st)
+	}
+	if el > after+slack {
+		t.Errorf("Release returned %v after its ctx was cancelled (at %v): want within %v (%v, %v)", el-after, after, slack, st, err)
+	}
+	// Released again (the first call's outcome is unknown), the lease is
+	// gone long before its TTL.
+	g.Release(ctx)
+	other := newMutex(t, h.Direct(t), "res", lock.Options{Prefix: p})
+	eventually(t, 10*time.Second, "another client gets the lock", func() bool {
+		g2, err := other.TryLock(ctx)
+		if err == nil {
+			release(t, g2)
+		}
+		return err == nil
+	})
 }

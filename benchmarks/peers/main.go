@@ -48,9 +48,11 @@ import (
 	"github.com/distkit-go/distkit/internal/redistest"
 	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/counter"
+	"github.com/distkit-go/distkit/primitives/election"
 	"github.com/distkit-go/distkit/primitives/instancecounter"
 	"github.com/distkit-go/distkit/primitives/lock"
 	"github.com/distkit-go/distkit/primitives/ratelimit"
+	"github.com/distkit-go/distkit/primitives/semaphore"
 )
 
 // result is one row of the report.
@@ -329,6 +331,49 @@ func run(srv *redistest.Server) error {
 		handoff("mutex hand-off, 8 contenders", mu.name, mu.kind, acquirers)
 	}
 
+	// Semaphores: 8 contenders (each with its own Semaphore value, as
+	// separate processes would have) on a capacity-4 semaphore; the
+	// baseline is distkit's Mutex (capacity 1) through the same driver.
+	for i, d := range drivers {
+		w := "semaphore acquire/release, 8 contenders, cap 4"
+		name := "bench-sem-" + strconv.Itoa(i)
+		acquirers := make([]func() (func(), error), 8)
+		base := make([]func() (func(), error), 8)
+		for j := range acquirers {
+			s, err := semaphore.New(d.b, name, 4, semaphore.Options{})
+			if err != nil {
+				return err
+			}
+			acquirers[j] = func() (func(), error) {
+				p, err := s.Acquire(ctx, 1)
+				if err != nil {
+					return nil, err
+				}
+				return func() { p.Release(ctx) }, nil
+			}
+			mu, _ := lock.NewMutex(d.b, name+"-mutex", lock.Options{})
+			base[j] = func() (func(), error) {
+				g, err := mu.Lock(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return func() { g.Release(ctx) }, nil
+			}
+		}
+		handoff(w+" ("+d.name+")", "distkit Semaphore", "distkit", acquirers)
+		handoff(w+" ("+d.name+")", "distkit Mutex (capacity 1)", "baseline", base)
+	}
+
+	// Election: time from a leader's end to a new leader, with a candidate
+	// waiting (TTL 1 s, RetryInterval 50 ms): after Resign (woken by the
+	// release message), and after the leader's process died (its lease
+	// must expire).
+	for i, d := range drivers {
+		if err := electionFailover(d.name, d.b, "bench-elect-"+strconv.Itoa(i)); err != nil {
+			return err
+		}
+	}
+
 	// Rate limiting.
 	limiter := redis_rate.NewLimiter(gc)
 	rate := ratelimit.PerSecond(1_000_000_000)
@@ -522,6 +567,71 @@ func handoff(workload, impl, kind string, acquirers []func() (func(), error)) {
 		r.p50, r.p99 = lats[len(lats)/2], lats[len(lats)*99/100]
 	}
 	add(r)
+}
+
+// dying is a backend whose process can be killed: every call fails
+// afterwards, as a dead client sends nothing (the leader's renewals stop).
+type dying struct {
+	backend.Backend
+	dead atomic.Bool
+}
+
+func (d *dying) EvalScript(ctx context.Context, s backend.Script, keys []string, args ...string) (backend.Value, error) {
+	if d.dead.Load() {
+		return backend.Value{}, fmt.Errorf("%w: process killed", backend.ErrNotApplied)
+	}
+	return d.Backend.EvalScript(ctx, s, keys, args...)
+}
+
+// electionFailover reports, as p50/p99 over a few trials, how long a
+// waiting candidate takes to become leader after the leader resigned and
+// after the leader's process died.
+func electionFailover(impl string, b backend.Backend, name string) error {
+	const ttl = time.Second
+	for _, mode := range []string{"resign", "killed"} {
+		w := "election failover, leader " + mode + ", TTL 1s"
+		if !selected(w) {
+			continue
+		}
+		trials := 5
+		if mode == "killed" {
+			trials = 3
+		}
+		var lats []time.Duration
+		for range trials {
+			lb := &dying{Backend: b}
+			le, err := election.New(lb, name, election.Options{TTL: ttl})
+			if err != nil {
+				return err
+			}
+			ce, _ := election.New(b, name, election.Options{TTL: ttl})
+			leader, err := le.Campaign(ctx, "old")
+			if err != nil {
+				return err
+			}
+			got := make(chan time.Time, 1)
+			go func() {
+				l, err := ce.Campaign(ctx, "new")
+				got <- time.Now()
+				if err == nil {
+					l.Resign(ctx)
+				}
+			}()
+			time.Sleep(100 * time.Millisecond) // the candidate waits
+			ended := time.Now()
+			if mode == "resign" {
+				leader.Resign(ctx)
+			} else {
+				lb.dead.Store(true)
+			}
+			lats = append(lats, (<-got).Sub(ended))
+			<-leader.Done()
+		}
+		sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+		add(result{workload: w, impl: impl, kind: "distkit", ops: float64(time.Second) / float64(lats[len(lats)/2]),
+			p50: lats[len(lats)/2], p99: lats[len(lats)-1]})
+	}
+	return nil
 }
 
 var rpsRe = regexp.MustCompile(`([0-9.]+) requests per second`)

@@ -52,6 +52,8 @@ var autoImports = map[string]string{
 	"counter":         module + "/primitives/counter",
 	"instancecounter": module + "/primitives/instancecounter",
 	"lock":            module + "/primitives/lock",
+	"semaphore":       module + "/primitives/semaphore",
+	"election":        module + "/primitives/election",
 	"ratelimit":       module + "/primitives/ratelimit",
 	"httplimit":       module + "/primitives/ratelimit/httplimit",
 	"conformance":     module + "/conformance",

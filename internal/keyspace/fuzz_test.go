@@ -72,6 +72,10 @@ func FuzzLayouts(f *testing.F) {
 			"Lock":          {keyspace.Lock(p1, k1).Lock, keyspace.Lock(p2, k2).Lock},
 			"Channel":       {keyspace.Lock(p1, k1).Channel, keyspace.Lock(p2, k2).Channel},
 			"RateLimit":     {keyspace.RateLimit(p1, k1).Counts, keyspace.RateLimit(p2, k2).Counts},
+			"Semaphore":     {keyspace.Semaphore(p1, k1).Holders, keyspace.Semaphore(p2, k2).Holders},
+			"SemChannel":    {keyspace.Semaphore(p1, k1).Channel, keyspace.Semaphore(p2, k2).Channel},
+			"Election":      {keyspace.Election(p1, k1).Leader, keyspace.Election(p2, k2).Leader},
+			"ElectChannel":  {keyspace.Election(p1, k1).Channel, keyspace.Election(p2, k2).Channel},
 			"LaxMarker":     {keyspace.CounterLaxMarker(p1, k1), keyspace.CounterLaxMarker(p2, k2)},
 			"ICMarker":      {keyspace.InstanceCounterMarker(p1, k1), keyspace.InstanceCounterMarker(p2, k2)},
 			"Slice":         {keyspace.InstanceSlice(p1, k1), keyspace.InstanceSlice(p2, k2)},
@@ -98,6 +102,21 @@ func FuzzLayouts(f *testing.F) {
 		}
 		if want := keyspace.Escape(p1) + ":" + keyspace.Escape(k1); hashTag(lk.Lock) != want {
 			t.Fatalf("lock %q: hash tag %q, want %q", lk.Lock, hashTag(lk.Lock), want)
+		}
+		sk, ek := keyspace.Semaphore(p1, k1), keyspace.Election(p1, k1)
+		for _, k := range []string{sk.Holders, sk.Queue, sk.QueueExpiry, sk.Fence, sk.Channel, ek.Leader, ek.Fence, ek.Channel} {
+			if hashTag(k) != hashTag(lk.Lock) {
+				t.Fatalf("%q not in the slot of lock %q (one name, one tag)", k, lk.Lock)
+			}
+		}
+		// A lock, a semaphore and an election of one name never share a key.
+		seen := map[string]bool{}
+		for _, k := range []string{lk.Lock, lk.Readers, lk.WaitingWriter, lk.Fence, lk.Channel,
+			sk.Holders, sk.Queue, sk.QueueExpiry, sk.Fence, sk.Channel, ek.Leader, ek.Fence, ek.Channel} {
+			if seen[k] {
+				t.Fatalf("key %q used twice by the primitives of (%q, %q)", k, p1, k1)
+			}
+			seen[k] = true
 		}
 		if p1 == "" { // not a valid prefix; "{}" is no hash tag
 			return

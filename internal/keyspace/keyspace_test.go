@@ -57,6 +57,8 @@ func TestPlainLayoutsUnchanged(t *testing.T) {
 	ic := keyspace.InstanceCounter("ws")
 	lk := keyspace.Lock("shop", "orders-42")
 	rl := keyspace.RateLimit("api", "client-7")
+	sk := keyspace.Semaphore("shop", "exports")
+	ek := keyspace.Election("shop", "scheduler")
 	for got, want := range map[string]string{
 		keyspace.CounterHash("shop"):              "{shop}:counter",
 		keyspace.CounterField("orders"):           "orders",
@@ -71,21 +73,29 @@ func TestPlainLayoutsUnchanged(t *testing.T) {
 		ic.Rejoined:  "{ws}:ic:rejoined",
 		ic.Cleared:   "{ws}:ic:cleared",
 		ic.Clock:     "{ws}:ic:clock",
-		keyspace.InstanceCounterMarker("ws", "n1"):   "{ws}:ic:seq:n1",
-		keyspace.InstanceSlice("n1", "conns"):        "n1:conns",
-		keyspace.InstanceHolder("conns", "n1"):       "conns:n1",
-		lk.Lock:                                      "{shop:orders-42}:lock",
-		lk.Readers:                                   "{shop:orders-42}:readers",
-		lk.WaitingWriter:                             "{shop:orders-42}:wwait",
-		lk.Fence:                                     "{shop:orders-42}:fence",
-		lk.Channel:                                   "{shop:orders-42}:released",
-		keyspace.LockAcquisition("owner", "x9"):      "owner:x9",
-		rl.Counts:                                    "{api:client-7}:rl:counts",
-		rl.Index:                                     "{api:client-7}:rl:index",
-		keyspace.InstanceKeyField("conns"):           "conns",
-		keyspace.InstanceMember("n1"):                "n1",
-		keyspace.CounterHash("ünï"):                  "{ünï}:counter",
-		keyspace.CounterHash("50%"):                  "{50%25}:counter", // the one byte that changed
+		keyspace.InstanceCounterMarker("ws", "n1"): "{ws}:ic:seq:n1",
+		keyspace.InstanceSlice("n1", "conns"):      "n1:conns",
+		keyspace.InstanceHolder("conns", "n1"):     "conns:n1",
+		lk.Lock:                                    "{shop:orders-42}:lock",
+		lk.Readers:                                 "{shop:orders-42}:readers",
+		lk.WaitingWriter:                           "{shop:orders-42}:wwait",
+		lk.Fence:                                   "{shop:orders-42}:fence",
+		lk.Channel:                                 "{shop:orders-42}:released",
+		keyspace.LockAcquisition("owner", "x9"):    "owner:x9",
+		rl.Counts:                                  "{api:client-7}:rl:counts",
+		sk.Holders:                                 "{shop:exports}:sem:holders",
+		sk.Queue:                                   "{shop:exports}:sem:queue",
+		sk.QueueExpiry:                             "{shop:exports}:sem:qexp",
+		sk.Fence:                                   "{shop:exports}:sem:fence",
+		sk.Channel:                                 "{shop:exports}:sem:released",
+		ek.Leader:                                  "{shop:scheduler}:elect:leader",
+		ek.Fence:                                   "{shop:scheduler}:elect:fence",
+		ek.Channel:                                 "{shop:scheduler}:elect:changed",
+		rl.Index:                                   "{api:client-7}:rl:index",
+		keyspace.InstanceKeyField("conns"):         "conns",
+		keyspace.InstanceMember("n1"):              "n1",
+		keyspace.CounterHash("ünï"):                "{ünï}:counter",
+		keyspace.CounterHash("50%"):                "{50%25}:counter", // the one byte that changed
 		keyspace.RateLimit("p", "2001:db8::1").Index: "{p:2001%3Adb8%3A%3A1}:rl:index",
 	} {
 		if got != want {

@@ -120,3 +120,38 @@ func RateLimit(prefix, key string) RateLimitKeys {
 
 // List returns the keys in the order the window script takes them.
 func (k RateLimitKeys) List() []string { return []string{k.Counts, k.Index} }
+
+// SemaphoreKeys are the keys of one semaphore (primitives/semaphore), all
+// in the slot of {<prefix>:<name>} (the lock's tag: the "sem" part keeps
+// them apart from a lock of the same name):
+//
+//	{<prefix>:<name>}:sem:holders   zset    permits <owner>:<nonce>:<n>:<token> → expiry (Unix ms)
+//	{<prefix>:<name>}:sem:queue     zset    waiters <owner>:<nonce> → arrival order (above every score in line, ≥ Unix µs)
+//	{<prefix>:<name>}:sem:qexp      zset    waiters <owner>:<nonce> → mark expiry (Unix ms)
+//	{<prefix>:<name>}:sem:fence     string  the last fencing token (never expires)
+//	{<prefix>:<name>}:sem:released  channel a message per release, dequeue and queue advance
+type SemaphoreKeys struct {
+	Holders, Queue, QueueExpiry, Fence, Channel string
+}
+
+// Semaphore returns the keys of the semaphore name under prefix.
+func Semaphore(prefix, name string) SemaphoreKeys {
+	t := Join(tag(Escape(prefix), Escape(name)), "sem") + Sep
+	return SemaphoreKeys{Holders: t + "holders", Queue: t + "queue", QueueExpiry: t + "qexp", Fence: t + "fence", Channel: t + "released"}
+}
+
+// ElectionKeys are the keys of one election (primitives/election), in the
+// slot of {<prefix>:<name>}:
+//
+//	{<prefix>:<name>}:elect:leader   hash    id → <owner>:<nonce>, token → decimal, value → the leader's value (PX TTL)
+//	{<prefix>:<name>}:elect:fence    string  the last term's token (never expires)
+//	{<prefix>:<name>}:elect:changed  channel a message per election, resignation and proclamation
+type ElectionKeys struct {
+	Leader, Fence, Channel string
+}
+
+// Election returns the keys of the election name under prefix.
+func Election(prefix, name string) ElectionKeys {
+	t := Join(tag(Escape(prefix), Escape(name)), "elect") + Sep
+	return ElectionKeys{Leader: t + "leader", Fence: t + "fence", Channel: t + "changed"}
+}

@@ -47,7 +47,9 @@
 // Context is cancelled with the same cause, which wraps distkit.ErrLeaseLost
 // and the error that led to it. A process paused past its deadline (GC,
 // SIGSTOP, a stopped VM) reports the loss as soon as it runs again, before
-// it sends anything.
+// it sends anything; State, Cause, Context and Release check the deadline
+// themselves, so a late expiry timer (a paused process, a scheduler that
+// has not run it yet) never shows a lease held past its deadline.
 //
 // Release stops renewals and removes the lease (owner-checked by the
 // primitive's script). Concurrent Release calls are serialised: their
@@ -216,9 +218,20 @@ func New(cfg Config, sent time.Time) *Lease {
 
 // State reports the lease's state; no I/O.
 func (l *Lease) State() State {
+	defer l.emit() // a loss checkDeadline found
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.checkDeadline()
 	return l.state
+}
+
+// checkDeadline reports a held lease lost once its deadline has passed,
+// without waiting for the expiry timer, which may run late (a paused
+// process, a busy scheduler). l.mu is held.
+func (l *Lease) checkDeadline() {
+	if l.state == Held && !time.Now().Before(l.deadline) {
+		l.lose(l.expiredCause())
+	}
 }
 
 // Done is closed when the lease is lost or released.
@@ -227,8 +240,10 @@ func (l *Lease) Done() <-chan struct{} { return l.done }
 // Cause is why Done was closed: an error wrapping distkit.ErrLeaseLost,
 // or ErrReleased; nil while held.
 func (l *Lease) Cause() error {
+	defer l.emit() // a loss checkDeadline found
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.checkDeadline()
 	return l.cause
 }
 
@@ -246,9 +261,11 @@ func (l *Lease) TTL() time.Duration { return l.cfg.TTL }
 // Context returns a context derived from parent, cancelled with Cause when
 // the lease is lost or released (at once if it already was).
 func (l *Lease) Context(parent context.Context) context.Context {
+	defer l.emit() // a loss checkDeadline found
 	ctx, cancel := context.WithCancelCause(parent)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.checkDeadline()
 	if l.state != Held {
 		cancel(l.cause)
 		return ctx
@@ -387,6 +404,7 @@ func (l *Lease) Release(ctx context.Context) (State, error) {
 	}
 	defer func() { <-l.relSem }()
 	l.mu.Lock()
+	l.checkDeadline()
 	if l.state == Released {
 		l.mu.Unlock()
 		return Released, nil
@@ -402,6 +420,7 @@ func (l *Lease) Release(ctx context.Context) (State, error) {
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.checkDeadline() // as if the expiry timer had run on time
 	switch {
 	case l.state == Lost:
 		return Lost, fmt.Errorf("%s: release: %w: %w", l.cfg.Name, distkit.ErrNotHeld, l.cause)

@@ -94,6 +94,12 @@ func WorkerMain(dial Dial) bool {
 		err = workerPause(b, spec)
 	case "instance":
 		err = workerInstance(b, spec)
+	case "semaphore":
+		err = workerSemHammer(b, spec)
+	case "sem-pause":
+		err = workerSemPause(b, spec)
+	case "campaign":
+		err = workerCampaign(b, spec)
 	case "ratelimit", "ratelimit-hybrid":
 		err = workerRateLimit(b, spec)
 	case "icmodel":
@@ -141,13 +147,17 @@ func startWorker(t *testing.T, spec workerSpec) *worker {
 	return w
 }
 
-// RunProcesses runs the multi-process lock tests.
+// RunProcesses runs the multi-process tests (locks, instance counters,
+// rate limits, semaphores, elections).
 func RunProcesses(t *testing.T, newHarness func(t *testing.T) ProcessHarness) {
 	t.Run("LockExclusionAcrossProcesses", func(t *testing.T) { testLockProcesses(t, newHarness(t)) })
 	t.Run("LockHolderPausedPastTTL", func(t *testing.T) { testLockPaused(t, newHarness(t)) })
 	t.Run("InstanceKilled", func(t *testing.T) { testInstanceKilled(t, newHarness(t)) })
 	t.Run("RateLimitBoundAcrossProcesses", func(t *testing.T) { testRLProcesses(t, newHarness(t)) })
 	t.Run("HybridRateLimitBoundAcrossProcesses", func(t *testing.T) { testHybridProcesses(t, newHarness(t)) })
+	t.Run("SemaphoreCapacityAcrossProcesses", func(t *testing.T) { testSemProcesses(t, newHarness(t)) })
+	t.Run("SemaphoreHolderPausedPastTTL", func(t *testing.T) { testSemPaused(t, newHarness(t)) })
+	t.Run("ElectionLeaderKilled", func(t *testing.T) { testElectionKilled(t, newHarness(t)) })
 }
 
 // workerHammer: goroutines doing Lock/Release cycles on one name with a

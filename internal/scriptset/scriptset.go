@@ -8,9 +8,11 @@ package scriptset
 import (
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/counterscript"
+	"github.com/distkit-go/distkit/internal/electscript"
 	"github.com/distkit-go/distkit/internal/icscript"
 	"github.com/distkit-go/distkit/internal/lockscript"
 	"github.com/distkit-go/distkit/internal/ratelimitscript"
+	"github.com/distkit-go/distkit/internal/semscript"
 )
 
 // All returns the scripts of every primitive and of the driver toolkit's
@@ -23,6 +25,8 @@ func All() []*driver.Script {
 		lockscript.All(),
 		icscript.All(),
 		ratelimitscript.All(),
+		semscript.All(),
+		electscript.All(),
 		{driver.HeartbeatScript, driver.AcquireLeaseScript, driver.RenewLeaseScript, driver.ReleaseLeaseScript},
 	} {
 		for _, s := range group {

@@ -5,10 +5,12 @@ import (
 
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/counterscript"
+	"github.com/distkit-go/distkit/internal/electscript"
 	"github.com/distkit-go/distkit/internal/icscript"
 	"github.com/distkit-go/distkit/internal/lockscript"
 	"github.com/distkit-go/distkit/internal/ratelimitscript"
 	"github.com/distkit-go/distkit/internal/scriptset"
+	"github.com/distkit-go/distkit/internal/semscript"
 )
 
 // All holds every script of the primitives' script packages, each once.
@@ -21,7 +23,7 @@ func TestAll(t *testing.T) {
 		}
 		seen[s.SHA()] = true
 	}
-	for _, group := range [][]*driver.Script{counterscript.All(), lockscript.All(), icscript.All(), ratelimitscript.All(),
+	for _, group := range [][]*driver.Script{counterscript.All(), lockscript.All(), icscript.All(), ratelimitscript.All(), semscript.All(), electscript.All(),
 		{driver.HeartbeatScript, driver.AcquireLeaseScript, driver.RenewLeaseScript, driver.ReleaseLeaseScript}} {
 		for _, s := range group {
 			if !seen[s.SHA()] {

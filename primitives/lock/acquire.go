@@ -46,14 +46,15 @@ var errAbandoned = errors.New("lock: the backend did not return by the attempt's
 // validity, TTL − lease.Margin (a later reply could not leave a lease to
 // count on).
 //
-// With detach (the wait has a time budget), the attempt runs on a goroutine of its own, and a driver that does not
+// With detach (the wait has a budget: a deadline, attempts, or a ctx
+// that can be cancelled), the attempt runs on a goroutine of its own, and a driver that does not
 // return within attemptGrace of the attempt's deadline (rueidis may not
 // while it dials a new connection) is not waited for: the attempt is
 // abandoned and cleans up after itself when it returns (releasing id if it
 // may have acquired, removing a writer's mark), and try reports
 // ErrIndeterminate with abandoned set, after which the wait must use a new
-// acquisition id. Without a time budget the attempt runs on the caller's
-// goroutine, which saves a goroutine switch on the common path.
+// acquisition id. Without a budget (a ctx that can never end) the attempt
+// runs on the caller's goroutine, which saves a goroutine switch.
 func (c *core) try(ctx context.Context, m mode, id string, retry, detach bool) (token int64, acked int, abandoned bool, err error) {
 	actx, cancel := context.WithTimeout(ctx, c.ttl-lease.Margin(c.ttl))
 	if !detach {
@@ -169,11 +170,13 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (g *Guard, err err
 		wctx, cancel = context.WithTimeoutCause(ctx, p.timeout, errWaitTimeout)
 		defer cancel()
 	}
-	// Only Lock(ctx) with no deadline has no time budget; every other wait
-	// is bounded (its timeout, ctx's deadline, or its attempts × TTL), and
-	// its attempts may not overrun that whatever the driver does.
+	// Only Lock(ctx) with a ctx that can never end (context.Background())
+	// has no budget; every other wait is bounded (its timeout, ctx's
+	// deadline or cancellation, or its attempts × TTL), and its attempts may
+	// not overrun that whatever the driver does (rueidis does not honour a
+	// cancellation while it dials).
 	_, hasDeadline := wctx.Deadline()
-	detach := hasDeadline || p.attempts > 0
+	detach := hasDeadline || p.attempts > 0 || wctx.Done() != nil
 	var sub *waitSub // started once the lock was seen held
 	defer func() {
 		if sub != nil {
@@ -332,6 +335,39 @@ func (c *core) release(ctx context.Context, m mode, id string) (bool, error) {
 	}
 	n, err := v.Int64()
 	return n == 1, err
+}
+
+// releaseWithin is Guard.Release's release: it returns within
+// attemptGrace of ctx's end even when the driver overruns ctx (rueidis
+// does not honour a cancellation while it dials). The call is then left to
+// finish on its own (releasing is owner-checked, so a later Release is
+// safe) and its outcome is unknown: ErrIndeterminate.
+func (c *core) releaseWithin(ctx context.Context, m mode, id string) (bool, error) {
+	if ctx.Done() == nil { // nothing to bound it by
+		return c.release(ctx, m, id)
+	}
+	type result struct {
+		ok  bool
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ok, err := c.release(ctx, m, id)
+		done <- result{ok, err}
+	}()
+	select {
+	case r := <-done:
+		return r.ok, r.err
+	case <-ctx.Done():
+	}
+	grace := time.NewTimer(attemptGrace)
+	defer grace.Stop()
+	select {
+	case r := <-done:
+		return r.ok, r.err
+	case <-grace.C:
+	}
+	return false, driver.Indeterminate(fmt.Errorf("%w: %w", errAbandoned, ctx.Err()))
 }
 
 // renew extends the lease of a held value; false when it is gone. With

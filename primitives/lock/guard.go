@@ -35,7 +35,7 @@ func (c *core) newGuard(m mode, id string, token int64, attempt int, sent time.T
 	value := id + ":" + tokenString(token)
 	l := lease.New(lease.Config{Name: c.errName, TTL: c.ttl, Ops: lease.Ops{
 		Renew:   func(ctx context.Context) (bool, error) { return c.renew(ctx, m, value) },
-		Release: func(ctx context.Context) (bool, error) { return c.release(ctx, m, id) },
+		Release: func(ctx context.Context) (bool, error) { return c.releaseWithin(ctx, m, id) },
 	}, OnEvent: c.obs.onEvent(m, sent)}, sent)
 	g := &Guard{l: l, token: token, attempt: attempt}
 	// The lease (its timers, the closures above) never references g, so g
@@ -67,7 +67,9 @@ func (g *Guard) Attempt() int {
 }
 
 // State reports the lease as of the last confirmed renewal or release; no
-// I/O.
+// I/O. Past the lease's deadline without a confirmed renewal it is Lost,
+// even if the guard's expiry timer has not run yet (State, Context and
+// Release check the deadline themselves).
 func (g *Guard) State() State {
 	if g == nil {
 		return Released
@@ -108,6 +110,10 @@ func (g *Guard) Context(ctx context.Context) context.Context {
 //   - the current state with the backend's error, in which case Release
 //     may be called again; meanwhile the lease is no longer renewed and is
 //     reported Lost at its deadline.
+//
+// Release returns soon after ctx ends even when the backend's driver does
+// not honour ctx (rueidis while it dials): the outcome is then unknown
+// (distkit.ErrIndeterminate) and Release may be called again.
 //
 // Releasing twice returns Released, nil; concurrent calls are serialised
 // (each returns what it would have returned in some sequential order). A

@@ -97,9 +97,11 @@
 // abandoned and cleans up after itself, so TryLockWithTimeout(d) returns
 // within d plus a round trip whether the servers answer, refuse connections
 // or are blackholed, and TryLockWithRetries(n) within (n+1)×TTL plus n
-// RetryIntervals. (Lock with a ctx that has no deadline has no time budget:
-// its attempts run on the caller's goroutine, saving a goroutine switch, and
-// one may overrun the TTL by such a driver's dial timeout.)
+// RetryIntervals; Lock(ctx) returns within a round trip of ctx's
+// cancellation. (Lock with a ctx that can never end, such as
+// context.Background(), has no budget: its attempts run on the caller's
+// goroutine, saving a goroutine switch, and one may overrun the TTL by such
+// a driver's dial timeout.)
 // Permanent errors (distkit.ErrClosed, distkit.ErrInvalidOption, a script
 // error, an ACL refusal) end every wait at once. A wait that ends without the
 // lock leaves nothing behind: a lease an attempt may have taken without its

@@ -1,0 +1,64 @@
+package lock_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"runtime/debug"
+	"testing"
+	"time"
+
+	"github.com/distkit-go/distkit"
+	"github.com/distkit-go/distkit/backend/memory"
+	"github.com/distkit-go/distkit/internal/testkit"
+	"github.com/distkit-go/distkit/primitives/lock"
+)
+
+// A guard must never count its lease held past its deadline (send time of
+// the last confirmed request + TTL − margin), whether or not its expiry
+// timer has run yet: a goroutine that checks State or derives a Context
+// right after the deadline (the timer's goroutine not scheduled yet: one
+// CPU, a process that was paused) must see the lease Lost. Renewals hang
+// (the server stopped answering), so no renewal is confirmed.
+//
+// To show the stale view, the test keeps the only P busy across the
+// deadline (GOMAXPROCS 1, no GC, a short spin that sysmon does not
+// preempt), so the expiry timer cannot run before the checks.
+func TestReview15_NoHeldViewPastDeadline(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	const ttl = 300 * time.Millisecond
+	margin := ttl/100 + 2*time.Millisecond
+	ctx := context.Background()
+	stale := 0
+	for round := range 3 {
+		hb := testkit.NewHang(memory.New(memory.Options{}))
+		m, err := lock.NewMutex(hb, "res", lock.Options{TTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hb.HangOn(func(n string) bool { return n == "RenewLease" })
+		g, err := m.TryLock(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The guard's deadline is at most this (its send time was earlier).
+		deadline := time.Now().Add(ttl - margin)
+		time.Sleep(time.Until(deadline.Add(-4 * time.Millisecond)))
+		for time.Now().Before(deadline.Add(time.Millisecond)) { // keep the P
+		}
+		st := g.State()
+		work := g.Context(ctx)
+		cause := context.Cause(work)
+		if st != lock.Lost || cause == nil {
+			stale++
+			t.Errorf("round %d: %v past the deadline: State %v, Context cause %v; want Lost, cancelled",
+				round, time.Since(deadline), st, cause)
+		} else if !errors.Is(cause, distkit.ErrLeaseLost) {
+			t.Errorf("round %d: cause %v, want ErrLeaseLost", round, cause)
+		}
+		hb.HangOn(nil)
+		g.Release(ctx)
+	}
+	t.Logf("%d of 3 rounds saw a held view past the deadline", stale)
+}
