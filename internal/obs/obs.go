@@ -47,6 +47,9 @@ const (
 	OutcomeNotApplied    = "not_applied"
 	OutcomeIndeterminate = "indeterminate"
 	OutcomeScriptError   = "script_error"
+	// OutcomeError (primitive metrics only): an error that is not a
+	// backend call's, such as distkit.ErrDuplicateInstance.
+	OutcomeError = "error"
 )
 
 // Outcome classifies err: nil is "ok", a backend.ErrScript
@@ -318,8 +321,14 @@ func Prefix(p string) metric.MeasurementOption {
 }
 
 // WithOutcome is the attribute option of a prefix and an outcome.
+// The outcome is Outcome's class for a backend error, "error" for any
+// other (the primitive's own, such as distkit.ErrDuplicateInstance).
 func WithOutcome(p string, err error) metric.MeasurementOption {
-	return metric.WithAttributeSet(attribute.NewSet(AttrPrefix.String(p), AttrOutcome.String(Outcome(err))))
+	o := Outcome(err)
+	if o == OutcomeIndeterminate && !errors.Is(err, backend.ErrIndeterminate) && !errors.Is(err, context.DeadlineExceeded) {
+		o = OutcomeError
+	}
+	return metric.WithAttributeSet(attribute.NewSet(AttrPrefix.String(p), AttrOutcome.String(o)))
 }
 
 // RegisterPending registers the callback of a pending-keys gauge: pending

@@ -2,13 +2,17 @@ package obs_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"strings"
 	"testing"
 
 	"github.com/distkit-go/distkit"
+	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/obs"
+	"github.com/distkit-go/distkit/internal/testkit"
 )
 
 // TestReporterBoundsLogLines: a burst of state changes gives at most ten
@@ -65,4 +69,24 @@ func TestNilIsSilent(t *testing.T) {
 	var f *obs.Flusher
 	f.Sent(t.Context(), 1, nil)
 	f.Close()
+}
+
+// TestWithOutcome: backend error classes keep their names; a primitive's
+// own error is "error".
+func TestWithOutcome(t *testing.T) {
+	tel := testkit.NewTelemetry(t)
+	c, err := tel.Provider.Meter("t").Int64Counter("c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range []error{nil, driver.NotApplied(errors.New("x")), driver.Indeterminate(errors.New("x")),
+		&backend.ScriptError{Script: "s", Msg: "ERR"}, distkit.ErrDuplicateInstance, context.DeadlineExceeded} {
+		c.Add(context.Background(), int64(1)<<i, obs.WithOutcome("p", err))
+	}
+	m := tel.Collect(t)["c"]
+	for outcome, want := range map[string]float64{"ok": 1, "not_applied": 2, "indeterminate": 4 + 32, "script_error": 8, "error": 16} {
+		if v, _ := m.Value(obs.AttrOutcome.String(outcome)); v != want {
+			t.Errorf("%s: %v, want %v", outcome, v, want)
+		}
+	}
 }
