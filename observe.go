@@ -30,14 +30,16 @@ const (
 	// InstanceRejoined: this instance registered again and contributed its
 	// slices back, after InstanceDead (or a registration lost otherwise).
 	InstanceRejoined
-	// LeaseRenewFailing: a lock's lease renewal failed (it is retried until
-	// the lease's confirmed expiry). Err says why.
+	// LeaseRenewFailing: the lease renewal of a held lock, semaphore permit
+	// or leader's term failed (it is retried until the lease's confirmed
+	// expiry). Err says why.
 	LeaseRenewFailing
 	// LeaseRenewRecovered: a renewal succeeded after LeaseRenewFailing.
 	LeaseRenewRecovered
-	// LeaseLost: a held lock's lease was lost (renewal refused, expiry
-	// passed without a confirmed renewal, or the guard was collected
-	// without Release). Err is the cause (it matches ErrLeaseLost).
+	// LeaseLost: the lease of a held lock, semaphore permit or leader's
+	// term was lost (renewal refused, expiry passed without a confirmed
+	// renewal, or the Guard, Permit or Leadership was collected without
+	// Release or Resign). Err is the cause (it matches ErrLeaseLost).
 	LeaseLost
 	// SyncDegraded: a Hybrid limiter's background sync failed for some
 	// keys after the previous one succeeded; their decisions are degraded
@@ -77,10 +79,12 @@ func (k EventKind) Failing() bool {
 // an Observer.
 type Event struct {
 	Kind EventKind
-	// Primitive is "counter", "instancecounter", "lock" or "ratelimit".
+	// Primitive is "counter", "instancecounter", "lock", "semaphore",
+	// "election" or "ratelimit".
 	Primitive string
-	// Name is what the primitive is about: the prefix of a counter or
-	// instance counter, the lock's name, the limiter's prefix.
+	// Name is what the primitive is about: the prefix of a counter,
+	// instance counter or limiter; the name of a lock, semaphore or
+	// election.
 	Name string
 	// Instance is the instance id of an instance counter's events.
 	Instance string

@@ -35,7 +35,7 @@ const (
 	AttrOutcome   = attribute.Key("distkit.outcome")
 	AttrMode      = attribute.Key("distkit.lock.mode")
 	AttrResult    = attribute.Key("distkit.result")
-	AttrEnd       = attribute.Key("distkit.lock.end")
+	AttrEnd       = attribute.Key("distkit.lease.end")
 	AttrProvider  = attribute.Key("distkit.ratelimit.provider")
 	AttrStrategy  = attribute.Key("distkit.ratelimit.strategy")
 	AttrDegraded  = attribute.Key("distkit.degraded")
@@ -191,6 +191,12 @@ const (
 	LockLeasesLost        = "distkit.lock.leases.lost"
 	LockHandoffs          = "distkit.lock.handoffs"
 	LockRenewFailures     = "distkit.lock.renew.failures"
+	SemHoldDuration       = "distkit.semaphore.hold.duration"
+	SemLeasesLost         = "distkit.semaphore.leases.lost"
+	SemRenewFailures      = "distkit.semaphore.renew.failures"
+	ElectTermDuration     = "distkit.election.term.duration"
+	ElectTermsLost        = "distkit.election.terms.lost"
+	ElectRenewFailures    = "distkit.election.renew.failures"
 	RateLimitDecisions    = "distkit.ratelimit.decisions"
 	RateLimitSyncs        = "distkit.ratelimit.hybrid.syncs"
 	RateLimitSyncFailures = "distkit.ratelimit.hybrid.sync.failures"
@@ -218,6 +224,9 @@ type Instruments struct {
 	LockWait, LockHold                   metric.Float64Histogram
 	LockLeasesLost, LockRenewFailures    metric.Int64Counter
 	LockHandoffs                         metric.Int64Counter
+	SemHold, ElectTerm                   metric.Float64Histogram
+	SemLeasesLost, SemRenewFailures      metric.Int64Counter
+	ElectTermsLost, ElectRenewFailures   metric.Int64Counter
 	RLDecisions, RLSyncs, RLSyncFailures metric.Int64Counter
 	RLSyncAge                            metric.Float64ObservableGauge
 }
@@ -293,6 +302,12 @@ func newInstruments(m metric.Meter) *Instruments {
 	in.LockHandoffs = counter(LockHandoffs, "{acquisition}", "Lock acquisitions that found the lock held and got it after waiting (a hand-off from another holder).")
 	in.LockLeasesLost = counter(LockLeasesLost, "{lease}", "Held locks whose lease was lost.")
 	in.LockRenewFailures = counter(LockRenewFailures, "{renewal}", "Lock lease renewals that failed (retried until the lease's expiry), by outcome.")
+	in.SemHold = hist(SemHoldDuration, "Time a semaphore permit was held, from acquisition to release or loss.")
+	in.SemLeasesLost = counter(SemLeasesLost, "{lease}", "Semaphore permits whose lease was lost.")
+	in.SemRenewFailures = counter(SemRenewFailures, "{renewal}", "Semaphore permit renewals that failed (retried until the lease's expiry), by outcome.")
+	in.ElectTerm = hist(ElectTermDuration, "Time a leader held its term, from election to resignation or loss.")
+	in.ElectTermsLost = counter(ElectTermsLost, "{term}", "Leadership terms lost (renewal refused or expiry passed).")
+	in.ElectRenewFailures = counter(ElectRenewFailures, "{renewal}", "Leader term renewals that failed (retried until the term's expiry), by outcome.")
 	in.RLDecisions = counter(RateLimitDecisions, "{decision}", "Rate limiter decisions, by provider, strategy, result and whether degraded.")
 	in.RLSyncs = counter(RateLimitSyncs, "{sync}", "Hybrid limiter sync rounds, by outcome (ok: every key synced).")
 	in.RLSyncFailures = counter(RateLimitSyncFailures, "{key}", "Keys whose Hybrid sync failed (their decisions degraded until the next success).")

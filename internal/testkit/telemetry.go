@@ -189,3 +189,12 @@ func (tel *Telemetry) Sum(t *testing.T, name string, want ...attribute.KeyValue)
 	v, _ := tel.Collect(t)[name].Value(want...)
 	return v
 }
+
+// KVs converts attribute.KeyValue values held as any (for test tables).
+func KVs(in ...any) []attribute.KeyValue {
+	out := make([]attribute.KeyValue, len(in))
+	for i, v := range in {
+		out[i] = v.(attribute.KeyValue)
+	}
+	return out
+}

@@ -16,18 +16,17 @@ import (
 // lockObs is the telemetry of one Mutex or RWMutex (Options.Logger,
 // Observer, MeterProvider); nil when none is set.
 type lockObs struct {
-	r      *obs.Reporter
+	leases *obs.Leases
 	in     *obs.Instruments
 	prefix string
 }
 
 func newLockObs(opts Options, prefix, name string) *lockObs {
-	r := obs.NewReporter(obs.Config{Logger: opts.Logger, Observer: opts.Observer}, "lock", name, "")
-	in := obs.For(opts.MeterProvider)
-	if r == nil && in == nil {
+	leases := obs.NewLeases(obs.Config{Logger: opts.Logger, Observer: opts.Observer, MeterProvider: opts.MeterProvider}, "lock", prefix, name)
+	if leases == nil {
 		return nil
 	}
-	return &lockObs{r: r, in: in, prefix: prefix}
+	return &lockObs{leases: leases, in: obs.For(opts.MeterProvider), prefix: prefix}
 }
 
 func (m mode) label() string {
@@ -66,38 +65,10 @@ func (o *lockObs) waited(start time.Time, m mode, g *Guard, err error) {
 }
 
 // onEvent returns the lease's Config.OnEvent of a guard acquired at
-// start: renew failures and lost leases are logged (once per state
-// change) and counted, the hold time recorded at the end.
+// start (see obs.Leases).
 func (o *lockObs) onEvent(m mode, start time.Time) func(lease.Event, error) {
 	if o == nil {
 		return nil
 	}
-	var renewing obs.Health
-	return func(ev lease.Event, err error) {
-		ctx := context.Background()
-		switch ev {
-		case lease.RenewFailed:
-			if o.in != nil {
-				o.in.LockRenewFailures.Add(ctx, 1, obs.WithOutcome(o.prefix, err))
-			}
-			renewing.Fail(o.r, distkit.LeaseRenewFailing, err)
-		case lease.RenewRecovered:
-			renewing.OK(o.r, distkit.LeaseRenewRecovered)
-		case lease.LostEvent, lease.ReleasedEvent:
-			end := "released"
-			if ev == lease.LostEvent {
-				end = "lost"
-			}
-			if o.in != nil {
-				if ev == lease.LostEvent {
-					o.in.LockLeasesLost.Add(ctx, 1, obs.Prefix(o.prefix))
-				}
-				o.in.LockHold.Record(ctx, time.Since(start).Seconds(), metric.WithAttributeSet(attribute.NewSet(
-					obs.AttrPrefix.String(o.prefix), obs.AttrMode.String(m.label()), obs.AttrEnd.String(end))))
-			}
-			if ev == lease.LostEvent {
-				o.r.Emit(distkit.LeaseLost, err)
-			}
-		}
-	}
+	return o.leases.OnEvent(start, obs.AttrMode.String(m.label()))
 }

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend/memory"
 	"github.com/distkit-go/distkit/internal/obs"
@@ -108,19 +106,11 @@ func TestLockObservability(t *testing.T) {
 		if c.name == obs.LockWaitDuration || c.name == obs.LockHoldDuration {
 			kvs = append(kvs, mode)
 		}
-		if v, _ := ms[c.name].Value(toKV(kvs)...); v != c.want {
+		if v, _ := ms[c.name].Value(testkit.KVs(kvs...)...); v != c.want {
 			t.Errorf("%s %v: %v, want %v", c.name, c.kv, v, c.want)
 		}
 	}
 	if u := ms[obs.LockWaitDuration].Unit; u != "s" {
 		t.Errorf("wait unit %q", u)
 	}
-}
-
-func toKV(in []any) []attribute.KeyValue {
-	out := make([]attribute.KeyValue, len(in))
-	for i, v := range in {
-		out[i] = v.(attribute.KeyValue)
-	}
-	return out
 }
