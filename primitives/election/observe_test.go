@@ -22,7 +22,7 @@ func TestElectionObservability(t *testing.T) {
 	mem := memory.New(memory.Options{})
 	defer mem.Close()
 	tel := testkit.NewTelemetry(t)
-	e, err := election.New(mem, "leader", election.Options{Prefix: "obs", TTL: 300 * time.Millisecond,
+	e, err := election.New(mem, "leader", election.Options{Prefix: "obs", TTL: time.Second,
 		Logger: tel.Logger, Observer: tel, MeterProvider: tel.Provider})
 	if err != nil {
 		t.Fatal(err)

@@ -24,7 +24,7 @@ func TestLockObservability(t *testing.T) {
 	mem := memory.New(memory.Options{})
 	defer mem.Close()
 	tel := testkit.NewTelemetry(t)
-	opts := lock.Options{Prefix: "obs", TTL: 300 * time.Millisecond, Logger: tel.Logger, Observer: tel, MeterProvider: tel.Provider}
+	opts := lock.Options{Prefix: "obs", TTL: time.Second, Logger: tel.Logger, Observer: tel, MeterProvider: tel.Provider}
 	b := testkit.Wrap(mem) // counts the acquire attempts (and hides the Notifier: waiters poll)
 	m := testkit.NewMutex(t, b, "res", opts)
 	prefix := obs.AttrPrefix.String("obs")

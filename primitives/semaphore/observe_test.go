@@ -23,7 +23,7 @@ func TestSemaphoreObservability(t *testing.T) {
 	mem := memory.New(memory.Options{})
 	defer mem.Close()
 	tel := testkit.NewTelemetry(t)
-	s, err := semaphore.New(mem, "pool", 2, semaphore.Options{Prefix: "obs", TTL: 300 * time.Millisecond,
+	s, err := semaphore.New(mem, "pool", 2, semaphore.Options{Prefix: "obs", TTL: time.Second,
 		Logger: tel.Logger, Observer: tel, MeterProvider: tel.Provider})
 	if err != nil {
 		t.Fatal(err)
