@@ -23,7 +23,9 @@ func TestHeartbeatObservability(t *testing.T) {
 	defer mem.Close()
 	b := testkit.NewFaulty(mem)
 	tel := testkit.NewTelemetry(t)
-	c := testkit.NewInstanceCounter(t, b, instancecounter.Options{Prefix: "obs", InstanceID: "i1", DeadAfter: 300 * time.Millisecond,
+	// DeadAfter leaves room for two failed heartbeats (one every DeadAfter/3)
+	// before the registration would expire.
+	c := testkit.NewInstanceCounter(t, b, instancecounter.Options{Prefix: "obs", InstanceID: "i1", DeadAfter: 2 * time.Second,
 		Logger: tel.Logger, Observer: tel, MeterProvider: tel.Provider})
 	prefix := obs.AttrPrefix.String("obs")
 	testkit.Eventually(t, 10*time.Second, "a heartbeat", func() bool {
@@ -35,8 +37,8 @@ func TestHeartbeatObservability(t *testing.T) {
 	if ev.Primitive != "instancecounter" || ev.Name != "obs" || ev.Instance != "i1" || !errors.Is(ev.Err, distkit.ErrNotApplied) {
 		t.Errorf("event %+v", ev)
 	}
-	testkit.Eventually(t, 10*time.Second, "3 failed heartbeats", func() bool {
-		return tel.Sum(t, obs.ICHeartbeats, prefix, obs.AttrOutcome.String("not_applied")) >= 3
+	testkit.Eventually(t, 10*time.Second, "2 failed heartbeats", func() bool {
+		return tel.Sum(t, obs.ICHeartbeats, prefix, obs.AttrOutcome.String("not_applied")) >= 2
 	})
 	b.FailScript("instancecounter-heartbeat", nil)
 	tel.WaitEvent(t, distkit.HeartbeatRecovered, 1, 10*time.Second)
