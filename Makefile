@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO      ?= go
 TIMEOUT ?= 9m
 
-.PHONY: test test-race fuzz docs chaos test-short bench bench-go bench-ceiling demo vet
+.PHONY: test test-race fuzz docs chaos test-short bench bench-go bench-ceiling demo demo-metrics vet
 
 ## test: every suite with the race detector: unit tests, the conformance
 ## suite on memory, miniredis, redis-server and a 3-master Cluster (both
@@ -69,3 +69,9 @@ bench-ceiling:
 ## demo: the quickstart on the memory backend.
 demo:
 	$(GO) run ./examples/quickstart
+
+## demo-metrics: a small workload on the memory backend with observability
+## on; prints the state-change log lines, the OpenTelemetry metrics and the
+## decorator's spans (README "Observability").
+demo-metrics:
+	$(GO) run ./examples/demo-metrics

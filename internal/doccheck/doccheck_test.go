@@ -57,6 +57,8 @@ var autoImports = map[string]string{
 	"ratelimit":       module + "/primitives/ratelimit",
 	"httplimit":       module + "/primitives/ratelimit/httplimit",
 	"conformance":     module + "/conformance",
+	"otelbackend":     module + "/backend/otelbackend",
+	"slog":            "log/slog",
 	"rueidis":         "github.com/redis/rueidis",
 	"redis":           "github.com/redis/go-redis/v9",
 }

@@ -107,6 +107,10 @@ func Run(t *testing.T, env *redistest.Env, d Driver) {
 			})
 		}
 	})
+	t.Run("Observed", func(t *testing.T) {
+		t.Run(d.Name+"+miniredis", func(t *testing.T) { runObserved(t, mini) })
+		t.Run(d.Name+"+redis", func(t *testing.T) { runObserved(t, harnesses[1].h) })
+	})
 	t.Run("Faults", func(t *testing.T) { RunFaults(t, &env.Faults, d.Name, d.Kinds, d.Faults) })
 	t.Run("LockFaults", func(t *testing.T) { RunLockFaults(t, &env.Faults, d.Name, d.Kinds) })
 	t.Run("ReleaseWithoutChannelPermission", func(t *testing.T) { releaseWithoutPublish(t, env, d) })

@@ -99,6 +99,49 @@ type Config struct {
 	// TTL is the lease's duration on the server; renewals run every TTL/3.
 	TTL time.Duration
 	Ops Ops
+	// OnEvent, when set, is told the lease's state changes: each failed
+	// renewal (RenewFailed, with its error), the first confirmed renewal
+	// after failed ones (RenewRecovered), and the end (Lost with its cause,
+	// or Released). It is called without the lease's lock held, from the
+	// goroutine that noticed the change.
+	OnEvent func(ev Event, err error)
+}
+
+// Event is a state change reported to Config.OnEvent.
+type Event int
+
+// Events.
+const (
+	RenewFailed Event = iota + 1
+	RenewRecovered
+	LostEvent
+	ReleasedEvent
+)
+
+type event struct {
+	ev  Event
+	err error
+}
+
+// note queues ev for emit (with l.mu held).
+func (l *Lease) note(ev Event, err error) {
+	if l.cfg.OnEvent != nil {
+		l.events = append(l.events, event{ev, err})
+	}
+}
+
+// emit reports the queued events (without l.mu held).
+func (l *Lease) emit() {
+	if l.cfg.OnEvent == nil {
+		return
+	}
+	l.mu.Lock()
+	evs := l.events
+	l.events = nil
+	l.mu.Unlock()
+	for _, e := range evs {
+		l.cfg.OnEvent(e.ev, e.err)
+	}
 }
 
 // Margin is the part of a TTL the Lease does not count on: 1 % (a server
@@ -138,6 +181,7 @@ type Lease struct {
 	pruneAt     int
 	deadline    time.Time // last confirmed expiry minus the margin (monotonic)
 	lastErr     error     // of the renewals since the last confirmed one
+	events      []event   // for Config.OnEvent, not yet reported
 	halted      bool      // no more renewals (Release began, or abandoned)
 	renewing    bool
 	cancelRenew context.CancelFunc
@@ -174,6 +218,7 @@ func New(cfg Config, sent time.Time) *Lease {
 
 // State reports the lease's state; no I/O.
 func (l *Lease) State() State {
+	defer l.emit() // a loss checkDeadline found
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.checkDeadline()
@@ -195,6 +240,7 @@ func (l *Lease) Done() <-chan struct{} { return l.done }
 // Cause is why Done was closed: an error wrapping distkit.ErrLeaseLost,
 // or ErrReleased; nil while held.
 func (l *Lease) Cause() error {
+	defer l.emit() // a loss checkDeadline found
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.checkDeadline()
@@ -215,6 +261,7 @@ func (l *Lease) TTL() time.Duration { return l.cfg.TTL }
 // Context returns a context derived from parent, cancelled with Cause when
 // the lease is lost or released (at once if it already was).
 func (l *Lease) Context(parent context.Context) context.Context {
+	defer l.emit() // a loss checkDeadline found
 	ctx, cancel := context.WithCancelCause(parent)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -243,6 +290,11 @@ func (l *Lease) Context(parent context.Context) context.Context {
 // l.mu is held.
 func (l *Lease) finish(st State, cause error) {
 	l.state, l.cause = st, cause
+	if st == Lost {
+		l.note(LostEvent, cause)
+	} else {
+		l.note(ReleasedEvent, nil)
+	}
 	l.renewT.Stop()
 	l.expiryT.Stop()
 	if l.cancelRenew != nil {
@@ -268,6 +320,7 @@ func (l *Lease) expiredCause() error {
 
 // renew runs from renewT: one renewal, then the next timer.
 func (l *Lease) renew() {
+	defer l.emit() // after the deferred unlock below
 	l.mu.Lock()
 	if l.state != Held || l.halted || l.renewing {
 		l.mu.Unlock()
@@ -300,6 +353,9 @@ func (l *Lease) renew() {
 			l.lose(l.expiredCause())
 			return
 		}
+		if l.lastErr != nil {
+			l.note(RenewRecovered, nil)
+		}
 		l.deadline, l.lastErr = d, nil
 		l.expiryT.Reset(time.Until(d))
 		l.renewT.Reset(time.Until(sent.Add(l.every))) // TTL/3 into the new validity
@@ -308,6 +364,7 @@ func (l *Lease) renew() {
 			l.cfg.Name, distkit.ErrLeaseLost))
 	default:
 		l.lastErr = err
+		l.note(RenewFailed, err)
 		if !Permanent(err) {
 			l.renewT.Reset(min(l.retry, time.Until(l.deadline)))
 		} // a permanent error is not retried: the deadline reports it
@@ -316,6 +373,7 @@ func (l *Lease) renew() {
 
 // expire runs from expiryT.
 func (l *Lease) expire() {
+	defer l.emit()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.state != Held {
@@ -338,6 +396,7 @@ func (l *Lease) expire() {
 // Releasing twice returns Released, nil. A Release waiting for another one
 // to finish returns the current state and ctx's error if ctx ends first.
 func (l *Lease) Release(ctx context.Context) (State, error) {
+	defer l.emit()
 	select {
 	case l.relSem <- struct{}{}:
 	case <-ctx.Done():
@@ -380,6 +439,7 @@ func (l *Lease) Release(ctx context.Context) (State, error) {
 // min(TTL, MaxReleaseWait). Call it from a runtime.AddCleanup function of
 // the user's handle. It does nothing on a lease already lost or released.
 func (l *Lease) Abandon() {
+	defer l.emit()
 	l.mu.Lock()
 	if l.state != Held {
 		l.mu.Unlock()

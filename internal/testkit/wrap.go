@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/distkit-go/distkit/backend"
@@ -176,3 +177,30 @@ func (w *Wrapped) EvalScript(ctx context.Context, s backend.Script, keys []strin
 	}
 	return v, err
 }
+
+// WrapHarness returns h with every backend it hands out passed through
+// wrap (a decorator under test), keeping h's optional capabilities the
+// backend suite uses: FakeTime (with its answer) and FlushScripts.
+func WrapHarness(h Harness, wrap func(backend.Backend) backend.Backend) Harness {
+	w := wrappedHarness{h: h, wrap: wrap}
+	if f, ok := h.(interface{ FlushScripts(t *testing.T) }); ok {
+		return flushingHarness{w, f}
+	}
+	return w
+}
+
+type wrappedHarness struct {
+	h    Harness
+	wrap func(backend.Backend) backend.Backend
+}
+
+func (w wrappedHarness) NewBackend(t *testing.T) backend.Backend { return w.wrap(w.h.NewBackend(t)) }
+func (w wrappedHarness) Wait(t *testing.T, d time.Duration)      { w.h.Wait(t, d) }
+func (w wrappedHarness) FakeTime() bool                          { return IsFakeTime(w.h) }
+
+type flushingHarness struct {
+	wrappedHarness
+	f interface{ FlushScripts(t *testing.T) }
+}
+
+func (f flushingHarness) FlushScripts(t *testing.T) { f.f.FlushScripts(t) }

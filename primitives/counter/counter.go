@@ -108,7 +108,10 @@ package counter
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
@@ -135,6 +138,15 @@ type Options struct {
 	// used again starts afresh, its remote part unknown (0) until a flush
 	// or Get reads it.
 	IdleAfter time.Duration
+	// Logger (Lax only) receives one line per state change of the
+	// background flusher (flush_failing, flush_recovered; README
+	// "Observability"); nil: silent.
+	Logger *slog.Logger
+	// Observer (Lax only) is told the same state changes; nil: none.
+	Observer distkit.Observer
+	// MeterProvider (Lax only) records the flusher's metrics
+	// (distkit.counter.*, README "Observability"); nil: none, at no cost.
+	MeterProvider metric.MeterProvider
 }
 
 // keys is the Redis key layout of one prefix (internal/keyspace).

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+	"weak"
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
@@ -19,6 +20,7 @@ import (
 	"github.com/distkit-go/distkit/internal/counterscript"
 	"github.com/distkit-go/distkit/internal/flush"
 	"github.com/distkit-go/distkit/internal/keyspace"
+	"github.com/distkit-go/distkit/internal/obs"
 )
 
 // Defaults of the Lax options.
@@ -77,6 +79,7 @@ type laxCore struct {
 	flushKeys []string // {hash, marker}
 	epoch     time.Time
 	g         *flush.Engine[laxKey]
+	obs       *obs.Flusher // nil: no Logger, Observer or MeterProvider
 }
 
 // laxKey is Lax's part of one key's state; its view is
@@ -138,9 +141,10 @@ func NewLax(b backend.Backend, opts Options) (*Lax, error) {
 		Interval:  lag,
 		IdleAfter: idle,
 		MaxBatch:  maxBatch,
-		Send:      c.send,
+		Send:      c.sendObserved,
 		Applied:   c.applied,
 	})
+	c.obs = newFlushObs(opts, k.prefix, c)
 	l := &Lax{c: c}
 	c.g.Start()
 	runtime.AddCleanup(l, func(g *flush.Engine[laxKey]) { g.Orphan() }, c.g)
@@ -340,6 +344,38 @@ func (c *laxCore) setRemoteAtLocked(e *laxEntry, r, at int64) {
 func (c *laxCore) clock() int64 { return max(int64(time.Since(c.epoch)), 1) }
 
 // send runs one flush batch (the engine's Config.Send).
+// newFlushObs returns the telemetry of c's flusher, nil when opts configure
+// none. The pending-keys gauge reads c's engine through a weak pointer, so
+// that a Lax collected without Close is not kept alive by the provider.
+func newFlushObs(opts Options, prefix string, c *laxCore) *obs.Flusher {
+	wc := weak.Make(c)
+	return obs.NewFlusher(obs.Config{Logger: opts.Logger, Observer: opts.Observer, MeterProvider: opts.MeterProvider},
+		false, prefix, "", func() (int, bool) {
+			if c := wc.Value(); c != nil && !c.g.Closed() {
+				return len(c.g.Pending()), true
+			}
+			return 0, false
+		})
+}
+
+// sendObserved is send, telling c.obs (if any) the outcome of each batch.
+func (c *laxCore) sendObserved(ctx context.Context, b *flush.Batch[laxKey]) error {
+	if c.obs == nil {
+		return c.send(ctx, b)
+	}
+	err := c.send(ctx, b)
+	applied := 0
+	if err == nil {
+		for i := range b.Items {
+			if b.Items[i].Applied {
+				applied++
+			}
+		}
+	}
+	c.obs.Sent(ctx, applied, err)
+	return err
+}
+
 func (c *laxCore) send(ctx context.Context, b *flush.Batch[laxKey]) error {
 	lb, _ := b.Ext.(*laxBatch)
 	if lb == nil {
@@ -509,7 +545,9 @@ func (l *Lax) Tracked() int { return l.c.g.Len() }
 // deadline) to retry. Calls made after Close began fail with
 // distkit.ErrClosed. It does not close the backend.
 func (l *Lax) Close(ctx context.Context) error {
-	return unflushed(l.c.g.Close(ctx))
+	err := unflushed(l.c.g.Close(ctx))
+	l.c.obs.Close()
+	return err
 }
 
 // UnflushedError is returned by Lax.Flush and Lax.Close when deltas

@@ -200,7 +200,7 @@ func (e *Election) newLeadership(id, value string, token int64, sent time.Time) 
 	l := lease.New(lease.Config{Name: e.errName, TTL: e.ttl, Ops: lease.Ops{
 		Renew:   func(ctx context.Context) (bool, error) { return e.renew(ctx, id) },
 		Release: func(ctx context.Context) (bool, error) { return e.resign(ctx, id) },
-	}}, sent)
+	}, OnEvent: e.obs.OnEvent(sent)}, sent)
 	ld := &Leadership{e: e, id: id, l: l, token: token, value: value}
 	runtime.AddCleanup(ld, (*lease.Lease).Abandon, l)
 	return ld

@@ -72,15 +72,19 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	mrand "math/rand/v2"
 	"strconv"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/electscript"
 	"github.com/distkit-go/distkit/internal/keyspace"
+	"github.com/distkit-go/distkit/internal/obs"
 	"github.com/distkit-go/distkit/internal/waitsub"
 )
 
@@ -107,6 +111,15 @@ type Options struct {
 	// Prefix namespaces the keys (any byte string of up to
 	// distkit.MaxKeyLen bytes); default distkit.DefaultPrefix.
 	Prefix string
+	// Logger receives one line per state change of a held leader's term's lease:
+	// lease_renew_failing, lease_renew_recovered, lease_lost (README
+	// "Observability"); nil: silent.
+	Logger *slog.Logger
+	// Observer is told the same state changes; nil: none.
+	Observer distkit.Observer
+	// MeterProvider records the metrics distkit.election.* (term duration, terms lost, renew failures; README
+	// "Observability"); nil: none, at no cost.
+	MeterProvider metric.MeterProvider
 }
 
 // Term is a leader's term as seen by Leader and Observe.
@@ -131,6 +144,7 @@ type Election struct {
 	retry    time.Duration
 	ttlArg   string
 	keys     keyspace.ElectionKeys
+	obs      *obs.Leases // nil: no Logger, Observer or MeterProvider
 }
 
 // New returns an Election for name over b. Invalid options fail with
@@ -172,6 +186,7 @@ func New(b backend.Backend, name string, opts Options) (*Election, error) {
 		keys: keyspace.Election(prefix, name),
 	}
 	e.notifier, _ = b.(backend.Notifier)
+	e.obs = obs.NewLeases(obs.Config{Logger: opts.Logger, Observer: opts.Observer, MeterProvider: opts.MeterProvider}, "election", prefix, name)
 	return e, nil
 }
 

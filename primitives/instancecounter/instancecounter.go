@@ -114,10 +114,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
@@ -166,6 +169,16 @@ type Options struct {
 	// (or a Set or Del this instance must report on a comeback) are kept
 	// whatever their age.
 	IdleAfter time.Duration
+	// Logger receives one line per state change of the background work:
+	// heartbeat_failing / heartbeat_recovered, instance_dead /
+	// instance_rejoined, and for Lax flush_failing / flush_recovered
+	// (README "Observability"); nil: silent.
+	Logger *slog.Logger
+	// Observer is told the same state changes; nil: none.
+	Observer distkit.Observer
+	// MeterProvider records the metrics distkit.instancecounter.* (README
+	// "Observability"); nil: none, at no cost.
+	MeterProvider metric.MeterProvider
 }
 
 var (
@@ -268,6 +281,7 @@ type core struct {
 	done     chan struct{}
 	stopOnce sync.Once
 	orphOnce sync.Once
+	obs      *icObs // nil: no Logger, Observer or MeterProvider
 }
 
 // orphan is the runtime cleanup of an owner dropped without Close.
@@ -303,6 +317,7 @@ func newCore(b backend.Backend, opts Options) (*core, error) {
 		gate: newGate(), flushMu: ctxsync.NewMutex(),
 		stop: make(chan struct{}), orphaned: make(chan struct{}), done: make(chan struct{}),
 	}
+	c.obs = newICObs(opts, p, opts.InstanceID)
 	c.markerKeys = append(append([]string{}, c.keys...), keyspace.InstanceCounterMarker(p, opts.InstanceID))
 	c.base, c.cancel = context.WithCancel(context.Background())
 	m := map[string]*slot{}
@@ -534,6 +549,9 @@ func (c *core) rejoinLocked(ctx context.Context, gen uint64, b *flush.Batch[slot
 		c.gen.Add(1)
 		return false, nil
 	case icscript.StatusJoined:
+		if c.gen.Load() > 0 { // not the first registration
+			c.obs.noteRejoin()
+		}
 	default:
 		return false, fmt.Errorf("instancecounter: rejoin: unexpected status %q", r.status)
 	}
@@ -566,6 +584,7 @@ func (c *core) rejoinLocked(ctx context.Context, gen uint64, b *flush.Batch[slot
 // heartbeat or flush starts.
 func (c *core) run(every time.Duration, tick func(ctx context.Context)) {
 	defer close(c.done)
+	defer c.obs.close()
 	stopped := func() bool {
 		select {
 		case <-c.stop:
@@ -579,8 +598,9 @@ func (c *core) run(every time.Duration, tick func(ctx context.Context)) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(c.base, c.deadAfter/3)
-		c.heartbeat(ctx) // a failure is retried on the next tick
+		err := c.heartbeat(ctx) // a failure is retried on the next tick
 		cancel()
+		c.obs.beat(ctx, err)
 	}
 	beat()
 	hb := time.NewTicker(c.deadAfter / 3)

@@ -93,10 +93,11 @@ func NewLax(b backend.Backend, opts Options) (*Lax, error) {
 	lx.g = flush.New(flush.Config[slot]{
 		Interval:  every,
 		IdleAfter: idle,
-		Send:      lx.send,
+		Send:      lx.sendObserved,
 		Applied:   lx.applied,
 		CanEvict:  lx.canEvict,
 	})
+	c.obs.newFlusher(opts, c)
 	go c.run(0, nil)
 	lx.g.Start()
 	l := &Lax{c: c, lx: lx}
@@ -197,6 +198,24 @@ func (lx *laxState) rejoinSlotsLocked(b *flush.Batch[slot], add func(rejoinSlot)
 		}
 	}
 	lx.g.EachLocked(visit)
+}
+
+// sendObserved is send, telling c.obs (if any) the outcome of each batch.
+func (lx *laxState) sendObserved(ctx context.Context, b *flush.Batch[slot]) error {
+	if lx.c.obs == nil {
+		return lx.send(ctx, b)
+	}
+	err := lx.send(ctx, b)
+	applied := 0
+	if err == nil {
+		for i := range b.Items {
+			if b.Items[i].Applied {
+				applied++
+			}
+		}
+	}
+	lx.c.obs.flushed(ctx, applied, err)
+	return err
 }
 
 // send runs one flush batch (the engine's Config.Send). When this

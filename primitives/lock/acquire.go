@@ -156,7 +156,10 @@ func (c *core) waitBudget(ctx context.Context) time.Duration {
 // permanent error ends the wait. Every I/O runs under the wait's own
 // budget (ctx, and the timeout if any), the subscription to releases
 // included, which runs beside the attempts and never delays them.
-func (c *core) acquire(ctx context.Context, m mode, p policy) (*Guard, error) {
+func (c *core) acquire(ctx context.Context, m mode, p policy) (g *Guard, err error) {
+	if c.obs != nil {
+		defer func(start time.Time) { c.obs.waited(start, m, g, err) }(time.Now())
+	}
 	if m == writer && p.attempts == 1 {
 		m = exclusive // a single attempt never waits, so it does not hold readers back
 	}

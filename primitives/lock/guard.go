@@ -36,7 +36,7 @@ func (c *core) newGuard(m mode, id string, token int64, attempt int, sent time.T
 	l := lease.New(lease.Config{Name: c.errName, TTL: c.ttl, Ops: lease.Ops{
 		Renew:   func(ctx context.Context) (bool, error) { return c.renew(ctx, m, value) },
 		Release: func(ctx context.Context) (bool, error) { return c.releaseWithin(ctx, m, id) },
-	}}, sent)
+	}, OnEvent: c.obs.onEvent(m, sent)}, sent)
 	g := &Guard{l: l, token: token, attempt: attempt}
 	// The lease (its timers, the closures above) never references g, so g
 	// can become unreachable while the lease is held.

@@ -192,9 +192,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	mrand "math/rand/v2"
 	"strconv"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
@@ -238,6 +241,16 @@ type Options struct {
 	// ReplicaTimeout bounds each wait for replicas: default
 	// min(TTL/4, 500 ms), at most TTL/3.
 	ReplicaTimeout time.Duration
+	// Logger receives one line per state change of a held lock's lease:
+	// lease_renew_failing, lease_renew_recovered, lease_lost (README
+	// "Observability"); nil: silent.
+	Logger *slog.Logger
+	// Observer is told the same state changes; nil: none.
+	Observer distkit.Observer
+	// MeterProvider records the metrics distkit.lock.* (wait and hold
+	// time, lost leases, renew failures; README "Observability"); nil:
+	// none, at no cost.
+	MeterProvider metric.MeterProvider
 }
 
 // State is a guard's view of its lease.
@@ -288,6 +301,7 @@ type core struct {
 	fence    string
 	channel  string
 	excKeys  []string // KEYS of the acquire scripts
+	obs      *lockObs // nil: no Logger, Observer or MeterProvider
 }
 
 func newCore(b backend.Backend, name string, opts Options) (*core, error) {
@@ -348,6 +362,7 @@ func newCore(b backend.Backend, name string, opts Options) (*core, error) {
 	}
 	c.excKeys = []string{c.lockKey, c.readers, c.wwait, c.fence}
 	c.notifier, _ = b.(backend.Notifier)
+	c.obs = newLockObs(opts, prefix, name)
 	return c, nil
 }
 

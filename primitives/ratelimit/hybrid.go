@@ -142,6 +142,7 @@ func NewHybrid(b backend.Backend, opts Options) (*Hybrid, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.obs = newRLObs(opts, "hybrid", cfg.prefix)
 	h := &Hybrid{b: b, cfg: cfg, keys: newKeyMap[hkey](), quarantine: map[*hkey]struct{}{}, syncMu: ctxsync.NewMutex()}
 	h.lastSweep = cfg.clock.Now()
 	wh := weak.Make(h) // the loop must not hold h: it ends when h is collected
@@ -159,6 +160,7 @@ func NewHybrid(b backend.Backend, opts Options) (*Hybrid, error) {
 		}
 	})
 	stopWhenCollected(h, h.jan)
+	cfg.obs.registerSyncAge(h, cfg.prefix)
 	return h, nil
 }
 
@@ -596,6 +598,7 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 		k.mu.Unlock()
 	}
 	if len(calls) == 0 {
+		h.cfg.obs.synced(ctx, 0, 0, nil)
 		return nil
 	}
 	var failed int
@@ -637,6 +640,7 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 			first = fmt.Errorf("ratelimit: sync: key %q: %w", k.name, err)
 		}
 	}
+	h.cfg.obs.synced(ctx, len(calls), failed, first)
 	if failed > 1 {
 		return fmt.Errorf("%w (and %d more keys)", first, failed-1)
 	}
@@ -783,6 +787,7 @@ func (h *Hybrid) admin(ctx context.Context, key string, g *geometry, call func(p
 // wrapping distkit.ErrClosed, so nothing is admitted that no one pushes.
 func (h *Hybrid) Close(ctx context.Context) error {
 	h.closed.Store(true)
+	h.cfg.obs.close()
 	if err := h.jan.close(ctx); err != nil {
 		return err
 	}

@@ -390,6 +390,7 @@ func NewLocal(opts Options) (*Local, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.obs = newRLObs(opts, "local", cfg.prefix)
 	l := &Local{cfg: cfg, keys: newKeyMap[window]()}
 	keys := l.keys // the loop must not hold l: it ends when l is collected
 	l.jan = startJanitor(max(cfg.idle/2, 10*time.Millisecond), func(context.Context) {

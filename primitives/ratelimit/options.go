@@ -2,11 +2,14 @@ package ratelimit
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"math/big"
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/internal/keyspace"
@@ -92,6 +95,16 @@ type Options struct {
 	// decisions, suppression caches, idle cleanup; default the system
 	// clock. The Redis provider's windows run on the server's clock.
 	Clock distkit.Clock
+	// Logger (Hybrid) receives one line per state change of the
+	// background sync: sync_degraded, sync_healthy (README
+	// "Observability"); nil: silent.
+	Logger *slog.Logger
+	// Observer (Hybrid) is told the same state changes; nil: none.
+	Observer distkit.Observer
+	// MeterProvider records the metrics distkit.ratelimit.* (decisions by
+	// result on every provider; Hybrid's syncs; README "Observability");
+	// nil: none, at no cost.
+	MeterProvider metric.MeterProvider
 }
 
 type config struct {
@@ -105,6 +118,7 @@ type config struct {
 	clock            distkit.Clock
 	hlfRat           *big.Rat
 	limits           *limitCache
+	obs              *rlObs // nil: no Logger, Observer or MeterProvider
 }
 
 func invalid(format string, args ...any) error {

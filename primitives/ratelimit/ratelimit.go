@@ -286,11 +286,14 @@ type Absolute struct{ p provider }
 // backend failure gives a degraded decision (Decision.Degraded) and a nil
 // error. An n above limit.N is a rejection, never an error.
 func (a *Absolute) Inc(ctx context.Context, key string, limit Limit, n int64) (Decision, error) {
-	lim, g, err := prepare(a.p.conf(), key, limit, n, false)
+	c := a.p.conf()
+	lim, g, err := prepare(c, key, limit, n, false)
 	if err != nil {
 		return Decision{}, err
 	}
-	return a.p.decide(ctx, false, key, lim, g, n)
+	d, err := a.p.decide(ctx, false, key, lim, g, n)
+	c.obs.decided(ctx, false, d, err)
+	return d, err
 }
 
 // Allow is Inc with n = 1, reporting only whether it was admitted.
@@ -317,11 +320,14 @@ type Suppressed struct{ p provider }
 // Inc offers n units for key under limit (N is the soft limit, the hard
 // limit is ⌊N × HardLimitFactor⌋); errors as Absolute.Inc.
 func (s *Suppressed) Inc(ctx context.Context, key string, limit Limit, n int64) (Decision, error) {
-	lim, g, err := prepare(s.p.conf(), key, limit, n, true)
+	c := s.p.conf()
+	lim, g, err := prepare(c, key, limit, n, true)
 	if err != nil {
 		return Decision{}, err
 	}
-	return s.p.decide(ctx, true, key, lim, g, n)
+	d, err := s.p.decide(ctx, true, key, lim, g, n)
+	c.obs.decided(ctx, true, d, err)
+	return d, err
 }
 
 // Allow is Inc with n = 1, reporting only whether it was admitted.

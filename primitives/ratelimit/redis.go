@@ -42,6 +42,7 @@ func NewRedis(b backend.Backend, opts Options) (*Redis, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.obs = newRLObs(opts, "redis", cfg.prefix)
 	r := &Redis{b: b, cfg: cfg, factors: newKeyMap[factorCache]()}
 	factors := r.factors // the loop must not hold r: it ends when r is collected
 	r.jan = startJanitor(max(cfg.idle/2, 10*time.Millisecond), func(context.Context) {

@@ -32,7 +32,7 @@ func (s *Semaphore) newPermit(id string, n, token int64, attempt int, sent time.
 	l := lease.New(lease.Config{Name: s.errName, TTL: s.ttl, Ops: lease.Ops{
 		Renew:   func(ctx context.Context) (bool, error) { return s.renew(ctx, member) },
 		Release: func(ctx context.Context) (bool, error) { return s.release(ctx, id) },
-	}}, sent)
+	}, OnEvent: s.obs.OnEvent(sent)}, sent)
 	p := &Permit{l: l, n: n, token: token, attempt: attempt}
 	// The lease never references p, so p can become unreachable while held.
 	runtime.AddCleanup(p, (*lease.Lease).Abandon, l)

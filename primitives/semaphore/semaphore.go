@@ -105,15 +105,19 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	mrand "math/rand/v2"
 	"strconv"
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/keyspace"
+	"github.com/distkit-go/distkit/internal/obs"
 	"github.com/distkit-go/distkit/internal/semscript"
 )
 
@@ -144,6 +148,15 @@ type Options struct {
 	// Prefix namespaces the keys (any byte string of up to
 	// distkit.MaxKeyLen bytes); default distkit.DefaultPrefix.
 	Prefix string
+	// Logger receives one line per state change of a held permit's lease:
+	// lease_renew_failing, lease_renew_recovered, lease_lost (README
+	// "Observability"); nil: silent.
+	Logger *slog.Logger
+	// Observer is told the same state changes; nil: none.
+	Observer distkit.Observer
+	// MeterProvider records the metrics distkit.semaphore.* (hold time, lost leases, renew failures; README
+	// "Observability"); nil: none, at no cost.
+	MeterProvider metric.MeterProvider
 }
 
 // State is a permit's view of its lease.
@@ -190,6 +203,7 @@ type Semaphore struct {
 	keys     keyspace.SemaphoreKeys
 	acqKeys  []string
 	capacity atomic.Int64
+	obs      *obs.Leases // nil: no Logger, Observer or MeterProvider
 }
 
 // New returns a Semaphore of capacity units for name over b. A capacity
@@ -239,6 +253,7 @@ func New(b backend.Backend, name string, capacity int64, opts Options) (*Semapho
 	}
 	s.capacity.Store(capacity)
 	s.notifier, _ = b.(backend.Notifier)
+	s.obs = obs.NewLeases(obs.Config{Logger: opts.Logger, Observer: opts.Observer, MeterProvider: opts.MeterProvider}, "semaphore", prefix, name)
 	return s, nil
 }
 

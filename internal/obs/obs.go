@@ -1,0 +1,432 @@
+// Package obs is the observability plumbing the primitives share: the
+// state-change reporter behind Options.Logger and Options.Observer, and the
+// OpenTelemetry instruments behind Options.MeterProvider. Everything is
+// nil-safe: a primitive configured with none of the three holds nil
+// pointers and pays one nil check where its background work changes state.
+//
+// The metric and event names are part of distkit's API (README
+// "Observability"): change them only with the README.
+package obs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+
+	"github.com/distkit-go/distkit"
+	"github.com/distkit-go/distkit/backend"
+)
+
+// ScopeName is the instrumentation scope of distkit's primitive metrics.
+const ScopeName = "github.com/distkit-go/distkit"
+
+// Attribute keys.
+const (
+	AttrPrimitive = attribute.Key("distkit.primitive")
+	AttrPrefix    = attribute.Key("distkit.prefix")
+	AttrOutcome   = attribute.Key("distkit.outcome")
+	AttrMode      = attribute.Key("distkit.lock.mode")
+	AttrResult    = attribute.Key("distkit.result")
+	AttrEnd       = attribute.Key("distkit.lease.end")
+	AttrProvider  = attribute.Key("distkit.ratelimit.provider")
+	AttrStrategy  = attribute.Key("distkit.ratelimit.strategy")
+	AttrDegraded  = attribute.Key("distkit.degraded")
+)
+
+// Outcome classes of a backend call (the attribute distkit.outcome).
+const (
+	OutcomeOK            = "ok"
+	OutcomeNotApplied    = "not_applied"
+	OutcomeIndeterminate = "indeterminate"
+	OutcomeScriptError   = "script_error"
+	// OutcomeError (primitive metrics only): an error that is not a
+	// backend call's, such as distkit.ErrDuplicateInstance.
+	OutcomeError = "error"
+)
+
+// Outcome classifies err: nil is "ok", a backend.ErrScript
+// "script_error", a backend.ErrNotApplied (a context that ended before
+// the call was sent included) "not_applied", anything else
+// "indeterminate" (it may have run).
+func Outcome(err error) string {
+	switch {
+	case err == nil:
+		return OutcomeOK
+	case errors.Is(err, backend.ErrScript):
+		return OutcomeScriptError
+	case errors.Is(err, backend.ErrNotApplied), errors.Is(err, context.Canceled):
+		return OutcomeNotApplied
+	default:
+		return OutcomeIndeterminate
+	}
+}
+
+// Config is what a primitive's Options carry.
+type Config struct {
+	Logger        *slog.Logger
+	Observer      distkit.Observer
+	MeterProvider metric.MeterProvider
+}
+
+// logBurst and logEvery bound the log lines of one Reporter: at most
+// logBurst lines, then one per logEvery; a line that follows suppressed
+// ones says how many (the Observer and the metrics see every event).
+const (
+	logBurst = 10
+	logEvery = 6 * time.Second
+)
+
+// Reporter reports the state changes of one primitive value. A nil
+// *Reporter reports nothing.
+type Reporter struct {
+	log       *slog.Logger
+	ob        distkit.Observer
+	primitive string
+	name      string
+	instance  string
+
+	mu         sync.Mutex
+	tokens     float64
+	refilled   time.Time
+	suppressed int
+}
+
+// NewReporter returns the reporter of one primitive value, nil when cfg
+// has neither a Logger nor an Observer.
+func NewReporter(cfg Config, primitive, name, instance string) *Reporter {
+	if cfg.Logger == nil && cfg.Observer == nil {
+		return nil
+	}
+	return &Reporter{log: cfg.Logger, ob: cfg.Observer, primitive: primitive, name: name, instance: instance,
+		tokens: logBurst, refilled: time.Now()}
+}
+
+// Emit reports one state change: to the Observer, and as one log line
+// (Warn for a failing event, Info for a recovery) unless the reporter's
+// line budget is spent.
+func (r *Reporter) Emit(kind distkit.EventKind, err error) {
+	if r == nil {
+		return
+	}
+	now := time.Now()
+	if r.ob != nil {
+		r.ob.Observe(distkit.Event{Kind: kind, Primitive: r.primitive, Name: r.name, Instance: r.instance, Err: err, Time: now})
+	}
+	if r.log == nil {
+		return
+	}
+	r.mu.Lock()
+	r.tokens = min(logBurst, r.tokens+float64(now.Sub(r.refilled))/float64(logEvery))
+	r.refilled = now
+	if r.tokens < 1 {
+		r.suppressed++
+		r.mu.Unlock()
+		return
+	}
+	r.tokens--
+	suppressed := r.suppressed
+	r.suppressed = 0
+	r.mu.Unlock()
+	level := slog.LevelInfo
+	if kind.Failing() {
+		level = slog.LevelWarn
+	}
+	attrs := make([]slog.Attr, 0, 6)
+	attrs = append(attrs, slog.String("event", kind.String()), slog.String("primitive", r.primitive), slog.String("name", r.name))
+	if r.instance != "" {
+		attrs = append(attrs, slog.String("instance", r.instance))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", err.Error()))
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, slog.Int("suppressed", suppressed))
+	}
+	r.log.LogAttrs(context.Background(), level, "distkit: "+kind.String(), attrs...)
+}
+
+// Health is a failing/healthy state that reports its transitions only.
+// The zero value is healthy.
+type Health struct{ failing atomic.Bool }
+
+// Fail records a failure; it reports kind when the state was healthy.
+func (h *Health) Fail(r *Reporter, kind distkit.EventKind, err error) {
+	if !h.failing.Load() && h.failing.CompareAndSwap(false, true) {
+		r.Emit(kind, err)
+	}
+}
+
+// OK records a success; it reports kind when the state was failing.
+func (h *Health) OK(r *Reporter, kind distkit.EventKind) {
+	if h.failing.Load() && h.failing.CompareAndSwap(true, false) {
+		r.Emit(kind, nil)
+	}
+}
+
+// Failing reports the state.
+func (h *Health) Failing() bool { return h.failing.Load() }
+
+// Metric names.
+const (
+	CounterFlushBatches   = "distkit.counter.flush.batches"
+	CounterFlushDeltas    = "distkit.counter.flush.deltas"
+	CounterFlushFailures  = "distkit.counter.flush.failures"
+	CounterPendingKeys    = "distkit.counter.pending.keys"
+	ICFlushBatches        = "distkit.instancecounter.flush.batches"
+	ICFlushDeltas         = "distkit.instancecounter.flush.deltas"
+	ICFlushFailures       = "distkit.instancecounter.flush.failures"
+	ICPendingKeys         = "distkit.instancecounter.pending.keys"
+	ICHeartbeats          = "distkit.instancecounter.heartbeats"
+	ICRejoins             = "distkit.instancecounter.rejoins"
+	LockWaitDuration      = "distkit.lock.wait.duration"
+	LockHoldDuration      = "distkit.lock.hold.duration"
+	LockLeasesLost        = "distkit.lock.leases.lost"
+	LockHandoffs          = "distkit.lock.handoffs"
+	LockRenewFailures     = "distkit.lock.renew.failures"
+	SemHoldDuration       = "distkit.semaphore.hold.duration"
+	SemLeasesLost         = "distkit.semaphore.leases.lost"
+	SemRenewFailures      = "distkit.semaphore.renew.failures"
+	ElectTermDuration     = "distkit.election.term.duration"
+	ElectTermsLost        = "distkit.election.terms.lost"
+	ElectRenewFailures    = "distkit.election.renew.failures"
+	RateLimitDecisions    = "distkit.ratelimit.decisions"
+	RateLimitSyncs        = "distkit.ratelimit.hybrid.syncs"
+	RateLimitSyncFailures = "distkit.ratelimit.hybrid.sync.failures"
+	RateLimitSyncAge      = "distkit.ratelimit.hybrid.sync.age"
+)
+
+// LockBuckets are the advised bucket boundaries (seconds) of the lock
+// wait and hold histograms: 1 ms to 5 min.
+var LockBuckets = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}
+
+// CallBuckets are the advised bucket boundaries (seconds) of the backend
+// call duration histogram: 100 µs to 10 s.
+var CallBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// Instruments are the instruments of one MeterProvider, made once.
+type Instruments struct {
+	meter metric.Meter
+
+	CounterFlushBatches, CounterFlushDeltas, CounterFlushFailures metric.Int64Counter
+	CounterPendingKeys                                            metric.Int64ObservableGauge
+
+	ICFlushBatches, ICFlushDeltas, ICFlushFailures, ICHeartbeats, ICRejoins metric.Int64Counter
+	ICPendingKeys                                                           metric.Int64ObservableGauge
+
+	LockWait, LockHold                   metric.Float64Histogram
+	LockLeasesLost, LockRenewFailures    metric.Int64Counter
+	LockHandoffs                         metric.Int64Counter
+	SemHold, ElectTerm                   metric.Float64Histogram
+	SemLeasesLost, SemRenewFailures      metric.Int64Counter
+	ElectTermsLost, ElectRenewFailures   metric.Int64Counter
+	RLDecisions, RLSyncs, RLSyncFailures metric.Int64Counter
+	RLSyncAge                            metric.Float64ObservableGauge
+}
+
+var (
+	// last caches the instruments of the provider used last: programs
+	// have one, and a cache holding every provider ever seen would keep
+	// them all alive (tests make many).
+	last      atomic.Pointer[cached]
+	noopMeter = noop.NewMeterProvider().Meter(ScopeName)
+)
+
+type cached struct {
+	mp metric.MeterProvider
+	in *Instruments
+}
+
+// For returns mp's instruments, nil when mp is nil. They are made on
+// first use (the SDK returns the same instruments for the same names, so
+// making them again for another provider is only a cost, not a
+// duplicate).
+func For(mp metric.MeterProvider) *Instruments {
+	if mp == nil {
+		return nil
+	}
+	comparable := reflect.TypeOf(mp).Comparable()
+	if c := last.Load(); comparable && c != nil && c.mp == mp {
+		return c.in
+	}
+	in := newInstruments(mp.Meter(ScopeName))
+	if comparable {
+		last.Store(&cached{mp, in})
+	}
+	return in
+}
+
+func newInstruments(m metric.Meter) *Instruments {
+	in := &Instruments{meter: m}
+	counter := func(name, unit, desc string) metric.Int64Counter {
+		c, err := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		if err != nil {
+			c, _ = noopMeter.Int64Counter(name)
+		}
+		return c
+	}
+	gauge := func(name, unit, desc string) metric.Int64ObservableGauge {
+		g, err := m.Int64ObservableGauge(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		if err != nil {
+			g, _ = noopMeter.Int64ObservableGauge(name)
+		}
+		return g
+	}
+	hist := func(name, desc string) metric.Float64Histogram {
+		h, err := m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
+			metric.WithExplicitBucketBoundaries(LockBuckets...))
+		if err != nil {
+			h, _ = noopMeter.Float64Histogram(name)
+		}
+		return h
+	}
+	in.CounterFlushBatches = counter(CounterFlushBatches, "{batch}", "Lax counter flush batches the backend applied.")
+	in.CounterFlushDeltas = counter(CounterFlushDeltas, "{delta}", "Per-key deltas the backend applied in Lax counter flushes.")
+	in.CounterFlushFailures = counter(CounterFlushFailures, "{batch}", "Lax counter flush batches that failed (deltas kept pending), by outcome.")
+	in.CounterPendingKeys = gauge(CounterPendingKeys, "{key}", "Keys of a Lax counter with deltas not yet applied by the backend.")
+	in.ICFlushBatches = counter(ICFlushBatches, "{batch}", "Lax instance counter flush batches the backend applied.")
+	in.ICFlushDeltas = counter(ICFlushDeltas, "{delta}", "Per-key deltas the backend applied in Lax instance counter flushes.")
+	in.ICFlushFailures = counter(ICFlushFailures, "{batch}", "Lax instance counter flush batches that failed (deltas kept pending), by outcome.")
+	in.ICPendingKeys = gauge(ICPendingKeys, "{key}", "Keys of a Lax instance counter with deltas not yet applied by the backend.")
+	in.ICHeartbeats = counter(ICHeartbeats, "{heartbeat}", "Instance counter heartbeats, by outcome.")
+	in.ICRejoins = counter(ICRejoins, "{rejoin}", "Times an instance found itself unregistered (declared dead) and rejoined.")
+	in.LockWait = hist(LockWaitDuration, "Time from a lock call to its outcome, by mode and result.")
+	in.LockHold = hist(LockHoldDuration, "Time a lock was held, from acquisition to release or loss.")
+	in.LockHandoffs = counter(LockHandoffs, "{acquisition}", "Lock acquisitions that found the lock held and got it after waiting (a hand-off from another holder).")
+	in.LockLeasesLost = counter(LockLeasesLost, "{lease}", "Held locks whose lease was lost.")
+	in.LockRenewFailures = counter(LockRenewFailures, "{renewal}", "Lock lease renewals that failed (retried until the lease's expiry), by outcome.")
+	in.SemHold = hist(SemHoldDuration, "Time a semaphore permit was held, from acquisition to release or loss.")
+	in.SemLeasesLost = counter(SemLeasesLost, "{lease}", "Semaphore permits whose lease was lost.")
+	in.SemRenewFailures = counter(SemRenewFailures, "{renewal}", "Semaphore permit renewals that failed (retried until the lease's expiry), by outcome.")
+	in.ElectTerm = hist(ElectTermDuration, "Time a leader held its term, from election to resignation or loss.")
+	in.ElectTermsLost = counter(ElectTermsLost, "{term}", "Leadership terms lost (renewal refused or expiry passed).")
+	in.ElectRenewFailures = counter(ElectRenewFailures, "{renewal}", "Leader term renewals that failed (retried until the term's expiry), by outcome.")
+	in.RLDecisions = counter(RateLimitDecisions, "{decision}", "Rate limiter decisions, by provider, strategy, result and whether degraded.")
+	in.RLSyncs = counter(RateLimitSyncs, "{sync}", "Hybrid limiter sync rounds, by outcome (ok: every key synced).")
+	in.RLSyncFailures = counter(RateLimitSyncFailures, "{key}", "Keys whose Hybrid sync failed (their decisions degraded until the next success).")
+	var err error
+	in.RLSyncAge, err = m.Float64ObservableGauge(RateLimitSyncAge, metric.WithUnit("s"),
+		metric.WithDescription("Time since the Hybrid limiter's last sync round that left no key failing (its view's staleness bound while degraded)."))
+	if err != nil {
+		in.RLSyncAge, _ = noopMeter.Float64ObservableGauge(RateLimitSyncAge)
+	}
+	return in
+}
+
+// Register registers f as the callback of the observable instrument i;
+// nil when that fails.
+func (in *Instruments) Register(f metric.Callback, i metric.Observable) metric.Registration {
+	reg, err := in.meter.RegisterCallback(f, i)
+	if err != nil {
+		return nil
+	}
+	return reg
+}
+
+// Prefix is the attribute option naming a prefix.
+func Prefix(p string) metric.MeasurementOption {
+	return metric.WithAttributeSet(attribute.NewSet(AttrPrefix.String(p)))
+}
+
+// WithOutcome is the attribute option of a prefix and an outcome.
+// The outcome is Outcome's class for a backend error, "error" for any
+// other (the primitive's own, such as distkit.ErrDuplicateInstance).
+func WithOutcome(p string, err error) metric.MeasurementOption {
+	o := Outcome(err)
+	if o == OutcomeIndeterminate && !errors.Is(err, backend.ErrIndeterminate) && !errors.Is(err, context.DeadlineExceeded) {
+		o = OutcomeError
+	}
+	return metric.WithAttributeSet(attribute.NewSet(AttrPrefix.String(p), AttrOutcome.String(o)))
+}
+
+// RegisterPending registers the callback of a pending-keys gauge: pending
+// is called at each collection (it returns false when its primitive is
+// gone). Unregister the result on Close; nil when in is nil.
+func (in *Instruments) RegisterPending(g metric.Int64ObservableGauge, prefix string, pending func() (int, bool)) metric.Registration {
+	opt := Prefix(prefix)
+	reg, err := in.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		if n, ok := pending(); ok {
+			o.ObserveInt64(g, int64(n), opt)
+		}
+		return nil
+	}, g)
+	if err != nil {
+		return nil
+	}
+	return reg
+}
+
+// Flusher is the telemetry of one Lax flusher (counter or instance
+// counter). A nil *Flusher records nothing.
+type Flusher struct {
+	r                         *Reporter
+	health                    Health
+	prefix                    string
+	batches, deltas, failures metric.Int64Counter
+	opt                       metric.MeasurementOption
+	reg                       metric.Registration
+}
+
+// NewFlusher returns the telemetry of a Lax flusher of prefix (ic: an
+// instance counter, whose id is instance), nil when cfg configures
+// nothing. pending feeds the pending-keys gauge.
+func NewFlusher(cfg Config, ic bool, prefix, instance string, pending func() (int, bool)) *Flusher {
+	r := NewReporter(cfg, "counter", prefix, instance)
+	if ic {
+		r = NewReporter(cfg, "instancecounter", prefix, instance)
+	}
+	in := For(cfg.MeterProvider)
+	if r == nil && in == nil {
+		return nil
+	}
+	f := &Flusher{r: r, prefix: prefix}
+	if in != nil {
+		f.opt = Prefix(prefix)
+		if ic {
+			f.batches, f.deltas, f.failures = in.ICFlushBatches, in.ICFlushDeltas, in.ICFlushFailures
+			f.reg = in.RegisterPending(in.ICPendingKeys, prefix, pending)
+		} else {
+			f.batches, f.deltas, f.failures = in.CounterFlushBatches, in.CounterFlushDeltas, in.CounterFlushFailures
+			f.reg = in.RegisterPending(in.CounterPendingKeys, prefix, pending)
+		}
+	}
+	return f
+}
+
+// Sent records one batch of items sent: applied (err nil) or failed. A
+// failure after a success reports FlushFailing, a success after a failure
+// FlushRecovered; a batch cut short by a cancelled context (Close, a
+// caller giving up) changes no state.
+func (f *Flusher) Sent(ctx context.Context, items int, err error) {
+	if f == nil {
+		return
+	}
+	if err == nil {
+		if f.batches != nil {
+			f.batches.Add(ctx, 1, f.opt)
+			f.deltas.Add(ctx, int64(items), f.opt)
+		}
+		f.health.OK(f.r, distkit.FlushRecovered)
+		return
+	}
+	if f.failures != nil {
+		f.failures.Add(ctx, 1, WithOutcome(f.prefix, err))
+	}
+	if !errors.Is(err, context.Canceled) {
+		f.health.Fail(f.r, distkit.FlushFailing, err)
+	}
+}
+
+// Close unregisters the pending-keys gauge.
+func (f *Flusher) Close() {
+	if f != nil && f.reg != nil {
+		f.reg.Unregister()
+	}
+}

@@ -1,0 +1,112 @@
+package distkit
+
+import "time"
+
+// EventKind names a state change of a primitive's background work (a Lax
+// flush loop, an instance heartbeat, a lock's lease renewal, a Hybrid
+// limiter's sync). Each kind is reported once per transition, never once
+// per call: a loop that keeps failing reports FlushFailing once, then
+// FlushRecovered once when it succeeds again.
+type EventKind int
+
+// Event kinds. Their String form ("flush_failing", ...) is the event name
+// in log lines.
+const (
+	// FlushFailing: a background flush failed after the previous one
+	// succeeded (the deltas stay pending and are retried). Err says why.
+	FlushFailing EventKind = iota + 1
+	// FlushRecovered: a flush succeeded after FlushFailing.
+	FlushRecovered
+	// HeartbeatFailing: an instance heartbeat failed after the previous
+	// one succeeded. Err says why; the instance is declared dead by the
+	// others if it keeps failing for DeadAfter.
+	HeartbeatFailing
+	// HeartbeatRecovered: a heartbeat succeeded after HeartbeatFailing.
+	HeartbeatRecovered
+	// InstanceDead: this instance found that the backend no longer had it
+	// registered (declared dead after missing heartbeats for DeadAfter, or
+	// the data was lost); it rejoins at once.
+	InstanceDead
+	// InstanceRejoined: this instance registered again and contributed its
+	// slices back, after InstanceDead (or a registration lost otherwise).
+	InstanceRejoined
+	// LeaseRenewFailing: the lease renewal of a held lock, semaphore permit
+	// or leader's term failed (it is retried until the lease's confirmed
+	// expiry). Err says why.
+	LeaseRenewFailing
+	// LeaseRenewRecovered: a renewal succeeded after LeaseRenewFailing.
+	LeaseRenewRecovered
+	// LeaseLost: the lease of a held lock, semaphore permit or leader's
+	// term was lost (renewal refused, expiry passed without a confirmed
+	// renewal, or the Guard, Permit or Leadership was collected without
+	// Release or Resign). Err is the cause (it matches ErrLeaseLost).
+	LeaseLost
+	// SyncDegraded: a Hybrid limiter's background sync failed for some
+	// keys after the previous one succeeded; their decisions are degraded
+	// (Decision.Degraded) until a sync succeeds. Err says why.
+	SyncDegraded
+	// SyncHealthy: a sync succeeded for every key after SyncDegraded.
+	SyncHealthy
+)
+
+var eventNames = [...]string{
+	FlushFailing: "flush_failing", FlushRecovered: "flush_recovered",
+	HeartbeatFailing: "heartbeat_failing", HeartbeatRecovered: "heartbeat_recovered",
+	InstanceDead: "instance_dead", InstanceRejoined: "instance_rejoined",
+	LeaseRenewFailing: "lease_renew_failing", LeaseRenewRecovered: "lease_renew_recovered",
+	LeaseLost: "lease_lost", SyncDegraded: "sync_degraded", SyncHealthy: "sync_healthy",
+}
+
+// String returns the event's name, such as "flush_failing".
+func (k EventKind) String() string {
+	if k > 0 && int(k) < len(eventNames) {
+		return eventNames[k]
+	}
+	return "unknown"
+}
+
+// Failing reports whether the event reports a failure (logged at level
+// Warn) rather than a recovery (logged at Info).
+func (k EventKind) Failing() bool {
+	switch k {
+	case FlushFailing, HeartbeatFailing, InstanceDead, LeaseRenewFailing, LeaseLost, SyncDegraded:
+		return true
+	}
+	return false
+}
+
+// Event is one state change of a primitive's background work, as given to
+// an Observer.
+type Event struct {
+	Kind EventKind
+	// Primitive is "counter", "instancecounter", "lock", "semaphore",
+	// "election" or "ratelimit".
+	Primitive string
+	// Name is what the primitive is about: the prefix of a counter,
+	// instance counter or limiter; the name of a lock, semaphore or
+	// election.
+	Name string
+	// Instance is the instance id of an instance counter's events.
+	Instance string
+	// Err is the cause of a failing event, nil for a recovery.
+	Err error
+	// Time is when the primitive noticed the change (local clock).
+	Time time.Time
+}
+
+// Observer is told every state change of the background work of the
+// primitives whose Options name it. Observe is called synchronously from
+// the goroutine that noticed the change (usually the primitive's
+// background goroutine, possibly while it holds the primitive's flush
+// slot): it must return quickly, must not block and must not call the
+// primitive that reports the event (hand the event to a channel or a
+// goroutine of yours for that).
+type Observer interface {
+	Observe(Event)
+}
+
+// ObserverFunc adapts a function to an Observer.
+type ObserverFunc func(Event)
+
+// Observe calls f(e).
+func (f ObserverFunc) Observe(e Event) { f(e) }
