@@ -251,8 +251,10 @@ type core struct {
 	keep       bool
 	closed     atomic.Bool
 
-	slotMu sync.Mutex
-	slots  atomic.Pointer[map[string]*slot] // copy on write
+	// slots (Strict): key → *slot, never removed. A new key costs O(1);
+	// a rejoin ranges over them inside the gate (no call in flight), so
+	// it sees every reply recorded; a slot created meanwhile has none yet.
+	slots sync.Map
 
 	gate *gate // operations vs rejoin and Close
 	// flushMu serializes Strict's rejoins; Lax's hold the flush engine's
@@ -309,8 +311,6 @@ func newCore(b backend.Backend, opts Options) (*core, error) {
 	}
 	c.markerKeys = append(append([]string{}, c.keys...), keyspace.InstanceCounterMarker(p, opts.InstanceID))
 	c.base, c.cancel = context.WithCancel(context.Background())
-	m := map[string]*slot{}
-	c.slots.Store(&m)
 	return c, nil
 }
 
@@ -321,23 +321,11 @@ func (c *core) slot(key string) *slot {
 		c.lx.g.Touch(e)
 		return &e.X
 	}
-	if s := (*c.slots.Load())[key]; s != nil {
-		return s
+	if s, ok := c.slots.Load(key); ok {
+		return s.(*slot)
 	}
-	c.slotMu.Lock()
-	defer c.slotMu.Unlock()
-	old := *c.slots.Load()
-	if s := old[key]; s != nil {
-		return s
-	}
-	m := make(map[string]*slot, len(old)+1)
-	for k, v := range old {
-		m[k] = v
-	}
-	s := &slot{field: keyspace.InstanceKeyField(key)}
-	m[key] = s
-	c.slots.Store(&m)
-	return s
+	s, _ := c.slots.LoadOrStore(key, &slot{field: keyspace.InstanceKeyField(key)})
+	return s.(*slot)
 }
 
 // seen notes a reply's version and cleared time.
@@ -555,9 +543,10 @@ func (c *core) rejoinLocked(ctx context.Context, gen uint64, b *flush.Batch[slot
 	if c.lx != nil {
 		c.lx.g.WithLock(func() { c.lx.rejoinSlotsLocked(b, add) })
 	} else {
-		for _, s := range *c.slots.Load() {
-			add(rejoinSlot{s: s})
-		}
+		c.slots.Range(func(_, s any) bool {
+			add(rejoinSlot{s: s.(*slot)})
+			return true
+		})
 	}
 	v, err := c.b.EvalScript(ctx, icscript.Rejoin, c.keysFor(), args...)
 	if err != nil {
@@ -813,9 +802,10 @@ func (c *core) clearOnce(ctx context.Context) (reply, uint64, error) {
 		c.lx.cleared(r.version, r.now, r.cleared)
 		return r, gen, nil
 	}
-	for _, s := range *c.slots.Load() {
-		s.record(r.version, r.now, keyState{epoch: r.cleared}) // every slice is gone
-	}
+	c.slots.Range(func(_, s any) bool {
+		s.(*slot).record(r.version, r.now, keyState{epoch: r.cleared}) // every slice is gone
+		return true
+	})
 	return r, gen, nil
 }
 
