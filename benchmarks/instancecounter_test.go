@@ -30,6 +30,58 @@ func BenchmarkInstanceStrictInc(b *testing.B) {
 	}
 }
 
+// BenchmarkInstanceStrictIncKeys: Strict Inc over many distinct keys on
+// the memory backend. "new": every Inc is the first on its key (b.N keys
+// in all), whose in-process cost must not grow with the keys used before;
+// "warm/N": Inc rotating over N keys already used.
+func BenchmarkInstanceStrictIncKeys(b *testing.B) {
+	ctx := context.Background()
+	newStrict := func(b *testing.B) *instancecounter.Strict {
+		c, err := instancecounter.NewStrict(memory.New(memory.Options{}), instancecounter.Options{Prefix: "bench-ic-strict-keys"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close(ctx) })
+		return c
+	}
+	b.Run("new", func(b *testing.B) {
+		c := newStrict(b)
+		keys := benchKeys(b.N)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			if _, _, err := c.Inc(ctx, keys[i], 1); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	for _, kc := range []struct {
+		name string
+		n    int
+	}{{"warm/1k", 1000}, {"warm/100k", 100_000}} {
+		b.Run(kc.name, func(b *testing.B) {
+			c := newStrict(b)
+			keys := benchKeys(kc.n)
+			for _, k := range keys {
+				if _, _, err := c.Inc(ctx, k, 1); err != nil {
+					b.Fatal(err)
+				}
+			}
+			runtime.GC()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, _, err := c.Inc(ctx, keys[i], 1); err != nil {
+					b.Fatal(err)
+				}
+				if i++; i == len(keys) {
+					i = 0
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkInstanceLaxInc: the in-process warm path (compare with
 // BenchmarkBaselineSyncMapAtomic).
 func BenchmarkInstanceLaxInc(b *testing.B) {

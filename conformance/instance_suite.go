@@ -37,6 +37,7 @@ func runInstanceCounter(t *testing.T, newHarness NewHarness) {
 	t.Run("DataLossAfterClear", func(t *testing.T) { testICDataLossAfterClear(t, newHarness(t)) })
 	t.Run("LaxResendRefused", func(t *testing.T) { testICLaxResendRefused(t, newHarness(t)) })
 	t.Run("LaxKeyErrorsIsolated", func(t *testing.T) { testICLaxKeyErrors(t, newHarness(t)) })
+	t.Run("LaxRejoinRefusesKey", func(t *testing.T) { testICLaxRejoinRefused(t, newHarness) })
 	t.Run("CloseHung", func(t *testing.T) { testICCloseHung(t, newHarness(t)) })
 	t.Run("NoHeartbeatAfterClose", func(t *testing.T) { testICNoHeartbeatAfterClose(t, newHarness(t)) })
 	t.Run("CloseWaitsForOps", func(t *testing.T) { testICCloseWaitsForOps(t, newHarness(t)) })
@@ -737,5 +738,95 @@ func testICLaxKeyErrors(t *testing.T, h Harness) {
 	pair(t, "big", c, m, err, math.MaxInt64-95, 10)
 	if p, f := l.Pending(), l.Failed(); len(p) != 0 || len(f) != 0 {
 		t.Fatalf("Pending %v, Failed %v after recovery", p, f)
+	}
+}
+
+// A comeback through a flush settles the batch in flight in the rejoin; a
+// key whose delta there cannot be added (the cumulative value would
+// overflow) is refused on its own, like a refusal of the flush script: the
+// other keys are applied once, the refused delta stays pending and is
+// reported (Failed, UnflushedError) instead of being counted as applied
+// and lost, also when the rejoin's reply is lost and the batch is resent,
+// or the instance dies again before the resend; it is applied once its
+// cause goes away.
+func testICLaxRejoinRefused(t *testing.T, newHarness NewHarness) {
+	for _, mode := range []string{"Rejoin", "LostReplyResent", "LostReplyRejoinedAgain"} {
+		t.Run(mode, func(t *testing.T) {
+			h := newHarness(t)
+			ctx := context.Background()
+			p := prefix(t)
+			admin := open(t, h)
+			w := testkit.Wrap(open(t, h))
+			other := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "other", DeadAfter: time.Minute})
+			if _, _, err := other.Set(ctx, "big", math.MaxInt64-5); err != nil {
+				t.Fatal(err)
+			}
+			a, err := instancecounter.NewLax(w, instancecounter.Options{Prefix: p, InstanceID: "a", DeadAfter: time.Minute, FlushInterval: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { a.Close(context.Background()) })
+			registered(t, w)
+			a.Inc(ctx, "big", 10)
+			a.Inc(ctx, "ok", 1)
+			expire(t, admin, p, "a")
+			if mode != "Rejoin" {
+				w.LoseNextReply("instancecounter-rejoin")
+				if err := a.Flush(ctx); !errors.Is(err, distkit.ErrIndeterminate) {
+					t.Fatalf("flush whose rejoin's reply was lost: %v", err)
+				}
+			}
+			if mode == "LostReplyRejoinedAgain" {
+				// Dead again before the resend, and big Set since: the
+				// resend's rejoin applies the delta refused the first time
+				// (never applied, so no Set wiped it).
+				expire(t, admin, p, "a")
+				if _, _, err := other.Set(ctx, "big", 100); err != nil {
+					t.Fatal(err)
+				}
+				if err := a.Flush(ctx); err != nil {
+					t.Fatalf("Flush: %v", err)
+				}
+				c, m, err := other.Get(ctx, "big")
+				pair(t, "big, applied by the second rejoin", c, m, err, 110, 100)
+				c, _, err = other.Get(ctx, "ok")
+				pair(t, "ok, once", c, 0, err, 1, 0)
+				c, m, err = a.Get(ctx, "big")
+				pair(t, "A's view of big", c, m, err, 110, 10)
+				return
+			}
+			err = a.Flush(ctx)
+			var ue *instancecounter.UnflushedError
+			if !errors.As(err, &ue) || !errors.Is(err, distkit.ErrOverflow) {
+				t.Fatalf("Flush: %v; want an *UnflushedError matching ErrOverflow (big refused)", err)
+			}
+			if got := fmt.Sprint(ue.Pending); got != "map[big:10]" {
+				t.Errorf("UnflushedError.Pending = %s, want map[big:10]", got)
+			}
+			if got := fmt.Sprint(a.Pending()); got != "map[big:10]" {
+				t.Errorf("Pending = %s, want map[big:10]", got)
+			}
+			if f := a.Failed(); len(f) != 1 || !errors.Is(f["big"], distkit.ErrOverflow) {
+				t.Errorf("Failed = %v; want big (overflow)", f)
+			}
+			c, _, err := other.Get(ctx, "ok")
+			pair(t, "ok, applied once beside the refused key", c, 0, err, 1, 0)
+			c, _, err = other.Get(ctx, "big")
+			pair(t, "big, untouched", c, 0, err, math.MaxInt64-5, 0)
+			// The cause goes away: the pending delta is applied, once.
+			if _, _, err := other.Dec(ctx, "big", 100); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Flush(ctx); err != nil {
+				t.Fatalf("Flush after room was made: %v", err)
+			}
+			c, m, err := a.Get(ctx, "big")
+			pair(t, "big", c, m, err, math.MaxInt64-95, 10)
+			c, m, err = a.Get(ctx, "ok")
+			pair(t, "ok", c, m, err, 1, 1)
+			if p, f := a.Pending(), a.Failed(); len(p) != 0 || len(f) != 0 {
+				t.Fatalf("Pending %v, Failed %v after recovery", p, f)
+			}
+		})
 	}
 }

@@ -85,6 +85,8 @@ local REG, REJ, CLEARED, CLOCK = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local nonce, me, dead_after = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now_us = tonumber(__t[1]) * 1000000 + tonumber(__t[2])
 local function fmt(n) return string.format('%d', n) end
+local REFUSED_NOT_INT = 'ERR hash value is not an integer'
+
 local function neg(s)
   if s == '0' then return '0' end
   if string.sub(s, 1, 1) == '-' then return string.sub(s, 2) end
@@ -285,11 +287,21 @@ return st
 // after the wipe's time, under an epoch the server had forgotten); a newer
 // epoch than the server's (it lost it) is restored and withdraws the
 // rejoined parts of the other slices. The batch in flight counts when it
-// was not applied (it is applied now) or applied after the key's last wipe.
+// was not applied (it is applied now), applied after the key's last wipe,
+// or refused for that key by an earlier Rejoin.
+//
+// A key's delta in flight that cannot be added (an overflow, a value that
+// is not an integer) is refused, on its own: the other keys are settled,
+// the batch marker lists the refused key (":" then "o" for an overflow or
+// "x", then the key, after the stamp), so that a resent Flush of the batch
+// reports it again, and the reply says so. The caller keeps that delta
+// pending: it was not applied.
 //
 // Reply {status} ("dup", or "ok" when the object is registered already:
 // nothing contributed), or {"joined", version, stamp, cleared, then per
-// key cumulative, mine, epoch, rejoined}.
+// key cumulative, mine, epoch, rejoined, then per refused key its 0-based
+// index among the 6-tuples and the reason (the error, e.g. "DKOVERFLOW
+// <field>")}.
 var Rejoin = driver.NewScript("instancecounter-rejoin", luaPrelude+`
 local known, maxv, seq, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
 cleanup()
@@ -314,15 +326,20 @@ if known > cleared() then
     end
   end
 end
-local applied_at = nil
+local applied_at, applied_stamp, was_refused = nil, nil, {}
 if seq ~= '0' then
   local last = redis.call('GET', KEYS[11])
   if last and string.sub(last, 1, #nonce + 1) == nonce .. ':' then
-    local ls, lt = string.match(string.sub(last, #nonce + 2), '^(%d+):(%d+)$')
+    local ls, lt, rest = string.match(string.sub(last, #nonce + 2), '^(%d+):(%d+)(.*)$')
     if ls and tonumber(ls) >= tonumber(seq) then applied_at = tonumber(lt) end
+    if ls and tonumber(ls) == tonumber(seq) then
+      applied_stamp = lt
+      for r in string.gmatch(rest, ':([^:]+)') do was_refused[string.sub(r, 2)] = true end
+    end
   end
 end
 local out = {'joined', fmt(v), fmt(t)}
+local refused, marks = {}, ''
 for i = 8, #ARGV, 6 do
   local key, ce, cs, cr, cat, d = ARGV[i], tonumber(ARGV[i+1]), ARGV[i+2], ARGV[i+3], tonumber(ARGV[i+4]), ARGV[i+5]
   local f = me .. ':' .. key
@@ -341,15 +358,27 @@ for i = 8, #ARGV, 6 do
   end
   local r = redis.call('HGET', SLICES, f)
   if r and r ~= '0' then redis.call('HSET', REJ, f, r) end
-  if d ~= '0' and (applied_at == nil or applied_at > e) then add(key, d) end
+  if d ~= '0' and (applied_at == nil or applied_at > e or was_refused[key]) then
+    local err = add(key, d)
+    if err then
+      refused[#refused+1] = fmt((i - 8) / 6)
+      refused[#refused+1] = err.err
+      local code = 'x'
+      if string.sub(err.err, 1, 11) == 'DKOVERFLOW ' then code = 'o' end
+      marks = marks .. ':' .. code .. key
+    end
+  end
 end
 if seq ~= '0' and applied_at == nil then
-  redis.call('SET', KEYS[11], nonce .. ':' .. seq .. ':' .. fmt(t), 'PX', ttl)
+  redis.call('SET', KEYS[11], nonce .. ':' .. seq .. ':' .. fmt(t) .. marks, 'PX', ttl)
+elseif applied_stamp and (marks ~= '' or next(was_refused) ~= nil) then
+  redis.call('SET', KEYS[11], nonce .. ':' .. seq .. ':' .. applied_stamp .. marks, 'PX', ttl)
 end
 out[#out+1] = fmt(cleared())
 for i = 8, #ARGV, 6 do
   for _, x in ipairs(state(ARGV[i])) do out[#out+1] = x end
 end
+for _, x in ipairs(refused) do out[#out+1] = x end
 return out
 `, goRejoin)
 
@@ -410,7 +439,8 @@ return {'ok', fmt(v), fmt(t), fmt(c)}
 // ARGV: 4 batch number, 5 marker ttl ms, then pairs (key, delta). Reply
 // {status}, or {"ok", applied (1, or 0 for a batch applied before),
 // version, stamp, cleared, then per key cumulative, mine, epoch,
-// rejoined}. All or nothing: a pair that cannot be applied (an overflow,
+// rejoined, then, for a batch a Rejoin settled with refused keys (see
+// Rejoin), per pair of such a key its 0-based index and the reason}. All or nothing: a pair that cannot be applied (an overflow,
 // a value that is not an integer) undoes the pairs before it and fails the
 // batch with CodeItem, the pair's 0-based index and the reason
 // ("DKITEM 2 DKOVERFLOW <field>"), so that the caller can set that key
@@ -425,11 +455,14 @@ if st ~= 'ok' then return {st} end
 refresh()
 local v = version()
 local t = stamp()
-local applied = 1
+local applied, was_refused = 1, {}
 local last = redis.call('GET', KEYS[11])
 if last and string.sub(last, 1, #nonce + 1) == nonce .. ':' then
-  local ls = string.match(string.sub(last, #nonce + 2), '^(%d+):')
+  local ls, rest = string.match(string.sub(last, #nonce + 2), '^(%d+):%d+(.*)$')
   if ls and tonumber(ls) >= tonumber(seq) then applied = 0 end
+  if ls and tonumber(ls) == tonumber(seq) then
+    for r in string.gmatch(rest, ':([^:]+)') do was_refused[string.sub(r, 2)] = string.sub(r, 1, 1) end
+  end
 end
 if applied == 1 then
   local done = {}
@@ -446,6 +479,13 @@ end
 local out = {'ok', applied, fmt(v), fmt(t), fmt(cleared())}
 for i = 6, #ARGV, 2 do
   for _, x in ipairs(state(ARGV[i])) do out[#out+1] = x end
+end
+for i = 6, #ARGV, 2 do
+  local code = was_refused[ARGV[i]]
+  if code then
+    out[#out+1] = fmt((i - 6) / 2)
+    if code == 'o' then out[#out+1] = 'DKOVERFLOW ' .. ARGV[i] else out[#out+1] = REFUSED_NOT_INT end
+  end
 end
 return out
 `, goFlush)
@@ -807,16 +847,17 @@ func goRejoin(st driver.Store, keys, args []string) (backend.Value, error) {
 		}
 	}
 	appliedAt, applied := int64(0), false
+	var m marker
 	if seq != "0" {
-		if last, ok, err := st.Get(keys[10]); err != nil {
+		var err error
+		if m, err = c.marker(keys[10], seq); err != nil {
 			return backend.Value{}, err
-		} else if ok && strings.HasPrefix(last, c.nonce+":") {
-			if ls, lt, ok := strings.Cut(last[len(c.nonce)+1:], ":"); ok && num(ls) >= num(seq) {
-				appliedAt, applied = num(lt), true
-			}
 		}
+		appliedAt, applied = m.stamp, m.applied
 	}
 	out := []backend.Value{backend.Str(StatusJoined), backend.Str(fmtInt(v)), backend.Str(fmtInt(c.t))}
+	var refused []backend.Value
+	marks := ""
 	for i := 7; i+5 < len(args); i += 6 {
 		key, ce, cs, cr, cat, d := args[i], num(args[i+1]), args[i+2], args[i+3], num(args[i+4]), args[i+5]
 		f := keyspace.Join(c.me, key)
@@ -843,22 +884,82 @@ func goRejoin(st driver.Store, keys, args []string) (backend.Value, error) {
 		if r, ok, _ := st.HGet(c.slices, f); ok && r != "0" {
 			st.HSet(c.rej, f, r)
 		}
-		if d != "0" && (!applied || appliedAt > e) {
-			c.add(key, d)
+		if _, was := m.refused[key]; d != "0" && (!applied || appliedAt > e || was) {
+			if err := c.add(key, d); err != nil {
+				refused = append(refused, backend.Str(fmtInt(int64((i-7)/6))), backend.Str(err.Error()))
+				code := "x"
+				if strings.HasPrefix(err.Error(), scriptlib.CodeOverflow+" ") {
+					code = "o"
+				}
+				marks += ":" + code + key
+			}
 		}
 	}
-	if seq != "0" && !applied {
+	if seq != "0" && (!applied || m.same && (marks != "" || len(m.refused) > 0)) {
 		ms, err := driver.ParseMillis(ttl)
 		if err != nil {
 			return backend.Value{}, err
 		}
-		st.Set(keys[10], c.nonce+":"+seq+":"+fmtInt(c.t), ms)
+		at := c.t
+		if applied {
+			at = m.stamp
+		}
+		st.Set(keys[10], c.nonce+":"+seq+":"+fmtInt(at)+marks, ms)
 	}
 	out = append(out, backend.Str(fmtInt(c.clearedAt())))
 	for i := 7; i+5 < len(args); i += 6 {
 		out = append(out, c.state(args[i])...)
 	}
-	return backend.Arr(out...), nil
+	return backend.Arr(append(out, refused...)...), nil
+}
+
+// marker is what a Lax batch marker says of batch seq.
+type marker struct {
+	applied bool            // seq or a later batch was applied
+	stamp   int64           // when (the marker's stamp)
+	same    bool            // the marker is seq's own
+	refused map[string]byte // seq's own: key → 'o' (overflow) or 'x', refused by a Rejoin
+}
+
+// marker reads the batch marker mk ("<nonce>:<seq>:<stamp>[:<code><key>]…")
+// for batch seq.
+func (c *ctx) marker(mk, seq string) (marker, error) {
+	var m marker
+	last, ok, err := c.st.Get(mk)
+	if err != nil || !ok || !strings.HasPrefix(last, c.nonce+":") {
+		return m, err
+	}
+	ls, rest, ok := strings.Cut(last[len(c.nonce)+1:], ":")
+	if !ok || !digits(ls) {
+		return m, nil
+	}
+	lt, rest, _ := strings.Cut(rest, ":")
+	if !digits(lt) {
+		return m, nil
+	}
+	m.applied, m.stamp = num(ls) >= num(seq), num(lt)
+	if num(ls) == num(seq) {
+		m.same = true
+		for _, r := range strings.Split(rest, ":") {
+			if len(r) >= 2 {
+				if m.refused == nil {
+					m.refused = map[string]byte{}
+				}
+				m.refused[r[1:]] = r[0]
+			}
+		}
+	}
+	return m, nil
+}
+
+// digits reports whether s is a non-empty run of decimal digits (Lua's %d+).
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func goClear(st driver.Store, keys, args []string) (backend.Value, error) {
@@ -894,12 +995,12 @@ func goFlush(st driver.Store, keys, args []string) (backend.Value, error) {
 		return backend.Arr(head...), err
 	}
 	applied := int64(1)
-	if last, ok, err := st.Get(keys[10]); err != nil {
+	m, err := c.marker(keys[10], seq)
+	if err != nil {
 		return backend.Value{}, err
-	} else if ok && strings.HasPrefix(last, c.nonce+":") {
-		if ls, _, ok := strings.Cut(last[len(c.nonce)+1:], ":"); ok && num(ls) >= num(seq) {
-			applied = 0
-		}
+	}
+	if m.applied {
+		applied = 0
 	}
 	if applied == 1 {
 		type done struct{ key, d string }
@@ -923,5 +1024,17 @@ func goFlush(st driver.Store, keys, args []string) (backend.Value, error) {
 	for i := 5; i+1 < len(args); i += 2 {
 		out = append(out, c.state(args[i])...)
 	}
+	for i := 5; i+1 < len(args); i += 2 {
+		switch m.refused[args[i]] {
+		case 'o':
+			out = append(out, backend.Str(fmtInt(int64((i-5)/2))), backend.Str(scriptlib.CodeOverflow+" "+args[i]))
+		case 'x':
+			out = append(out, backend.Str(fmtInt(int64((i-5)/2))), backend.Str(refusedNotInt))
+		}
+	}
 	return backend.Arr(out...), nil
 }
+
+// refusedNotInt is the reason a resent Flush gives for a key a Rejoin
+// refused for another cause than an overflow.
+const refusedNotInt = "ERR hash value is not an integer"

@@ -34,7 +34,8 @@ func CounterLaxMarker(prefix, instance string) string {
 //	{<prefix>}:ic:rejoined       hash    <id>:<key> → part of that slice re-contributed by a rejoin
 //	{<prefix>}:ic:cleared        string  stamp of the last Clear
 //	{<prefix>}:ic:clock          string  the last stamp (server time in µs, strictly increasing)
-//	{<prefix>}:ic:seq:<id>       string  "<nonce>:<batch>:<stamp>": last Lax batch applied (TTL DedupTTL)
+//	{<prefix>}:ic:seq:<id>       string  "<nonce>:<batch>:<stamp>": last Lax batch applied (TTL DedupTTL),
+//	                                     then ":o<key>"/":x<key>" per key a rejoin refused in it
 type InstanceCounterKeys struct {
 	Instances, Total, Slices, Owned, Holders, Epochs, Registry, Rejoined, Cleared, Clock string
 }

@@ -79,7 +79,8 @@ func Diff(t *testing.T, a, b testkit.Harness, s Scenario) []string {
 // Scenarios lists the parity scenarios of every primitive.
 func Scenarios() []Scenario {
 	return []Scenario{strictCounterScenario, conditionalScenario, laxScenario, instanceScenario,
-		lockScenario, semaphoreScenario, electionScenario, rateLimitScenario, backendScenario, anyKeyScenario, laxFlushScenario, instanceHighBytesScenario}
+		lockScenario, semaphoreScenario, electionScenario, rateLimitScenario, backendScenario, anyKeyScenario, laxFlushScenario, instanceHighBytesScenario,
+		instanceRejoinRefusalScenario}
 }
 
 // Run runs every Scenario on reference and subject and fails on any

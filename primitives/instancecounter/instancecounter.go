@@ -79,7 +79,9 @@
 // touching only the keys with pending deltas; every other call flushes
 // first. A key whose delta the server refuses (distkit.ErrOverflow, a value
 // that is not an integer) is set aside and reported (Lax.Failed,
-// UnflushedError) while the others flush. Lax drops its local state of a
+// UnflushedError) while the others flush, also when the refusal comes from
+// the rejoin of a comeback that settles the batch in flight: that delta
+// stays pending, never counted as applied. Lax drops its local state of a
 // key whose slice is 0 and that has nothing pending after
 // Options.IdleAfter without use (it keeps keys with a slice, or with a Set
 // or Del newer than the last Clear, which a comeback must report); a
@@ -105,7 +107,8 @@
 //	{<prefix>}:ic:clock          string  the last stamp: server time (Unix µs), strictly increasing
 //	{<prefix>}:ic:registry       hash    <id> → "<nonce>:<version>" of the live counter holding the id
 //	{<prefix>}:ic:rejoined       hash    <id>:<key> → the part of that slice a rejoin re-contributed
-//	{<prefix>}:ic:seq:<id>       string  "<nonce>:<batch>:<stamp>", the last Lax batch applied (TTL DedupTTL)
+//	{<prefix>}:ic:seq:<id>       string  "<nonce>:<batch>:<stamp>", the last Lax batch applied (TTL DedupTTL),
+//	                                     then ":o<key>" / ":x<key>" per key a rejoin refused in it
 package instancecounter
 
 import (
@@ -116,6 +119,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -260,8 +264,10 @@ type core struct {
 	keep       bool
 	closed     atomic.Bool
 
-	slotMu sync.Mutex
-	slots  atomic.Pointer[map[string]*slot] // copy on write
+	// slots (Strict): key → *slot, never removed. A new key costs O(1);
+	// a rejoin ranges over them inside the gate (no call in flight), so
+	// it sees every reply recorded; a slot created meanwhile has none yet.
+	slots sync.Map
 
 	gate *gate // operations vs rejoin and Close
 	// flushMu serializes Strict's rejoins; Lax's hold the flush engine's
@@ -320,8 +326,6 @@ func newCore(b backend.Backend, opts Options) (*core, error) {
 	c.obs = newICObs(opts, p, opts.InstanceID)
 	c.markerKeys = append(append([]string{}, c.keys...), keyspace.InstanceCounterMarker(p, opts.InstanceID))
 	c.base, c.cancel = context.WithCancel(context.Background())
-	m := map[string]*slot{}
-	c.slots.Store(&m)
 	return c, nil
 }
 
@@ -332,23 +336,11 @@ func (c *core) slot(key string) *slot {
 		c.lx.g.Touch(e)
 		return &e.X
 	}
-	if s := (*c.slots.Load())[key]; s != nil {
-		return s
+	if s, ok := c.slots.Load(key); ok {
+		return s.(*slot)
 	}
-	c.slotMu.Lock()
-	defer c.slotMu.Unlock()
-	old := *c.slots.Load()
-	if s := old[key]; s != nil {
-		return s
-	}
-	m := make(map[string]*slot, len(old)+1)
-	for k, v := range old {
-		m[k] = v
-	}
-	s := &slot{field: keyspace.InstanceKeyField(key)}
-	m[key] = s
-	c.slots.Store(&m)
-	return s
+	s, _ := c.slots.LoadOrStore(key, &slot{field: keyspace.InstanceKeyField(key)})
+	return s.(*slot)
 }
 
 // seen notes a reply's version and cleared time.
@@ -429,6 +421,38 @@ func (r reply) states(n int) ([]keyState, error) {
 	if len(r.rest) != 4*n {
 		return nil, fmt.Errorf("instancecounter: malformed reply: %d values for %d keys", len(r.rest), n)
 	}
+	return r.statesOf(n)
+}
+
+// refusals parses n key states, then the (index, reason) pairs of the keys
+// whose delta in flight the server refused (Rejoin, and a Flush resent
+// after a Rejoin settled its batch): index → reason.
+func (r reply) refusals(n int) ([]keyState, map[int]string, error) {
+	extra := len(r.rest) - 4*n
+	if extra < 0 || extra%2 != 0 {
+		return nil, nil, fmt.Errorf("instancecounter: malformed reply: %d values for %d keys", len(r.rest), n)
+	}
+	sts, err := r.statesOf(n)
+	if err != nil {
+		return nil, nil, err
+	}
+	var refused map[int]string
+	for i := 4 * n; i < len(r.rest); i += 2 {
+		idx, err1 := r.rest[i].Int64()
+		why, err2 := r.rest[i+1].Text()
+		if err := errors.Join(err1, err2); err != nil || idx < 0 || idx >= int64(n) {
+			return nil, nil, fmt.Errorf("instancecounter: malformed reply: refusal %v %v", r.rest[i], r.rest[i+1])
+		}
+		if refused == nil {
+			refused = map[int]string{}
+		}
+		refused[int(idx)] = why
+	}
+	return sts, refused, nil
+}
+
+// statesOf parses the first n key states of r.rest.
+func (r reply) statesOf(n int) ([]keyState, error) {
 	out := make([]keyState, n)
 	for i := range out {
 		var errs [4]error
@@ -468,7 +492,7 @@ func (c *core) rejoin(ctx context.Context, gen uint64) error {
 		// With the engine's token, after resolving the batch in flight (a
 		// resend finding this instance absent rejoins, settling it).
 		return c.lx.g.Do(ctx, flush.Resolve, func(ctx context.Context) error {
-			_, err := c.rejoinLocked(ctx, gen, nil)
+			_, _, err := c.rejoinLocked(ctx, gen, nil)
 			return err
 		})
 	}
@@ -476,7 +500,7 @@ func (c *core) rejoin(ctx context.Context, gen uint64) error {
 		return driver.NotApplied(err)
 	}
 	defer c.flushMu.Unlock()
-	_, err := c.rejoinLocked(ctx, gen, nil)
+	_, _, err := c.rejoinLocked(ctx, gen, nil)
 	return err
 }
 
@@ -495,16 +519,20 @@ type rejoinSlot struct {
 // until it is done. It reports only the slots with something to say: a
 // slice, a rejoined part, an epoch newer than the last Clear (which it
 // reports for every key at once), a delta in flight.
-func (c *core) rejoinLocked(ctx context.Context, gen uint64, b *flush.Batch[slot]) (settled bool, err error) {
+//
+// A key whose delta in flight the server refused (an overflow, a value
+// that is not an integer) is in refused, with the reason: its delta was
+// not applied, and stays pending.
+func (c *core) rejoinLocked(ctx context.Context, gen uint64, b *flush.Batch[slot]) (settled bool, refused map[string]error, err error) {
 	if err := c.gate.lock(ctx); err != nil {
-		return false, driver.NotApplied(err)
+		return false, nil, driver.NotApplied(err)
 	}
 	defer c.gate.unlock()
 	if c.gen.Load() != gen {
-		return false, nil
+		return false, nil, nil
 	}
 	if c.closed.Load() && !c.closing.Load() {
-		return false, errClosed
+		return false, nil, errClosed
 	}
 	seq, ttl := "0", "0"
 	if b != nil {
@@ -530,43 +558,58 @@ func (c *core) rejoinLocked(ctx context.Context, gen uint64, b *flush.Batch[slot
 	if c.lx != nil {
 		c.lx.g.WithLock(func() { c.lx.rejoinSlotsLocked(b, add) })
 	} else {
-		for _, s := range *c.slots.Load() {
-			add(rejoinSlot{s: s})
-		}
+		c.slots.Range(func(_, s any) bool {
+			add(rejoinSlot{s: s.(*slot)})
+			return true
+		})
 	}
 	v, err := c.b.EvalScript(ctx, icscript.Rejoin, c.keysFor(), args...)
 	if err != nil {
-		return false, fmt.Errorf("instancecounter: rejoin: %w", err)
+		return false, nil, fmt.Errorf("instancecounter: rejoin: %w", err)
 	}
 	r, err := parseReply(v, false)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	switch r.status {
 	case icscript.StatusDup:
-		return false, c.errDup()
+		return false, nil, c.errDup()
 	case icscript.StatusOK: // registered already (a rejoin whose reply was lost): nothing contributed
 		c.gen.Add(1)
-		return false, nil
+		return false, nil, nil
 	case icscript.StatusJoined:
 		if c.gen.Load() > 0 { // not the first registration
 			c.obs.noteRejoin()
 		}
 	default:
-		return false, fmt.Errorf("instancecounter: rejoin: unexpected status %q", r.status)
+		return false, nil, fmt.Errorf("instancecounter: rejoin: unexpected status %q", r.status)
 	}
-	sts, err := r.states(len(list))
+	sts, ref, err := r.refusals(len(list))
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	c.seen(r.version, r.cleared)
 	// b, if any, is settled: its deltas are in the slices now, or were
-	// wiped after it applied; the engine counts them as applied when the
-	// flush returns.
+	// wiped after it applied, except those of the refused keys; the engine
+	// counts the others as applied when the flush returns.
+	for i, why := range ref {
+		if list[i].s.ent == nil { // Strict sends no delta in flight
+			return false, nil, fmt.Errorf("instancecounter: rejoin: malformed reply: a refusal without a delta in flight")
+		}
+		if refused == nil {
+			refused = map[string]error{}
+		}
+		key := list[i].s.ent.Key()
+		refused[key] = refusal("flush", key, icscript.Rejoin.Name(), why)
+	}
 	if c.lx != nil {
 		c.lx.g.WithLock(func() {
 			for i, rs := range list {
-				c.lx.recordLocked(rs.s.ent, r.version, r.now, sts[i], rs.d)
+				d := rs.d
+				if _, no := ref[i]; no {
+					d = 0 // not in the state: still pending
+				}
+				c.lx.recordLocked(rs.s.ent, r.version, r.now, sts[i], d)
 			}
 		})
 	} else {
@@ -575,7 +618,16 @@ func (c *core) rejoinLocked(ctx context.Context, gen uint64, b *flush.Batch[slot
 		}
 	}
 	c.gen.Add(1)
-	return true, nil
+	return true, refused, nil
+}
+
+// refusal is the error of key's delta refused by the server with reason
+// why (a script's error message, e.g. "DKOVERFLOW <field>").
+func refusal(op, key, script, why string) error {
+	if code, _, _ := strings.Cut(why, " "); code == scriptlib.CodeOverflow {
+		return fmt.Errorf("instancecounter: %s %q: %w", op, key, distkit.ErrOverflow)
+	}
+	return fmt.Errorf("instancecounter: %s %q: %w", op, key, &backend.ScriptError{Script: script, Msg: why})
 }
 
 // run is the background goroutine: it registers the instance at once,
@@ -770,9 +822,10 @@ func (c *core) clearOnce(ctx context.Context) (reply, uint64, error) {
 		c.lx.cleared(r.version, r.now, r.cleared)
 		return r, gen, nil
 	}
-	for _, s := range *c.slots.Load() {
-		s.record(r.version, r.now, keyState{epoch: r.cleared}) // every slice is gone
-	}
+	c.slots.Range(func(_, s any) bool {
+		s.(*slot).record(r.version, r.now, keyState{epoch: r.cleared}) // every slice is gone
+		return true
+	})
 	return r, gen, nil
 }
 

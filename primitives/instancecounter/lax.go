@@ -249,14 +249,20 @@ func (lx *laxState) send(ctx context.Context, b *flush.Batch[slot]) error {
 		if attempt == maxAbsent {
 			return c.errAbsent("flush")
 		}
-		settled, err := c.rejoinLocked(ctx, gen, b)
+		settled, refused, err := c.rejoinLocked(ctx, gen, b)
 		if err != nil {
 			return wrapErr("flush", "", err)
 		}
 		if settled {
+			// Applied, except the keys whose delta the server refused:
+			// set aside, still pending.
 			ib.settled = true
 			for i := range b.Items {
-				b.Items[i].Applied = true
+				if rerr := refused[b.Items[i].E.Key()]; rerr != nil {
+					b.Items[i].Err = rerr
+				} else {
+					b.Items[i].Applied = true
+				}
 			}
 			return nil
 		}
@@ -290,14 +296,20 @@ func (lx *laxState) sendOnce(ctx context.Context, b *flush.Batch[slot], ib *icBa
 	if r.status != icscript.StatusOK {
 		return r, gen, nil
 	}
-	sts, err := r.states(len(b.Items))
+	sts, ref, err := r.refusals(len(b.Items))
 	if err != nil {
 		return reply{}, gen, driver.Indeterminate(err)
 	}
 	c.seen(r.version, r.cleared)
 	ib.version, ib.at, ib.sts = r.version, r.now, sts
 	for i := range b.Items {
-		b.Items[i].Applied = true
+		// A key a rejoin refused when it settled this batch (this is a
+		// resend) was not applied: set aside, still pending.
+		if why, no := ref[i]; no {
+			b.Items[i].Err = refusal("flush", b.Items[i].E.Key(), icscript.Flush.Name(), why)
+		} else {
+			b.Items[i].Applied = true
+		}
 	}
 	return r, gen, nil
 }
