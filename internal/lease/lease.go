@@ -48,8 +48,9 @@
 // and the error that led to it. A process paused past its deadline (GC,
 // SIGSTOP, a stopped VM) reports the loss as soon as it runs again, before
 // it sends anything; State, Cause, Context and Release check the deadline
-// themselves, so a late expiry timer (a paused process, a scheduler that
-// has not run it yet) never shows a lease held past its deadline.
+// themselves, and so does the Err method of a context from Context, so a
+// late expiry timer (a paused process, a scheduler that has not run it
+// yet) never shows a lease held past its deadline.
 //
 // Release stops renewals and removes the lease (owner-checked by the
 // primitive's script). Concurrent Release calls are serialised: their
@@ -213,7 +214,8 @@ func (l *Lease) Deadline() time.Time {
 func (l *Lease) TTL() time.Duration { return l.cfg.TTL }
 
 // Context returns a context derived from parent, cancelled with Cause when
-// the lease is lost or released (at once if it already was).
+// the lease is lost or released (at once if it already was). Its Err
+// checks the deadline itself (see State).
 func (l *Lease) Context(parent context.Context) context.Context {
 	ctx, cancel := context.WithCancelCause(parent)
 	l.mu.Lock()
@@ -235,7 +237,29 @@ func (l *Lease) Context(parent context.Context) context.Context {
 		l.pruneAt = max(8, 2*len(live))
 	}
 	l.ctxs = append(l.ctxs, derived{ctx, cancel})
-	return ctx
+	return &leaseCtx{Context: ctx, l: l}
+}
+
+// leaseCtx is a context from Context. Its Err checks the lease's deadline,
+// so that a holder asking past the deadline sees it cancelled even before
+// the expiry timer ran (one busy CPU, a process just resumed). Contexts
+// derived from it attach to the embedded cancelCtx directly (Value
+// delegates), without a goroutine.
+type leaseCtx struct {
+	context.Context // from context.WithCancelCause
+	l               *Lease
+}
+
+// Err is the embedded context's error, after reporting the lease lost if
+// its deadline has passed.
+func (c *leaseCtx) Err() error {
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	c.l.mu.Lock()
+	c.l.checkDeadline()
+	c.l.mu.Unlock()
+	return c.Context.Err()
 }
 
 // finish records the final cause, cancels derived contexts (before Done,
