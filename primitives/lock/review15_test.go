@@ -5,6 +5,7 @@ import (
 	"errors"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,4 +101,37 @@ func TestReview15_DerivedContextErrPastDeadline(t *testing.T) {
 		g.Release(ctx)
 	}
 	t.Logf("%d of 3 rounds saw a live context past the deadline", stale)
+}
+
+// A lease lost at its deadline while a renewal still waits for its reply
+// (the server stopped answering; a driver that does not honour the
+// renewal's deadline) must say so in its cause, wrapping the renewal's
+// outcome (unknown: distkit.ErrIndeterminate), rather than blame a pause of
+// the process: the cause is what an operator reads.
+func TestReview15_LossCauseNamesUnansweredRenewal(t *testing.T) {
+	ctx := context.Background()
+	f := testkit.NewFaulty(memory.New(memory.Options{}))
+	rw, err := lock.NewRWMutex(f, "res", lock.Options{TTL: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := rw.RLock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := g.Context(ctx)
+	h := f.HangScript("lock-renew-shared")
+	defer h.Release()
+	select {
+	case <-g.Done():
+	case <-time.After(2 * time.Second):
+		t.Fatal("not lost by the deadline")
+	}
+	cause := context.Cause(work)
+	if !errors.Is(cause, distkit.ErrLeaseLost) || !errors.Is(cause, distkit.ErrIndeterminate) ||
+		strings.Contains(cause.Error(), "paused") {
+		t.Errorf("cause %q: want ErrLeaseLost wrapping ErrIndeterminate (a renewal got no reply), not a pause", cause)
+	}
+	h.Release()
+	g.Release(ctx)
 }
