@@ -70,6 +70,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 )
 
 // State is a lease's state.
@@ -141,6 +142,7 @@ type Lease struct {
 	lastErr     error     // of the renewals since the last confirmed one
 	halted      bool      // no more renewals (Release began, or abandoned)
 	renewing    bool
+	renewSent   time.Time // of the renewal in flight (renewing)
 	cancelRenew context.CancelFunc
 	renewT      *time.Timer
 	expiryT     *time.Timer
@@ -282,6 +284,14 @@ func (l *Lease) finish(st State, cause error) {
 func (l *Lease) lose(cause error) { l.finish(Lost, cause) }
 
 func (l *Lease) expiredCause() error {
+	if l.renewing {
+		err := driver.Indeterminate(fmt.Errorf("a renewal sent %v earlier got no reply", time.Since(l.renewSent).Round(time.Millisecond)))
+		if l.lastErr != nil {
+			err = fmt.Errorf("%w (the one before failed: %w)", err, l.lastErr)
+		}
+		return fmt.Errorf("%s: %w: no renewal was confirmed before the lease's expiry: %w",
+			l.cfg.Name, distkit.ErrLeaseLost, err)
+	}
 	if l.lastErr != nil {
 		return fmt.Errorf("%s: %w: no renewal was confirmed before the lease's expiry; last error: %w",
 			l.cfg.Name, distkit.ErrLeaseLost, l.lastErr)
@@ -304,10 +314,10 @@ func (l *Lease) renew() {
 		return
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), minTime(l.deadline, now.Add(l.every)))
-	l.renewing, l.cancelRenew = true, cancel
+	sent := time.Now()
+	l.renewing, l.renewSent, l.cancelRenew = true, sent, cancel
 	l.mu.Unlock()
 
-	sent := time.Now()
 	ok, err := l.cfg.Ops.Renew(ctx)
 	cancel()
 
