@@ -60,6 +60,7 @@ func RunLockFaults(t *testing.T, h FaultHarness, o LockFaultOptions) []LockWaitT
 	t.Run("WakeAfterPubSubKilled", func(t *testing.T) { testWakeAfterPubSubKilled(t, h) })
 	t.Run("Review15_CancelEndsLockDuringReconnect", func(t *testing.T) { testReview15CancelEndsLock(t, h) })
 	t.Run("Review15_CancelEndsReleaseDuringReconnect", func(t *testing.T) { testReview15CancelEndsRelease(t, h) })
+	t.Run("Review15_AbandonedSubscriptionLeavesNothing", func(t *testing.T) { testReview15AbandonedSubscription(t, h) })
 	return timings
 }
 
@@ -352,5 +353,39 @@ func testReview15CancelEndsRelease(t *testing.T, h FaultHarness) {
 			release(t, g2)
 		}
 		return err == nil
+	})
+}
+
+// testReview15AbandonedSubscription: a subscription whose subscriber gave
+// up before the server confirmed it (a wait that ended, slow replies)
+// leaves no subscription on the server ("subscribe/unsubscribe of one
+// channel strictly ordered: no lost subscription, no leak"): once the
+// server answers again, a PUBLISH on the channel reaches nobody.
+func testReview15AbandonedSubscription(t *testing.T, h FaultHarness) {
+	ctx := context.Background()
+	b, _ := h.NewClient(t)
+	n, ok := b.(backend.Notifier)
+	if !ok {
+		t.Skip("backend is not a Notifier")
+	}
+	ch := tagged(prefix(t), "released")
+	h.Faults().ReplyLatency(300 * time.Millisecond)
+	sctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	_, unsub, err := n.Subscribe(sctx, ch)
+	cancel()
+	if err == nil {
+		unsub()
+		t.Skip("subscribed within 100 ms despite the latency")
+	}
+	h.Faults().Restore()
+	direct := h.Direct(t)
+	var receivers int64
+	eventually(t, 5*time.Second, "the abandoned subscription is gone from the server", func() bool {
+		v, err := direct.EvalScript(ctx, publishScript, nil, ch)
+		if err != nil {
+			return false
+		}
+		receivers, _ = v.Int64()
+		return receivers == 0
 	})
 }
