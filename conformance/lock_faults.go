@@ -62,6 +62,7 @@ func RunLockFaults(t *testing.T, h FaultHarness, o LockFaultOptions) []LockWaitT
 	t.Run("SemaphoreElectionBoundedWaits", func(t *testing.T) { timings = append(timings, testLeasedBoundedWaits(t, h, o)...) })
 	t.Run("Review15_CancelEndsLockDuringReconnect", func(t *testing.T) { testReview15CancelEndsLock(t, h) })
 	t.Run("Review15_CancelEndsReleaseDuringReconnect", func(t *testing.T) { testReview15CancelEndsRelease(t, h) })
+	t.Run("Review15_AbandonedSubscriptionLeavesNothing", func(t *testing.T) { testReview15AbandonedSubscription(t, h) })
 	return timings
 }
 
@@ -344,15 +345,52 @@ func testReview15CancelEndsRelease(t *testing.T, h FaultHarness) {
 	if el > after+slack {
 		t.Errorf("Release returned %v after its ctx was cancelled (at %v): want within %v (%v, %v)", el-after, after, slack, st, err)
 	}
-	// Released again (the first call's outcome is unknown), the lease is
-	// gone long before its TTL.
-	g.Release(ctx)
+	// Released again (the first call's outcome is unknown; the client may
+	// fail a call or two while it reconnects), the lease is gone long
+	// before its TTL.
 	other := newMutex(t, h.Direct(t), "res", lock.Options{Prefix: p})
 	eventually(t, 10*time.Second, "another client gets the lock", func() bool {
+		if _, err := g.Release(ctx); err != nil && !errors.Is(err, distkit.ErrNotHeld) {
+			return false
+		}
 		g2, err := other.TryLock(ctx)
 		if err == nil {
 			release(t, g2)
 		}
 		return err == nil
+	})
+}
+
+// testReview15AbandonedSubscription: a subscription whose subscriber gave
+// up before the server confirmed it (a wait that ended, slow replies)
+// leaves no subscription on the server ("subscribe/unsubscribe of one
+// channel strictly ordered: no lost subscription, no leak"): once the
+// server answers again, a PUBLISH on the channel reaches nobody.
+func testReview15AbandonedSubscription(t *testing.T, h FaultHarness) {
+	ctx := context.Background()
+	b, _ := h.NewClient(t)
+	n, ok := b.(backend.Notifier)
+	if !ok {
+		t.Skip("backend is not a Notifier")
+	}
+	ch := tagged(prefix(t), "released")
+	h.Faults().ReplyLatency(300 * time.Millisecond)
+	sctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	_, unsub, err := n.Subscribe(sctx, ch)
+	cancel()
+	if err == nil {
+		unsub()
+		t.Skip("subscribed within 100 ms despite the latency")
+	}
+	h.Faults().Restore()
+	direct := h.Direct(t)
+	var receivers int64
+	eventually(t, 5*time.Second, "the abandoned subscription is gone from the server", func() bool {
+		v, err := direct.EvalScript(ctx, publishScript, nil, ch)
+		if err != nil {
+			return false
+		}
+		receivers, _ = v.Int64()
+		return receivers == 0
 	})
 }

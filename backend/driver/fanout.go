@@ -12,7 +12,10 @@ import (
 // channel. Redis drivers implement Notifier with it: open starts the server
 // subscription for a channel (returning once the server confirmed it, or
 // an error, or when ctx ends) and returns the function that ends it; the
-// driver calls Deliver for every message it receives.
+// driver calls Deliver for every message it receives. open runs on a
+// goroutine of the Fanout's under a context of its own, cancelled when
+// every subscriber waiting for it gave up (so that the first one giving up
+// does not fail the others) or on Close.
 //
 // The server subscription must survive reconnects: when its connection is
 // lost, the driver subscribes again by itself and, once the server
@@ -35,7 +38,7 @@ type Fanout struct {
 	mu     sync.Mutex
 	topics map[string]*topic
 	closed bool
-	wg     sync.WaitGroup // linger timers armed and stops they run
+	wg     sync.WaitGroup // openings, linger timers armed and stops they run
 }
 
 type topic struct {
@@ -49,6 +52,22 @@ type topic struct {
 
 	closing bool          // stop is running; the topic leaves the map after it
 	ended   chan struct{} // closed when stop returned (closing topics)
+
+	// The server subscription is opened under a context of the topic's
+	// own, not the first subscriber's: it is cancelled only when every
+	// subscriber waiting for it gave up (abandoned) or on Close, so that a
+	// first subscriber giving up does not fail the others.
+	cancelOpen context.CancelFunc
+	abandoned  bool
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // Linger is how long a server subscription stays open without local
@@ -61,7 +80,8 @@ func NewFanout(open func(ctx context.Context, channel string) (stop func(), err 
 }
 
 // Subscribe implements Notifier.Subscribe. It waits (within ctx) for a
-// lingering subscription of channel that is being ended to end first.
+// lingering subscription of channel that is being ended to end first, and
+// for one being opened that every subscriber gave up to end.
 func (f *Fanout) Subscribe(ctx context.Context, channel string) (<-chan struct{}, func(), error) {
 	ch := make(chan struct{}, 1)
 	f.mu.Lock()
@@ -72,53 +92,41 @@ func (f *Fanout) Subscribe(ctx context.Context, channel string) (<-chan struct{}
 			return nil, nil, NotApplied(backend.ErrClosed)
 		}
 		t = f.topics[channel]
-		if t == nil || !t.closing {
+		var wait chan struct{}
+		switch {
+		case t == nil:
+		case t.closing:
+			wait = t.ended
+		case t.abandoned && !isClosed(t.ready): // its opening is being cancelled
+			wait = t.ready
+		}
+		if wait == nil {
 			break
 		}
-		ended := t.ended
 		f.mu.Unlock()
 		select {
-		case <-ended:
+		case <-wait:
 		case <-ctx.Done():
 			return nil, nil, NotApplied(ctx.Err())
 		}
 		f.mu.Lock()
 	}
-	first := t == nil
-	if first {
-		t = &topic{subs: map[chan struct{}]struct{}{}, ready: make(chan struct{})}
+	if t == nil {
+		octx, cancel := context.WithCancel(context.Background())
+		t = &topic{subs: map[chan struct{}]struct{}{}, ready: make(chan struct{}), cancelOpen: cancel}
 		f.topics[channel] = t
+		f.wg.Add(1)
+		go f.opening(octx, channel, t)
 	}
 	f.stopLinger(t)
 	t.subs[ch] = struct{}{}
 	f.mu.Unlock()
 
-	if first {
-		stop, err := f.open(ctx, channel)
-		f.mu.Lock()
-		t.stop, t.err = stop, err
-		if err == nil && f.closed { // Close ran while opening
-			t.err = NotApplied(backend.ErrClosed)
-		}
-		if t.err != nil {
-			if f.topics[channel] == t {
-				delete(f.topics, channel)
-			}
-		} else {
-			f.linger0(channel, t) // every subscriber may have left meanwhile
-		}
-		close(t.ready)
-		f.mu.Unlock()
-		if err == nil && t.err != nil {
-			stop()
-		}
-	} else {
-		select {
-		case <-t.ready:
-		case <-ctx.Done():
-			f.unsubscribe(channel, t, ch)
-			return nil, nil, NotApplied(ctx.Err())
-		}
+	select {
+	case <-t.ready:
+	case <-ctx.Done():
+		f.unsubscribe(channel, t, ch)
+		return nil, nil, NotApplied(ctx.Err())
 	}
 	if t.err != nil {
 		f.unsubscribe(channel, t, ch)
@@ -126,6 +134,31 @@ func (f *Fanout) Subscribe(ctx context.Context, channel string) (<-chan struct{}
 	}
 	var once sync.Once
 	return ch, func() { once.Do(func() { f.unsubscribe(channel, t, ch) }) }, nil
+}
+
+// opening opens t's server subscription under ctx (t's own) and makes
+// the outcome known to t's subscribers.
+func (f *Fanout) opening(ctx context.Context, channel string, t *topic) {
+	defer f.wg.Done()
+	stop, err := f.open(ctx, channel)
+	t.cancelOpen()
+	f.mu.Lock()
+	t.stop, t.err = stop, err
+	if err == nil && f.closed { // Close ran while opening
+		t.err = NotApplied(backend.ErrClosed)
+	}
+	if t.err != nil {
+		if f.topics[channel] == t {
+			delete(f.topics, channel)
+		}
+	} else {
+		f.linger0(channel, t) // every subscriber may have left meanwhile
+	}
+	close(t.ready)
+	f.mu.Unlock()
+	if err == nil && t.err != nil {
+		stop()
+	}
 }
 
 // stopLinger cancels t's linger timer (f.mu held). A timer that already
@@ -157,6 +190,10 @@ func (f *Fanout) unsubscribe(channel string, t *topic, ch chan struct{}) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(t.subs, ch)
+	if len(t.subs) == 0 && !isClosed(t.ready) && !t.abandoned {
+		t.abandoned = true // nobody waits for it any more
+		t.cancelOpen()
+	}
 	f.linger0(channel, t)
 }
 
@@ -199,7 +236,8 @@ func (f *Fanout) Deliver(channel string) {
 	}
 }
 
-// Close ends every server subscription and waits for those being ended;
+// Close ends every server subscription and waits for those being ended
+// or opened;
 // later Subscribe calls fail with backend.ErrClosed. Subscribers'
 // unsubscribe functions stay safe to call.
 func (f *Fanout) Close() {
@@ -216,7 +254,8 @@ func (f *Fanout) Close() {
 			if t.stop != nil && t.err == nil {
 				stops = append(stops, t.stop)
 			}
-		default: // still opening; its opener sees closed and stops it
+		default: // still opening: cancelled; its opener sees closed (f.wg)
+			t.cancelOpen()
 		}
 		delete(f.topics, name)
 	}

@@ -53,7 +53,7 @@ func TestReview15_FanoutOpenerGivingUpDoesNotFailOthers(t *testing.T) {
 		bres <- result{ch, unsub, err}
 	}()
 	time.Sleep(50 * time.Millisecond) // B joined A's topic (not observable)
-	acancel()                          // A gives up
+	acancel()                         // A gives up
 	if err := <-aerr; !errors.Is(err, context.Canceled) {
 		t.Logf("A: %v", err)
 	}

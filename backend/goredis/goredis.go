@@ -106,6 +106,10 @@ type Backend struct {
 	// no deadline.
 	inflight sync.WaitGroup
 	bound    time.Duration
+	// closeMu orders a call's registration (closed check, inflight.Add)
+	// before Close's (closed set, then inflight.Wait): a call racing Close
+	// either registers before Close waits, or sees it closed.
+	closeMu sync.RWMutex
 
 	subMu   sync.Mutex
 	fan     *driver.Fanout
@@ -407,9 +411,15 @@ func (b *Backend) call(ctx context.Context, fn func(ctx context.Context)) error 
 	if !ok {
 		deadline = time.Now().Add(b.bound)
 	}
+	b.closeMu.RLock()
+	if b.closed.Load() {
+		b.closeMu.RUnlock()
+		return driver.NotApplied(backend.ErrClosed)
+	}
+	b.inflight.Add(1)
+	b.closeMu.RUnlock()
 	inner, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	done := make(chan struct{})
-	b.inflight.Add(1)
 	go func() {
 		defer b.inflight.Done()
 		defer cancel()
@@ -503,7 +513,10 @@ func (b *Backend) ReleaseLease(ctx context.Context, key, owner string) (bool, er
 // Calls in flight when Close closes that client end with ErrIndeterminate
 // (they may have run) or ErrNotApplied, never with a false success.
 func (b *Backend) Close() error {
-	if b.closed.Swap(true) {
+	b.closeMu.Lock()
+	already := b.closed.Swap(true)
+	b.closeMu.Unlock()
+	if already {
 		return nil
 	}
 	b.closeSubs()

@@ -582,13 +582,16 @@ func (b *Backend) openSub(ctx context.Context, channel string) (func(), error) {
 			wait = min(2*wait, maxResubscribe)
 		}
 	}()
-	stop := func() {
+	unsubscribe := func() {
 		uctx, ucancel := context.WithTimeout(context.Background(), time.Second)
 		// Pinned: rueidis may answer an UNSUBSCRIBE (its reply is a push)
 		// before its writer has sent it, and would recycle the command
 		// under the writer (a data race the race detector caught).
 		b.c.Do(uctx, b.c.B().Unsubscribe().Channel(channel).Build().Pin())
 		ucancel()
+	}
+	stop := func() {
+		unsubscribe()
 		cancel()
 		<-done
 	}
@@ -600,7 +603,14 @@ func (b *Backend) openSub(ctx context.Context, channel string) (func(), error) {
 		}
 		return stop, nil
 	case <-ctx.Done():
+		// Given up before the server confirmed: rueidis's Receive returns
+		// without unsubscribing, and its SUBSCRIBE may be on the wire. Once
+		// it returned, unsubscribe, so that no stray subscription stays on
+		// the server. (The Fanout opens no newer subscription of the channel
+		// before this returns: the UNSUBSCRIBE cannot undo one.)
 		cancel()
+		<-done
+		unsubscribe()
 		return nil, driver.NotApplied(ctx.Err())
 	}
 }

@@ -48,8 +48,9 @@
 // and the error that led to it. A process paused past its deadline (GC,
 // SIGSTOP, a stopped VM) reports the loss as soon as it runs again, before
 // it sends anything; State, Cause, Context and Release check the deadline
-// themselves, so a late expiry timer (a paused process, a scheduler that
-// has not run it yet) never shows a lease held past its deadline.
+// themselves, and so does the Err method of a context from Context, so a
+// late expiry timer (a paused process, a scheduler that has not run it
+// yet) never shows a lease held past its deadline.
 //
 // Release stops renewals and removes the lease (owner-checked by the
 // primitive's script). Concurrent Release calls are serialised: their
@@ -69,6 +70,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 )
 
 // State is a lease's state.
@@ -184,6 +186,7 @@ type Lease struct {
 	events      []event   // for Config.OnEvent, not yet reported
 	halted      bool      // no more renewals (Release began, or abandoned)
 	renewing    bool
+	renewSent   time.Time // of the renewal in flight (renewing)
 	cancelRenew context.CancelFunc
 	renewT      *time.Timer
 	expiryT     *time.Timer
@@ -259,7 +262,8 @@ func (l *Lease) Deadline() time.Time {
 func (l *Lease) TTL() time.Duration { return l.cfg.TTL }
 
 // Context returns a context derived from parent, cancelled with Cause when
-// the lease is lost or released (at once if it already was).
+// the lease is lost or released (at once if it already was). Its Err
+// checks the deadline itself (see State).
 func (l *Lease) Context(parent context.Context) context.Context {
 	defer l.emit() // a loss checkDeadline found
 	ctx, cancel := context.WithCancelCause(parent)
@@ -282,7 +286,29 @@ func (l *Lease) Context(parent context.Context) context.Context {
 		l.pruneAt = max(8, 2*len(live))
 	}
 	l.ctxs = append(l.ctxs, derived{ctx, cancel})
-	return ctx
+	return &leaseCtx{Context: ctx, l: l}
+}
+
+// leaseCtx is a context from Context. Its Err checks the lease's deadline,
+// so that a holder asking past the deadline sees it cancelled even before
+// the expiry timer ran (one busy CPU, a process just resumed). Contexts
+// derived from it attach to the embedded cancelCtx directly (Value
+// delegates), without a goroutine.
+type leaseCtx struct {
+	context.Context // from context.WithCancelCause
+	l               *Lease
+}
+
+// Err is the embedded context's error, after reporting the lease lost if
+// its deadline has passed.
+func (c *leaseCtx) Err() error {
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	c.l.mu.Lock()
+	c.l.checkDeadline()
+	c.l.mu.Unlock()
+	return c.Context.Err()
 }
 
 // finish records the final cause, cancels derived contexts (before Done,
@@ -310,6 +336,14 @@ func (l *Lease) finish(st State, cause error) {
 func (l *Lease) lose(cause error) { l.finish(Lost, cause) }
 
 func (l *Lease) expiredCause() error {
+	if l.renewing {
+		err := driver.Indeterminate(fmt.Errorf("a renewal sent %v earlier got no reply", time.Since(l.renewSent).Round(time.Millisecond)))
+		if l.lastErr != nil {
+			err = fmt.Errorf("%w (the one before failed: %w)", err, l.lastErr)
+		}
+		return fmt.Errorf("%s: %w: no renewal was confirmed before the lease's expiry: %w",
+			l.cfg.Name, distkit.ErrLeaseLost, err)
+	}
 	if l.lastErr != nil {
 		return fmt.Errorf("%s: %w: no renewal was confirmed before the lease's expiry; last error: %w",
 			l.cfg.Name, distkit.ErrLeaseLost, l.lastErr)
@@ -333,10 +367,10 @@ func (l *Lease) renew() {
 		return
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), minTime(l.deadline, now.Add(l.every)))
-	l.renewing, l.cancelRenew = true, cancel
+	sent := time.Now()
+	l.renewing, l.renewSent, l.cancelRenew = true, sent, cancel
 	l.mu.Unlock()
 
-	sent := time.Now()
 	ok, err := l.cfg.Ops.Renew(ctx)
 	cancel()
 

@@ -68,8 +68,9 @@ func (g *Guard) Attempt() int {
 
 // State reports the lease as of the last confirmed renewal or release; no
 // I/O. Past the lease's deadline without a confirmed renewal it is Lost,
-// even if the guard's expiry timer has not run yet (State, Context and
-// Release check the deadline themselves).
+// even if the guard's expiry timer has not run yet (State, Context, the Err
+// method of a context from Context, and Release check the deadline
+// themselves).
 func (g *Guard) State() State {
 	if g == nil {
 		return Released
