@@ -650,6 +650,10 @@ func (c *core) run(every time.Duration, tick func(ctx context.Context)) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(c.base, c.deadAfter/3)
+		if ctx.Err() != nil { // Close began meanwhile (it cancels c.base)
+			cancel()
+			return
+		}
 		err := c.heartbeat(ctx) // a failure is retried on the next tick
 		cancel()
 		c.obs.beat(ctx, err)
