@@ -494,8 +494,17 @@ func testRWCrashedReader(t *testing.T, h Harness) {
 	if alive.State() != lock.Acquired {
 		t.Fatalf("the live reader's lease was lost: %v", alive.State())
 	}
-	if _, err := writer.TryLock(ctx); !errors.Is(err, distkit.ErrNotAcquired) {
-		t.Fatalf("writer while the live reader holds: %v", err)
+	if g, err := writer.TryLock(ctx); !errors.Is(err, distkit.ErrNotAcquired) {
+		// Exclusion is broken only if the reader still believes it holds:
+		// a reader whose renewals were starved past its deadline (a loaded
+		// machine) is told (Lost) and has nothing to exclude.
+		if err != nil || alive.State() == lock.Acquired {
+			t.Fatalf("writer while the live reader holds: %v (reader %v)", err, alive.State())
+		}
+		t.Logf("the live reader's renewals were starved past its deadline (%v); the writer got the lock legitimately", alive.State())
+		release(t, g)
+		crashed.Release(ctx)
+		return
 	}
 	release(t, alive)
 	w, err := writer.TryLockWithTimeout(ctx, 2*time.Second)
