@@ -79,7 +79,8 @@ func Diff(t *testing.T, a, b testkit.Harness, s Scenario) []string {
 // Scenarios lists the parity scenarios of every primitive.
 func Scenarios() []Scenario {
 	return []Scenario{strictCounterScenario, conditionalScenario, laxScenario, instanceScenario,
-		lockScenario, rateLimitScenario, backendScenario, anyKeyScenario, laxFlushScenario, instanceHighBytesScenario}
+		lockScenario, rateLimitScenario, backendScenario, anyKeyScenario, laxFlushScenario, instanceHighBytesScenario,
+		counterBatchScenario}
 }
 
 // Run runs every Scenario on reference and subject and fails on any

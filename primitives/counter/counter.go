@@ -135,6 +135,12 @@ type Options struct {
 	// used again starts afresh, its remote part unknown (0) until a flush
 	// or Get reads it.
 	IdleAfter time.Duration
+	// DisableGroupCommit (Strict only) sends every Inc, Dec, Get, Set and
+	// Del as its own script call instead of coalescing concurrent calls
+	// into shared script calls (see Strict). Results and errors are the
+	// same either way; group commit only changes how many round trips
+	// concurrent calls take.
+	DisableGroupCommit bool
 }
 
 // keys is the Redis key layout of one prefix (internal/keyspace).
