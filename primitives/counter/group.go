@@ -78,6 +78,9 @@ func newGroup(b backend.Backend, keys []string) *group {
 
 // do runs one operation and returns what its own script returns.
 func (g *group) do(ctx context.Context, op, field, arg string) (backend.Value, error) {
+	if err := ctx.Err(); err != nil {
+		return backend.Value{}, driver.NotApplied(err)
+	}
 	g.mu.Lock()
 	if g.closing {
 		g.mu.Unlock()
@@ -93,10 +96,6 @@ func (g *group) do(ctx context.Context, op, field, arg string) (backend.Value, e
 		g.signalLocked()
 		g.mu.Unlock()
 		return v, err
-	}
-	if err := ctx.Err(); err != nil {
-		g.mu.Unlock()
-		return backend.Value{}, driver.NotApplied(err)
 	}
 	o := &gop{op: op, field: field, arg: arg, done: make(chan struct{})}
 	g.queue = append(g.queue, o)
