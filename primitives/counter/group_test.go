@@ -79,7 +79,7 @@ func (s *stepper) none(t *testing.T) {
 	}
 }
 
-func (c *stepCall) run()              { c.act <- stepAct{} }
+func (c *stepCall) run()               { c.act <- stepAct{} }
 func (c *stepCall) failBefore(e error) { c.act <- stepAct{before: e} }
 func (c *stepCall) failAfter(e error)  { c.act <- stepAct{after: e} }
 
