@@ -3,6 +3,7 @@ package counter
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/distkit-go/distkit"
@@ -13,14 +14,14 @@ import (
 
 // Group commit: Strict's Inc, Dec, Get, Set and Del on one prefix (one
 // hash, one hash tag) go out through a group. A call that finds fewer than
-// groupMaxInFlight script calls of the group in flight and nobody queued is sent
-// at once by its own goroutine, as its own single-operation script: the
-// idle path costs what one call per operation costs. Otherwise it joins the
-// queue, and when a call in flight returns, everything queued (up to
-// groupMaxBatch operations) goes out as one counterscript.Batch call, sent by a
-// flusher goroutine that keeps sending while anything is queued and then
-// ends. The batch size thus follows the load: about the number of callers
-// that arrived during one round trip.
+// groupMaxInFlight script calls of the group in flight and nobody queued
+// is sent at once by its own goroutine, as its own single-operation
+// script: the idle path costs what one call per operation costs. Otherwise
+// it joins the queue, and when a call in flight returns, everything queued
+// (up to groupMaxBatch operations) goes out as one counterscript.Batch
+// call, sent by a flusher goroutine that keeps sending while anything is
+// queued and then ends. The batch size thus follows the load: about the
+// number of callers that arrived during one round trip.
 //
 // Each operation takes effect inside its caller's call (it is sent after
 // the call began and the caller waits for its outcome), at its place in
@@ -111,11 +112,8 @@ func (g *group) do(ctx context.Context, op, field, arg string) (backend.Value, e
 	case opQueued:
 		// Not sent, and now never will be.
 		o.state = opWithdrawn
-		for i, q := range g.queue {
-			if q == o {
-				g.queue = append(g.queue[:i], g.queue[i+1:]...)
-				break
-			}
+		if i := slices.Index(g.queue, o); i >= 0 {
+			g.queue = slices.Delete(g.queue, i, i+1)
 		}
 		g.signalLocked()
 		return backend.Value{}, driver.NotApplied(ctx.Err())
@@ -192,7 +190,12 @@ func (g *group) flusher(bt *gbatch) {
 func (g *group) send(bt *gbatch) {
 	defer bt.cancel()
 	res := make([]backend.Result, len(bt.ops))
-	if len(bt.ops) == 1 {
+	if err := bt.ctx.Err(); err != nil {
+		// Close ended the batches before this one went out: it never will.
+		for i := range res {
+			res[i].Err = driver.NotApplied(err)
+		}
+	} else if len(bt.ops) == 1 {
 		o := bt.ops[0]
 		res[0].Value, res[0].Err = g.b.EvalScript(bt.ctx, counterscript.Single(o.op), g.keys, counterscript.SingleArgs(o.op, o.field, o.arg)...)
 	} else {

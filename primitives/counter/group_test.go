@@ -418,6 +418,8 @@ func TestGroupCommitCloseCancelsBatchesInFlight(t *testing.T) {
 	ca.run()
 	a.wait(t)
 	bt := s.next(t)
+	behind := start(func() (int64, error) { return c.Inc(ctx, "k", 1) }) // queued behind two calls in flight
+	waitQueued(t, c, 1)
 	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
 	closed := make(chan error, 1)
@@ -437,6 +439,9 @@ func TestGroupCommitCloseCancelsBatchesInFlight(t *testing.T) {
 	}
 	if _, err := q.wait(t); !errors.Is(err, distkit.ErrIndeterminate) {
 		t.Fatalf("caller of a batch cut by Close: %v, want ErrIndeterminate", err)
+	}
+	if _, err := behind.wait(t); !errors.Is(err, distkit.ErrNotApplied) || errors.Is(err, distkit.ErrIndeterminate) {
+		t.Fatalf("call still queued when Close gave up: %v, want ErrNotApplied (never sent)", err)
 	}
 	if _, err := c.Inc(ctx, "k", 1); !errors.Is(err, distkit.ErrClosed) {
 		t.Fatalf("Inc after Close: %v", err)
