@@ -209,8 +209,8 @@ func lifetimeIn(v reflect.Value, depth int) bool {
 // unless the URL sets max_flush_delay (a Go duration; 0 turns it off):
 // after each write of pipelined commands, rueidis waits up to that long for
 // more to send in the same write, which cuts system calls on both sides
-// under concurrency (measured here: +70 % Strict Inc throughput with one
-// script per call, and no cost to a lone caller, whose next call comes a
+// when many calls are in flight (measured: Strict Inc from 64 goroutines
+// 1.1–1.3× faster, and no cost to a lone caller, whose next call comes a
 // round trip later). Give your own clients the same setting.
 func FromURL(rawURL string) (*Backend, error) {
 	opt, err := urlOptions(rawURL)
