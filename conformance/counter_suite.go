@@ -36,6 +36,7 @@ func runStrictCounter(t *testing.T, newHarness NewHarness) {
 	t.Run("PrefixIsolation", func(t *testing.T) { testStrictPrefixes(t, newHarness(t)) })
 	t.Run("Concurrent", func(t *testing.T) { testStrictConcurrent(t, newHarness(t)) })
 	t.Run("Closed", func(t *testing.T) { testStrictClosed(t, newHarness(t)) })
+	t.Run("GroupCommit", func(t *testing.T) { testStrictGroupCommit(t, newHarness(t)) })
 }
 
 func newStrict(t *testing.T, b backend.Backend, p string) *counter.Strict {

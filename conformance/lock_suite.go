@@ -28,6 +28,7 @@ func runLocks(t *testing.T, newHarness NewHarness) {
 	t.Run("LeaseExpiresWhenHolderDies", func(t *testing.T) { testHolderDies(t, newHarness(t)) })
 	t.Run("FencingTokens", func(t *testing.T) { testFencing(t, newHarness(t)) })
 	t.Run("WakeOnRelease", func(t *testing.T) { testWake(t, newHarness(t)) })
+	t.Run("PublishOnlyWhenWaited", func(t *testing.T) { testReleasePublishesOnlyWhenWaited(t, newHarness(t)) })
 	t.Run("RWReadersOverlapWritersExclude", func(t *testing.T) { testRWBasics(t, newHarness(t)) })
 	t.Run("RWWriterPreference", func(t *testing.T) { testRWWriterPreference(t, newHarness(t)) })
 	t.Run("RWWriterNotStarved", func(t *testing.T) { testRWNotStarved(t, newHarness(t)) })

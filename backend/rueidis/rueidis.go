@@ -204,18 +204,18 @@ func lifetimeIn(v reflect.Value, depth int) bool {
 //	                                                      Sentinels; master_name is an alias)
 //
 // rediss:// enables TLS.
+//
+// The client gets ClientOption.MaxFlushDelay = DefaultMaxFlushDelay (20 µs)
+// unless the URL sets max_flush_delay (a Go duration; 0 turns it off):
+// after each write of pipelined commands, rueidis waits up to that long for
+// more to send in the same write, which cuts system calls on both sides
+// when many calls are in flight (measured: Strict Inc from 64 goroutines
+// 1.1–1.3× faster, and no cost to a lone caller, whose next call comes a
+// round trip later). Give your own clients the same setting.
 func FromURL(rawURL string) (*Backend, error) {
-	if u, err := url.Parse(rawURL); err == nil {
-		if q := u.Query(); q.Get("master_name") != "" && q.Get("master_set") == "" {
-			q.Set("master_set", q.Get("master_name"))
-			q.Del("master_name")
-			u.RawQuery = q.Encode()
-			rawURL = u.String()
-		}
-	}
-	opt, err := rd.ParseURL(rawURL)
+	opt, err := urlOptions(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("rueidis: %w: %w", backend.ErrInvalidOption, err)
+		return nil, err
 	}
 	c, err := rd.NewClient(opt)
 	if err != nil {
@@ -223,6 +223,41 @@ func FromURL(rawURL string) (*Backend, error) {
 	}
 	return &Backend{c: c, owned: true, stopped: stopFlag(reflect.ValueOf(c), 0)}, nil
 }
+
+// urlOptions is FromURL's client options: rueidis.ParseURL's, with
+// master_name and max_flush_delay understood.
+func urlOptions(rawURL string) (rd.ClientOption, error) {
+	flushDelay := DefaultMaxFlushDelay
+	if u, err := url.Parse(rawURL); err == nil {
+		q := u.Query()
+		if q.Get("master_name") != "" && q.Get("master_set") == "" {
+			q.Set("master_set", q.Get("master_name"))
+			q.Del("master_name")
+		}
+		if q.Has("max_flush_delay") {
+			d, err := time.ParseDuration(q.Get("max_flush_delay"))
+			if err != nil || d < 0 {
+				return rd.ClientOption{}, fmt.Errorf("rueidis: %w: max_flush_delay %q is not a duration ≥ 0", backend.ErrInvalidOption, q.Get("max_flush_delay"))
+			}
+			flushDelay = d
+			q.Del("max_flush_delay")
+		}
+		if enc := q.Encode(); enc != u.RawQuery {
+			u.RawQuery = enc
+			rawURL = u.String()
+		}
+	}
+	opt, err := rd.ParseURL(rawURL)
+	if err != nil {
+		return rd.ClientOption{}, fmt.Errorf("rueidis: %w: %w", backend.ErrInvalidOption, err)
+	}
+	opt.MaxFlushDelay = flushDelay
+	return opt, nil
+}
+
+// DefaultMaxFlushDelay is the ClientOption.MaxFlushDelay FromURL gives the
+// clients it builds, and the one distkit recommends for clients you build.
+const DefaultMaxFlushDelay = 20 * time.Microsecond
 
 // Client returns the underlying client.
 func (b *Backend) Client() rd.Client { return b.c }

@@ -215,7 +215,11 @@ func run(srv *redistest.Server) error {
 	if _, err := srv.Do("SCRIPT", "LOAD", inc.Source()); err != nil {
 		return err
 	}
-	for _, conc := range []int{1, 64} {
+	// rueidis without MaxFlushDelay, to measure the driver tuning
+	// (rueidisbackend.FromURL applies DefaultMaxFlushDelay).
+	rbNoDelay := rbLat
+	var ceiling float64
+	for _, conc := range []int{1, 64, 256} {
 		w := fmt.Sprintf("counter inc, %d goroutine(s)", conc)
 		ds, rc := drivers, rcLat
 		if conc > 1 {
@@ -225,17 +229,28 @@ func run(srv *redistest.Server) error {
 			c, _ := counter.NewStrict(d.b, counter.Options{Prefix: "bench"})
 			measure(w, d.name+" (Strict)", "distkit", conc, *dur, func() error { _, err := c.Inc(ctx, "k", 1); return err })
 		}
+		if conc > 1 {
+			c, _ := counter.NewStrict(rbNoDelay, counter.Options{Prefix: "bench"})
+			measure(w, "distkit + rueidis, no flush delay (Strict)", "distkit", conc, *dur, func() error { _, err := c.Inc(ctx, "k", 1); return err })
+		}
+		nogc, _ := counter.NewStrict(ds[0].b, counter.Options{Prefix: "bench", DisableGroupCommit: true})
+		measure(w, ds[0].name+" (Strict, group commit off)", "distkit", conc, *dur, func() error { _, err := nogc.Inc(ctx, "k", 1); return err })
 		measure(w, "raw rueidis EVALSHA (floor)", "floor", conc, *dur, func() error {
 			return rc.Do(ctx, rc.B().Evalsha().Sha1(inc.SHA()).Numkeys(1).Key("{bench}:counter").Arg("k", "1").Build()).Error()
 		})
 		measure(w, "raw rueidis HINCRBY (floor)", "floor", conc, *dur, func() error {
 			return rc.Do(ctx, rc.B().Hincrby().Key("{bench}:counter").Field("k").Increment(1).Build()).Error()
 		})
-		if conc == 64 && selected(w) {
-			if rps, err := redisBenchmark(srv, inc); err == nil {
-				add(result{workload: w, impl: "redis-benchmark -P 16 EVALSHA (ceiling)", kind: "ceiling", ops: rps})
-			} else {
-				log.Print(err)
+		if conc > 1 && selected(w) {
+			if ceiling == 0 {
+				if rps, err := redisBenchmark(srv, inc); err == nil {
+					ceiling = rps
+				} else {
+					log.Print(err)
+				}
+			}
+			if ceiling > 0 {
+				add(result{workload: w, impl: "redis-benchmark -P 16 EVALSHA (ceiling)", kind: "ceiling", ops: ceiling})
 			}
 		}
 	}
@@ -303,11 +318,16 @@ func run(srv *redistest.Server) error {
 		}},
 		mutex{"rueidislock", "peer", func(name string) func() (func(), error) {
 			return func() (func(), error) {
-				_, cancel, err := locker.WithContext(ctx, name)
+				// Bounded: rueidislock has been seen waiting forever in
+				// WithContext in the hand-off workload (a lost wake-up), which
+				// would hang the whole report.
+				tctx, tcancel := context.WithTimeout(ctx, 10*time.Second)
+				_, cancel, err := locker.WithContext(tctx, name)
 				if err != nil {
+					tcancel()
 					return nil, err
 				}
-				return cancel, nil
+				return func() { cancel(); tcancel() }, nil
 			}
 		}},
 	)
@@ -416,6 +436,9 @@ func run(srv *redistest.Server) error {
 			_, _, err := ic.Inc(ctx, "k", 1)
 			return err
 		})
+	}
+	if ceiling > 0 && selected("instance counter inc, 64 goroutines") {
+		add(result{workload: "instance counter inc, 64 goroutines", impl: "redis-benchmark -P 16 EVALSHA of counter inc (ceiling)", kind: "ceiling", ops: ceiling})
 	}
 	icl, err := instancecounter.NewLax(drivers[0].b, instancecounter.Options{Prefix: "bench"})
 	if err != nil {
@@ -711,6 +734,7 @@ func write(srv *redistest.Server) error {
 			fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %s | %.1f | %s | %s |\n", w, r.impl, r.ops, lat(r.p50), lat(r.p99), r.allocs, ratio(bestPeer), ratio(ref))
 		}
 	}
+	b.WriteString(targets())
 	b.WriteString("\n× best peer: ops/s divided by the fastest peer library's in the same workload. × ceiling/baseline: divided by redis-benchmark -P 16 (the server's limit) or, in-process, by the naive sync.Map + atomic baseline (for the Lax flush rows: by the same flush with no idle keys, so 1.00 means the idle keys cost nothing).\n\n![chart](report.svg)\n")
 	if err := os.WriteFile(filepath.Join(*outDir, "report.md"), []byte(b.String()), 0o644); err != nil {
 		return err
@@ -718,6 +742,67 @@ func write(srv *redistest.Server) error {
 	fmt.Println()
 	fmt.Print(b.String())
 	return os.WriteFile(filepath.Join(*outDir, "report.svg"), []byte(svg(order, groups)), 0o644)
+}
+
+// find returns the result of workload whose implementation is impl.
+func find(workload, impl string) *result {
+	for i := range results {
+		if results[i].workload == workload && results[i].impl == impl {
+			return &results[i]
+		}
+	}
+	return nil
+}
+
+// targets renders the ratios issue 21 sets targets for, from this run.
+func targets() string {
+	var b strings.Builder
+	row := func(what, base, target string, v float64, ok bool) {
+		if !ok {
+			return
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.2f× | %s |\n", what, base, v, target)
+	}
+	thr := func(a, b *result) (float64, bool) {
+		if a == nil || b == nil || b.ops == 0 {
+			return 0, false
+		}
+		return a.ops / b.ops, true
+	}
+	lat := func(a, b *result) (float64, bool) {
+		if a == nil || b == nil || b.p50 == 0 {
+			return 0, false
+		}
+		return float64(a.p50) / float64(b.p50), true
+	}
+	const rue, gor = "distkit + rueidis (flush delay 20µs) (Strict)", "distkit + goredis (Strict)"
+	ceil := "redis-benchmark -P 16 EVALSHA (ceiling)"
+	w64, w256, w1 := "counter inc, 64 goroutine(s)", "counter inc, 256 goroutine(s)", "counter inc, 1 goroutine(s)"
+	b.WriteString("\n## Targets (issue 21), ratios from this run\n\n| what | baseline in this run | ratio | target |\n|---|---|---:|---:|\n")
+	v, ok := thr(find(w64, rue), find(w64, ceil))
+	row("Strict Inc, rueidis, 64 goroutines", "redis-benchmark -P 16 EVALSHA", "≥ 1.0×", v, ok)
+	v, ok = thr(find(w256, rue), find(w256, ceil))
+	row("Strict Inc, rueidis, 256 goroutines", "redis-benchmark -P 16 EVALSHA", "≥ 1.3×", v, ok)
+	v, ok = thr(find(w64, gor), find(w64, rue))
+	row("Strict Inc, go-redis driver, 64 goroutines", "rueidis driver", "≥ 0.7×", v, ok)
+	v, ok = thr(find(w256, gor), find(w256, rue))
+	row("Strict Inc, go-redis driver, 256 goroutines", "rueidis driver", "≥ 0.7×", v, ok)
+	v, ok = thr(find(w64, rue), find(w64, "distkit + rueidis (flush delay 20µs) (Strict, group commit off)"))
+	row("Strict Inc, rueidis, 64 goroutines: group commit on", "group commit off", "—", v, ok)
+	v, ok = thr(find(w64, rue), find(w64, "distkit + rueidis, no flush delay (Strict)"))
+	row("Strict Inc, rueidis, 64 goroutines: MaxFlushDelay 20µs", "no flush delay", "—", v, ok)
+	v, ok = lat(find(w1, "distkit + rueidis (Strict)"), find(w1, "raw rueidis EVALSHA (floor)"))
+	row("Strict Inc p50 latency, 1 goroutine (lower is better)", "one raw EVALSHA per call", "≤ 1.1×", v, ok)
+	const hand, unc = "mutex hand-off, 8 contenders", "mutex uncontended lock+release"
+	v, ok = thr(find(hand, "distkit + rueidis"), find(hand, "rueidislock"))
+	row("Mutex hand-off, 8 contenders, rueidis", "rueidislock", "≥ 2×", v, ok)
+	v, ok = lat(find(unc, "distkit + rueidis"), find(unc, "redsync (go-redis)"))
+	row("Mutex uncontended Lock+Release p50, rueidis (lower is better)", "redsync", "≤ 1.0×", v, ok)
+	v, ok = lat(find(unc, "distkit + rueidis"), find(unc, "bsm/redislock (go-redis)"))
+	row("Mutex uncontended Lock+Release p50, rueidis (lower is better)", "bsm/redislock", "≤ 1.0×", v, ok)
+	v, ok = thr(find("instance counter inc, 64 goroutines", "distkit + rueidis (flush delay 20µs) (Strict)"), find("instance counter inc, 64 goroutines", "redis-benchmark -P 16 EVALSHA of counter inc (ceiling)"))
+	row("Instance counter Strict Inc, rueidis, 64 goroutines", "redis-benchmark -P 16 EVALSHA", "≥ 0.5×", v, ok)
+	return b.String()
 }
 
 // svg draws one group of horizontal bars per workload, each scaled to the

@@ -15,6 +15,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/distkit-go/distkit"
+	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/primitives/counter"
 )
 
@@ -59,34 +60,56 @@ var counterModel = porcupine.NondeterministicModel{
 	Equal: func(a, b any) bool { return a.(int64) == b.(int64) },
 }
 
+// batchCounter counts the group-commit batches a Strict counter sends.
+type batchCounter struct {
+	backend.Backend
+	batches, ops atomic.Int64
+}
+
+func (b *batchCounter) EvalScript(ctx context.Context, s backend.Script, keys []string, args ...string) (backend.Value, error) {
+	if s.Name() == "counter-batch" {
+		b.batches.Add(1)
+		b.ops.Add(int64(len(args) / 3))
+	}
+	return b.Backend.EvalScript(ctx, s, keys, args...)
+}
+
 // TestStrictLinearizable records a history of Strict counter operations
-// from four clients while their connections suffer latency, blackholes and
-// cuts, and checks it for linearizability; operations that failed with an
-// unknown outcome stay open-ended. The check must reject the same history
-// with one read made stale.
+// from two clients (each a counter used by four goroutines, so that
+// group commit sends their calls in shared batches) while their
+// connections suffer latency, blackholes and cuts, and checks it for
+// linearizability; operations that failed with an unknown outcome stay
+// open-ended. The check must reject the same history with one read made
+// stale.
 func TestStrictLinearizable(t *testing.T) {
 	r := rng(t)
 	srv := env.Server(t)
-	const clients = 4
+	const clients, perClient = 2, 4
 	var cs []*client
 	var ctrs []*counter.Strict
+	var bcs []*batchCounter
 	for range clients {
 		c := newClient(t, srv.Addr)
 		cs = append(cs, c)
-		s, _ := counter.NewStrict(c.b, counter.Options{Prefix: "chaos-lin"})
-		ctrs = append(ctrs, s)
+		bc := &batchCounter{Backend: c.b}
+		bcs = append(bcs, bc)
+		s, _ := counter.NewStrict(bc, counter.Options{Prefix: "chaos-lin"})
+		t.Cleanup(func() { s.Close(context.Background()) })
+		for range perClient {
+			ctrs = append(ctrs, s)
+		}
 	}
 	var mu sync.Mutex
 	var history []porcupine.Operation
 	var acked, indeterminate, notApplied atomic.Int64
 	var stop atomic.Bool
 	var wg sync.WaitGroup
-	seeds := make([]uint64, clients)
+	seeds := make([]uint64, len(ctrs))
 	for i := range seeds {
 		seeds[i] = r.Uint64()
 	}
 	start := time.Now()
-	for i := range clients {
+	for i := range ctrs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -142,9 +165,15 @@ func TestStrictLinearizable(t *testing.T) {
 	faults := injectFaults(r, cs, 1500*time.Millisecond)
 	stop.Store(true)
 	wg.Wait()
-	t.Logf("ops: %d acked, %d indeterminate, %d not applied; faults injected: %v", acked.Load(), indeterminate.Load(), notApplied.Load(), faults)
-	if acked.Load() < 100 || indeterminate.Load() == 0 {
-		t.Fatalf("the run exercised too little: %d acked, %d indeterminate", acked.Load(), indeterminate.Load())
+	var batches, batched int64
+	for _, bc := range bcs {
+		batches += bc.batches.Load()
+		batched += bc.ops.Load()
+	}
+	t.Logf("ops: %d acked, %d indeterminate, %d not applied; %d group-commit batches carried %d ops; faults injected: %v",
+		acked.Load(), indeterminate.Load(), notApplied.Load(), batches, batched, faults)
+	if acked.Load() < 100 || indeterminate.Load() == 0 || batches == 0 {
+		t.Fatalf("the run exercised too little: %d acked, %d indeterminate, %d batches", acked.Load(), indeterminate.Load(), batches)
 	}
 	model := counterModel.ToModel()
 	res := porcupine.CheckOperationsTimeout(model, history, 60*time.Second)

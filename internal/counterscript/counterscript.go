@@ -339,5 +339,5 @@ func goFlush(st driver.Store, keys, args []string) (backend.Value, error) {
 // All returns every script of the counter package, for preloading and
 // for tools that need their SHA.
 func All() []*driver.Script {
-	return []*driver.Script{Inc, Get, Set, Del, Clear, AllIf, GetAll, Flush}
+	return []*driver.Script{Inc, Get, Set, Del, Clear, AllIf, GetAll, Flush, Batch}
 }

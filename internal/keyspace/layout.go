@@ -86,15 +86,16 @@ func InstanceHolder(key, id string) string { return Join(Escape(key), Escape(id)
 //	{<prefix>:<name>}:readers   zset    read leases <owner>:<nonce>:<token> → expiry (Unix ms)
 //	{<prefix>:<name>}:wwait     string  a waiting writer <owner>:<nonce> (PX 3×RetryInterval)
 //	{<prefix>:<name>}:fence     string  the last fencing token (never expires)
-//	{<prefix>:<name>}:released  channel a message per release
+//	{<prefix>:<name>}:waiters   string  "1" while someone waits for the lock (PX 3×RetryInterval, at least 150 ms)
+//	{<prefix>:<name>}:released  channel a message per release while someone waits
 type LockKeys struct {
-	Lock, Readers, WaitingWriter, Fence, Channel string
+	Lock, Readers, WaitingWriter, Fence, Waiters, Channel string
 }
 
 // Lock returns the keys of the lock name under prefix.
 func Lock(prefix, name string) LockKeys {
 	t := tag(Escape(prefix), Escape(name)) + Sep
-	return LockKeys{Lock: t + "lock", Readers: t + "readers", WaitingWriter: t + "wwait", Fence: t + "fence", Channel: t + "released"}
+	return LockKeys{Lock: t + "lock", Readers: t + "readers", WaitingWriter: t + "wwait", Fence: t + "fence", Waiters: t + "waiters", Channel: t + "released"}
 }
 
 // LockAcquisition is the id of one acquisition by owner: <owner>:<nonce>,

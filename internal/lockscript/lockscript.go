@@ -20,10 +20,50 @@ import (
 const luaFmt = `local function fmt(n) return string.format('%d', n) end
 `
 
+// luaWaiters defines markWaiter(key, ms), which records that someone
+// waits for the lock (and may be listening on its channel) for at least ms
+// milliseconds, never shortening an earlier, longer mark; and mayPublish(key),
+// which tells a releasing script whether anyone waits: the waiters key
+// exists, or the caller gave none (an older client: publish as before).
+// A release with nobody waiting publishes nothing, so an uncontended lock
+// costs no PUBLISH (which a Cluster broadcasts to every node).
+const luaWaiters = `local function markWaiter(k, ms)
+  if k and ms and ms ~= '0' then
+    if redis.call('PTTL', k) < tonumber(ms) then redis.call('SET', k, '1', 'PX', ms) end
+  end
+end
+local function mayPublish(k)
+  return not k or redis.call('EXISTS', k) == 1
+end
+`
+
+// markWaiter is the Go twin of the Lua markWaiter: keys[i] and args[j]
+// when present.
+func markWaiter(st driver.Store, keys []string, i int, args []string, j int) error {
+	if i >= len(keys) || j >= len(args) || args[j] == "0" {
+		return nil
+	}
+	ms, err := driver.ParseMillis(args[j])
+	if err != nil {
+		return err
+	}
+	if st.PTTL(keys[i]) < ms.Milliseconds() {
+		return st.Set(keys[i], "1", ms)
+	}
+	return nil
+}
+
+// mayPublish is the Go twin of the Lua mayPublish, for keys[i].
+func mayPublish(st driver.Store, keys []string, i int) bool {
+	return i >= len(keys) || st.Exists(keys[i])
+}
+
 // Acquire takes the exclusive lock.
-// KEYS: lock, readers, wwait, fence. ARGV: id, ttl ms, wait-marker ttl ms
-// ("0": do not mark a waiting writer). Returns the fencing token, or 0.
-var Acquire = driver.NewScript("lock-acquire", driver.LuaNowMillis+luaFmt+`
+// KEYS: lock, readers, wwait, fence[, waiters]. ARGV: id, ttl ms,
+// wait-marker ttl ms ("0": do not mark a waiting writer)[, waiters mark ms
+// ("0": the caller will not wait)]. Returns the fencing token, or 0 (and
+// then marks the waiter).
+var Acquire = driver.NewScript("lock-acquire", driver.LuaNowMillis+luaFmt+luaWaiters+`
 local id, pre = ARGV[1], ARGV[1] .. ':'
 local cur = redis.call('GET', KEYS[1])
 if cur then
@@ -32,11 +72,13 @@ if cur then
     return tonumber(string.sub(cur, #pre + 1))
   end
   if ARGV[3] ~= '0' then redis.call('SET', KEYS[3], id, 'PX', ARGV[3]) end
+  markWaiter(KEYS[5], ARGV[4])
   return 0
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', fmt(now_ms))
 if redis.call('ZCARD', KEYS[2]) > 0 then
   if ARGV[3] ~= '0' then redis.call('SET', KEYS[3], id, 'PX', ARGV[3]) end
+  markWaiter(KEYS[5], ARGV[4])
   return 0
 end
 local token = math.max(tonumber(redis.call('GET', KEYS[4]) or '0') + 1, now_ms * 1000)
@@ -70,11 +112,16 @@ return token
 			n, _ := strconv.ParseInt(rest, 10, 64)
 			return backend.Int(n), nil
 		}
-		return backend.Int(0), markWaiting()
+		if err := markWaiting(); err != nil {
+			return backend.Value{}, err
+		}
+		return backend.Int(0), markWaiter(st, keys, 4, args, 3)
 	}
 	if n, err := liveReaders(st, keys[1]); err != nil || n > 0 {
 		if err == nil {
-			err = markWaiting()
+			if err = markWaiting(); err == nil {
+				err = markWaiter(st, keys, 4, args, 3)
+			}
 		}
 		return backend.Int(0), err
 	}
@@ -92,9 +139,10 @@ return token
 })
 
 // AcquireShared takes a read lease.
-// KEYS: lock, readers, wwait, fence. ARGV: id, ttl ms, retry ("1": look
-// for a lease this id may already hold). Returns the token, or 0.
-var AcquireShared = driver.NewScript("lock-acquire-shared", driver.LuaNowMillis+luaFmt+`
+// KEYS: lock, readers, wwait, fence[, waiters]. ARGV: id, ttl ms, retry
+// ("1": look for a lease this id may already hold)[, waiters mark ms, as
+// in Acquire]. Returns the token, or 0 (and then marks the waiter).
+var AcquireShared = driver.NewScript("lock-acquire-shared", driver.LuaNowMillis+luaFmt+luaWaiters+`
 local pre = ARGV[1] .. ':'
 local ttl = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', fmt(now_ms))
@@ -111,7 +159,10 @@ if ARGV[3] == '1' then
     end
   end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then
+  markWaiter(KEYS[5], ARGV[4])
+  return 0
+end
 local token = math.max(tonumber(redis.call('GET', KEYS[4]) or '0') + 1, now_ms * 1000)
 redis.call('SET', KEYS[4], fmt(token))
 redis.call('ZADD', KEYS[2], fmt(now_ms + ttl), pre .. fmt(token))
@@ -147,7 +198,7 @@ return token
 		}
 	}
 	if st.Exists(keys[0]) || st.Exists(keys[2]) {
-		return backend.Int(0), nil
+		return backend.Int(0), markWaiter(st, keys, 4, args, 3)
 	}
 	token, err := nextToken(st, keys[3])
 	if err != nil {
@@ -186,17 +237,18 @@ return 1
 	return backend.Int(1), nil
 })
 
-// Release: KEYS lock; ARGV id prefix ("<owner>:<acq>:"), channel.
-// Deletes the lock when this acquisition holds it and publishes the
-// release; returns 1, or 0 when not held. The publish is best effort
-// (redis.pcall): a server that refuses it (an ACL user without channel
-// permissions) must not turn a release that already deleted the lock into
-// an error. The Go twin's Publish cannot fail.
-var Release = driver.NewScript("lock-release", `
+// Release: KEYS lock[, waiters]; ARGV id prefix ("<owner>:<acq>:"),
+// channel. Deletes the lock when this acquisition holds it and, when
+// someone waits (see luaWaiters), publishes the release; returns 1, or 0
+// when not held. The publish is best effort (redis.pcall): a server that
+// refuses it (an ACL user without channel permissions) must not turn a
+// release that already deleted the lock into an error. The Go twin's
+// Publish cannot fail.
+var Release = driver.NewScript("lock-release", luaWaiters+`
 local cur = redis.call('GET', KEYS[1])
 if cur and string.sub(cur, 1, #ARGV[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.pcall('PUBLISH', ARGV[2], 'released')
+  if mayPublish(KEYS[2]) then redis.pcall('PUBLISH', ARGV[2], 'released') end
   return 1
 end
 return 0
@@ -206,19 +258,21 @@ return 0
 		return backend.Int(0), err
 	}
 	st.Del(keys[0])
-	st.Publish(args[1], "released")
+	if mayPublish(st, keys, 1) {
+		st.Publish(args[1], "released")
+	}
 	return backend.Int(1), nil
 })
 
-// ReleaseShared: KEYS readers; ARGV id prefix, channel. Removes the
-// live read lease of this acquisition and publishes (best effort, as in
-// Release); returns 1, or 0.
-var ReleaseShared = driver.NewScript("lock-release-shared", driver.LuaNowMillis+luaFmt+`
+// ReleaseShared: KEYS readers[, waiters]; ARGV id prefix, channel.
+// Removes the live read lease of this acquisition and, when someone waits,
+// publishes (best effort, as in Release); returns 1, or 0.
+var ReleaseShared = driver.NewScript("lock-release-shared", driver.LuaNowMillis+luaFmt+luaWaiters+`
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', fmt(now_ms))
 for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if string.sub(m, 1, #ARGV[1]) == ARGV[1] then
     redis.call('ZREM', KEYS[1], m)
-    redis.pcall('PUBLISH', ARGV[2], 'released')
+    if mayPublish(KEYS[2]) then redis.pcall('PUBLISH', ARGV[2], 'released') end
     return 1
   end
 end
@@ -234,21 +288,24 @@ return 0
 	for _, m := range ms {
 		if strings.HasPrefix(m.Member, args[0]) {
 			st.ZRem(keys[0], m.Member)
-			st.Publish(args[1], "released")
+			if mayPublish(st, keys, 1) {
+				st.Publish(args[1], "released")
+			}
 			return backend.Int(1), nil
 		}
 	}
 	return backend.Int(0), nil
 })
 
-// Unmark: KEYS wwait; ARGV id, channel. A writer that gives up removes
-// its waiting mark so readers need not wait for it to expire, and
-// publishes on the lock's channel (best effort, as in Release) to wake the
-// readers it held back. Returns 1 when it removed the mark, else 0.
-var Unmark = driver.NewScript("lock-unmark-writer", `
+// Unmark: KEYS wwait[, waiters]; ARGV id, channel. A writer that gives
+// up removes its waiting mark so readers need not wait for it to expire,
+// and, when someone waits, publishes on the lock's channel (best effort, as
+// in Release) to wake the readers it held back. Returns 1 when it removed
+// the mark, else 0.
+var Unmark = driver.NewScript("lock-unmark-writer", luaWaiters+`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.pcall('PUBLISH', ARGV[2], 'unmarked')
+  if mayPublish(KEYS[2]) then redis.pcall('PUBLISH', ARGV[2], 'unmarked') end
   return 1
 end
 return 0
@@ -257,7 +314,9 @@ return 0
 		return backend.Int(0), err
 	}
 	st.Del(keys[0])
-	st.Publish(args[1], "unmarked")
+	if mayPublish(st, keys, 1) {
+		st.Publish(args[1], "unmarked")
+	}
 	return backend.Int(1), nil
 })
 

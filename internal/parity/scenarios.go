@@ -8,6 +8,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/internal/lockscript"
 	"github.com/distkit-go/distkit/internal/testkit"
@@ -103,5 +104,29 @@ var lockScenario = Scenario{Name: "Lock", Run: func(ctx context.Context, b backe
 	r6 := call(lockscript.AcquireShared, keys, "o:3", "1000", "1")
 	out = append(out, fmt.Sprintf("shared retry same token %v", r5.Equal(r6)))
 	out = append(out, Outcome(call(lockscript.RenewShared, []string{ks.Readers}, "o:3:x", "1000"), nil)) // unknown member
+
+	// The waiters mark: set by a refused attempt that will wait, never
+	// shortened by a later, shorter one, absent otherwise.
+	kw := keyspace.Lock(p, "w")
+	wkeys := []string{kw.Lock, kw.Readers, kw.WaitingWriter, kw.Fence, kw.Waiters}
+	pttl := func() int64 {
+		n, _ := call(pttlScript, []string{kw.Waiters}).Int64()
+		return n
+	}
+	w1 := call(lockscript.Acquire, wkeys, "a:1", "1000", "0", "0")
+	out = append(out, fmt.Sprintf("acquired %v, waiters %d", !w1.Equal(backend.Int(0)), pttl()))
+	call(lockscript.Acquire, wkeys, "b:1", "1000", "0", "0")
+	out = append(out, fmt.Sprintf("refused without mark: waiters %d", pttl()))
+	call(lockscript.Acquire, wkeys, "b:1", "1000", "0", "5000")
+	marked := pttl()
+	call(lockscript.AcquireShared, wkeys, "c:1", "1000", "0", "100")
+	out = append(out, fmt.Sprintf("marked %v, not shortened %v", marked > 4000, pttl() > 4000))
+	out = append(out, Outcome(call(lockscript.Release, []string{kw.Lock, kw.Waiters}, "a:1:", "ch"), nil))
 	return out
 }}
+
+// pttlScript reads a key's PTTL (-2 when absent).
+var pttlScript = driver.NewScript("parity-pttl", `return redis.call('PTTL', KEYS[1])`,
+	func(st driver.Store, keys, _ []string) (backend.Value, error) {
+		return backend.Int(st.PTTL(keys[0])), nil
+	})

@@ -31,6 +31,20 @@
 // exact over the whole int64 range: scripts never do arithmetic on Lua
 // numbers (doubles) but on Redis integers and decimal strings.
 //
+// # Group commit (Strict)
+//
+// Concurrent Inc, Dec, Get, Set and Del calls on one Strict share script
+// calls: a call made while the counter is idle goes out at once as its own
+// script (a lone caller waits one round trip); calls arriving while two
+// calls of the counter are in flight are queued and sent together, in
+// arrival order, in one script (counterscript.Batch) as soon as one of
+// those returns. Each call gets exactly the value or error it would have
+// got alone at its place, and takes effect inside its own call, so Strict
+// stays linearizable. A whole batch that fails gives every call in it the
+// batch's class (ErrNotApplied or ErrIndeterminate). A call whose context
+// ends while queued is never sent (ErrNotApplied); once sent it returns
+// ErrIndeterminate at once. Options.DisableGroupCommit turns it off.
+//
 // # Conditional and batch operations
 //
 // IncIf/SetIf compare the current value (0 when absent) with a
@@ -147,6 +161,12 @@ type Options struct {
 	// MeterProvider (Lax only) records the flusher's metrics
 	// (distkit.counter.*, README "Observability"); nil: none, at no cost.
 	MeterProvider metric.MeterProvider
+	// DisableGroupCommit (Strict only) sends every Inc, Dec, Get, Set and
+	// Del as its own script call instead of coalescing concurrent calls
+	// into shared script calls (see Strict). Results and errors are the
+	// same either way; group commit only changes how many round trips
+	// concurrent calls take.
+	DisableGroupCommit bool
 }
 
 // keys is the Redis key layout of one prefix (internal/keyspace).

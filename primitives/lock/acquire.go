@@ -55,15 +55,15 @@ var errAbandoned = errors.New("lock: the backend did not return by the attempt's
 // ErrIndeterminate with abandoned set, after which the wait must use a new
 // acquisition id. Without a budget (a ctx that can never end) the attempt
 // runs on the caller's goroutine, which saves a goroutine switch.
-func (c *core) try(ctx context.Context, m mode, id string, retry, detach bool) (token int64, acked int, abandoned bool, err error) {
+func (c *core) try(ctx context.Context, m mode, id string, retry, detach, wait bool) (token int64, acked int, abandoned bool, err error) {
 	actx, cancel := context.WithTimeout(ctx, c.ttl-lease.Margin(c.ttl))
 	if !detach {
-		token, acked, err = c.attempt(actx, m, id, retry)
+		token, acked, err = c.attempt(actx, m, id, retry, wait)
 		cancel()
 		return token, acked, false, err
 	}
 	a := &detached{done: make(chan struct{})}
-	go a.run(c, actx, cancel, m, id, retry)
+	go a.run(c, actx, cancel, m, id, retry, wait)
 	select {
 	case <-a.done:
 		return a.token, a.acked, false, a.err
@@ -98,8 +98,8 @@ type detached struct {
 	left bool // the wait stopped waiting for it
 }
 
-func (a *detached) run(c *core, ctx context.Context, cancel context.CancelFunc, m mode, id string, retry bool) {
-	token, acked, err := c.attempt(ctx, m, id, retry)
+func (a *detached) run(c *core, ctx context.Context, cancel context.CancelFunc, m mode, id string, retry, wait bool) {
+	token, acked, err := c.attempt(ctx, m, id, retry, wait)
 	cancel()
 	a.mu.Lock()
 	a.token, a.acked, a.err = token, acked, err
@@ -116,16 +116,22 @@ func (a *detached) run(c *core, ctx context.Context, cancel context.CancelFunc, 
 
 // attempt runs the acquiring script once under ctx. token 0 means "held
 // by someone"; acked is the number of replicas that acknowledged (with
-// MinReplicas).
-func (c *core) attempt(ctx context.Context, m mode, id string, retry bool) (token int64, acked int, err error) {
-	s, args := lockscript.Acquire, []string{id, c.ttlArg, "0"}
+// MinReplicas). wait: a refused attempt marks the lock as waited for (the
+// waiters key), so that its release publishes a wake-up; a release with
+// nobody waiting publishes nothing.
+func (c *core) attempt(ctx context.Context, m mode, id string, retry, wait bool) (token int64, acked int, err error) {
+	mark := "0"
+	if wait {
+		mark = c.waitTTL
+	}
+	s, args := lockscript.Acquire, []string{id, c.ttlArg, "0", mark}
 	switch m {
 	case shared:
 		r := "0"
 		if retry {
 			r = "1"
 		}
-		s, args = lockscript.AcquireShared, []string{id, c.ttlArg, r}
+		s, args = lockscript.AcquireShared, []string{id, c.ttlArg, r, mark}
 	case writer:
 		args[2] = c.waitTTL
 	}
@@ -192,7 +198,7 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (g *Guard, err err
 			return nil, c.ended(ctx, m, id, uncertain, answered && lastErr == nil, p, lastErr)
 		}
 		sent := time.Now()
-		token, acked, abandoned, err := c.try(wctx, m, id, uncertain, detach)
+		token, acked, abandoned, err := c.try(wctx, m, id, uncertain, detach, p.attempts != 1 && c.notifier != nil)
 		if abandoned { // it cleans up after itself; go on under a new id
 			id, uncertain = newAcquisitionID(c.owner), false
 		}
@@ -317,7 +323,7 @@ func (c *core) undo(m mode, id string, held bool) <-chan struct{} {
 			c.release(ctx, m, id) // best effort: the lease expires by TTL otherwise
 		}
 		if m == writer {
-			c.b.EvalScript(ctx, lockscript.Unmark, []string{c.wwait}, id, c.channel) // best effort: it expires too
+			c.b.EvalScript(ctx, lockscript.Unmark, []string{c.wwait, c.waiters}, id, c.channel) // best effort: it expires too
 		}
 	}()
 	return done
@@ -329,7 +335,7 @@ func (c *core) release(ctx context.Context, m mode, id string) (bool, error) {
 	if m == shared {
 		s, key = lockscript.ReleaseShared, c.readers
 	}
-	v, err := c.b.EvalScript(ctx, s, []string{key}, id+":", c.channel)
+	v, err := c.b.EvalScript(ctx, s, []string{key, c.waiters}, id+":", c.channel)
 	if err != nil {
 		return false, err
 	}

@@ -109,7 +109,13 @@
 // background; when the backend answered the last attempt, the wait waits up
 // to 50 ms for that, so a healthy backend has done it before it returns.
 //
-// Releases publish on the lock's channel. When the backend is a
+// Releases publish on the lock's channel while someone waits: a waiting
+// attempt that finds the lock held marks it waited for (the waiters key,
+// for at least three RetryIntervals, renewed by each attempt), and a
+// release publishes only while that mark lives, so an uncontended Lock +
+// Release publishes nothing (a Cluster broadcasts every PUBLISH to all its
+// nodes). Clients of older distkit versions do not mark: their waiters
+// fall back to polling. When the backend is a
 // backend.Notifier (all three drivers are), a waiter that found the lock held
 // subscribes beside its attempts (never delaying them; the subscription is
 // bounded by the wait too), tries again once subscribed, and then as soon as
@@ -185,7 +191,8 @@
 //	{<prefix>:<name>}:readers   zset     read leases <owner>:<nonce>:<token> → expiry (Unix ms)
 //	{<prefix>:<name>}:wwait     string   a waiting writer <owner>:<nonce> (PX 3×RetryInterval)
 //	{<prefix>:<name>}:fence     string   the last fencing token (never expires)
-//	{<prefix>:<name>}:released  channel  a message on every release, and when a waiting writer gives up
+//	{<prefix>:<name>}:waiters   string   "1" while someone waits for the lock (PX 3×RetryInterval, at least 150 ms)
+//	{<prefix>:<name>}:released  channel  a message on every release, and when a waiting writer gives up, while someone waits
 package lock
 
 import (
@@ -299,6 +306,7 @@ type core struct {
 	readers  string
 	wwait    string
 	fence    string
+	waiters  string
 	channel  string
 	excKeys  []string // KEYS of the acquire scripts
 	obs      *lockObs // nil: no Logger, Observer or MeterProvider
@@ -358,9 +366,9 @@ func newCore(b backend.Backend, name string, opts Options) (*core, error) {
 		waitTTL: driver.Millis(max(3*opts.RetryInterval, 150*time.Millisecond)),
 		ttlArg:  driver.Millis(opts.TTL),
 		lockKey: k.Lock, readers: k.Readers, wwait: k.WaitingWriter,
-		fence: k.Fence, channel: k.Channel,
+		fence: k.Fence, waiters: k.Waiters, channel: k.Channel,
 	}
-	c.excKeys = []string{c.lockKey, c.readers, c.wwait, c.fence}
+	c.excKeys = []string{c.lockKey, c.readers, c.wwait, c.fence, c.waiters}
 	c.notifier, _ = b.(backend.Notifier)
 	c.obs = newLockObs(opts, prefix, name)
 	return c, nil
