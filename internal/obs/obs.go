@@ -52,17 +52,24 @@ const (
 	OutcomeError = "error"
 )
 
-// Outcome classifies err: nil is "ok", a backend.ErrScript
-// "script_error", a backend.ErrNotApplied (a context that ended before
-// the call was sent included) "not_applied", anything else
-// "indeterminate" (it may have run).
+// Outcome classifies err by its class, the driver's word first: nil is
+// "ok"; a backend.ErrIndeterminate "indeterminate" (a call cancelled
+// while in flight included: it may have run); a backend.ErrNotApplied
+// "not_applied" (a reply refused before the script ran, such as READONLY
+// or BUSY, included, although it is also a ScriptError); a
+// backend.ErrScript "script_error"; an unclassified context.Canceled
+// "not_applied"; anything else "indeterminate" (it may have run).
 func Outcome(err error) string {
 	switch {
 	case err == nil:
 		return OutcomeOK
+	case errors.Is(err, backend.ErrIndeterminate):
+		return OutcomeIndeterminate
+	case errors.Is(err, backend.ErrNotApplied):
+		return OutcomeNotApplied
 	case errors.Is(err, backend.ErrScript):
 		return OutcomeScriptError
-	case errors.Is(err, backend.ErrNotApplied), errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled):
 		return OutcomeNotApplied
 	default:
 		return OutcomeIndeterminate
