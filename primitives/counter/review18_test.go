@@ -1,0 +1,84 @@
+package counter_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/distkit-go/distkit"
+	"github.com/distkit-go/distkit/backend/memory"
+	"github.com/distkit-go/distkit/internal/obs"
+	"github.com/distkit-go/distkit/internal/testkit"
+	"github.com/distkit-go/distkit/primitives/counter"
+)
+
+// TestReview18_LaxRefusedKeyIsAFlushFailure: a key whose delta the backend
+// refuses (here ErrOverflow: another process moved the value to the int64
+// limit) stays pending and is retried with backoff by the background
+// flusher — the README's flush_failing case ("deltas stay pending,
+// retried with backoff"). The failure must be visible as a log line, an
+// event and a metric; it was reported as a successful flush instead. Once
+// the key is overwritten and flushes apply everything again,
+// flush_recovered is reported once; a batch of other keys while the
+// refused key waits for its retry is no recovery.
+func TestReview18_LaxRefusedKeyIsAFlushFailure(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.New(memory.Options{})
+	defer mem.Close()
+	tel := testkit.NewTelemetry(t)
+	strict, err := counter.NewStrict(mem, counter.Options{Prefix: "r18"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer strict.Close(ctx)
+	l := testkit.NewLax(t, mem, counter.Options{Prefix: "r18", AllowedLag: 5 * time.Millisecond,
+		Logger: tel.Logger, Observer: tel, MeterProvider: tel.Provider})
+	prefix := obs.AttrPrefix.String("r18")
+
+	if _, err := strict.Set(ctx, "x", math.MaxInt64); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Inc(ctx, "x", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Flush(ctx); err == nil {
+		t.Fatal("Flush of an overflowing delta: nil error")
+	}
+	if _, ok := l.Failed()["x"]; !ok {
+		t.Fatalf("Failed() = %v, want x", l.Failed())
+	}
+	ev := tel.WaitEvent(t, distkit.FlushFailing, 1, 10*time.Second)
+	if !errors.Is(ev.Err, distkit.ErrOverflow) {
+		t.Errorf("flush_failing error %v, want ErrOverflow", ev.Err)
+	}
+	if v := tel.Sum(t, obs.CounterFlushFailures, prefix); v < 1 {
+		t.Errorf("flush failures %v, want at least 1", v)
+	}
+
+	// Other keys flush fine while x waits for its retry: still failing.
+	if _, err := l.Inc(ctx, "y", 1); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, "y flushed", func() bool { _, ok := l.Pending()["y"]; return !ok })
+	if n := tel.Count(distkit.FlushRecovered); n != 0 {
+		t.Errorf("flush_recovered reported while x is still refused")
+	}
+
+	// x overwritten: nothing refused any more.
+	if _, err := l.Set(ctx, "x", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Inc(ctx, "z", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tel.WaitEvent(t, distkit.FlushRecovered, 1, 10*time.Second)
+	if got, want := tel.LogEvents(t), []string{"WARN flush_failing", "INFO flush_recovered"}; !slices.Equal(got, want) {
+		t.Errorf("log lines %v, want %v", got, want)
+	}
+}
