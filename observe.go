@@ -12,10 +12,13 @@ type EventKind int
 // Event kinds. Their String form ("flush_failing", ...) is the event name
 // in log lines.
 const (
-	// FlushFailing: a background flush failed after the previous one
-	// succeeded (the deltas stay pending and are retried). Err says why.
+	// FlushFailing: a background flush failed, or the backend refused a
+	// key's delta (the key is in the Lax's Failed, for example with
+	// ErrOverflow), after the previous flush succeeded (the deltas stay
+	// pending and are retried). Err says why.
 	FlushFailing EventKind = iota + 1
-	// FlushRecovered: a flush succeeded after FlushFailing.
+	// FlushRecovered: a flush succeeded, with no key left refused, after
+	// FlushFailing.
 	FlushRecovered
 	// HeartbeatFailing: an instance heartbeat failed after the previous
 	// one succeeded. Err says why; the instance is declared dead by the

@@ -23,6 +23,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/internal/flush"
 )
 
 // ScopeName is the instrumentation scope of distkit's primitive metrics.
@@ -296,11 +297,11 @@ func newInstruments(m metric.Meter) *Instruments {
 	}
 	in.CounterFlushBatches = counter(CounterFlushBatches, "{batch}", "Lax counter flush batches the backend applied.")
 	in.CounterFlushDeltas = counter(CounterFlushDeltas, "{delta}", "Per-key deltas the backend applied in Lax counter flushes.")
-	in.CounterFlushFailures = counter(CounterFlushFailures, "{batch}", "Lax counter flush batches that failed (deltas kept pending), by outcome.")
+	in.CounterFlushFailures = counter(CounterFlushFailures, "{batch}", "Lax counter flush batches that failed or had keys refused (deltas kept pending), by outcome.")
 	in.CounterPendingKeys = gauge(CounterPendingKeys, "{key}", "Keys of a Lax counter with deltas not yet applied by the backend.")
 	in.ICFlushBatches = counter(ICFlushBatches, "{batch}", "Lax instance counter flush batches the backend applied.")
 	in.ICFlushDeltas = counter(ICFlushDeltas, "{delta}", "Per-key deltas the backend applied in Lax instance counter flushes.")
-	in.ICFlushFailures = counter(ICFlushFailures, "{batch}", "Lax instance counter flush batches that failed (deltas kept pending), by outcome.")
+	in.ICFlushFailures = counter(ICFlushFailures, "{batch}", "Lax instance counter flush batches that failed or had keys refused (deltas kept pending), by outcome.")
 	in.ICPendingKeys = gauge(ICPendingKeys, "{key}", "Keys of a Lax instance counter with deltas not yet applied by the backend.")
 	in.ICHeartbeats = counter(ICHeartbeats, "{heartbeat}", "Instance counter heartbeats, by outcome.")
 	in.ICRejoins = counter(ICRejoins, "{rejoin}", "Times an instance found itself unregistered (declared dead) and rejoined.")
@@ -407,18 +408,34 @@ func NewFlusher(cfg Config, ic bool, prefix, instance string, pending func() (in
 	return f
 }
 
-// Sent records one batch of items sent: applied (err nil) or failed. A
-// failure after a success reports FlushFailing, a success after a failure
-// FlushRecovered; a batch cut short by a cancelled context (Close, a
-// caller giving up) changes no state.
-func (f *Flusher) Sent(ctx context.Context, items int, err error) {
+// Sent records one batch sent: err nil when the script ran, with items
+// of its keys applied and, when refusal is not nil, some refused (the
+// first refusal's error: the backend refused those keys' deltas, which
+// stay pending and are retried with backoff), or err, a batch that
+// failed. A failure or a refusal after a success reports FlushFailing; a
+// batch that ran without refusal after a failure reports FlushRecovered
+// unless refusedLeft (nil: never) says keys refused earlier are still set
+// aside; a batch cut short by a cancelled context (Close, a caller
+// giving up) changes no state. refusedLeft runs only in the failing
+// state.
+func (f *Flusher) Sent(ctx context.Context, items int, refusal, err error, refusedLeft func() bool) {
 	if f == nil {
 		return
 	}
 	if err == nil {
-		if f.batches != nil {
+		if f.batches != nil && (items > 0 || refusal == nil) { // a batch whose every key was refused applied nothing
 			f.batches.Add(ctx, 1, f.opt)
 			f.deltas.Add(ctx, int64(items), f.opt)
+		}
+		if refusal != nil {
+			if f.failures != nil {
+				f.failures.Add(ctx, 1, WithOutcome(f.prefix, refusal))
+			}
+			f.health.Fail(f.r, distkit.FlushFailing, refusal)
+			return
+		}
+		if f.health.Failing() && refusedLeft != nil && refusedLeft() {
+			return
 		}
 		f.health.OK(f.r, distkit.FlushRecovered)
 		return
@@ -429,6 +446,34 @@ func (f *Flusher) Sent(ctx context.Context, items int, err error) {
 	if !errors.Is(err, context.Canceled) {
 		f.health.Fail(f.r, distkit.FlushFailing, err)
 	}
+}
+
+// BatchOutcome counts the items of b the backend applied and returns the
+// first refusal among them (after a Send that returned err).
+func BatchOutcome[T any](b *flush.Batch[T], err error) (applied int, refusal error) {
+	if err != nil {
+		return 0, nil
+	}
+	for i := range b.Items {
+		if b.Items[i].Applied {
+			applied++
+		} else if refusal == nil {
+			refusal = b.Items[i].Err
+		}
+	}
+	return applied, refusal
+}
+
+// RefusedLeft reports whether g still has keys set aside by a refusal,
+// other than those b (sent, its outcome not yet recorded) just applied.
+func RefusedLeft[T any](g *flush.Engine[T], b *flush.Batch[T]) bool {
+	failed := g.Failed()
+	for i := range b.Items {
+		if b.Items[i].Applied {
+			delete(failed, b.Items[i].E.Key())
+		}
+	}
+	return len(failed) > 0
 }
 
 // Close unregisters the pending-keys gauge.
