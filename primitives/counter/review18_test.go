@@ -82,3 +82,47 @@ func TestReview18_LaxRefusedKeyIsAFlushFailure(t *testing.T) {
 		t.Errorf("log lines %v, want %v", got, want)
 	}
 }
+
+// TestReview18_PanickingObserverLeavesFlusherRunning: the Observer is
+// user code called from the Lax's background flusher. One that panics
+// must not take the process down with it (a panic in a goroutine the
+// library started cannot be recovered by the user), nor stop the flusher:
+// the deltas still reach the backend once it answers again.
+func TestReview18_PanickingObserverLeavesFlusherRunning(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.New(memory.Options{})
+	defer mem.Close()
+	b := testkit.NewFaulty(mem)
+	tel := testkit.NewTelemetry(t)
+	calls := make(chan distkit.EventKind, 16)
+	l := testkit.NewLax(t, b, counter.Options{Prefix: "r18p", AllowedLag: 5 * time.Millisecond, Logger: tel.Logger,
+		Observer: distkit.ObserverFunc(func(e distkit.Event) {
+			select {
+			case calls <- e.Kind:
+			default:
+			}
+			panic("observer bug")
+		})})
+	b.FailScript("counter-lax-flush", errors.New("injected"))
+	if _, err := l.Inc(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case k := <-calls:
+		if k != distkit.FlushFailing {
+			t.Errorf("first event %v", k)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no flush_failing")
+	}
+	b.FailScript("counter-lax-flush", nil)
+	testkit.Eventually(t, 10*time.Second, "a flushed after the panicking observer", func() bool { return len(l.Pending()) == 0 })
+	strict, err := counter.NewStrict(mem, counter.Options{Prefix: "r18p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer strict.Close(ctx)
+	if v, err := strict.Get(ctx, "a"); err != nil || v != 1 {
+		t.Errorf("a = %d, %v; want 1", v, err)
+	}
+}
