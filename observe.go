@@ -103,7 +103,9 @@ type Event struct {
 // background goroutine, possibly while it holds the primitive's flush
 // slot): it must return quickly, must not block and must not call the
 // primitive that reports the event (hand the event to a channel or a
-// goroutine of yours for that).
+// goroutine of yours for that). A panic in Observe is recovered (and
+// logged at Error by the primitive's Logger, if any): the primitive keeps
+// working.
 type Observer interface {
 	Observe(Event)
 }

@@ -126,7 +126,7 @@ func (r *Reporter) Emit(kind distkit.EventKind, err error) {
 	}
 	now := time.Now()
 	if r.ob != nil {
-		r.ob.Observe(distkit.Event{Kind: kind, Primitive: r.primitive, Name: r.name, Instance: r.instance, Err: err, Time: now})
+		r.observe(distkit.Event{Kind: kind, Primitive: r.primitive, Name: r.name, Instance: r.instance, Err: err, Time: now})
 	}
 	if r.log == nil {
 		return
@@ -159,6 +159,21 @@ func (r *Reporter) Emit(kind distkit.EventKind, err error) {
 		attrs = append(attrs, slog.Int("suppressed", suppressed))
 	}
 	r.log.LogAttrs(context.Background(), level, "distkit: "+kind.String(), attrs...)
+}
+
+// observe hands e to the Observer. A panic in it is recovered (logged at
+// Error when there is a Logger): the Observer runs on the primitive's
+// background goroutines, where nobody else could recover it, and the
+// primitive keeps working.
+func (r *Reporter) observe(e distkit.Event) {
+	defer func() {
+		if p := recover(); p != nil && r.log != nil {
+			r.log.LogAttrs(context.Background(), slog.LevelError, "distkit: observer panicked",
+				slog.String("event", e.Kind.String()), slog.String("primitive", r.primitive), slog.String("name", r.name),
+				slog.Any("panic", p))
+		}
+	}()
+	r.ob.Observe(e)
 }
 
 // Health is a failing/healthy state that reports its transitions only.
