@@ -48,7 +48,9 @@ const (
 	// keys after the previous one succeeded; their decisions are degraded
 	// (Decision.Degraded) until a sync succeeds. Err says why.
 	SyncDegraded
-	// SyncHealthy: a sync succeeded for every key after SyncDegraded.
+	// SyncHealthy: a sync succeeded for every key, with no key left in
+	// quarantine (rejected by the server, waiting for its retry), after
+	// SyncDegraded.
 	SyncHealthy
 )
 
