@@ -52,6 +52,12 @@ const (
 	// quarantine (rejected by the server, waiting for its retry), after
 	// SyncDegraded.
 	SyncHealthy
+	// WatchFailing: the background reads of an Election.Observe loop
+	// failed after the previous one succeeded (they are retried every
+	// RetryInterval; terms go unreported meanwhile). Err says why.
+	WatchFailing
+	// WatchRecovered: a read of that loop succeeded after WatchFailing.
+	WatchRecovered
 )
 
 var eventNames = [...]string{
@@ -60,6 +66,7 @@ var eventNames = [...]string{
 	InstanceDead: "instance_dead", InstanceRejoined: "instance_rejoined",
 	LeaseRenewFailing: "lease_renew_failing", LeaseRenewRecovered: "lease_renew_recovered",
 	LeaseLost: "lease_lost", SyncDegraded: "sync_degraded", SyncHealthy: "sync_healthy",
+	WatchFailing: "watch_failing", WatchRecovered: "watch_recovered",
 }
 
 // String returns the event's name, such as "flush_failing".
@@ -74,7 +81,7 @@ func (k EventKind) String() string {
 // Warn) rather than a recovery (logged at Info).
 func (k EventKind) Failing() bool {
 	switch k {
-	case FlushFailing, HeartbeatFailing, InstanceDead, LeaseRenewFailing, LeaseLost, SyncDegraded:
+	case FlushFailing, HeartbeatFailing, InstanceDead, LeaseRenewFailing, LeaseLost, SyncDegraded, WatchFailing:
 		return true
 	}
 	return false

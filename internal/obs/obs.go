@@ -220,6 +220,7 @@ const (
 	ElectTermDuration     = "distkit.election.term.duration"
 	ElectTermsLost        = "distkit.election.terms.lost"
 	ElectRenewFailures    = "distkit.election.renew.failures"
+	ElectWatchFailures    = "distkit.election.watch.failures"
 	RateLimitDecisions    = "distkit.ratelimit.decisions"
 	RateLimitSyncs        = "distkit.ratelimit.hybrid.syncs"
 	RateLimitSyncFailures = "distkit.ratelimit.hybrid.sync.failures"
@@ -250,6 +251,7 @@ type Instruments struct {
 	SemHold, ElectTerm                   metric.Float64Histogram
 	SemLeasesLost, SemRenewFailures      metric.Int64Counter
 	ElectTermsLost, ElectRenewFailures   metric.Int64Counter
+	ElectWatchFailures                   metric.Int64Counter
 	RLDecisions, RLSyncs, RLSyncFailures metric.Int64Counter
 	RLSyncAge                            metric.Float64ObservableGauge
 }
@@ -331,6 +333,7 @@ func newInstruments(m metric.Meter) *Instruments {
 	in.ElectTerm = hist(ElectTermDuration, "Time a leader held its term, from election to resignation or loss.")
 	in.ElectTermsLost = counter(ElectTermsLost, "{term}", "Leadership terms lost (renewal refused or expiry passed).")
 	in.ElectRenewFailures = counter(ElectRenewFailures, "{renewal}", "Leader term renewals that failed (retried until the term's expiry), by outcome.")
+	in.ElectWatchFailures = counter(ElectWatchFailures, "{read}", "Failed term reads of Election.Observe loops (retried every RetryInterval), by outcome.")
 	in.RLDecisions = counter(RateLimitDecisions, "{decision}", "Rate limiter decisions, by provider, strategy, result and whether degraded.")
 	in.RLSyncs = counter(RateLimitSyncs, "{sync}", "Hybrid limiter sync rounds, by outcome (ok: every key synced).")
 	in.RLSyncFailures = counter(RateLimitSyncFailures, "{key}", "Keys whose Hybrid sync failed (their decisions degraded until the next success).")
@@ -496,4 +499,49 @@ func (f *Flusher) Close() {
 	if f != nil && f.reg != nil {
 		f.reg.Unregister()
 	}
+}
+
+// Watch is the telemetry of the background read loops of one primitive
+// value (Election.Observe): failed reads (logged once per state change of
+// a loop, counted each). A nil *Watch records nothing.
+type Watch struct {
+	r        *Reporter
+	prefix   string
+	failures metric.Int64Counter
+}
+
+// NewWatch returns the read-loop telemetry of one value of primitive
+// named name under prefix, nil when cfg configures nothing.
+func NewWatch(cfg Config, primitive, prefix, name string, failures func(*Instruments) metric.Int64Counter) *Watch {
+	r := NewReporter(cfg, primitive, name, "")
+	in := For(cfg.MeterProvider)
+	if r == nil && in == nil {
+		return nil
+	}
+	w := &Watch{r: r, prefix: prefix}
+	if in != nil {
+		w.failures = failures(in)
+	}
+	return w
+}
+
+// Read records one read of the loop whose state is h: err nil is a
+// success (WatchRecovered after a failure); a failure after a success
+// reports WatchFailing. A read cut short by the loop's ctx ending changes
+// nothing.
+func (w *Watch) Read(ctx context.Context, h *Health, err error) {
+	if w == nil {
+		return
+	}
+	if err == nil {
+		h.OK(w.r, distkit.WatchRecovered)
+		return
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	if w.failures != nil {
+		w.failures.Add(ctx, 1, WithOutcome(w.prefix, err))
+	}
+	h.Fail(w.r, distkit.WatchFailing, err)
 }
