@@ -9,6 +9,7 @@ import (
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/backend/otelbackend"
+	"github.com/distkit-go/distkit/primitives/counter"
 )
 
 // TestReview18_OutcomeFollowsErrorClass: the outcome class is the error
@@ -40,5 +41,27 @@ func TestReview18_OutcomeFollowsErrorClass(t *testing.T) {
 		if got := otelbackend.Outcome(tc.err); got != tc.want {
 			t.Errorf("%s: Outcome(%v) = %q, want %q", tc.name, tc.err, got, tc.want)
 		}
+	}
+}
+
+// TestReview18_WrapNilIsRefused: bad input gets a clear error, never a
+// panic. Wrap(nil) used to return a non-nil wrapper that every primitive
+// constructor accepted (their "backend is nil" check saw the wrapper) and
+// whose first call panicked with a nil dereference.
+func TestReview18_WrapNilIsRefused(t *testing.T) {
+	w := otelbackend.Wrap(nil, otelbackend.Options{})
+	c, err := counter.NewStrict(w, counter.Options{Prefix: "r18"})
+	if err == nil {
+		defer func() {
+			if p := recover(); p != nil {
+				t.Errorf("NewStrict accepted Wrap(nil); Inc panicked: %v", p)
+			}
+		}()
+		_, err := c.Inc(context.Background(), "a", 1)
+		t.Errorf("NewStrict accepted Wrap(nil); Inc: %v", err)
+		return
+	}
+	if !errors.Is(err, backend.ErrInvalidOption) {
+		t.Errorf("NewStrict(Wrap(nil)): %v, want ErrInvalidOption", err)
 	}
 }
