@@ -130,8 +130,12 @@ var _ backend.Backend = (*Backend)(nil)
 // Wrap returns b traced and measured. The result implements
 // backend.Notifier when b does, and backend.Replicator when b does. An
 // instrument the meter provider cannot make is replaced by a no-op one;
-// Wrap never fails.
+// Wrap never fails. Wrap(nil) is nil, so that a primitive given it fails
+// with distkit.ErrInvalidOption ("backend is nil").
 func Wrap(b backend.Backend, opts Options) backend.Backend {
+	if b == nil {
+		return nil
+	}
 	tp := opts.TracerProvider
 	if tp == nil {
 		tp = otel.GetTracerProvider()
