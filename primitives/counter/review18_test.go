@@ -126,3 +126,43 @@ func TestReview18_PanickingObserverLeavesFlusherRunning(t *testing.T) {
 		t.Errorf("a = %d, %v; want 1", v, err)
 	}
 }
+
+// TestReview18_FlushLagGauge: the issue asks for the Lax counter's flush
+// "lag" beside batches, deltas, failures and the pending gauge: how far
+// behind the backend is. While flushes fail with deltas pending, the lag
+// grows; once they succeed and nothing is pending, it is 0.
+func TestReview18_FlushLagGauge(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.New(memory.Options{})
+	defer mem.Close()
+	b := testkit.NewFaulty(mem)
+	tel := testkit.NewTelemetry(t)
+	l := testkit.NewLax(t, b, counter.Options{Prefix: "r18lag", AllowedLag: 5 * time.Millisecond, MeterProvider: tel.Provider})
+	prefix := obs.AttrPrefix.String("r18lag")
+	const name = "distkit.counter.flush.lag"
+	b.FailScript("counter-lax-flush", errors.New("injected"))
+	if _, err := l.Inc(ctx, "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	testkit.Eventually(t, 10*time.Second, "flushes failing for 200ms", func() bool {
+		return tel.Sum(t, obs.CounterFlushFailures, prefix) >= 1 && time.Since(start) > 200*time.Millisecond
+	})
+	m, ok := tel.Collect(t)[name]
+	if !ok {
+		t.Fatalf("no %s metric", name)
+	}
+	if m.Unit != "s" {
+		t.Errorf("%s unit %q, want s", name, m.Unit)
+	}
+	if v, ok := m.Value(prefix); !ok || v < 0.2 {
+		t.Errorf("%s = %v (%v) while flushes have failed for %v", name, v, ok, time.Since(start))
+	}
+	b.FailScript("counter-lax-flush", nil)
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := tel.Collect(t)[name].Value(prefix); !ok || v != 0 {
+		t.Errorf("%s = %v (%v) with nothing pending, want 0", name, v, ok)
+	}
+}
