@@ -203,10 +203,12 @@ const (
 	CounterFlushDeltas    = "distkit.counter.flush.deltas"
 	CounterFlushFailures  = "distkit.counter.flush.failures"
 	CounterPendingKeys    = "distkit.counter.pending.keys"
+	CounterFlushLag       = "distkit.counter.flush.lag"
 	ICFlushBatches        = "distkit.instancecounter.flush.batches"
 	ICFlushDeltas         = "distkit.instancecounter.flush.deltas"
 	ICFlushFailures       = "distkit.instancecounter.flush.failures"
 	ICPendingKeys         = "distkit.instancecounter.pending.keys"
+	ICFlushLag            = "distkit.instancecounter.flush.lag"
 	ICHeartbeats          = "distkit.instancecounter.heartbeats"
 	ICRejoins             = "distkit.instancecounter.rejoins"
 	LockWaitDuration      = "distkit.lock.wait.duration"
@@ -241,6 +243,7 @@ type Instruments struct {
 
 	CounterFlushBatches, CounterFlushDeltas, CounterFlushFailures metric.Int64Counter
 	CounterPendingKeys                                            metric.Int64ObservableGauge
+	CounterFlushLag, ICFlushLag                                   metric.Float64ObservableGauge
 
 	ICFlushBatches, ICFlushDeltas, ICFlushFailures, ICHeartbeats, ICRejoins metric.Int64Counter
 	ICPendingKeys                                                           metric.Int64ObservableGauge
@@ -337,6 +340,15 @@ func newInstruments(m metric.Meter) *Instruments {
 	in.RLDecisions = counter(RateLimitDecisions, "{decision}", "Rate limiter decisions, by provider, strategy, result and whether degraded.")
 	in.RLSyncs = counter(RateLimitSyncs, "{sync}", "Hybrid limiter sync rounds, by outcome (ok: every key synced).")
 	in.RLSyncFailures = counter(RateLimitSyncFailures, "{key}", "Keys whose Hybrid sync failed (their decisions degraded until the next success).")
+	lag := func(name, desc string) metric.Float64ObservableGauge {
+		g, err := m.Float64ObservableGauge(name, metric.WithUnit("s"), metric.WithDescription(desc))
+		if err != nil {
+			g, _ = noopMeter.Float64ObservableGauge(name)
+		}
+		return g
+	}
+	in.CounterFlushLag = lag(CounterFlushLag, "How long a Lax counter's flushes have been failing (or keys refused) with deltas pending; 0 while they succeed or nothing is pending.")
+	in.ICFlushLag = lag(ICFlushLag, "How long a Lax instance counter's flushes have been failing (or keys refused) with deltas pending; 0 while they succeed or nothing is pending.")
 	var err error
 	in.RLSyncAge, err = m.Float64ObservableGauge(RateLimitSyncAge, metric.WithUnit("s"),
 		metric.WithDescription("Time since the Hybrid limiter's last sync round that left no key failing (its view's staleness bound while degraded)."))
@@ -372,17 +384,25 @@ func WithOutcome(p string, err error) metric.MeasurementOption {
 	return metric.WithAttributeSet(attribute.NewSet(AttrPrefix.String(p), AttrOutcome.String(o)))
 }
 
-// RegisterPending registers the callback of a pending-keys gauge: pending
-// is called at each collection (it returns false when its primitive is
-// gone). Unregister the result on Close; nil when in is nil.
-func (in *Instruments) RegisterPending(g metric.Int64ObservableGauge, prefix string, pending func() (int, bool)) metric.Registration {
+// RegisterPending registers the callback of a pending-keys gauge g and
+// of a flush-lag gauge lag: pending is called at each collection (it
+// returns false when its primitive is gone); behind gives the lag while
+// keys are pending (0 else). Unregister the result on Close; nil when in
+// is nil.
+func (in *Instruments) RegisterPending(g metric.Int64ObservableGauge, lag metric.Float64ObservableGauge, prefix string,
+	pending func() (int, bool), behind func() float64) metric.Registration {
 	opt := Prefix(prefix)
 	reg, err := in.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		if n, ok := pending(); ok {
 			o.ObserveInt64(g, int64(n), opt)
+			d := 0.0
+			if n > 0 {
+				d = behind()
+			}
+			o.ObserveFloat64(lag, d, opt)
 		}
 		return nil
-	}, g)
+	}, g, lag)
 	if err != nil {
 		return nil
 	}
@@ -398,6 +418,7 @@ type Flusher struct {
 	batches, deltas, failures metric.Int64Counter
 	opt                       metric.MeasurementOption
 	reg                       metric.Registration
+	failSince                 atomic.Int64 // unix ns: when the flushes started failing (the lag gauge)
 }
 
 // NewFlusher returns the telemetry of a Lax flusher of prefix (ic: an
@@ -417,10 +438,10 @@ func NewFlusher(cfg Config, ic bool, prefix, instance string, pending func() (in
 		f.opt = Prefix(prefix)
 		if ic {
 			f.batches, f.deltas, f.failures = in.ICFlushBatches, in.ICFlushDeltas, in.ICFlushFailures
-			f.reg = in.RegisterPending(in.ICPendingKeys, prefix, pending)
+			f.reg = in.RegisterPending(in.ICPendingKeys, in.ICFlushLag, prefix, pending, f.behind)
 		} else {
 			f.batches, f.deltas, f.failures = in.CounterFlushBatches, in.CounterFlushDeltas, in.CounterFlushFailures
-			f.reg = in.RegisterPending(in.CounterPendingKeys, prefix, pending)
+			f.reg = in.RegisterPending(in.CounterPendingKeys, in.CounterFlushLag, prefix, pending, f.behind)
 		}
 	}
 	return f
@@ -449,7 +470,7 @@ func (f *Flusher) Sent(ctx context.Context, items int, refusal, err error, refus
 			if f.failures != nil {
 				f.failures.Add(ctx, 1, WithOutcome(f.prefix, refusal))
 			}
-			f.health.Fail(f.r, distkit.FlushFailing, refusal)
+			f.fail(refusal)
 			return
 		}
 		if f.health.Failing() && refusedLeft != nil && refusedLeft() {
@@ -462,8 +483,26 @@ func (f *Flusher) Sent(ctx context.Context, items int, refusal, err error, refus
 		f.failures.Add(ctx, 1, WithOutcome(f.prefix, err))
 	}
 	if !errors.Is(err, context.Canceled) {
-		f.health.Fail(f.r, distkit.FlushFailing, err)
+		f.fail(err)
 	}
+}
+
+// fail records a failed or refused batch (Send is never concurrent).
+func (f *Flusher) fail(err error) {
+	if !f.health.Failing() {
+		f.failSince.Store(time.Now().UnixNano())
+	}
+	f.health.Fail(f.r, distkit.FlushFailing, err)
+}
+
+// behind is the flush lag: how long the flushes have been failing (or
+// keys refused), 0 while they succeed (the backend is then behind by at
+// most the flush interval, AllowedLag or FlushInterval, by design).
+func (f *Flusher) behind() float64 {
+	if !f.health.Failing() {
+		return 0
+	}
+	return max(0, time.Since(time.Unix(0, f.failSince.Load())).Seconds())
 }
 
 // BatchOutcome counts the items of b the backend applied and returns the
