@@ -71,6 +71,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
@@ -145,6 +146,7 @@ type Election struct {
 	ttlArg   string
 	keys     keyspace.ElectionKeys
 	obs      *obs.Leases // nil: no Logger, Observer or MeterProvider
+	watch    *obs.Watch  // Observe's loops; nil likewise
 }
 
 // New returns an Election for name over b. Invalid options fail with
@@ -186,7 +188,9 @@ func New(b backend.Backend, name string, opts Options) (*Election, error) {
 		keys: keyspace.Election(prefix, name),
 	}
 	e.notifier, _ = b.(backend.Notifier)
-	e.obs = obs.NewLeases(obs.Config{Logger: opts.Logger, Observer: opts.Observer, MeterProvider: opts.MeterProvider}, "election", prefix, name)
+	cfg := obs.Config{Logger: opts.Logger, Observer: opts.Observer, MeterProvider: opts.MeterProvider}
+	e.obs = obs.NewLeases(cfg, "election", prefix, name)
+	e.watch = obs.NewWatch(cfg, "election", prefix, name, func(in *obs.Instruments) metric.Int64Counter { return in.ElectWatchFailures })
 	return e, nil
 }
 
@@ -227,7 +231,8 @@ func (e *Election) Leader(ctx context.Context) (Term, error) {
 // (with a backend.Notifier) and every RetryInterval, so a term shorter
 // than that may go unreported. The channel is closed, and the goroutine
 // behind it ends, when ctx is done; a receiver that stops reading must
-// cancel ctx. Backend errors are retried.
+// cancel ctx. Backend errors are retried (reported through Options.Logger,
+// Observer and MeterProvider: watch_failing once, then watch_recovered).
 func (e *Election) Observe(ctx context.Context) <-chan Term {
 	ch := make(chan Term)
 	go e.observe(ctx, ch)
@@ -241,8 +246,15 @@ func (e *Election) observe(ctx context.Context, ch chan<- Term) {
 	timer := time.NewTimer(e.retry)
 	defer timer.Stop()
 	var last Term
+	var health obs.Health // this loop's reads: failing or not
 	for {
-		if t, err := e.Leader(ctx); err == nil && (t.Token > last.Token || t.Token == last.Token && t.Value != last.Value) {
+		t, err := e.Leader(ctx)
+		if errors.Is(err, distkit.ErrNoLeader) {
+			e.watch.Read(ctx, &health, nil)
+		} else {
+			e.watch.Read(ctx, &health, err)
+		}
+		if err == nil && (t.Token > last.Token || t.Token == last.Token && t.Value != last.Value) {
 			select {
 			case ch <- t:
 				last = t
