@@ -192,7 +192,10 @@ func testReview20ObserveEndsDuringReconnect(t *testing.T, h FaultHarness) {
 	}
 	defer lead.Resign(ctx)
 	b, _ := h.NewClient(t)
-	e := newElection(t, b, "sched", election.Options{Prefix: p, TTL: 30 * time.Second, RetryInterval: 20 * time.Millisecond})
+	// The observer polls every second, so that the probe of
+	// review15Reconnect, not a poll, meets the reset; its next poll then
+	// dials into the blackhole.
+	e := newElection(t, b, "sched", election.Options{Prefix: p, TTL: 30 * time.Second, RetryInterval: time.Second})
 	octx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch := e.Observe(octx)
@@ -201,9 +204,12 @@ func testReview20ObserveEndsDuringReconnect(t *testing.T, h FaultHarness) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Observe reported nothing")
 	}
+	// Its subscription's confirmation triggers one more read at once; let
+	// that pass (the next poll is a second away).
+	time.Sleep(300 * time.Millisecond)
 	review15Reconnect(t, h, b, p)
 	defer h.Faults().Restore()
-	time.Sleep(review20After) // the observer's polls are now stuck in the dial
+	time.Sleep(1500 * time.Millisecond) // the observer's next poll is now stuck in the dial
 	start := time.Now()
 	cancel()
 	for range ch {
