@@ -79,6 +79,7 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/bounded"
 	"github.com/distkit-go/distkit/internal/electscript"
 	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/internal/waitsub"
@@ -181,9 +182,12 @@ func (e *Election) Name() string { return e.name }
 // Leader returns the current term, or an error matching
 // distkit.ErrNoLeader when nobody leads; an error matching
 // distkit.ErrNotApplied or distkit.ErrIndeterminate when the backend did
-// not answer.
+// not answer. It returns soon after ctx ends even when the backend's
+// driver does not honour ctx (rueidis while it dials).
 func (e *Election) Leader(ctx context.Context) (Term, error) {
-	v, err := e.b.EvalScript(ctx, electscript.Leader, []string{e.keys.Leader})
+	v, _, err := bounded.Run(ctx, func() (backend.Value, error) {
+		return e.b.EvalScript(ctx, electscript.Leader, []string{e.keys.Leader})
+	}, nil)
 	if err != nil {
 		return Term{}, fmt.Errorf("%s: %w", e.errName, err)
 	}

@@ -113,6 +113,7 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/bounded"
 	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/internal/semscript"
 )
@@ -263,9 +264,12 @@ func (s *Semaphore) SetCapacity(capacity int64) error {
 
 // Used returns the units held now by live permits of this name (expired
 // permits are dropped first). An error matching distkit.ErrNotApplied or
-// distkit.ErrIndeterminate means the backend did not answer.
+// distkit.ErrIndeterminate means the backend did not answer (also when ctx
+// ended while the driver did not honour it, as rueidis while it dials).
 func (s *Semaphore) Used(ctx context.Context) (int64, error) {
-	v, err := s.b.EvalScript(ctx, semscript.Used, []string{s.keys.Holders})
+	v, _, err := bounded.Run(ctx, func() (backend.Value, error) {
+		return s.b.EvalScript(ctx, semscript.Used, []string{s.keys.Holders})
+	}, nil)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", s.errName, err)
 	}
