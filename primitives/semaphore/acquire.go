@@ -9,6 +9,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/bounded"
 	"github.com/distkit-go/distkit/internal/lease"
 	"github.com/distkit-go/distkit/internal/lockscript"
@@ -73,10 +74,13 @@ func (s *Semaphore) acquire(ctx context.Context, n int64, p policy) (*Permit, er
 		wctx, cancel = context.WithTimeoutCause(ctx, p.timeout, errWaitTimeout)
 		defer cancel()
 	}
-	mark := s.markArg
-	if p.once {
-		mark = "0" // a single attempt never waits, so it does not queue
-	}
+	// A waiter's mark must outlive the gap between two of its attempts
+	// reaching the server: RetryInterval plus a round trip. It lasts
+	// markBase plus twice the last round trip seen (this wait's, else the
+	// Semaphore's last); "0": a single attempt never waits, so it does not
+	// queue.
+	rtt := time.Duration(s.rtt.Load())
+	mark, markLife := "0", time.Duration(0)
 	var sub *waitsub.Sub
 	defer sub.Close()
 	var timer *time.Timer
@@ -95,8 +99,17 @@ func (s *Semaphore) acquire(ctx context.Context, n int64, p policy) (*Permit, er
 		if err := s.checkN(n); err != nil { // SetCapacity may have lowered it
 			return nil, s.giveUp(id, uncertain, queued, answered, err)
 		}
+		if !p.once {
+			markLife = s.markBase + 2*rtt
+			mark = driver.Millis(markLife)
+		}
 		sent := time.Now()
 		token, abandoned, err := s.try(wctx, id, n, mark, uncertain, detach)
+		took := time.Since(sent)
+		if err == nil {
+			rtt = took
+			s.rtt.Store(int64(took))
+		}
 		if abandoned { // it cleans up after itself; go on under a new id
 			id, uncertain, queued = newAcquisitionID(s.owner), false, false
 		}
@@ -130,6 +143,13 @@ func (s *Semaphore) acquire(ctx context.Context, n int64, p policy) (*Permit, er
 			uncertain = uncertain || !abandoned && errors.Is(err, backend.ErrIndeterminate)
 			queued = queued || mark != "0" && !abandoned && errors.Is(err, backend.ErrIndeterminate)
 			answered, lastErr = false, err
+		}
+		if !p.once && err == nil && s.retry+2*took > markLife {
+			// The mark just set may lapse before the next attempt reaches
+			// the server, up to RetryInterval plus a round trip later (a
+			// round trip much longer than the mark allowed for): refresh it
+			// at once with one that allows for it.
+			continue
 		}
 		if p.once {
 			if lastErr != nil {

@@ -56,9 +56,10 @@
 // behind it until it got its units, even when some are free. TryAcquire
 // never queues, and fails while anyone is queued. A waiter keeps its place by
 // refreshing a waiting mark on every attempt (every RetryInterval at the
-// latest); the mark of a waiter that died expires after max(3×RetryInterval,
-// 150 ms) and it drops out of line, and a waiter that gives up leaves the
-// line at once.
+// latest, plus a round trip); the mark of a waiter that died expires after
+// max(3×RetryInterval, 150 ms) plus twice its last round trip (so that a
+// live waiter on a slow link keeps its place) and it drops out of line,
+// and a waiter that gives up leaves the line at once.
 //
 // # Waiting
 //
@@ -187,7 +188,8 @@ type Semaphore struct {
 	ttl      time.Duration
 	retry    time.Duration
 	ttlArg   string // ms
-	markArg  string // ms, a waiter's mark lifetime
+	markBase time.Duration // a waiter's mark lifetime, before its round trips
+	rtt      atomic.Int64  // the last answered attempt's duration (ns), for a wait's first mark
 	keys     keyspace.SemaphoreKeys
 	acqKeys  []string
 	capacity atomic.Int64
@@ -234,7 +236,7 @@ func New(b backend.Backend, name string, capacity int64, opts Options) (*Semapho
 		b: b, name: name, errName: fmt.Sprintf("semaphore %q", name), owner: opts.Owner,
 		ttl: opts.TTL, retry: opts.RetryInterval,
 		ttlArg:  driver.Millis(opts.TTL),
-		markArg: driver.Millis(max(3*opts.RetryInterval, 150*time.Millisecond)),
+		markBase: max(3*opts.RetryInterval, 150*time.Millisecond),
 		keys:    k,
 		acqKeys: []string{k.Holders, k.Queue, k.QueueExpiry, k.Fence},
 	}
