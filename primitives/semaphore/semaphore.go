@@ -187,7 +187,7 @@ type Semaphore struct {
 	owner    string
 	ttl      time.Duration
 	retry    time.Duration
-	ttlArg   string // ms
+	ttlArg   string        // ms
 	markBase time.Duration // a waiter's mark lifetime, before its round trips
 	rtt      atomic.Int64  // the last answered attempt's duration (ns), for a wait's first mark
 	keys     keyspace.SemaphoreKeys
@@ -235,10 +235,10 @@ func New(b backend.Backend, name string, capacity int64, opts Options) (*Semapho
 	s := &Semaphore{
 		b: b, name: name, errName: fmt.Sprintf("semaphore %q", name), owner: opts.Owner,
 		ttl: opts.TTL, retry: opts.RetryInterval,
-		ttlArg:  driver.Millis(opts.TTL),
+		ttlArg:   driver.Millis(opts.TTL),
 		markBase: max(3*opts.RetryInterval, 150*time.Millisecond),
-		keys:    k,
-		acqKeys: []string{k.Holders, k.Queue, k.QueueExpiry, k.Fence},
+		keys:     k,
+		acqKeys:  []string{k.Holders, k.Queue, k.QueueExpiry, k.Fence},
 	}
 	s.capacity.Store(capacity)
 	s.notifier, _ = b.(backend.Notifier)
