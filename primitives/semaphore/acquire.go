@@ -100,7 +100,9 @@ func (s *Semaphore) acquire(ctx context.Context, n int64, p policy) (*Permit, er
 			return nil, s.giveUp(id, uncertain, queued, answered, err)
 		}
 		if !p.once {
-			markLife = s.markBase + 2*rtt
+			// At most the TTL: a dead waiter holds its place no longer than
+			// a dead holder its units.
+			markLife = min(s.markBase+2*rtt, max(s.markBase, s.ttl))
 			mark = driver.Millis(markLife)
 		}
 		sent := time.Now()

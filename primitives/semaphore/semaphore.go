@@ -58,7 +58,8 @@
 // refreshing a waiting mark on every attempt (every RetryInterval at the
 // latest, plus a round trip); the mark of a waiter that died expires after
 // max(3×RetryInterval, 150 ms) plus twice its last round trip (so that a
-// live waiter on a slow link keeps its place) and it drops out of line,
+// live waiter on a slow link keeps its place; at most the TTL, unless
+// 3×RetryInterval is longer) and it drops out of line,
 // and a waiter that gives up leaves the line at once.
 //
 // # Waiting
