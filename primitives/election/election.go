@@ -46,7 +46,10 @@
 // its lease expired). Elections, resignations and proclamations publish on
 // the election's channel: with a backend.Notifier, candidates try again at
 // once on Resign, and otherwise poll every RetryInterval (an expiry
-// publishes nothing; polling finds it).
+// publishes nothing; polling finds it). Campaign, Resign, Proclaim and Leader return
+// within a round trip of their ctx's end even when the driver does not
+// honour it (rueidis while it dials): an abandoned campaign attempt resigns
+// the term it may have won when it returns.
 //
 // Leader reads the current term: its token and value, or
 // distkit.ErrNoLeader. Observe follows the terms from a goroutine that

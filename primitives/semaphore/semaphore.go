@@ -66,7 +66,12 @@
 //
 // Acquire waits until ctx is done; TryAcquire makes one attempt;
 // TryAcquireWithTimeout waits at most its timeout. Each attempt is bounded
-// by the wait's context and the TTL. Permanent errors (distkit.ErrClosed,
+// by the wait's context and the TTL. An attempt whose driver overruns that (rueidis
+// does not honour a cancellation while it dials) is abandoned within a
+// round trip of the wait's end, and releases what it may have taken and
+// leaves the line when it returns (Acquire with a ctx that can never end,
+// such as context.Background(), has no budget: its attempts run on the
+// caller's goroutine). Permanent errors (distkit.ErrClosed,
 // distkit.ErrInvalidOption, a script error) end a wait at once; transient
 // ones are retried. A wait that ends without a permit leaves nothing behind:
 // a permit an attempt may have taken without its reply arriving, and its
