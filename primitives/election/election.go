@@ -46,7 +46,10 @@
 // its lease expired). Elections, resignations and proclamations publish on
 // the election's channel: with a backend.Notifier, candidates try again at
 // once on Resign, and otherwise poll every RetryInterval (an expiry
-// publishes nothing; polling finds it).
+// publishes nothing; polling finds it). Campaign, Resign, Proclaim and Leader return
+// within a round trip of their ctx's end even when the driver does not
+// honour it (rueidis while it dials): an abandoned campaign attempt resigns
+// the term it may have won when it returns.
 //
 // Leader reads the current term: its token and value, or
 // distkit.ErrNoLeader. Observe follows the terms from a goroutine that
@@ -83,6 +86,7 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/bounded"
 	"github.com/distkit-go/distkit/internal/electscript"
 	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/internal/obs"
@@ -200,9 +204,12 @@ func (e *Election) Name() string { return e.name }
 // Leader returns the current term, or an error matching
 // distkit.ErrNoLeader when nobody leads; an error matching
 // distkit.ErrNotApplied or distkit.ErrIndeterminate when the backend did
-// not answer.
+// not answer. It returns soon after ctx ends even when the backend's
+// driver does not honour ctx (rueidis while it dials).
 func (e *Election) Leader(ctx context.Context) (Term, error) {
-	v, err := e.b.EvalScript(ctx, electscript.Leader, []string{e.keys.Leader})
+	v, _, err := bounded.Run(ctx, func() (backend.Value, error) {
+		return e.b.EvalScript(ctx, electscript.Leader, []string{e.keys.Leader})
+	}, nil)
 	if err != nil {
 		return Term{}, fmt.Errorf("%s: %w", e.errName, err)
 	}
