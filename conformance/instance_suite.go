@@ -603,9 +603,10 @@ func testICNoHeartbeatAfterClose(t *testing.T, h Harness) {
 		if _, _, err := c.Inc(ctx, "k", 1); err != nil {
 			t.Fatal(err)
 		}
+		hangFrom := time.Now()
 		w.Hang("instancecounter-heartbeat")
 		eventually(t, 2*time.Second, "a heartbeat hangs", func() bool {
-			return len(w.Starts("instancecounter-heartbeat", time.Now().Add(-35*time.Millisecond))) > 0
+			return len(w.Starts("instancecounter-heartbeat", hangFrom)) > 0
 		})
 		time.Sleep(time.Duration(round) * 3 * time.Millisecond)
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
