@@ -608,6 +608,12 @@ func (r *runner) wipeThenLose() {
 	}
 	key := r.key()
 	if r.rng.IntN(3) == 0 {
+		if r.rng.IntN(2) == 0 {
+			// A new instance clears: it remembers no key, so only the
+			// Clear's stamp it reports on its rejoin carries the wipe
+			// through the loss (the per-key epochs carry none).
+			in = r.start(fmt.Sprintf("c%d", len(r.insts)), in.lax, false)
+		}
 		r.op(in, Op{Kind: "clear"})
 	} else {
 		r.op(in, Op{Kind: "set", Key: key, N: r.rng.Int64N(41) - 10})
