@@ -181,7 +181,11 @@ func (r *runner) run() {
 	for r.step = 0; r.step < r.cfg.Steps; r.step++ {
 		r.stats.Steps++
 		r.resumeDue(false)
-		r.randomStep()
+		if k := r.forced(); k >= 0 {
+			r.forcedStep(k)
+		} else {
+			r.randomStep()
+		}
 		if r.cfg.CheckEach > 0 && r.step%r.cfg.CheckEach == r.cfg.CheckEach-1 {
 			r.quiesce()
 		}
@@ -247,7 +251,7 @@ func (r *runner) randomStep() {
 		kinds := []string{"inc", "get", "setmine"}
 		r.randomOp(kinds[r.rng.IntN(len(kinds))], "lose-any")
 	case x < 82:
-		r.burst()
+		r.burst(false)
 	case x < 88:
 		if in := r.pick(live, nil); in != nil {
 			r.pause(in)
@@ -262,7 +266,11 @@ func (r *runner) randomStep() {
 		case r.rng.IntN(2) == 0:
 			r.loseData()
 		default:
-			r.wipeThenLose()
+			kind := wipeSet
+			if r.rng.IntN(3) == 0 {
+				kind = wipeClear + r.rng.IntN(2)
+			}
+			r.wipeThenLose(kind)
 		}
 	case x < 94:
 		r.kill()
@@ -406,9 +414,12 @@ func (r *runner) fold(in *inst, op Op, res Result) {
 	if op.Kind == "del" && !maybe {
 		r.check(in, key, res.Mine) // the values before
 	}
-	if op.Kind == "setmineif" && !maybe && !r.unsettled {
+	if op.Kind == "setmineif" && !maybe {
 		// Whether it matched depends on the slice, which the model may not
-		// pin down yet: fold both outcomes and let the reply decide.
+		// pin down yet: fold both outcomes and let the reply decide (after
+		// a data loss, not before the next quiescent check: until the
+		// instances that knew of a wipe rejoined, the slice compared with
+		// may be one the wipe had taken, back for now).
 		if err := r.m.apply(key, true, func(w world) {
 			if w[i] == op.M {
 				w[i] = op.N
@@ -498,10 +509,10 @@ func (r *runner) resolve(in *inst, key string) {
 }
 
 // burst: two concurrent increments of one key by one Strict instance, the
-// first held back so that the second executes first; often followed by a
-// pause past DeadAfter, so that the instance comes back with what it
-// remembers of that key.
-func (r *runner) burst() {
+// first held back so that the second executes first; often (with pause,
+// always) followed by a pause past DeadAfter, so that the instance comes
+// back with what it remembers of that key.
+func (r *runner) burst(pause bool) {
 	in := r.pick(live, func(in *inst) bool { return !in.lax })
 	if in == nil {
 		return
@@ -535,7 +546,7 @@ func (r *runner) burst() {
 		r.resolve(in, key)
 	}
 	in.lastOp = time.Now()
-	if r.rng.IntN(2) == 0 {
+	if pause || r.rng.IntN(2) == 0 {
 		r.pause(in)
 	}
 }
@@ -598,20 +609,64 @@ func (r *runner) loseData() {
 	r.logf("the server lost its data")
 }
 
+// The kinds of wipeThenLose.
+const (
+	wipeSet      = iota // a Set of the key
+	wipeClear           // a Clear by an instance that knows the keys
+	wipeClearNew        // a Clear by a new instance, which remembers no key
+)
+
+// forcedSteps are the kinds of forcedStep: the three of wipeThenLose,
+// then a burst followed by a pause past DeadAfter.
+const forcedSteps = 4
+
+// forced returns the kind of step forced at this step, or -1. Random
+// steps meet the rare scenarios too seldom for short seeds; so every
+// history of at least 5*forcedSteps steps has each of them once, at
+// fifths of the history, in an order that depends on the seed.
+func (r *runner) forced() int {
+	n := r.cfg.Steps / (forcedSteps + 1)
+	if n < 5 || r.step == 0 || r.step%n != 0 || r.step/n > forcedSteps {
+		return -1
+	}
+	return int((r.seed + uint64(r.step/n)) % forcedSteps)
+}
+
+// forcedStep runs a scenario that catches a bug the random steps rarely
+// reach: a wipe forgotten through data loss (kinds wipeSet, wipeClear,
+// wipeClearNew), or a comeback that re-contributes a slice recorded from
+// the call that replied last instead of the one that executed last.
+func (r *runner) forcedStep(kind int) {
+	if kind < forcedSteps-1 {
+		if r.unsettled { // one data loss at a time
+			r.quiesce()
+		}
+		r.wipeThenLose(kind)
+		r.quiesce() // settled at once, so the replies after it are checked again
+		return
+	}
+	r.burst(true)
+}
+
 // wipeThenLose: a Set or a Clear wipes slices the other instances still
 // remember, then the server loses its data, and one of those instances
 // rejoins first, before the one that knows of the wipe.
-func (r *runner) wipeThenLose() {
+func (r *runner) wipeThenLose(kind int) {
 	in := r.pick(live, nil)
 	if in == nil {
 		return
 	}
 	key := r.key()
-	if r.rng.IntN(3) == 0 {
-		if r.rng.IntN(2) == 0 {
-			// A new instance clears: it remembers no key, so only the
-			// Clear's stamp it reports on its rejoin carries the wipe
-			// through the loss (the per-key epochs carry none).
+	// Another instance holds a slice of key for the wipe to take: the one
+	// that comes back first after the loss and would bring it back.
+	other := r.pick(live, func(o *inst) bool { return o != in })
+	if other != nil {
+		r.op(other, Op{Kind: "inc", Key: key, N: r.delta()})
+	}
+	if kind != wipeSet {
+		if kind == wipeClearNew {
+			// Only the Clear's stamp it reports on its rejoin carries the
+			// wipe through the loss (the per-key epochs carry none).
 			in = r.start(fmt.Sprintf("c%d", len(r.insts)), in.lax, false)
 		}
 		r.op(in, Op{Kind: "clear"})
@@ -619,7 +674,7 @@ func (r *runner) wipeThenLose() {
 		r.op(in, Op{Kind: "set", Key: key, N: r.rng.Int64N(41) - 10})
 	}
 	r.loseData()
-	if other := r.pick(live, func(o *inst) bool { return o != in }); other != nil {
+	if other != nil {
 		r.op(other, Op{Kind: "get", Key: Keys[(slices.Index(Keys, key)+1)%len(Keys)]})
 	}
 }
