@@ -92,6 +92,8 @@ type inst struct {
 	since    time.Time // paused or dead since
 	resumeAt int       // step at which a paused instance resumes
 	lastOp   time.Time // last successful script (its registration was refreshed)
+	// flushFirst: the comeback's first action is a flush (laxComeback).
+	flushFirst bool
 }
 
 type runner struct {
@@ -273,7 +275,7 @@ func (r *runner) randomStep() {
 			r.wipeThenLose(kind)
 		}
 	case x < 94:
-		r.kill()
+		r.kill(false)
 	case x < 96:
 		r.closeReopen()
 	default:
@@ -578,6 +580,9 @@ func (r *runner) resumeDue(all bool) {
 		in.st = live
 		r.stats.Comebacks++
 		first := r.rng.IntN(3)
+		if in.flushFirst {
+			first, in.flushFirst = 1, false
+		}
 		r.logf("%d resumed, first action %s", in.idx, []string{"op", "flush", "heartbeat"}[first])
 		if all {
 			continue
@@ -617,8 +622,9 @@ const (
 )
 
 // forcedSteps are the kinds of forcedStep: the three of wipeThenLose,
-// then a burst followed by a pause past DeadAfter.
-const forcedSteps = 4
+// then a burst followed by a pause past DeadAfter, a Lax comeback through
+// a flush (laxComeback), a crash and a restart with the same id.
+const forcedSteps = 6
 
 // forced returns the kind of step forced at this step, or -1. Random
 // steps meet the rare scenarios too seldom for short seeds; so every
@@ -634,18 +640,43 @@ func (r *runner) forced() int {
 
 // forcedStep runs a scenario that catches a bug the random steps rarely
 // reach: a wipe forgotten through data loss (kinds wipeSet, wipeClear,
-// wipeClearNew), or a comeback that re-contributes a slice recorded from
-// the call that replied last instead of the one that executed last.
+// wipeClearNew); a comeback that re-contributes a slice recorded from the
+// call that replied last instead of the one that executed last (a burst);
+// a comeback through a flush that brings back only the flushed keys
+// (laxComeback); a second live instance with the same id (a crash and an
+// immediate restart).
 func (r *runner) forcedStep(kind int) {
-	if kind < forcedSteps-1 {
+	switch kind {
+	case wipeSet, wipeClear, wipeClearNew:
 		if r.unsettled { // one data loss at a time
 			r.quiesce()
 		}
 		r.wipeThenLose(kind)
 		r.quiesce() // settled at once, so the replies after it are checked again
+	case 3:
+		r.burst(true)
+	case 4:
+		r.laxComeback()
+	default:
+		r.kill(true)
+	}
+}
+
+// laxComeback: a Lax instance with slices of two keys is cut off past
+// DeadAfter, counts a third key meanwhile, and comes back through the
+// flush of that key: its rejoin must bring back every slice, not only
+// the flushed one.
+func (r *runner) laxComeback() {
+	in := r.pick(live, func(in *inst) bool { return in.lax && !in.remote })
+	if in == nil {
 		return
 	}
-	r.burst(true)
+	for _, k := range Keys[:2] {
+		r.op(in, Op{Kind: "inc", Key: k, N: r.delta()})
+	}
+	r.pause(in) // flushes first
+	r.op(in, Op{Kind: "inc", Key: Keys[2], N: r.delta()})
+	in.flushFirst = true
 }
 
 // wipeThenLose: a Set or a Clear wipes slices the other instances still
@@ -680,9 +711,10 @@ func (r *runner) wipeThenLose(kind int) {
 }
 
 // kill crashes an instance right after a call (its registration is
-// fresh) and starts another: with the same id, which must be refused while
-// the dead one's registration lasts, or with a new one.
-func (r *runner) kill() {
+// fresh) and starts another: with the same id (always with sameID), which
+// must be refused while the dead one's registration lasts, or with a new
+// one.
+func (r *runner) kill(sameID bool) {
 	in := r.pick(live, nil)
 	if in == nil {
 		return
@@ -697,7 +729,7 @@ func (r *runner) kill() {
 	r.stats.Kills++
 	r.logf("%d killed", in.idx)
 	id := fmt.Sprintf("n%d", len(r.insts))
-	same := r.rng.IntN(2) == 0
+	same := sameID || r.rng.IntN(2) == 0
 	if same {
 		id = in.id
 	}
