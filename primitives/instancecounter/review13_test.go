@@ -1,0 +1,96 @@
+package instancecounter_test
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/distkit-go/distkit/backend/memory"
+	"github.com/distkit-go/distkit/internal/testkit"
+	"github.com/distkit-go/distkit/primitives/instancecounter"
+)
+
+func newReview13(t *testing.T, b *memory.Backend, id string) (*instancecounter.Strict, *testkit.Wrapped) {
+	t.Helper()
+	w := testkit.Wrap(b.Connect())
+	c, err := instancecounter.NewStrict(w, instancecounter.Options{Prefix: "r13", InstanceID: id, DeadAfter: instancecounter.MinDeadAfter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		w.Partition(false)
+		c.Close(ctx)
+	})
+	return c, w
+}
+
+// A slice of math.MinInt64 is a valid slice (SetOnInstance accepts it and
+// the cumulative value is in range): its instance can take it back, and
+// once the instance is gone it leaves the totals like any other slice.
+func TestReview13_MinInt64SliceLeaves(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.New(memory.Options{})
+	b, _ := newReview13(t, mem, "b")
+	if c, m, err := b.SetOnInstance(ctx, "k", math.MinInt64); err != nil || c != math.MinInt64 || m != math.MinInt64 {
+		t.Fatalf("SetOnInstance(MinInt64): (%d, %d), %v", c, m, err)
+	}
+	if c, m, err := b.SetOnInstance(ctx, "k", 0); err != nil || c != 0 || m != 0 {
+		t.Fatalf("SetOnInstance(0) from a MinInt64 slice: (%d, %d), %v; want (0, 0)", c, m, err)
+	}
+	b.SetOnInstance(ctx, "k", math.MinInt64)
+	if c, m, err := b.DelOnInstance(ctx, "k"); err != nil || c != 0 || m != 0 {
+		t.Fatalf("DelOnInstance of a MinInt64 slice: (%d, %d), %v; want (0, 0)", c, m, err)
+	}
+
+	// The instance dies holding it: the others keep working and it leaves.
+	d, w := newReview13(t, mem, "d")
+	if _, _, err := d.SetOnInstance(ctx, "k", math.MinInt64); err != nil {
+		t.Fatal(err)
+	}
+	w.Partition(true) // d vanishes
+	var c, m int64
+	var err error
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if c, m, err = b.Get(ctx, "k"); err == nil && c == 0 {
+			break
+		}
+	}
+	if err != nil || c != 0 || m != 0 {
+		t.Fatalf("after d died holding MinInt64: b.Get: (%d, %d), %v; want (0, 0)", c, m, err)
+	}
+}
+
+// Removing a dead instance's slice may leave the others' sum outside the
+// int64 range (every call was in range when it ran). Cleanup must not
+// fail for ever then: every script of every instance runs it first, so the
+// whole prefix would stop working, heartbeats included.
+func TestReview13_DeadSliceRemovalOverflowDoesNotBrickPrefix(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.New(memory.Options{})
+	a, _ := newReview13(t, mem, "a")
+	b, wb := newReview13(t, mem, "b")
+	c, _ := newReview13(t, mem, "c")
+	if _, _, err := b.Dec(ctx, "k", 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Inc(ctx, "k", 10); err != nil {
+		t.Fatal(err)
+	}
+	if cum, _, err := a.Inc(ctx, "k", math.MaxInt64); err != nil || cum != math.MaxInt64 {
+		t.Fatalf("a.Inc(MaxInt64): %d, %v", cum, err)
+	}
+	wb.Partition(true) // b (slice -10) vanishes; a + c = MaxInt64 + 10
+	time.Sleep(2 * instancecounter.MinDeadAfter)
+	var err error
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if _, _, err = a.Inc(ctx, "other", 1); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("a.Inc(other) after b died: %v", err)
+	}
+}
