@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +40,48 @@ func runInstanceCounter(t *testing.T, newHarness NewHarness) {
 	t.Run("NoHeartbeatAfterClose", func(t *testing.T) { testICNoHeartbeatAfterClose(t, newHarness(t)) })
 	t.Run("CloseWaitsForOps", func(t *testing.T) { testICCloseWaitsForOps(t, newHarness(t)) })
 	t.Run("DuplicateID", func(t *testing.T) { testICDuplicateID(t, newHarness(t)) })
+	t.Run("MinInt64Slice", func(t *testing.T) { testICMinInt64Slice(t, newHarness(t)) })
+}
+
+// A slice of math.MinInt64 (its negation is beyond int64) can be set back
+// and deleted, and leaves the totals when its instance dies or closes.
+func testICMinInt64Slice(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	b := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "b"})
+	c, m, err := b.SetOnInstance(ctx, "k", math.MinInt64)
+	pair(t, "SetOnInstance(MinInt64)", c, m, err, math.MinInt64, math.MinInt64)
+	c, m, err = b.SetOnInstance(ctx, "k", 0)
+	pair(t, "SetOnInstance(0) from MinInt64", c, m, err, 0, 0)
+	b.SetOnInstance(ctx, "k", math.MinInt64)
+	c, m, err = b.DelOnInstance(ctx, "k")
+	pair(t, "DelOnInstance of MinInt64", c, m, err, 0, 0)
+	if _, _, err := b.Inc(ctx, "k", math.MinInt64); err != nil {
+		t.Fatal(err)
+	}
+	c, m, err = b.Dec(ctx, "k", math.MinInt64+1) // -2^63 + 2^63 - 1
+	pair(t, "Dec(MinInt64+1) of MinInt64", c, m, err, -1, -1)
+	b.SetOnInstance(ctx, "k", 0)
+
+	dying := h.NewBackend(t)
+	d := newIC(t, dying, instancecounter.Options{Prefix: p, InstanceID: "d", DeadAfter: icDeadAfter, KeepSlicesOnClose: true})
+	if _, _, err := d.SetOnInstance(ctx, "k", math.MinInt64); err != nil {
+		t.Fatal(err)
+	}
+	dying.Close() // d's process is gone: no more heartbeats
+	pass(t, h, icDeadAfter+2*icDeadAfter/3)
+	c, m, err = b.Get(ctx, "k")
+	pair(t, "after d died", c, m, err, 0, 0)
+
+	e := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "e"})
+	if _, _, err := e.SetOnInstance(ctx, "k", math.MinInt64); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(ctx); err != nil {
+		t.Fatalf("Close with a MinInt64 slice: %v", err)
+	}
+	c, m, err = b.Get(ctx, "k")
+	pair(t, "after e closed", c, m, err, 0, 0)
 }
 
 func newIC(t *testing.T, b backend.Backend, opts instancecounter.Options) *instancecounter.Strict {

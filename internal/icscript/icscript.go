@@ -86,6 +86,16 @@ local function neg(s)
   if string.sub(s, 1, 1) == '-' then return string.sub(s, 2) end
   return '-' .. s
 end
+-- hadd is hincr that also takes 9223372036854775808, the negation of a
+-- slice of -2^63, which HINCRBY cannot: in two exact steps, all or nothing.
+local function hadd(h, f, d)
+  if d ~= '9223372036854775808' then return hincr(h, f, d) end
+  local r, e = hincr(h, f, '9223372036854775807')
+  if e then return nil, e end
+  r, e = hincr(h, f, '1')
+  if e then hincr(h, f, '-9223372036854775807') end
+  return r, e
+end
 -- drop removes every slice of instance d, subtracting it from the totals,
 -- and its registration.
 local function drop(d)
@@ -93,7 +103,12 @@ local function drop(d)
   for _, m in ipairs(redis.call('ZRANGEBYLEX', OWNED, lo, hi)) do
     local key = string.sub(m, #d + 2)
     local s = redis.call('HGET', SLICES, m)
-    if s and s ~= '0' then redis.call('HINCRBY', TOTAL, key, neg(s)) end
+    if s == '-9223372036854775808' then -- its negation is beyond int64: two steps
+      redis.call('HINCRBY', TOTAL, key, '9223372036854775807')
+      redis.call('HINCRBY', TOTAL, key, '1')
+    elseif s and s ~= '0' then
+      redis.call('HINCRBY', TOTAL, key, neg(s))
+    end
     redis.call('HDEL', SLICES, m)
     redis.call('HDEL', REJ, m)
     redis.call('ZREM', HOLDERS, key .. ':' .. d)
@@ -154,9 +169,9 @@ local function unjoin(f, key)
   if not r then return nil end
   redis.call('HDEL', REJ, f)
   if r == '0' or not redis.call('HGET', SLICES, f) then return nil end
-  local _, e = hincr(SLICES, f, neg(r))
+  local _, e = hadd(SLICES, f, neg(r))
   if e then return e end
-  _, e = hincr(TOTAL, key, neg(r))
+  _, e = hadd(TOTAL, key, neg(r))
   return e
 end
 -- strip withdraws the rejoined part of every slice of key.
@@ -171,11 +186,11 @@ end
 local function add(key, d)
   local f = me .. ':' .. key
   local fresh = redis.call('HEXISTS', SLICES, f) == 0
-  local _, e = hincr(TOTAL, key, d)
+  local _, e = hadd(TOTAL, key, d)
   if e then return e end
-  _, e = hincr(SLICES, f, d)
+  _, e = hadd(SLICES, f, d)
   if e then
-    hincr(TOTAL, key, neg(d))
+    hadd(TOTAL, key, neg(d))
     return e
   end
   if fresh then
@@ -489,7 +504,20 @@ func num(s string) int64 {
 	return n
 }
 
+// hincr adds the decimal d to h[f], exactly, all or nothing. d may be
+// 9223372036854775808, the negation of a slice of -2^63, which int64
+// lacks: it is added in two steps (the Lua's hadd).
 func (c *ctx) hincr(h, f, d string) error {
+	if d == minNeg {
+		if _, err := scriptlib.HIncr(c.st, h, f, math.MaxInt64); err != nil {
+			return err
+		}
+		if _, err := scriptlib.HIncr(c.st, h, f, 1); err != nil {
+			scriptlib.HIncr(c.st, h, f, -math.MaxInt64)
+			return err
+		}
+		return nil
+	}
 	n, err := strconv.ParseInt(d, 10, 64)
 	if err != nil {
 		return err
@@ -497,6 +525,9 @@ func (c *ctx) hincr(h, f, d string) error {
 	_, err = scriptlib.HIncr(c.st, h, f, n)
 	return err
 }
+
+// minNeg is neg of math.MinInt64's decimal.
+const minNeg = "9223372036854775808"
 
 func (c *ctx) get(h, f string) string {
 	v, ok, _ := c.st.HGet(h, f)
