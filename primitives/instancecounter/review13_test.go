@@ -94,3 +94,32 @@ func TestReview13_DeadSliceRemovalOverflowDoesNotBrickPrefix(t *testing.T) {
 		t.Fatalf("a.Inc(other) after b died: %v", err)
 	}
 }
+
+// The package doc: "A process restarted with the same id before its
+// predecessor's last heartbeat expired therefore waits up to DeadAfter,
+// unless the predecessor closed." A predecessor closed with
+// KeepSlicesOnClose closed too.
+func TestReview13_RestartAfterCloseKeepingSlices(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.New(memory.Options{})
+	opts := instancecounter.Options{Prefix: "r13", InstanceID: "x", KeepSlicesOnClose: true}
+	a, err := instancecounter.NewStrict(mem.Connect(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.Inc(ctx, "k", 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b, err := instancecounter.NewStrict(mem.Connect(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	c, m, err := b.Inc(ctx, "k", 1)
+	if err != nil {
+		t.Fatalf("the restarted instance, its predecessor closed (keeping its slices): (%d, %d), %v", c, m, err)
+	}
+}
