@@ -41,6 +41,30 @@ func runInstanceCounter(t *testing.T, newHarness NewHarness) {
 	t.Run("CloseWaitsForOps", func(t *testing.T) { testICCloseWaitsForOps(t, newHarness(t)) })
 	t.Run("DuplicateID", func(t *testing.T) { testICDuplicateID(t, newHarness(t)) })
 	t.Run("MinInt64Slice", func(t *testing.T) { testICMinInt64Slice(t, newHarness(t)) })
+	t.Run("RestartAfterKeepClose", func(t *testing.T) { testICRestartAfterKeepClose(t, newHarness(t)) })
+}
+
+// Close with KeepSlicesOnClose leaves the slices but frees the id: a
+// counter restarted with it is not refused, and the kept slices leave when
+// it registers (it remembers none of them).
+func testICRestartAfterKeepClose(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	opts := instancecounter.Options{Prefix: p, InstanceID: "x", KeepSlicesOnClose: true}
+	a := newIC(t, open(t, h), opts)
+	obs := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "obs"})
+	c, m, err := a.Inc(ctx, "k", 5)
+	pair(t, "a.Inc 5", c, m, err, 5, 5)
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err = obs.Get(ctx, "k")
+	pair(t, "kept after Close", c, 0, err, 5, 0)
+	b := newIC(t, open(t, h), opts)
+	c, m, err = b.Inc(ctx, "k", 1)
+	pair(t, "restarted with the same id", c, m, err, 1, 1)
+	c, _, err = obs.Get(ctx, "k")
+	pair(t, "observer after the restart", c, 0, err, 1, 0)
 }
 
 // A slice of math.MinInt64 (its negation is beyond int64) can be set back

@@ -80,6 +80,7 @@ local INST, TOTAL, SLICES, OWNED, HOLDERS, EPOCH = KEYS[1], KEYS[2], KEYS[3], KE
 local REG, REJ, CLEARED, CLOCK = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local nonce, me, dead_after = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now_us = tonumber(__t[1]) * 1000000 + tonumber(__t[2])
+local RELEASED = '-:'
 local function fmt(n) return string.format('%d', n) end
 local function neg(s)
   if s == '0' then return '0' end
@@ -128,7 +129,10 @@ local function status()
     redis.call('HSET', REG, me, nonce .. ':0')
     return 'ok'
   end
-  if string.sub(reg, 1, #nonce + 1) ~= nonce .. ':' then return 'dup' end
+  if string.sub(reg, 1, #nonce + 1) ~= nonce .. ':' then
+    if string.sub(reg, 1, 2) == RELEASED then return 'absent' end
+    return 'dup'
+  end
   return 'ok'
 end
 local function refresh() redis.call('ZADD', INST, fmt(now_ms + dead_after), me) end
@@ -365,11 +369,16 @@ return out
 `, goRejoin)
 
 // Remove takes this object's slices out of the totals and unregisters it
-// (Close); with KEYS[11] it also deletes the object's batch marker. Reply:
-// its status ("ok": removed).
+// (Close); with ARGV[4] "keep" it leaves the slices (they expire with the
+// last heartbeat) and only releases the id, so that a counter registering
+// with it is not refused as a duplicate (its Rejoin drops them). With
+// KEYS[11] it also deletes the object's batch marker. Reply: its status
+// ("ok": removed or released).
 var Remove = driver.NewScript("instancecounter-remove", luaPrelude+`
 local st = status()
-if st == 'ok' then drop(me) end
+if st == 'ok' then
+  if ARGV[4] == 'keep' then redis.call('HSET', REG, me, RELEASED .. '0') else drop(me) end
+end
 if KEYS[11] then
   local last = redis.call('GET', KEYS[11])
   if last and string.sub(last, 1, #nonce + 1) == nonce .. ':' then redis.call('DEL', KEYS[11]) end
@@ -385,7 +394,9 @@ return st
 		return backend.Value{}, err
 	}
 	if s == StatusOK {
-		if err := c.drop(c.me); err != nil {
+		if len(args) > 3 && args[3] == "keep" {
+			st.HSet(c.reg, c.me, released+"0")
+		} else if err := c.drop(c.me); err != nil {
 			return backend.Value{}, err
 		}
 	}
@@ -526,6 +537,12 @@ func (c *ctx) hincr(h, f, d string) error {
 	return err
 }
 
+// released starts the registration of a counter closed with its slices
+// kept (Remove with "keep"): they stay until they expire, but the id is
+// free: a counter that registers with it is absent to the scripts, and
+// its Rejoin drops them first (the Lua's RELEASED).
+const released = "-:"
+
 // minNeg is neg of math.MinInt64's decimal.
 const minNeg = "9223372036854775808"
 
@@ -600,6 +617,9 @@ func (c *ctx) status() (string, error) {
 		return StatusOK, c.st.HSet(c.reg, c.me, c.nonce+":0")
 	}
 	if !strings.HasPrefix(reg, c.nonce+":") {
+		if strings.HasPrefix(reg, released) {
+			return StatusAbsent, nil
+		}
 		return StatusDup, nil
 	}
 	return StatusOK, nil

@@ -68,7 +68,8 @@
 // is refused: its calls fail with distkit.ErrDuplicateInstance, nothing
 // applied, until the other one closes or is declared dead. A process
 // restarted with the same id before its predecessor's last heartbeat
-// expired therefore waits up to DeadAfter, unless the predecessor closed.
+// expired therefore waits up to DeadAfter, unless the predecessor closed
+// (with KeepSlicesOnClose too: Close frees the id).
 //
 // # Strict and Lax
 //
@@ -78,7 +79,8 @@
 // other call flushes first. Close waits for the calls in flight (within its
 // context; later calls fail with distkit.ErrClosed), then removes this
 // instance's slices unless Options.KeepSlicesOnClose is set (then they
-// leave with its heartbeat).
+// leave with its heartbeat, or when a new counter takes its id: that one
+// remembers none of them).
 //
 // # Key layout
 //
@@ -147,7 +149,9 @@ type Options struct {
 	// DedupTTL (Lax): how long a flushed batch number is remembered; default 24 h.
 	DedupTTL time.Duration
 	// KeepSlicesOnClose leaves this instance's slices in place on Close
-	// (they then expire with its heartbeat); by default Close removes them.
+	// (they then expire with its heartbeat, or leave as soon as a new
+	// counter registers with this InstanceID, which is not refused); by
+	// default Close removes them.
 	KeepSlicesOnClose bool
 }
 
@@ -686,18 +690,20 @@ func (c *core) clearOnce(ctx context.Context) (reply, uint64, error) {
 	return r, gen, nil
 }
 
-// remove waits for the operations in flight and then, unless kept, takes
-// this instance's slices out of the totals, all within ctx.
+// remove waits for the operations in flight and then takes this
+// instance's slices out of the totals (when kept, only releases its id),
+// all within ctx.
 func (c *core) remove(ctx context.Context) error {
 	if err := c.gate.lock(ctx); err != nil {
 		return fmt.Errorf("instancecounter: close: waiting for the operations in flight: %w", err)
 	}
 	defer c.gate.unlock()
+	args := []string{c.nonce, c.me, c.daArg}
 	if c.keep {
-		return nil
+		args = append(args, "keep") // the slices stay; the id is free for a restarted counter
 	}
 	err := within(ctx, func() error {
-		_, err := c.b.EvalScript(ctx, icscript.Remove, c.keysFor(), c.nonce, c.me, c.daArg)
+		_, err := c.b.EvalScript(ctx, icscript.Remove, c.keysFor(), args...)
 		return err
 	})
 	if err != nil {

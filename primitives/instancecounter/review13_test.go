@@ -113,13 +113,23 @@ func TestReview13_RestartAfterCloseKeepingSlices(t *testing.T) {
 	if err := a.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
+	obs, err := instancecounter.NewStrict(mem.Connect(), instancecounter.Options{Prefix: "r13", InstanceID: "obs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obs.Close(ctx)
+	if c, _, err := obs.Get(ctx, "k"); err != nil || c != 5 {
+		t.Fatalf("the closed instance's kept slice: cumulative %d, %v; want 5", c, err)
+	}
 	b, err := instancecounter.NewStrict(mem.Connect(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close(ctx)
+	// The restarted counter remembers nothing: the kept slice leaves when
+	// it takes the id (it would have left with the heartbeat anyway).
 	c, m, err := b.Inc(ctx, "k", 1)
-	if err != nil {
-		t.Fatalf("the restarted instance, its predecessor closed (keeping its slices): (%d, %d), %v", c, m, err)
+	if err != nil || c != 1 || m != 1 {
+		t.Fatalf("the restarted instance, its predecessor closed (keeping its slices): (%d, %d), %v; want (1, 1)", c, m, err)
 	}
 }
