@@ -3,10 +3,15 @@ package instancecounter_test
 import (
 	"context"
 	"math"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/backend/memory"
+	"github.com/distkit-go/distkit/internal/icscript"
+	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/instancecounter"
 )
@@ -131,5 +136,86 @@ func TestReview13_RestartAfterCloseKeepingSlices(t *testing.T) {
 	c, m, err := b.Inc(ctx, "k", 1)
 	if err != nil || c != 1 || m != 1 {
 		t.Fatalf("the restarted instance, its predecessor closed (keeping its slices): (%d, %d), %v; want (1, 1)", c, m, err)
+	}
+}
+
+// lateRejoin holds the next Rejoin script on its way to the server: the
+// caller's context ending makes the call return (indeterminate), but the
+// request still runs once released, as a request a network client had
+// sent does.
+type lateRejoin struct {
+	backend.Backend
+	armed atomic.Bool
+	held  chan struct{} // closed when the Rejoin is held
+	hold  chan struct{} // close to let it run
+	ran   chan struct{} // closed once it ran
+}
+
+func (l *lateRejoin) EvalScript(ctx context.Context, s backend.Script, keys []string, args ...string) (backend.Value, error) {
+	if s.Name() != icscript.Rejoin.Name() || !l.armed.CompareAndSwap(true, false) {
+		return l.Backend.EvalScript(ctx, s, keys, args...)
+	}
+	type result struct {
+		v   backend.Value
+		err error
+	}
+	res := make(chan result, 1)
+	close(l.held)
+	go func() {
+		defer close(l.ran)
+		<-l.hold
+		v, err := l.Backend.EvalScript(context.WithoutCancel(ctx), s, keys, args...)
+		res <- result{v, err}
+	}()
+	select {
+	case r := <-res:
+		return r.v, r.err
+	case <-ctx.Done():
+		return backend.Value{}, driver.Indeterminate(ctx.Err())
+	}
+}
+
+var expireScript = driver.NewScript("r13-expire", `return redis.call('ZADD', KEYS[1], 0, ARGV[1])`,
+	func(st driver.Store, keys, args []string) (backend.Value, error) {
+		return backend.Int(0), st.ZAdd(keys[0], 0, args[0])
+	})
+
+// Close returned nil, so this instance's slices are out of the totals and
+// stay out: a heartbeat's Rejoin that was on its way when Close began (its
+// context cancelled by Close, the request already sent) must not bring
+// them back when it reaches the server after Close's Remove.
+func TestReview13_LateHeartbeatRejoinAfterClose(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.New(memory.Options{})
+	l := &lateRejoin{Backend: mem.Connect(), held: make(chan struct{}), hold: make(chan struct{}), ran: make(chan struct{})}
+	a, err := instancecounter.NewStrict(l, instancecounter.Options{Prefix: "r13", InstanceID: "a", DeadAfter: instancecounter.MinDeadAfter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, err := instancecounter.NewStrict(mem.Connect(), instancecounter.Options{Prefix: "r13", InstanceID: "obs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obs.Close(ctx)
+	if _, _, err := a.Inc(ctx, "k", 5); err != nil {
+		t.Fatal(err)
+	}
+	// Declare a dead behind its back: its next heartbeat rejoins.
+	l.armed.Store(true)
+	if _, err := mem.Connect().EvalScript(ctx, expireScript, keyspace.InstanceCounter("r13").List()[:1], keyspace.InstanceMember("a")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.held:
+	case <-time.After(3 * time.Second):
+		t.Fatal("no heartbeat rejoined")
+	}
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(l.hold) // the request reaches the server now
+	<-l.ran
+	if c, _, err := obs.Get(ctx, "k"); err != nil || c != 0 {
+		t.Fatalf("after a.Close returned nil, its late Rejoin ran: cumulative %d, %v; want 0", c, err)
 	}
 }
