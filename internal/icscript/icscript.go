@@ -50,6 +50,7 @@ const (
 	StatusAbsent = "absent" // not registered: nothing was applied; Rejoin, then retry
 	StatusDup    = "dup"    // another live object holds the id: nothing was applied
 	StatusJoined = "joined" // Rejoin registered the object and contributed its slices
+	StatusClosed = "closed" // Rejoin of an object that closed (Remove ran): nothing applied
 )
 
 // Every script takes the nine KEYS of keyspace.InstanceCounter (Flush,
@@ -302,12 +303,13 @@ return st
 // rejoined parts of the other slices. The batch in flight counts when it
 // was not applied (it is applied now) or applied after the key's last wipe.
 //
-// Reply {status} ("dup", or "ok" when the object is registered already:
-// nothing contributed), or {"joined", version, stamp, cleared, then per
+// Reply {status} ("dup"; "closed" when Remove ran for this object; or
+// "ok" when the object is registered already: nothing contributed), or {"joined", version, stamp, cleared, then per
 // key cumulative, mine, epoch, rejoined}.
 var Rejoin = driver.NewScript("instancecounter-rejoin", luaPrelude+`
 local known, maxv, seq, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
 cleanup()
+if redis.call('HGET', REG, me) == RELEASED .. nonce then return {'closed'} end
 local st = status()
 if st == 'dup' then return {st} end
 if st == 'ok' then
@@ -368,16 +370,19 @@ end
 return out
 `, goRejoin)
 
-// Remove takes this object's slices out of the totals and unregisters it
-// (Close); with ARGV[4] "keep" it leaves the slices (they expire with the
-// last heartbeat) and only releases the id, so that a counter registering
-// with it is not refused as a duplicate (its Rejoin drops them). With
-// KEYS[11] it also deletes the object's batch marker. Reply: its status
-// ("ok": removed or released).
+// Remove takes this object's slices out of the totals and releases its
+// registration (Close): the id is free for another counter, and a late
+// Rejoin of this one is refused for DeadAfter (see released); with
+// ARGV[4] "keep" it leaves the slices (they expire with the last
+// heartbeat, or leave when another counter takes the id). With KEYS[11]
+// it also deletes the object's batch marker. Reply: its status ("ok":
+// removed or released).
 var Remove = driver.NewScript("instancecounter-remove", luaPrelude+`
 local st = status()
-if st == 'ok' then
-  if ARGV[4] == 'keep' then redis.call('HSET', REG, me, RELEASED .. '0') else drop(me) end
+if st ~= 'dup' then
+  if st == 'ok' and ARGV[4] ~= 'keep' then drop(me) end
+  if st ~= 'ok' or ARGV[4] ~= 'keep' then redis.call('ZADD', INST, fmt(now_ms + dead_after), me) end
+  redis.call('HSET', REG, me, RELEASED .. nonce)
 end
 if KEYS[11] then
   local last = redis.call('GET', KEYS[11])
@@ -393,12 +398,17 @@ return st
 	if err != nil {
 		return backend.Value{}, err
 	}
-	if s == StatusOK {
-		if len(args) > 3 && args[3] == "keep" {
-			st.HSet(c.reg, c.me, released+"0")
-		} else if err := c.drop(c.me); err != nil {
-			return backend.Value{}, err
+	if s != StatusDup {
+		keep := len(args) > 3 && args[3] == "keep"
+		if s == StatusOK && !keep {
+			if err := c.drop(c.me); err != nil {
+				return backend.Value{}, err
+			}
 		}
+		if s != StatusOK || !keep {
+			c.st.ZAdd(c.inst, float64(c.now+c.deadAfter), c.me)
+		}
+		st.HSet(c.reg, c.me, released+c.nonce)
 	}
 	if len(keys) > 10 {
 		if last, ok, err := st.Get(keys[10]); err != nil {
@@ -537,10 +547,13 @@ func (c *ctx) hincr(h, f, d string) error {
 	return err
 }
 
-// released starts the registration of a counter closed with its slices
-// kept (Remove with "keep"): they stay until they expire, but the id is
-// free: a counter that registers with it is absent to the scripts, and
-// its Rejoin drops them first (the Lua's RELEASED).
+// released starts the registration of a closed counter, followed by its
+// nonce (Remove; the Lua's RELEASED): the id is free — a counter that
+// registers with it is absent to the scripts and its Rejoin drops what is
+// left (the slices kept with "keep") — but a Rejoin of the closed counter
+// itself, sent before Close and run after Remove, is refused ("closed"),
+// until the registration expires (DeadAfter after Remove, or with the
+// last heartbeat when the slices were kept).
 const released = "-:"
 
 // minNeg is neg of math.MinInt64's decimal.
@@ -808,6 +821,9 @@ func goRejoin(st driver.Store, keys, args []string) (backend.Value, error) {
 	known, maxv, seq, ttl := num(args[3]), num(args[4]), args[5], args[6]
 	if err := c.cleanup(); err != nil {
 		return backend.Value{}, err
+	}
+	if reg, _, _ := st.HGet(c.reg, c.me); reg == released+c.nonce {
+		return backend.Arr(backend.Str(StatusClosed)), nil
 	}
 	s, err := c.status()
 	if err != nil {

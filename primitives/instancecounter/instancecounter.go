@@ -470,6 +470,8 @@ func (c *core) rejoinLocked(ctx context.Context, gen uint64) error {
 	switch r.status {
 	case icscript.StatusDup:
 		return c.errDup()
+	case icscript.StatusClosed: // Close's Remove ran before this late rejoin: nothing applied
+		return errClosed
 	case icscript.StatusOK: // registered already (a rejoin whose reply was lost): nothing contributed
 		c.gen.Add(1)
 		return nil
