@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,6 +43,72 @@ func runInstanceCounter(t *testing.T, newHarness NewHarness) {
 	t.Run("DuplicateID", func(t *testing.T) { testICDuplicateID(t, newHarness(t)) })
 	t.Run("MinInt64Slice", func(t *testing.T) { testICMinInt64Slice(t, newHarness(t)) })
 	t.Run("RestartAfterKeepClose", func(t *testing.T) { testICRestartAfterKeepClose(t, newHarness(t)) })
+	t.Run("LateRejoinAfterClose", func(t *testing.T) { testICLateRejoinAfterClose(t, newHarness(t)) })
+}
+
+// lateRejoin holds the next Rejoin on its way to the server: the caller's
+// context ending makes the call return (indeterminate), but the request
+// still runs once released, as one a network client had sent does.
+type lateRejoin struct {
+	backend.Backend
+	armed           atomic.Bool
+	held, hold, ran chan struct{}
+}
+
+func (l *lateRejoin) EvalScript(ctx context.Context, s backend.Script, keys []string, args ...string) (backend.Value, error) {
+	if s.Name() != "instancecounter-rejoin" || !l.armed.CompareAndSwap(true, false) {
+		return l.Backend.EvalScript(ctx, s, keys, args...)
+	}
+	type result struct {
+		v   backend.Value
+		err error
+	}
+	res := make(chan result, 1)
+	close(l.held)
+	go func() {
+		defer close(l.ran)
+		<-l.hold
+		v, err := l.Backend.EvalScript(context.WithoutCancel(ctx), s, keys, args...)
+		res <- result{v, err}
+	}()
+	select {
+	case r := <-res:
+		return r.v, r.err
+	case <-ctx.Done():
+		return backend.Value{}, driver.Indeterminate(ctx.Err())
+	}
+}
+
+// A heartbeat's Rejoin sent before Close (Close cancels it) that reaches
+// the server after Close's Remove does not bring the closed instance's
+// slices back: Close returned nil, they stay out.
+func testICLateRejoinAfterClose(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	admin := open(t, h)
+	l := &lateRejoin{Backend: open(t, h), held: make(chan struct{}), hold: make(chan struct{}), ran: make(chan struct{})}
+	a, err := instancecounter.NewStrict(l, instancecounter.Options{Prefix: p, InstanceID: "a", DeadAfter: icDeadAfter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "obs"})
+	c, m, err := a.Inc(ctx, "k", 5)
+	pair(t, "a.Inc 5", c, m, err, 5, 5)
+	l.armed.Store(true)
+	expire(t, admin, p, "a") // its next heartbeat rejoins
+	pass(t, h, icDeadAfter/3+icDeadAfter/10)
+	select {
+	case <-l.held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no heartbeat rejoined")
+	}
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(l.hold)
+	<-l.ran
+	c, _, err = obs.Get(ctx, "k")
+	pair(t, "after Close, the late Rejoin ran", c, 0, err, 0, 0)
 }
 
 // Close with KeepSlicesOnClose leaves the slices but frees the id: a

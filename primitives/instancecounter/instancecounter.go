@@ -97,7 +97,7 @@
 //	{<prefix>}:ic:epochs         hash    <key> → epoch: stamp of its last Set or Del
 //	{<prefix>}:ic:cleared        string  stamp of the last Clear (every key's epoch is at least this)
 //	{<prefix>}:ic:clock          string  the last stamp: server time (Unix µs), strictly increasing
-//	{<prefix>}:ic:registry       hash    <id> → "<nonce>:<version>" of the live counter holding the id
+//	{<prefix>}:ic:registry       hash    <id> → "<nonce>:<version>" of the live counter holding the id, "-:<nonce>" once it closed
 //	{<prefix>}:ic:rejoined       hash    <id>:<key> → the part of that slice a rejoin re-contributed
 //	{<prefix>}:ic:seq:<id>       string  "<nonce>:<batch>:<stamp>", the last Lax batch applied (TTL DedupTTL)
 package instancecounter
