@@ -44,6 +44,37 @@ func runInstanceCounter(t *testing.T, newHarness NewHarness) {
 	t.Run("MinInt64Slice", func(t *testing.T) { testICMinInt64Slice(t, newHarness(t)) })
 	t.Run("RestartAfterKeepClose", func(t *testing.T) { testICRestartAfterKeepClose(t, newHarness(t)) })
 	t.Run("LateRejoinAfterClose", func(t *testing.T) { testICLateRejoinAfterClose(t, newHarness(t)) })
+	t.Run("DeadSliceRemovalOverflow", func(t *testing.T) { testICDeadSliceOverflow(t, newHarness(t)) })
+}
+
+// A dead instance's slice whose removal would take the total beyond int64
+// (the others' sum is) stays counted until a Set of its key, and the
+// prefix keeps working meanwhile: every script runs the cleanup first.
+func testICDeadSliceOverflow(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	a := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "a"})
+	c := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "c"})
+	dying := h.NewBackend(t)
+	b := newIC(t, dying, instancecounter.Options{Prefix: p, InstanceID: "b", DeadAfter: icDeadAfter, KeepSlicesOnClose: true})
+	if _, _, err := b.Dec(ctx, "k", 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Inc(ctx, "k", 10); err != nil {
+		t.Fatal(err)
+	}
+	cum, mine, err := a.Inc(ctx, "k", math.MaxInt64)
+	pair(t, "a.Inc(MaxInt64)", cum, mine, err, math.MaxInt64, math.MaxInt64)
+	dying.Close() // b's process is gone; a + c = MaxInt64 + 10
+	pass(t, h, icDeadAfter+2*icDeadAfter/3)
+	cum, mine, err = a.Inc(ctx, "other", 1)
+	pair(t, "a.Inc(other) after b died", cum, mine, err, 1, 1)
+	cum, mine, err = a.Get(ctx, "k")
+	pair(t, "b's slice stays", cum, mine, err, math.MaxInt64, math.MaxInt64)
+	cum, mine, err = a.Set(ctx, "k", 1)
+	pair(t, "a.Set(k, 1)", cum, mine, err, 1, 1)
+	cum, mine, err = c.Get(ctx, "k")
+	pair(t, "c after the Set", cum, mine, err, 1, 0)
 }
 
 // lateRejoin holds the next Rejoin on its way to the server: the caller's

@@ -99,23 +99,27 @@ local function hadd(h, f, d)
   return r, e
 end
 -- drop removes every slice of instance d, subtracting it from the totals,
--- and its registration.
+-- and its registration. A slice whose removal would take its total out of
+-- the int64 range (the others' sum is beyond it) stays, counted, until a
+-- Set, Del or Clear of its key: failing instead would fail every script
+-- of the prefix, each of which runs cleanup first.
 local function drop(d)
   local lo, hi = '[' .. d .. ':', '(' .. d .. ';'
   for _, m in ipairs(redis.call('ZRANGEBYLEX', OWNED, lo, hi)) do
     local key = string.sub(m, #d + 2)
     local s = redis.call('HGET', SLICES, m)
-    if s == '-9223372036854775808' then -- its negation is beyond int64: two steps
-      redis.call('HINCRBY', TOTAL, key, '9223372036854775807')
-      redis.call('HINCRBY', TOTAL, key, '1')
-    elseif s and s ~= '0' then
-      redis.call('HINCRBY', TOTAL, key, neg(s))
+    local e = nil
+    if s and s ~= '0' then
+      local _, err = hadd(TOTAL, key, neg(s))
+      e = err
     end
-    redis.call('HDEL', SLICES, m)
-    redis.call('HDEL', REJ, m)
-    redis.call('ZREM', HOLDERS, key .. ':' .. d)
+    if not e then
+      redis.call('HDEL', SLICES, m)
+      redis.call('HDEL', REJ, m)
+      redis.call('ZREM', HOLDERS, key .. ':' .. d)
+      redis.call('ZREM', OWNED, m)
+    end
   end
-  redis.call('ZREMRANGEBYLEX', OWNED, lo, hi)
   redis.call('ZREM', INST, d)
   redis.call('HDEL', REG, d)
 end
@@ -592,7 +596,7 @@ func (c *ctx) drop(d string) error {
 		key := m[len(d)+1:]
 		if s, ok, _ := c.st.HGet(c.slices, m); ok && s != "0" {
 			if err := c.hincr(c.total, key, neg(s)); err != nil {
-				return err
+				continue // stays, counted (see the Lua's drop)
 			}
 		}
 		c.st.HDel(c.slices, m)

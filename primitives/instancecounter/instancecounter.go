@@ -24,7 +24,9 @@
 // instance keeps its slices. Every operation of any instance, heartbeats
 // included, first removes the slices of instances whose last heartbeat is
 // older than DeadAfter (server time), subtracting them from the cumulative
-// values in the same atomic script.
+// values in the same atomic script. A dead slice whose removal would take
+// the cumulative value beyond the int64 range (the other slices sum beyond
+// it) stays counted until a Set, Del or Clear of its key.
 //
 // # Comebacks
 //

@@ -98,6 +98,17 @@ func TestReview13_DeadSliceRemovalOverflowDoesNotBrickPrefix(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a.Inc(other) after b died: %v", err)
 	}
+	// b's slice could not leave (MaxInt64 + 10 is beyond int64): it stays
+	// counted, and leaves with a Set of its key.
+	if cum, mine, err := a.Get(ctx, "k"); err != nil || cum != math.MaxInt64 || mine != math.MaxInt64 {
+		t.Fatalf("a.Get(k): (%d, %d), %v; want (MaxInt64, MaxInt64)", cum, mine, err)
+	}
+	if cum, _, err := a.Set(ctx, "k", 1); err != nil || cum != 1 {
+		t.Fatalf("a.Set(k, 1): %d, %v", cum, err)
+	}
+	if cum, _, err := c.Get(ctx, "k"); err != nil || cum != 1 {
+		t.Fatalf("c.Get(k) after the Set: %d, %v; want 1", cum, err)
+	}
 }
 
 // The package doc: "A process restarted with the same id before its
