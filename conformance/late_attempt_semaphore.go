@@ -43,7 +43,17 @@ func testSemLateAttempt(t *testing.T, h Harness) {
 			_, err := waiter.Acquire(wctx, 2)
 			errc <- err
 		}()
-		<-late.Entered
+		select {
+		case <-late.Entered:
+		case err := <-errc:
+			cancel()
+			t.Fatalf("%s: the wait ended before its first attempt: %v", name, err)
+		case <-time.After(5 * time.Second):
+			cancel()
+			<-errc
+			late.Deliver()
+			t.Fatalf("%s: no attempt within 5s", name)
+		}
 		cancel()
 		if err := <-errc; !errors.Is(err, context.Canceled) {
 			late.Deliver()
