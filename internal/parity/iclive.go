@@ -73,7 +73,7 @@ var instanceLiveScenario = Scenario{Name: "InstanceCounterLive", Run: func(ctx c
 	beat("na", "a", "live")
 	remove("nd", "d", "keep") // closed, slices kept: not live either
 	beat("na", "a", "live")
-	beat("nx", "a", "live") // another object with a's id: dup
+	beat("nx", "a", "live")   // another object with a's id: dup
 	join("nb2", "b", "60000") // b's id again, a new object
 	beat("na", "a", "live")
 	remove("na", "a")
