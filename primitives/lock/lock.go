@@ -307,6 +307,8 @@ type core struct {
 	wwait    string
 	fence    string
 	waiters  string
+	queue    string
+	qexp     string
 	channel  string
 	excKeys  []string // KEYS of the acquire scripts
 	obs      *lockObs // nil: no Logger, Observer or MeterProvider
@@ -366,9 +368,9 @@ func newCore(b backend.Backend, name string, opts Options) (*core, error) {
 		waitTTL: driver.Millis(max(3*opts.RetryInterval, 150*time.Millisecond)),
 		ttlArg:  driver.Millis(opts.TTL),
 		lockKey: k.Lock, readers: k.Readers, wwait: k.WaitingWriter,
-		fence: k.Fence, waiters: k.Waiters, channel: k.Channel,
+		fence: k.Fence, waiters: k.Waiters, queue: k.Queue, qexp: k.QueueExpiry, channel: k.Channel,
 	}
-	c.excKeys = []string{c.lockKey, c.readers, c.wwait, c.fence, c.waiters}
+	c.excKeys = []string{c.lockKey, c.readers, c.wwait, c.fence, c.waiters, c.queue, c.qexp}
 	c.notifier, _ = b.(backend.Notifier)
 	c.obs = newLockObs(opts, prefix, name)
 	return c, nil
