@@ -6,6 +6,7 @@ package lockscript
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,18 +63,22 @@ func mayPublish(st driver.Store, keys []string, i int) bool {
 // luaQueue defines the FIFO queue of exclusive waiters (Mutex and RWMutex
 // writers): enqueue(q, qe, id, ms) puts id at the tail once (its score is
 // above every score in line, the server time in µs if larger, so ties
-// cannot reorder arrivals) and refreshes its mark to now + ms; pruneHead(q,
+// cannot reorder arrivals), refreshes its mark to now + ms and returns its
+// rank (0: the head; entries whose marks lapsed may still count); pruneHead(q,
 // qe) drops marks that expired and returns the first live waiter (or nil);
 // leave(q, qe, id) takes id out of line. It needs now_ms.
 const luaQueue = `local function enqueue(q, qe, id, ms)
-  if not redis.call('ZSCORE', q, id) then
+  local rank = redis.call('ZRANK', q, id)
+  if not rank then
     local seq, last = now_ms * 1000, redis.call('ZRANGE', q, -1, -1, 'WITHSCORES')
     if last[2] then seq = math.max(seq, tonumber(last[2]) + 1) end
     redis.call('ZADD', q, fmt(seq), id)
+    rank = redis.call('ZCARD', q) - 1
   end
   redis.call('ZADD', qe, fmt(now_ms + tonumber(ms)), id)
   if redis.call('PTTL', q) < tonumber(ms) then redis.call('PEXPIRE', q, ms) end
   if redis.call('PTTL', qe) < tonumber(ms) then redis.call('PEXPIRE', qe, ms) end
+  return rank
 end
 local function pruneHead(q, qe)
   for _, w in ipairs(redis.call('ZRANGEBYSCORE', qe, '-inf', fmt(now_ms))) do
@@ -91,21 +96,24 @@ end
 // KEYS: lock, readers, wwait, fence[, waiters[, queue, qexp]]. ARGV: id,
 // ttl ms, wait-marker ttl ms ("0": do not mark a waiting writer)[, waiters
 // mark ms ("0": the caller will not wait)]. Returns the fencing token, or 0
-// (and then marks the waiter).
+// when refused (and then marks the waiter), or −1 − its rank in the queue
+// when refused and queued.
 //
 // With the queue keys, exclusive waiting is FIFO: a refused attempt that
 // will wait queues its id (keeping its place) and refreshes its mark; a
 // free lock goes only to the head of the live queue (a non-waiting attempt
 // is refused while anyone waits); and a release hands the lock to the head
 // directly (see Release), which then finds its own lease here and claims
-// it: the lease is extended to the full TTL and its token returned.
+// it: the lease is extended to the full TTL and its token returned. A queue
+// lives only while the waiters key does (every entry is marked at most as
+// long as that key), so a lock nobody waited for costs one EXISTS here.
 var Acquire = driver.NewScript("lock-acquire", driver.LuaNowMillis+luaFmt+luaWaiters+luaQueue+`
 local id, pre = ARGV[1], ARGV[1] .. ':'
 local q, qe = KEYS[6], KEYS[7]
 local function refuse()
   if ARGV[3] ~= '0' then redis.call('SET', KEYS[3], id, 'PX', ARGV[3]) end
   markWaiter(KEYS[5], ARGV[4])
-  if q and ARGV[4] and ARGV[4] ~= '0' then enqueue(q, qe, id, ARGV[4]) end
+  if q and ARGV[4] and ARGV[4] ~= '0' then return -1 - enqueue(q, qe, id, ARGV[4]) end
   return 0
 end
 local cur = redis.call('GET', KEYS[1])
@@ -120,7 +128,7 @@ if cur then
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', fmt(now_ms))
 if redis.call('ZCARD', KEYS[2]) > 0 then return refuse() end
-if q then
+if q and redis.call('EXISTS', KEYS[5]) == 1 then
   local head = pruneHead(q, qe)
   if head and head ~= id then return refuse() end
 end
@@ -128,7 +136,7 @@ local token = math.max(tonumber(redis.call('GET', KEYS[4]) or '0') + 1, now_ms *
 redis.call('SET', KEYS[4], fmt(token))
 redis.call('SET', KEYS[1], pre .. fmt(token), 'PX', ARGV[2])
 if redis.call('GET', KEYS[3]) == id then redis.call('DEL', KEYS[3]) end
-if q then leave(q, qe, id) end
+if q and redis.call('EXISTS', KEYS[5]) == 1 then leave(q, qe, id) end
 return token
 `, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	id, pre := args[0], args[0]+":"
@@ -151,9 +159,11 @@ return token
 			return backend.Value{}, err
 		}
 		if queued && len(args) > 3 && args[3] != "0" {
-			if err := enqueue(st, keys[5], keys[6], id, args[3]); err != nil {
+			rank, err := enqueue(st, keys[5], keys[6], id, args[3])
+			if err != nil {
 				return backend.Value{}, err
 			}
+			return backend.Int(-1 - int64(rank)), nil
 		}
 		return backend.Int(0), nil
 	}
@@ -183,6 +193,7 @@ return token
 	} else if n > 0 {
 		return refuse()
 	}
+	queued = queued && st.Exists(keys[4])
 	if queued {
 		head, err := pruneHead(st, keys[5], keys[6])
 		if err != nil {
@@ -207,36 +218,36 @@ return token
 })
 
 // enqueue is the Go twin of the Lua enqueue.
-func enqueue(st driver.Store, q, qe, id, ms string) error {
+func enqueue(st driver.Store, q, qe, id, ms string) (int, error) {
 	mark, err := driver.ParseMillis(ms)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	now := driver.NowMillis(st)
-	if _, ok, err := st.ZScore(q, id); err != nil {
-		return err
-	} else if !ok {
-		line, err := st.ZRangeByScore(q, -1e300, 1e300)
-		if err != nil {
-			return err
-		}
+	line, err := st.ZRangeByScore(q, -1e300, 1e300)
+	if err != nil {
+		return 0, err
+	}
+	rank := slices.IndexFunc(line, func(m driver.ZMember) bool { return m.Member == id })
+	if rank < 0 {
 		seq := float64(now * 1000)
 		if len(line) > 0 {
 			seq = max(seq, line[len(line)-1].Score+1)
 		}
 		if err := st.ZAdd(q, seq, id); err != nil {
-			return err
+			return 0, err
 		}
+		rank = len(line)
 	}
 	if err := st.ZAdd(qe, float64(now+mark.Milliseconds()), id); err != nil {
-		return err
+		return 0, err
 	}
 	for _, k := range []string{q, qe} {
 		if st.PTTL(k) < mark.Milliseconds() {
 			st.PExpire(k, mark)
 		}
 	}
-	return nil
+	return rank, nil
 }
 
 // pruneHead is the Go twin of the Lua pruneHead: "" when nobody waits.

@@ -139,8 +139,9 @@ var lockScenario = Scenario{Name: "Lock", Run: func(ctx context.Context, b backe
 	qd := call(lockscript.Acquire, qkeys, "d:1", "1000", "0", "0")       // will not wait: not queued
 	qb2 := call(lockscript.Acquire, qkeys, "b:1", "1000", "0", "5000")   // keeps its place
 	line, _ := b.EvalScript(ctx, zrangeScript, []string{kq.Queue})
-	out = append(out, fmt.Sprintf("a acquired %v, b c d refused %v %v %v %v, line %v", !qa.Equal(backend.Int(0)),
-		qb.Equal(backend.Int(0)), qc.Equal(backend.Int(0)), qd.Equal(backend.Int(0)), qb2.Equal(backend.Int(0)), line))
+	// A queued refusal is −1 − the rank in line; one that does not wait, 0.
+	out = append(out, fmt.Sprintf("a acquired %v, b c d refused %v %v %v, b again %v, line %v", !qa.Equal(backend.Int(0)),
+		qb, qc, qd, qb2, line))
 	out = append(out, Outcome(call(lockscript.Release, rkeys, "a:1:", "ch"), nil)) // hands to b
 	holder, _ := b.EvalScript(ctx, getPrefixScript, []string{kq.Lock})
 	qc2 := call(lockscript.Acquire, qkeys, "c:1", "1000", "5000", "5000")
@@ -149,7 +150,7 @@ var lockScenario = Scenario{Name: "Lock", Run: func(ctx context.Context, b backe
 	ta, _ := qa.Int64()
 	tb, _ := qb3.Int64()
 	out = append(out, fmt.Sprintf("handed to %v, c refused %v, b claims a higher token %v, same on retry %v, pttl extended %v",
-		holder, qc2.Equal(backend.Int(0)), tb > ta, qb3.Equal(qb4), func() bool { n, _ := call(pttlScript, []string{kq.Lock}).Int64(); return n > 900 }()))
+		holder, qc2, tb > ta, qb3.Equal(qb4), func() bool { n, _ := call(pttlScript, []string{kq.Lock}).Int64(); return n > 900 }()))
 	out = append(out, Outcome(call(lockscript.Release, rkeys, "b:1:", "ch"), nil)) // hands to c
 	out = append(out, Outcome(call(lockscript.Release, rkeys, "c:1:", "ch"), nil)) // c gives up before claiming: passes on (nobody left: free)
 	line, _ = b.EvalScript(ctx, zrangeScript, []string{kq.Queue})

@@ -196,6 +196,7 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (g *Guard, err err
 	var timer *time.Timer
 	uncertain := false // an attempt may have acquired without our knowing
 	queued := false    // an exclusive attempt may have queued id (see giveUp)
+	ahead := 0         // waiters ahead of id in the queue, as of the last refusal
 	var lastErr error  // of the last attempt, nil when it got an answer
 	answered := false  // an attempt of this wait got an answer
 	for n := 0; ; n++ {
@@ -223,6 +224,7 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (g *Guard, err err
 			return c.newGuard(m, id, token, n, sent), nil
 		case err == nil:
 			lastErr, answered = nil, true
+			ahead = max(int(-token)-1, 0)
 			if p.attempts != 1 && c.notifier != nil && (sub == nil || sub.retryable()) {
 				if sub != nil {
 					sub.close()
@@ -260,15 +262,30 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (g *Guard, err err
 		} else {
 			timer.Reset(c.retry) // no stale tick survives Reset (Go 1.23 timers)
 		}
-		select {
-		case <-sub.readyCh():
-			// Subscribed: try again at once, so that a release between the
-			// last attempt and the subscription is not missed.
-			sub.sawReady()
-		case <-sub.notifyCh():
-		case <-timer.C:
-		case <-wctx.Done():
-			return nil, c.ended(ctx, m, id, uncertain || queued, answered && lastErr == nil, p, lastErr)
+	wake:
+		for {
+			select {
+			case <-sub.readyCh():
+				// Subscribed: try again at once, so that a release between the
+				// last attempt and the subscription is not missed (and the
+				// count of waiters ahead, which messages before it missed,
+				// is refreshed).
+				sub.sawReady()
+			case <-sub.notifyCh():
+				if ahead > 0 {
+					// A queued waiter with others ahead: this release went
+					// to one of them (the lock is handed to the head), so
+					// it moves up without trying; the polling below still
+					// refreshes its place and corrects a count a lost or
+					// coalesced message left too high.
+					ahead--
+					continue wake
+				}
+			case <-timer.C:
+			case <-wctx.Done():
+				return nil, c.ended(ctx, m, id, uncertain || queued, answered && lastErr == nil, p, lastErr)
+			}
+			break
 		}
 	}
 }
