@@ -128,8 +128,8 @@ var lockScenario = Scenario{Name: "Lock", Run: func(ctx context.Context, b backe
 	// a free lock goes only to the head, a release hands the lock to the
 	// head (which claims it with its own id: the same token, extended),
 	// a waiter that gives up (Release) leaves the line and passes on a
-	// lock handed to it, and a lock handed to a waiter whose mark lapses
-	// frees itself when the mark would have.
+	// lock handed to it, and a lock is handed to a waiter only for what is
+	// left of its mark.
 	kq := keyspace.Lock(p, "q")
 	qkeys := []string{kq.Lock, kq.Readers, kq.WaitingWriter, kq.Fence, kq.Waiters, kq.Queue, kq.QueueExpiry}
 	rkeys := []string{kq.Lock, kq.Waiters, kq.Queue, kq.QueueExpiry, kq.Fence}
@@ -162,10 +162,9 @@ var lockScenario = Scenario{Name: "Lock", Run: func(ctx context.Context, b backe
 	holder, _ = b.EvalScript(ctx, getPrefixScript, []string{kq.Lock})
 	short := call(pttlScript, []string{kq.Lock})
 	n, _ := short.Int64()
+	// (That it then lapses needs the server's clock to move, which
+	// miniredis's does not by itself: TestHandoffToCrashedWaiterLapses.)
 	out = append(out, fmt.Sprintf("handed to %v for at most its mark %v", holder, n > 0 && n <= 150))
-	time.Sleep(300 * time.Millisecond) // f never claims: the lock frees itself
-	qg := call(lockscript.Acquire, qkeys, "g:1", "1000", "0", "0")
-	out = append(out, fmt.Sprintf("after f's mark lapsed g acquires %v", !qg.Equal(backend.Int(0))))
 	return out
 }}
 
