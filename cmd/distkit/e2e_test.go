@@ -47,6 +47,7 @@ type (
 		OwnerBase64 string `json:"owner_base64"`
 		Acquisition string `json:"acquisition"`
 		TTLMs       int64  `json:"ttl_ms"`
+		Position    int    `json:"position"`
 	}
 	jLock struct {
 		Prefix     string    `json:"prefix"`
@@ -127,14 +128,22 @@ func TestLockShow(t *testing.T) {
 	}
 	waitFor("doc-7", "writer-1@host-c", true)
 
-	// The Mutex: held, with its holder's owner, acquisition, token and TTL.
+	// The Mutex: held, with its holder's owner, acquisition, token and TTL,
+	// and its waiter in the queue.
+	testkit.Eventually(t, 5*time.Second, "the Mutex waiter in the queue", func() bool {
+		r := tg.ok(t, "lock", "show", "orders-42", "--json")
+		var l jLock
+		decode(t, r, &l)
+		return len(l.Waiters) == 1
+	})
 	r := tg.ok(t, "lock", "show", "orders-42")
 	t.Logf("$ distkit lock show orders-42\n%s", r.stdout)
 	tok := regexp.QuoteMeta(itoa(held.Token()))
 	matchLines(t, r,
 		`^name:\s+orders-42$`, `^state:\s+held \(exclusive\)$`, `^fence:\s+`+tok+` \(last token issued\)$`,
 		`^ROLE\s+OWNER\s+ACQUISITION\s+TOKEN\s+ACQUIRED\s+TTL$`,
-		`^holder\s+worker-1@host-a\s+[0-9a-z]+\s+`+tok+`\s+\d[.\dmµs]* ago\s+(2\d|30)(\.\d)?s$`)
+		`^holder\s+worker-1@host-a\s+[0-9a-z]+\s+`+tok+`\s+\d[.\dmµs]* ago\s+(2\d|30)(\.\d)?s$`,
+		`^queued #1\s+worker-2@host-b\s+[0-9a-z]+\s+-\s+-\s+\S+s$`)
 	r = tg.ok(t, "lock", "show", "orders-42", "--json")
 	t.Logf("$ distkit lock show orders-42 --json\n%s", r.stdout)
 	var l jLock
@@ -142,7 +151,8 @@ func TestLockShow(t *testing.T) {
 	if l.Name != "orders-42" || l.Prefix != tg.prefix || !l.Exists || l.State != "held" || l.Holder == nil ||
 		l.Holder.Owner != "worker-1@host-a" || l.Holder.Token != held.Token() || l.Fence != held.Token() ||
 		l.Holder.TTLMs <= 0 || l.Holder.TTLMs > 30000 || l.Holder.Acquisition == "" ||
-		len(l.Readers) != 0 || len(l.Waiters) != 0 {
+		len(l.Readers) != 0 || len(l.Waiters) != 1 || l.Waiters[0].Kind != "queued" ||
+		l.Waiters[0].Owner != "worker-2@host-b" || l.Waiters[0].Position != 1 || l.Waiters[0].TTLMs <= 0 {
 		t.Fatalf("lock show orders-42: %+v (holder %+v), token %d", l, l.Holder, held.Token())
 	}
 	server := parseTime(t, l.ServerTime)
@@ -176,7 +186,7 @@ func TestLockShow(t *testing.T) {
 	}
 	if l.State != "read" || l.Holder != nil || len(l.Readers) != 2 || owners["reader-1@host-a"] != readers[0].Token() ||
 		owners["reader-2@host-b"] != readers[1].Token() || len(l.Waiters) != 1 || l.Waiters[0].Kind != "writer" ||
-		l.Waiters[0].Owner != "writer-1@host-c" || l.Waiters[0].TTLMs <= 0 || l.Fence != max(readers[0].Token(), readers[1].Token()) {
+		l.Waiters[0].Owner != "writer-1@host-c" || l.Waiters[0].TTLMs <= 0 || l.Waiters[0].Position != 1 || l.Fence != max(readers[0].Token(), readers[1].Token()) {
 		t.Fatalf("lock show doc-7: %+v", l)
 	}
 

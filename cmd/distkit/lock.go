@@ -26,6 +26,7 @@ type jsonWaiter struct {
 	OwnerBase64 string `json:"owner_base64,omitempty"`
 	Acquisition string `json:"acquisition"`
 	TTLMs       int64  `json:"ttl_ms"`
+	Position    int    `json:"position,omitempty"` // place in the FIFO queue, 1 = next
 }
 
 type jsonLock struct {
@@ -57,7 +58,7 @@ func toJSONLock(l *inspect.Lock) jsonLock {
 	}
 	for _, w := range l.Waiters {
 		j.Waiters = append(j.Waiters, jsonWaiter{Kind: w.Kind, Owner: w.Owner, OwnerBase64: b64(w.Owner),
-			Acquisition: w.Acquisition, TTLMs: ms(w.TTL)})
+			Acquisition: w.Acquisition, TTLMs: ms(w.TTL), Position: w.Position})
 	}
 	return j
 }
@@ -125,7 +126,11 @@ func (c *cli) printLock(l *inspect.Lock) {
 		lease("reader", r)
 	}
 	for _, w := range l.Waiters {
-		rows = append(rows, []string{"waiting " + w.Kind, disp(w.Owner), w.Acquisition, "-", "-", human(w.TTL)})
+		role := "waiting " + w.Kind
+		if w.Kind == "queued" {
+			role = "queued #" + strconv.Itoa(w.Position)
+		}
+		rows = append(rows, []string{role, disp(w.Owner), w.Acquisition, "-", "-", human(w.TTL)})
 	}
 	c.table(rows)
 }

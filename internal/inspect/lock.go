@@ -24,14 +24,18 @@ type Lease struct {
 	Raw string
 }
 
-// Waiter is someone recorded as waiting for a lock. Today only a waiting
-// RWMutex writer is recorded (Kind "writer"); a Mutex's waiters leave no
-// trace in the backend.
+// Waiter is someone recorded as waiting for a lock: a waiting RWMutex
+// writer (Kind "writer", its waiting mark) and the FIFO queue of exclusive
+// waiters, Mutex waiters and writers alike (Kind "queued", or "writer" for
+// the writer whose mark is also in line), in queue order.
 type Waiter struct {
 	Kind        string
 	Owner       string
 	Acquisition string
 	TTL         time.Duration // until the mark expires unless the waiter refreshes it
+	// Position is the place in the queue (1: next to get the lock); 0 for
+	// a writer's mark that is not in the queue.
+	Position int
 }
 
 // Lock is the state of one lock name.
@@ -63,11 +67,20 @@ func (l *Lock) State() string {
 	return "free"
 }
 
-// lockRead: KEYS lock, readers, wwait, fence. Returns {lock value, its
-// PTTL, [reader, expiry ms, …], wwait value, its PTTL, fence, now ms}.
+// lockRead: KEYS lock, readers, wwait, fence, queue, qexp. Returns {lock
+// value, its PTTL, [reader, expiry ms, …], wwait value, its PTTL, fence,
+// now ms, [queued id, mark expiry ms, …] in queue order}.
 var lockRead = driver.NewScript("inspect-lock-read", driver.LuaNowMillis+luaZScores+`
+local q = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
+  local e = redis.call('ZSCORE', KEYS[6], id)
+  if e then
+    q[#q + 1] = id
+    q[#q + 1] = tonumber(e)
+  end
+end
 return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), zscores(KEYS[2], {}),
-  redis.call('GET', KEYS[3]), redis.call('PTTL', KEYS[3]), redis.call('GET', KEYS[4]), now_ms}
+  redis.call('GET', KEYS[3]), redis.call('PTTL', KEYS[3]), redis.call('GET', KEYS[4]), now_ms, q}
 `, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	holder, err := goGet(st, keys[0])
 	if err != nil {
@@ -85,13 +98,25 @@ return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), zscores(KEYS[2]
 	if err != nil {
 		return backend.Value{}, err
 	}
+	line, err := st.ZRangeByScore(keys[4], -1e300, 1e300)
+	if err != nil {
+		return backend.Value{}, err
+	}
+	queue := []backend.Value{}
+	for _, m := range line {
+		if e, ok, err := st.ZScore(keys[5], m.Member); err != nil {
+			return backend.Value{}, err
+		} else if ok {
+			queue = append(queue, backend.Str(m.Member), backend.Int(int64(e)))
+		}
+	}
 	return backend.Arr(holder, backend.Int(st.PTTL(keys[0])), backend.Arr(readers...),
-		waiting, backend.Int(st.PTTL(keys[2])), fence, backend.Int(driver.NowMillis(st))), nil
+		waiting, backend.Int(st.PTTL(keys[2])), fence, backend.Int(driver.NowMillis(st)), backend.Arr(queue...)), nil
 })
 
 func lockKeys(prefix, name string) []string {
 	k := keyspace.Lock(prefix, name)
-	return []string{k.Lock, k.Readers, k.WaitingWriter, k.Fence}
+	return []string{k.Lock, k.Readers, k.WaitingWriter, k.Fence, k.Queue, k.QueueExpiry}
 }
 
 // ReadLock reads the state of lock name under prefix in one atomic step.
@@ -147,7 +172,7 @@ func lease(raw string, ttl time.Duration) (Lease, error) {
 // prunes them, and are left out here); a waiting writer is a string mark;
 // the fence is the last token.
 func decodeLock(name string, v backend.Value) (Lock, error) {
-	r := newReply(v, 7)
+	r := newReply(v, 8)
 	l := Lock{Name: name, Now: serverTime(r.int(6, "now"))}
 	if raw, ok := r.str(0, "holder"); ok {
 		d, _ := ttl(r.int(1, "holder pttl"))
@@ -177,10 +202,35 @@ func decodeLock(name string, v backend.Value) (Lock, error) {
 		}
 		l.Readers = append(l.Readers, rd)
 	}
-	if raw, ok := r.str(3, "waiting writer"); ok {
+	writer, hasWriter := r.str(3, "waiting writer")
+	qs, err := pairs(r.arr(7, "queue"), "queue")
+	if err != nil {
+		return Lock{}, err
+	}
+	for _, p := range qs {
+		raw, err1 := p[0].Text()
+		exp, err2 := p[1].Int64()
+		if err1 != nil || err2 != nil {
+			return Lock{}, layoutErr("lock %q: queued %v %v", name, p[0], p[1])
+		}
+		left := serverTime(exp).Sub(l.Now)
+		if left <= 0 { // a lapsed mark, pruned by the next acquisition
+			continue
+		}
 		owner, nonce, err := keyspace.ParseLockAcquisition(raw)
 		if err != nil {
-			return Lock{}, layoutErr("lock %q: waiting writer %q: %v", name, raw, err)
+			return Lock{}, layoutErr("lock %q: queued %q: %v", name, raw, err)
+		}
+		kind := "queued"
+		if hasWriter && raw == writer {
+			kind, hasWriter = "writer", false
+		}
+		l.Waiters = append(l.Waiters, Waiter{Kind: kind, Owner: owner, Acquisition: nonce, TTL: left, Position: len(l.Waiters) + 1})
+	}
+	if hasWriter {
+		owner, nonce, err := keyspace.ParseLockAcquisition(writer)
+		if err != nil {
+			return Lock{}, layoutErr("lock %q: waiting writer %q: %v", name, writer, err)
 		}
 		d, _ := ttl(r.int(4, "waiting writer pttl"))
 		l.Waiters = append(l.Waiters, Waiter{Kind: "writer", Owner: owner, Acquisition: nonce, TTL: d})

@@ -87,15 +87,17 @@ func InstanceHolder(key, id string) string { return Join(Escape(key), Escape(id)
 //	{<prefix>:<name>}:wwait     string  a waiting writer <owner>:<nonce> (PX 3×RetryInterval)
 //	{<prefix>:<name>}:fence     string  the last fencing token (never expires)
 //	{<prefix>:<name>}:waiters   string  "1" while someone waits for the lock (PX 3×RetryInterval, at least 150 ms)
+//	{<prefix>:<name>}:queue     zset    waiting writers and Mutex waiters <owner>:<nonce> → arrival order (≥ Unix µs)
+//	{<prefix>:<name>}:qexp      zset    the same waiters → mark expiry (Unix ms)
 //	{<prefix>:<name>}:released  channel a message per release while someone waits
 type LockKeys struct {
-	Lock, Readers, WaitingWriter, Fence, Waiters, Channel string
+	Lock, Readers, WaitingWriter, Fence, Waiters, Queue, QueueExpiry, Channel string
 }
 
 // Lock returns the keys of the lock name under prefix.
 func Lock(prefix, name string) LockKeys {
 	t := tag(Escape(prefix), Escape(name)) + Sep
-	return LockKeys{Lock: t + "lock", Readers: t + "readers", WaitingWriter: t + "wwait", Fence: t + "fence", Waiters: t + "waiters", Channel: t + "released"}
+	return LockKeys{Lock: t + "lock", Readers: t + "readers", WaitingWriter: t + "wwait", Fence: t + "fence", Waiters: t + "waiters", Queue: t + "queue", QueueExpiry: t + "qexp", Channel: t + "released"}
 }
 
 // LockAcquisition is the id of one acquisition by owner: <owner>:<nonce>,

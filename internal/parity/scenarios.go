@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/distkit-go/distkit"
@@ -122,8 +123,73 @@ var lockScenario = Scenario{Name: "Lock", Run: func(ctx context.Context, b backe
 	call(lockscript.AcquireShared, wkeys, "c:1", "1000", "0", "100")
 	out = append(out, fmt.Sprintf("marked %v, not shortened %v", marked > 4000, pttl() > 4000))
 	out = append(out, Outcome(call(lockscript.Release, []string{kw.Lock, kw.Waiters}, "a:1:", "ch"), nil))
+
+	// The FIFO queue and direct hand-off: waiters queue in arrival order,
+	// a free lock goes only to the head, a release hands the lock to the
+	// head (which claims it with its own id: the same token, extended),
+	// a waiter that gives up (Release) leaves the line and passes on a
+	// lock handed to it, and a lock is handed to a waiter only for what is
+	// left of its mark.
+	kq := keyspace.Lock(p, "q")
+	qkeys := []string{kq.Lock, kq.Readers, kq.WaitingWriter, kq.Fence, kq.Waiters, kq.Queue, kq.QueueExpiry}
+	rkeys := []string{kq.Lock, kq.Waiters, kq.Queue, kq.QueueExpiry, kq.Fence}
+	qa := call(lockscript.Acquire, qkeys, "a:1", "1000", "0", "5000")
+	qb := call(lockscript.Acquire, qkeys, "b:1", "1000", "0", "5000")
+	qc := call(lockscript.Acquire, qkeys, "c:1", "1000", "5000", "5000") // a writer: marks wwait too
+	qd := call(lockscript.Acquire, qkeys, "d:1", "1000", "0", "0")       // will not wait: not queued
+	qb2 := call(lockscript.Acquire, qkeys, "b:1", "1000", "0", "5000")   // keeps its place
+	line, _ := b.EvalScript(ctx, zrangeScript, []string{kq.Queue})
+	// A queued refusal is −1 − the rank in line; one that does not wait, 0.
+	out = append(out, fmt.Sprintf("a acquired %v, b c d refused %v %v %v, b again %v, line %v", !qa.Equal(backend.Int(0)),
+		qb, qc, qd, qb2, line))
+	out = append(out, Outcome(call(lockscript.Release, rkeys, "a:1:", "ch"), nil)) // hands to b
+	holder, _ := b.EvalScript(ctx, getPrefixScript, []string{kq.Lock})
+	qc2 := call(lockscript.Acquire, qkeys, "c:1", "1000", "5000", "5000")
+	qb3 := call(lockscript.Acquire, qkeys, "b:1", "1000", "0", "5000") // claims
+	qb4 := call(lockscript.Acquire, qkeys, "b:1", "1000", "0", "5000")
+	ta, _ := qa.Int64()
+	tb, _ := qb3.Int64()
+	out = append(out, fmt.Sprintf("handed to %v, c refused %v, b claims a higher token %v, same on retry %v, pttl extended %v",
+		holder, qc2, tb > ta, qb3.Equal(qb4), func() bool { n, _ := call(pttlScript, []string{kq.Lock}).Int64(); return n > 900 }()))
+	out = append(out, Outcome(call(lockscript.Release, rkeys, "b:1:", "ch"), nil)) // hands to c
+	out = append(out, Outcome(call(lockscript.Release, rkeys, "c:1:", "ch"), nil)) // c gives up before claiming: passes on (nobody left: free)
+	line, _ = b.EvalScript(ctx, zrangeScript, []string{kq.Queue})
+	holder, _ = b.EvalScript(ctx, getPrefixScript, []string{kq.Lock})
+	out = append(out, fmt.Sprintf("after c gave up: holder %v, line %v", holder, line))
+	call(lockscript.Acquire, qkeys, "e:1", "1000", "0", "0")
+	call(lockscript.Acquire, qkeys, "f:1", "1000", "0", "150") // a short mark
+	call(lockscript.Release, rkeys, "e:1:", "ch")              // hands to f for what is left of its mark
+	holder, _ = b.EvalScript(ctx, getPrefixScript, []string{kq.Lock})
+	short := call(pttlScript, []string{kq.Lock})
+	n, _ := short.Int64()
+	// (That it then lapses needs the server's clock to move, which
+	// miniredis's does not by itself: TestHandoffToCrashedWaiterLapses.)
+	out = append(out, fmt.Sprintf("handed to %v for at most its mark %v", holder, n > 0 && n <= 150))
 	return out
 }}
+
+// zrangeScript lists a sorted set's members in order.
+var zrangeScript = driver.NewScript("parity-zrange", `return table.concat(redis.call('ZRANGE', KEYS[1], 0, -1), ' ')`,
+	func(st driver.Store, keys, _ []string) (backend.Value, error) {
+		ms, err := st.ZRangeByScore(keys[0], -1e300, 1e300)
+		var names []string
+		for _, m := range ms {
+			names = append(names, m.Member)
+		}
+		return backend.Str(strings.Join(names, " ")), err
+	})
+
+// getPrefixScript reads a lock value's holder (the value up to its last ':').
+var getPrefixScript = driver.NewScript("parity-get-holder", `local v = redis.call('GET', KEYS[1])
+if not v then return '' end
+return string.match(v, '^(.*):[^:]*$')`,
+	func(st driver.Store, keys, _ []string) (backend.Value, error) {
+		v, _, err := st.Get(keys[0])
+		if i := strings.LastIndexByte(v, ':'); i >= 0 {
+			v = v[:i]
+		}
+		return backend.Str(v), err
+	})
 
 // pttlScript reads a key's PTTL (-2 when absent).
 var pttlScript = driver.NewScript("parity-pttl", `return redis.call('PTTL', KEYS[1])`,

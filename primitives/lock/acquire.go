@@ -63,8 +63,11 @@ func (c *core) try(ctx context.Context, m mode, id string, retry, detach, wait b
 		return result{token, acked}, err
 	}, func(r result, err error) {
 		acquired := r.token > 0 || err != nil && !errors.Is(err, backend.ErrNotApplied)
-		if acquired || m == writer {
-			c.undo(m, id, acquired)
+		// A waiting exclusive attempt may have queued: Release takes it
+		// out of line (and passes on a lock handed to it meanwhile).
+		queued := wait && m != shared && !errors.Is(err, backend.ErrNotApplied)
+		if acquired || queued || m == writer {
+			c.undo(m, id, acquired || queued)
 		}
 	})
 	return r.token, r.acked, abandoned, err
@@ -80,9 +83,10 @@ func (c *core) attempt(ctx context.Context, m mode, id string, retry, wait bool)
 	if wait {
 		mark = c.waitTTL
 	}
-	s, args := lockscript.Acquire, []string{id, c.ttlArg, "0", mark}
+	s, keys, args := lockscript.Acquire, c.excKeys, []string{id, c.ttlArg, "0", mark}
 	switch m {
 	case shared:
+		keys = c.excKeys[:5]
 		r := "0"
 		if retry {
 			r = "1"
@@ -93,9 +97,9 @@ func (c *core) attempt(ctx context.Context, m mode, id string, retry, wait bool)
 	}
 	var v backend.Value
 	if c.replicas > 0 {
-		v, acked, err = c.repl.EvalScriptWait(ctx, s, c.excKeys, args, c.replicas, c.waitBudget(ctx))
+		v, acked, err = c.repl.EvalScriptWait(ctx, s, keys, args, c.replicas, c.waitBudget(ctx))
 	} else {
-		v, err = c.b.EvalScript(ctx, s, c.excKeys, args...)
+		v, err = c.b.EvalScript(ctx, s, keys, args...)
 	}
 	if err != nil {
 		return 0, 0, err
@@ -147,16 +151,21 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (g *Guard, err err
 	}()
 	var timer *time.Timer
 	uncertain := false // an attempt may have acquired without our knowing
+	queued := false    // an exclusive attempt may have queued id (see giveUp)
+	ahead := 0         // waiters ahead of id in the queue, as of the last refusal
 	var lastErr error  // of the last attempt, nil when it got an answer
 	answered := false  // an attempt of this wait got an answer
 	for n := 0; ; n++ {
 		if wctx.Err() != nil {
-			return nil, c.ended(ctx, m, id, uncertain, answered && lastErr == nil, p, lastErr)
+			return nil, c.ended(ctx, m, id, uncertain || queued, answered && lastErr == nil, p, lastErr)
 		}
 		sent := time.Now()
-		token, acked, abandoned, err := c.try(wctx, m, id, uncertain, detach, p.attempts != 1 && c.notifier != nil)
+		wait := p.attempts != 1
+		token, acked, abandoned, err := c.try(wctx, m, id, uncertain, detach, wait)
 		if abandoned { // it cleans up after itself; go on under a new id
-			id, uncertain = newAcquisitionID(c.owner), false
+			id, uncertain, queued = newAcquisitionID(c.owner), false, false
+		} else if wait && m != shared && !errors.Is(err, backend.ErrNotApplied) {
+			queued = true
 		}
 		switch {
 		case err == nil && token > 0 && c.replicas > 0 && acked < c.replicas:
@@ -166,11 +175,12 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (g *Guard, err err
 			// hand it back and go on as if the lock were held.
 			c.undo(m, id, true)
 			id = newAcquisitionID(c.owner)
-			uncertain, lastErr = false, nil
+			uncertain, queued, lastErr = false, false, nil
 		case err == nil && token > 0:
 			return c.newGuard(m, id, token, n, sent), nil
 		case err == nil:
 			lastErr, answered = nil, true
+			ahead = max(int(-token)-1, 0)
 			if p.attempts != 1 && c.notifier != nil && (sub == nil || sub.retryable()) {
 				if sub != nil {
 					sub.close()
@@ -185,10 +195,10 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (g *Guard, err err
 				// says nothing about the backend; the answer stands.)
 				lastErr = err
 			}
-			return nil, c.ended(ctx, m, id, uncertain, false, p, lastErr)
+			return nil, c.ended(ctx, m, id, uncertain || queued, false, p, lastErr)
 		case lease.Permanent(err):
 			uncertain = uncertain || !abandoned && errors.Is(err, backend.ErrIndeterminate)
-			return nil, c.giveUp(m, id, uncertain, !errors.Is(err, backend.ErrNotApplied) && !errors.Is(err, backend.ErrIndeterminate), fmt.Errorf("%s: %w", c.errName, err))
+			return nil, c.giveUp(m, id, uncertain || queued, !errors.Is(err, backend.ErrNotApplied) && !errors.Is(err, backend.ErrIndeterminate), fmt.Errorf("%s: %w", c.errName, err))
 		default:
 			uncertain = uncertain || !abandoned && errors.Is(err, backend.ErrIndeterminate)
 			lastErr = err
@@ -200,7 +210,7 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (g *Guard, err err
 				}
 				return nil, fmt.Errorf("%s: %w", c.errName, distkit.ErrNotAcquired)
 			}
-			return nil, c.giveUp(m, id, uncertain, lastErr == nil, fmt.Errorf("%s: %w", c.errName, &distkit.RetriesError{Attempts: n + 1, Last: lastErr}))
+			return nil, c.giveUp(m, id, uncertain || queued, lastErr == nil, fmt.Errorf("%s: %w", c.errName, &distkit.RetriesError{Attempts: n + 1, Last: lastErr}))
 		}
 		if timer == nil {
 			timer = time.NewTimer(c.retry)
@@ -208,15 +218,30 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (g *Guard, err err
 		} else {
 			timer.Reset(c.retry) // no stale tick survives Reset (Go 1.23 timers)
 		}
-		select {
-		case <-sub.readyCh():
-			// Subscribed: try again at once, so that a release between the
-			// last attempt and the subscription is not missed.
-			sub.sawReady()
-		case <-sub.notifyCh():
-		case <-timer.C:
-		case <-wctx.Done():
-			return nil, c.ended(ctx, m, id, uncertain, answered && lastErr == nil, p, lastErr)
+	wake:
+		for {
+			select {
+			case <-sub.readyCh():
+				// Subscribed: try again at once, so that a release between the
+				// last attempt and the subscription is not missed (and the
+				// count of waiters ahead, which messages before it missed,
+				// is refreshed).
+				sub.sawReady()
+			case <-sub.notifyCh():
+				if ahead > 0 {
+					// A queued waiter with others ahead: this release went
+					// to one of them (the lock is handed to the head), so
+					// it moves up without trying; the polling below still
+					// refreshes its place and corrects a count a lost or
+					// coalesced message left too high.
+					ahead--
+					continue wake
+				}
+			case <-timer.C:
+			case <-wctx.Done():
+				return nil, c.ended(ctx, m, id, uncertain || queued, answered && lastErr == nil, p, lastErr)
+			}
+			break
 		}
 	}
 }
@@ -249,6 +274,10 @@ const cleanupGrace = 50 * time.Millisecond
 // mark (whose removal wakes the readers it held back). When the backend
 // answered the last attempt (answered), it waits for the clean-up at most
 // cleanupGrace; the rest runs in the background, bounded by TTL/3.
+//
+// A wait whose exclusive attempts may have queued it passes uncertain: the
+// release then takes it out of line and passes on a lock handed to it
+// meanwhile (otherwise that lock would wait for the mark to expire).
 func (c *core) giveUp(m mode, id string, uncertain, answered bool, err error) error {
 	if !uncertain && m != writer {
 		return err
@@ -291,7 +320,11 @@ func (c *core) release(ctx context.Context, m mode, id string) (bool, error) {
 	if m == shared {
 		s, key = lockscript.ReleaseShared, c.readers
 	}
-	v, err := c.b.EvalScript(ctx, s, []string{key, c.waiters}, id+":", c.channel)
+	keys := []string{key, c.waiters}
+	if m != shared {
+		keys = []string{key, c.waiters, c.queue, c.qexp, c.fence}
+	}
+	v, err := c.b.EvalScript(ctx, s, keys, id+":", c.channel)
 	if err != nil {
 		return false, err
 	}

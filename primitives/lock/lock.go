@@ -124,6 +124,31 @@
 // crashed (its lease expires). The drivers keep subscriptions across
 // reconnects and wake waiters after each re-subscription.
 //
+// # Fairness and hand-off
+//
+// Exclusive waiters (Mutex, and RWMutex writers) are served first come,
+// first served: a waiting attempt that is refused takes a place at the tail
+// of the lock's queue (keeping it on later attempts) and refreshes its mark
+// there with every attempt (the mark lasts three RetryIntervals, at least
+// 150 ms). A release hands the lock directly to the head of the queue,
+// inside the releasing script, with a new fencing token, and publishes; the
+// head's next attempt (at once on the message, else at its next poll)
+// finds the lease its own and extends it to the TTL. Waiters behind the
+// head do not send an attempt for a release that went to someone ahead of
+// them. A free lock goes only to the head (TryLock, which does not wait, is
+// refused while anyone waits). The promise: among waiters that keep
+// waiting, no one is served twice while another waits, so contending
+// processes with equal demand get equal shares (measured: 3 processes × 3
+// goroutines over 2 s, 282 / 281 / 281 acquisitions; before the queue,
+// 263 / 483 / 184). What it does not promise: a waiter whose attempts are
+// delayed past its mark (a process paused, a partition) loses its place
+// and queues again at the tail; a waiter that crashes holds up the line
+// at most until its mark lapses, and a lock handed to it is leased only
+// for what was left of its mark, after which it goes to the next in line
+// (or is free). A wait that gives up leaves the line and passes on a lock
+// handed to it meanwhile. Readers are not queued: they keep the rule
+// above (held back while a writer waits).
+//
 // # Errors
 //
 // Test the backend's classes first: "the lock is held by someone else" and
@@ -192,6 +217,8 @@
 //	{<prefix>:<name>}:wwait     string   a waiting writer <owner>:<nonce> (PX 3×RetryInterval)
 //	{<prefix>:<name>}:fence     string   the last fencing token (never expires)
 //	{<prefix>:<name>}:waiters   string   "1" while someone waits for the lock (PX 3×RetryInterval, at least 150 ms)
+//	{<prefix>:<name>}:queue     zset     exclusive waiters <owner>:<nonce> → arrival order (≥ Unix µs), first come first served
+//	{<prefix>:<name>}:qexp      zset     the same waiters → mark expiry (Unix ms; 3×RetryInterval, at least 150 ms)
 //	{<prefix>:<name>}:released  channel  a message on every release, and when a waiting writer gives up, while someone waits
 package lock
 
@@ -307,6 +334,8 @@ type core struct {
 	wwait    string
 	fence    string
 	waiters  string
+	queue    string
+	qexp     string
 	channel  string
 	excKeys  []string // KEYS of the acquire scripts
 	obs      *lockObs // nil: no Logger, Observer or MeterProvider
@@ -366,9 +395,9 @@ func newCore(b backend.Backend, name string, opts Options) (*core, error) {
 		waitTTL: driver.Millis(max(3*opts.RetryInterval, 150*time.Millisecond)),
 		ttlArg:  driver.Millis(opts.TTL),
 		lockKey: k.Lock, readers: k.Readers, wwait: k.WaitingWriter,
-		fence: k.Fence, waiters: k.Waiters, channel: k.Channel,
+		fence: k.Fence, waiters: k.Waiters, queue: k.Queue, qexp: k.QueueExpiry, channel: k.Channel,
 	}
-	c.excKeys = []string{c.lockKey, c.readers, c.wwait, c.fence, c.waiters}
+	c.excKeys = []string{c.lockKey, c.readers, c.wwait, c.fence, c.waiters, c.queue, c.qexp}
 	c.notifier, _ = b.(backend.Notifier)
 	c.obs = newLockObs(opts, prefix, name)
 	return c, nil
