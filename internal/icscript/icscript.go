@@ -32,6 +32,7 @@
 package icscript
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -197,58 +198,110 @@ local function state(key)
 end
 `
 
+// luaOp defines op_one(mode, key, op, x, n): Op's operation for a
+// registered object (after cleanup, status and refresh), returning its
+// reply or an error reply. Op and OpBatch share it.
+const luaOp = `
+local function op_one(mode, key, op, x, n)
+  local v = version()
+  local t = stamp()
+  local f = me .. ':' .. key
+  local s = redis.call('HGET', SLICES, f) or '0'
+  local total = redis.call('HGET', TOTAL, key) or '0'
+  local head = {'ok', fmt(v), fmt(t), fmt(cleared())}
+  if mode == 'inc' or (mode == 'incif' and matches(op, total, x)) then
+    local e = add(key, n)
+    if e then return e end
+  elseif mode == 'setmine' or (mode == 'setmineif' and matches(op, s, x)) then
+    local e = add(key, neg(s))
+    if e then return e end
+    e = add(key, n)
+    if e then
+      add(key, s)
+      return e
+    end
+    redis.call('HDEL', REJ, f)
+  elseif mode == 'set' or (mode == 'setif' and matches(op, total, x)) then
+    wipe(key)
+    redis.call('HSET', TOTAL, key, n)
+    redis.call('HSET', SLICES, f, n)
+    redis.call('ZADD', OWNED, 0, f)
+    redis.call('ZADD', HOLDERS, 0, key .. ':' .. me)
+    bump(key, t)
+  elseif mode == 'delmine' then
+    local e = add(key, neg(s))
+    if e then return e end
+    redis.call('HDEL', SLICES, f)
+    redis.call('HDEL', REJ, f)
+    redis.call('ZREM', OWNED, f)
+    redis.call('ZREM', HOLDERS, key .. ':' .. me)
+  elseif mode == 'del' then
+    wipe(key)
+    redis.call('HDEL', TOTAL, key)
+    local ep = bump(key, t)
+    for _, w in ipairs({total, s, fmt(ep), '0'}) do head[#head+1] = w end
+    return head
+  end
+  for _, w in ipairs(state(key)) do head[#head+1] = w end
+  return head
+end
+`
+
 // Op runs one operation on one key. ARGV: 4 mode, 5 key, 6 comparator op,
 // 7 operand, 8 n. Reply {status}, or {"ok", version, stamp, cleared,
 // cumulative, mine, epoch, rejoined} after the operation; for "del" the
 // cumulative and mine before it and the new epoch.
-var Op = driver.NewScript("instancecounter-op", luaPrelude+`
-local mode, key, op, x, n = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+var Op = driver.NewScript("instancecounter-op", luaPrelude+luaOp+`
 cleanup()
 local st = status()
 if st ~= 'ok' then return {st} end
 refresh()
-local v = version()
-local t = stamp()
-local f = me .. ':' .. key
-local s = redis.call('HGET', SLICES, f) or '0'
-local total = redis.call('HGET', TOTAL, key) or '0'
-local head = {'ok', fmt(v), fmt(t), fmt(cleared())}
-if mode == 'inc' or (mode == 'incif' and matches(op, total, x)) then
-  local e = add(key, n)
-  if e then return e end
-elseif mode == 'setmine' or (mode == 'setmineif' and matches(op, s, x)) then
-  local e = add(key, neg(s))
-  if e then return e end
-  e = add(key, n)
-  if e then
-    add(key, s)
-    return e
-  end
-  redis.call('HDEL', REJ, f)
-elseif mode == 'set' or (mode == 'setif' and matches(op, total, x)) then
-  wipe(key)
-  redis.call('HSET', TOTAL, key, n)
-  redis.call('HSET', SLICES, f, n)
-  redis.call('ZADD', OWNED, 0, f)
-  redis.call('ZADD', HOLDERS, 0, key .. ':' .. me)
-  bump(key, t)
-elseif mode == 'delmine' then
-  local e = add(key, neg(s))
-  if e then return e end
-  redis.call('HDEL', SLICES, f)
-  redis.call('HDEL', REJ, f)
-  redis.call('ZREM', OWNED, f)
-  redis.call('ZREM', HOLDERS, key .. ':' .. me)
-elseif mode == 'del' then
-  wipe(key)
-  redis.call('HDEL', TOTAL, key)
-  local ep = bump(key, t)
-  for _, w in ipairs({total, s, fmt(ep), '0'}) do head[#head+1] = w end
-  return head
-end
-for _, w in ipairs(state(key)) do head[#head+1] = w end
-return head
+return op_one(ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 `, goOp)
+
+// OpBatch runs many operations of one object in one atomic script, in
+// order, each exactly as its own Op would have run at that point (Op's
+// cleanup, status and refresh happen once: at one instant they are the
+// same for every operation): each numbers itself (version) and takes its
+// own stamp, a later one sees the effects of earlier ones, and one that
+// fails (an overflow, a value that is not an integer) fails alone with the
+// error its Op would have raised; the others still apply. This is what
+// instancecounter.Strict's group commit sends.
+//
+// ARGV: 4.. quintuples mode, key, comparator op, operand, n (Op's ARGV 4
+// to 8). Reply {status} when the object is not registered (nothing
+// applied, as each Op would have said), else {"ok", r1, r2, ...}: per
+// operation the reply its Op would have given, or an array holding only
+// the error message its Op would have raised.
+var OpBatch = driver.NewScript("instancecounter-opbatch", luaPrelude+luaOp+`
+local function errmsg(r)
+  if type(r) == 'table' then
+    if r.err then return r.err end
+    if r[1] then return tostring(r[1]) end
+  end
+  -- A raised string may carry the Lua location ("user_script:12: ").
+  local m = string.gsub(tostring(r), '^[^ ]*:%d+: ', '', 1)
+  return m
+end
+if (#ARGV - 3) % 5 ~= 0 then
+  return redis.error_reply('ERR instancecounter batch arguments: ' .. (#ARGV - 3) .. ' is not a multiple of 5')
+end
+cleanup()
+local st = status()
+if st ~= 'ok' then return {st} end
+refresh()
+local out = {'ok'}
+for i = 4, #ARGV, 5 do
+  local ok, r = pcall(op_one, ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4])
+  if not ok then
+    r = {errmsg(r)}
+  elseif r.err then
+    r = {r.err}
+  end
+  out[#out+1] = r
+end
+return out
+`, goOpBatch)
 
 // Heartbeat removes dead instances, then refreshes this object's
 // registration. Reply: its status; "absent" asks for a Rejoin.
@@ -492,7 +545,7 @@ return out
 
 // All returns every instance-counter script.
 func All() []*driver.Script {
-	return []*driver.Script{Op, Heartbeat, Rejoin, Remove, Clear, Flush}
+	return []*driver.Script{Op, OpBatch, Heartbeat, Rejoin, Remove, Clear, Flush}
 }
 
 // ctx is the Go twin's view of the prelude.
@@ -726,6 +779,16 @@ func (c *ctx) state(key string) []backend.Value {
 // cleanup, status, refresh and version. ok is false when the reply is
 // just the status.
 func (c *ctx) begin() (head []backend.Value, ok bool, err error) {
+	if head, ok, err := c.enter(); err != nil || !ok {
+		return head, ok, err
+	}
+	v := c.version()
+	c.t = c.stamp()
+	return []backend.Value{backend.Str(StatusOK), backend.Str(fmtInt(v))}, true, nil
+}
+
+// enter is begin without version and stamp: cleanup, status, refresh.
+func (c *ctx) enter() (head []backend.Value, ok bool, err error) {
 	if err := c.cleanup(); err != nil {
 		return nil, false, err
 	}
@@ -737,9 +800,7 @@ func (c *ctx) begin() (head []backend.Value, ok bool, err error) {
 		return []backend.Value{backend.Str(s)}, false, nil
 	}
 	c.refresh()
-	v := c.version()
-	c.t = c.stamp()
-	return []backend.Value{backend.Str(StatusOK), backend.Str(fmtInt(v))}, true, nil
+	return nil, true, nil
 }
 
 func goOp(st driver.Store, keys, args []string) (backend.Value, error) {
@@ -747,11 +808,47 @@ func goOp(st driver.Store, keys, args []string) (backend.Value, error) {
 	if err != nil {
 		return backend.Value{}, err
 	}
-	mode, key, op, x, n := args[3], args[4], args[5], args[6], args[7]
-	head, ok, err := c.begin()
+	head, ok, err := c.enter()
 	if err != nil || !ok {
 		return backend.Arr(head...), err
 	}
+	return c.opOne(args[3], args[4], args[5], args[6], args[7])
+}
+
+func goOpBatch(st driver.Store, keys, args []string) (backend.Value, error) {
+	c, err := newCtx(st, keys, args)
+	if err != nil {
+		return backend.Value{}, err
+	}
+	if (len(args)-3)%5 != 0 {
+		return backend.Value{}, fmt.Errorf("ERR instancecounter batch arguments: %d is not a multiple of 5", len(args)-3)
+	}
+	head, ok, err := c.enter()
+	if err != nil || !ok {
+		return backend.Arr(head...), err
+	}
+	out := []backend.Value{backend.Str(StatusOK)}
+	for i := 3; i+4 < len(args); i += 5 {
+		v, err := c.opOne(args[i], args[i+1], args[i+2], args[i+3], args[i+4])
+		if err != nil {
+			var se *backend.ScriptError
+			msg := err.Error()
+			if errors.As(err, &se) {
+				msg = se.Msg
+			}
+			v = backend.Arr(backend.Str(msg))
+		}
+		out = append(out, v)
+	}
+	return backend.Arr(out...), nil
+}
+
+// opOne is op_one: one operation of a registered object, after begin's
+// cleanup, status and refresh.
+func (c *ctx) opOne(mode, key, op, x, n string) (backend.Value, error) {
+	st := c.st
+	head := []backend.Value{backend.Str(StatusOK), backend.Str(fmtInt(c.version()))}
+	c.t = c.stamp()
 	head = append(head, backend.Str(fmtInt(c.t)), backend.Str(fmtInt(c.clearedAt())))
 	f := keyspace.Join(c.me, key)
 	s := c.get(c.slices, f)
