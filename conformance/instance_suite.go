@@ -42,6 +42,7 @@ func runInstanceCounter(t *testing.T, newHarness NewHarness) {
 	t.Run("NoHeartbeatAfterClose", func(t *testing.T) { testICNoHeartbeatAfterClose(t, newHarness(t)) })
 	t.Run("CloseWaitsForOps", func(t *testing.T) { testICCloseWaitsForOps(t, newHarness(t)) })
 	t.Run("DuplicateID", func(t *testing.T) { testICDuplicateID(t, newHarness(t)) })
+	t.Run("GroupCommit", func(t *testing.T) { testICGroupCommit(t, newHarness(t)) })
 }
 
 func newIC(t *testing.T, b backend.Backend, opts instancecounter.Options) *instancecounter.Strict {
