@@ -12,10 +12,13 @@ type EventKind int
 // Event kinds. Their String form ("flush_failing", ...) is the event name
 // in log lines.
 const (
-	// FlushFailing: a background flush failed after the previous one
-	// succeeded (the deltas stay pending and are retried). Err says why.
+	// FlushFailing: a background flush failed, or the backend refused a
+	// key's delta (the key is in the Lax's Failed, for example with
+	// ErrOverflow), after the previous flush succeeded (the deltas stay
+	// pending and are retried). Err says why.
 	FlushFailing EventKind = iota + 1
-	// FlushRecovered: a flush succeeded after FlushFailing.
+	// FlushRecovered: a flush succeeded, with no key left refused, after
+	// FlushFailing.
 	FlushRecovered
 	// HeartbeatFailing: an instance heartbeat failed after the previous
 	// one succeeded. Err says why; the instance is declared dead by the
@@ -45,8 +48,16 @@ const (
 	// keys after the previous one succeeded; their decisions are degraded
 	// (Decision.Degraded) until a sync succeeds. Err says why.
 	SyncDegraded
-	// SyncHealthy: a sync succeeded for every key after SyncDegraded.
+	// SyncHealthy: a sync succeeded for every key, with no key left in
+	// quarantine (rejected by the server, waiting for its retry), after
+	// SyncDegraded.
 	SyncHealthy
+	// WatchFailing: the background reads of an Election.Observe loop
+	// failed after the previous one succeeded (they are retried every
+	// RetryInterval; terms go unreported meanwhile). Err says why.
+	WatchFailing
+	// WatchRecovered: a read of that loop succeeded after WatchFailing.
+	WatchRecovered
 )
 
 var eventNames = [...]string{
@@ -55,6 +66,7 @@ var eventNames = [...]string{
 	InstanceDead: "instance_dead", InstanceRejoined: "instance_rejoined",
 	LeaseRenewFailing: "lease_renew_failing", LeaseRenewRecovered: "lease_renew_recovered",
 	LeaseLost: "lease_lost", SyncDegraded: "sync_degraded", SyncHealthy: "sync_healthy",
+	WatchFailing: "watch_failing", WatchRecovered: "watch_recovered",
 }
 
 // String returns the event's name, such as "flush_failing".
@@ -69,7 +81,7 @@ func (k EventKind) String() string {
 // Warn) rather than a recovery (logged at Info).
 func (k EventKind) Failing() bool {
 	switch k {
-	case FlushFailing, HeartbeatFailing, InstanceDead, LeaseRenewFailing, LeaseLost, SyncDegraded:
+	case FlushFailing, HeartbeatFailing, InstanceDead, LeaseRenewFailing, LeaseLost, SyncDegraded, WatchFailing:
 		return true
 	}
 	return false
@@ -100,7 +112,9 @@ type Event struct {
 // background goroutine, possibly while it holds the primitive's flush
 // slot): it must return quickly, must not block and must not call the
 // primitive that reports the event (hand the event to a channel or a
-// goroutine of yours for that).
+// goroutine of yours for that). A panic in Observe is recovered (and
+// logged at Error by the primitive's Logger, if any): the primitive keeps
+// working.
 type Observer interface {
 	Observe(Event)
 }

@@ -25,6 +25,8 @@ func runElection(t *testing.T, newHarness NewHarness) {
 	t.Run("Observe", func(t *testing.T) { testElectObserve(t, newHarness(t)) })
 	t.Run("InvalidOptions", func(t *testing.T) { testElectInvalid(t, newHarness(t)) })
 	t.Run("LostReply", func(t *testing.T) { testElectLostReply(t, newHarness(t)) })
+	t.Run("Review20_ObserveOneLeaderPerToken", func(t *testing.T) { testReview20ObserveOneLeaderPerToken(t, newHarness(t)) })
+	t.Run("Review20_AnyBytes", func(t *testing.T) { testReview20ElectAnyBytes(t, newHarness(t)) })
 }
 
 func newElection(t *testing.T, b backend.Backend, name string, opts election.Options) *election.Election {

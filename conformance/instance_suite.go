@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,6 +44,169 @@ func runInstanceCounter(t *testing.T, newHarness NewHarness) {
 	t.Run("CloseWaitsForOps", func(t *testing.T) { testICCloseWaitsForOps(t, newHarness(t)) })
 	t.Run("DuplicateID", func(t *testing.T) { testICDuplicateID(t, newHarness(t)) })
 	t.Run("GroupCommit", func(t *testing.T) { testICGroupCommit(t, newHarness(t)) })
+	t.Run("MinInt64Slice", func(t *testing.T) { testICMinInt64Slice(t, newHarness(t)) })
+	t.Run("RestartAfterKeepClose", func(t *testing.T) { testICRestartAfterKeepClose(t, newHarness(t)) })
+	t.Run("LateRejoinAfterClose", func(t *testing.T) { testICLateRejoinAfterClose(t, newHarness(t)) })
+	t.Run("DeadSliceRemovalOverflow", func(t *testing.T) { testICDeadSliceOverflow(t, newHarness(t)) })
+}
+
+// A dead instance's slice whose removal would take the total beyond int64
+// (the others' sum is) stays counted until a Set of its key, and the
+// prefix keeps working meanwhile: every script runs the cleanup first.
+func testICDeadSliceOverflow(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	a := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "a"})
+	c := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "c"})
+	dying := h.NewBackend(t)
+	b := newIC(t, dying, instancecounter.Options{Prefix: p, InstanceID: "b", DeadAfter: icDeadAfter, KeepSlicesOnClose: true})
+	if _, _, err := b.Dec(ctx, "k", 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Inc(ctx, "k", 10); err != nil {
+		t.Fatal(err)
+	}
+	cum, mine, err := a.Inc(ctx, "k", math.MaxInt64)
+	pair(t, "a.Inc(MaxInt64)", cum, mine, err, math.MaxInt64, math.MaxInt64)
+	dying.Close() // b's process is gone; a + c = MaxInt64 + 10
+	pass(t, h, icDeadAfter+2*icDeadAfter/3)
+	cum, mine, err = a.Inc(ctx, "other", 1)
+	pair(t, "a.Inc(other) after b died", cum, mine, err, 1, 1)
+	cum, mine, err = a.Get(ctx, "k")
+	pair(t, "b's slice stays", cum, mine, err, math.MaxInt64, math.MaxInt64)
+	cum, mine, err = a.Set(ctx, "k", 1)
+	pair(t, "a.Set(k, 1)", cum, mine, err, 1, 1)
+	cum, mine, err = c.Get(ctx, "k")
+	pair(t, "c after the Set", cum, mine, err, 1, 0)
+}
+
+// lateRejoin holds the next Rejoin on its way to the server: the caller's
+// context ending makes the call return (indeterminate), but the request
+// still runs once released, as one a network client had sent does.
+type lateRejoin struct {
+	backend.Backend
+	armed           atomic.Bool
+	held, hold, ran chan struct{}
+}
+
+func (l *lateRejoin) EvalScript(ctx context.Context, s backend.Script, keys []string, args ...string) (backend.Value, error) {
+	if s.Name() != "instancecounter-rejoin" || !l.armed.CompareAndSwap(true, false) {
+		return l.Backend.EvalScript(ctx, s, keys, args...)
+	}
+	type result struct {
+		v   backend.Value
+		err error
+	}
+	res := make(chan result, 1)
+	close(l.held)
+	go func() {
+		defer close(l.ran)
+		<-l.hold
+		v, err := l.Backend.EvalScript(context.WithoutCancel(ctx), s, keys, args...)
+		res <- result{v, err}
+	}()
+	select {
+	case r := <-res:
+		return r.v, r.err
+	case <-ctx.Done():
+		return backend.Value{}, driver.Indeterminate(ctx.Err())
+	}
+}
+
+// A heartbeat's Rejoin sent before Close (Close cancels it) that reaches
+// the server after Close's Remove does not bring the closed instance's
+// slices back: Close returned nil, they stay out.
+func testICLateRejoinAfterClose(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	admin := open(t, h)
+	l := &lateRejoin{Backend: open(t, h), held: make(chan struct{}), hold: make(chan struct{}), ran: make(chan struct{})}
+	a, err := instancecounter.NewStrict(l, instancecounter.Options{Prefix: p, InstanceID: "a", DeadAfter: icDeadAfter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "obs"})
+	c, m, err := a.Inc(ctx, "k", 5)
+	pair(t, "a.Inc 5", c, m, err, 5, 5)
+	l.armed.Store(true)
+	expire(t, admin, p, "a") // its next heartbeat rejoins
+	pass(t, h, icDeadAfter/3+icDeadAfter/10)
+	select {
+	case <-l.held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no heartbeat rejoined")
+	}
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(l.hold)
+	<-l.ran
+	c, _, err = obs.Get(ctx, "k")
+	pair(t, "after Close, the late Rejoin ran", c, 0, err, 0, 0)
+}
+
+// Close with KeepSlicesOnClose leaves the slices but frees the id: a
+// counter restarted with it is not refused, and the kept slices leave when
+// it registers (it remembers none of them).
+func testICRestartAfterKeepClose(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	opts := instancecounter.Options{Prefix: p, InstanceID: "x", KeepSlicesOnClose: true}
+	a := newIC(t, open(t, h), opts)
+	obs := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "obs"})
+	c, m, err := a.Inc(ctx, "k", 5)
+	pair(t, "a.Inc 5", c, m, err, 5, 5)
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err = obs.Get(ctx, "k")
+	pair(t, "kept after Close", c, 0, err, 5, 0)
+	b := newIC(t, open(t, h), opts)
+	c, m, err = b.Inc(ctx, "k", 1)
+	pair(t, "restarted with the same id", c, m, err, 1, 1)
+	c, _, err = obs.Get(ctx, "k")
+	pair(t, "observer after the restart", c, 0, err, 1, 0)
+}
+
+// A slice of math.MinInt64 (its negation is beyond int64) can be set back
+// and deleted, and leaves the totals when its instance dies or closes.
+func testICMinInt64Slice(t *testing.T, h Harness) {
+	ctx := context.Background()
+	p := prefix(t)
+	b := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "b"})
+	c, m, err := b.SetOnInstance(ctx, "k", math.MinInt64)
+	pair(t, "SetOnInstance(MinInt64)", c, m, err, math.MinInt64, math.MinInt64)
+	c, m, err = b.SetOnInstance(ctx, "k", 0)
+	pair(t, "SetOnInstance(0) from MinInt64", c, m, err, 0, 0)
+	b.SetOnInstance(ctx, "k", math.MinInt64)
+	c, m, err = b.DelOnInstance(ctx, "k")
+	pair(t, "DelOnInstance of MinInt64", c, m, err, 0, 0)
+	if _, _, err := b.Inc(ctx, "k", math.MinInt64); err != nil {
+		t.Fatal(err)
+	}
+	c, m, err = b.Dec(ctx, "k", math.MinInt64+1) // -2^63 + 2^63 - 1
+	pair(t, "Dec(MinInt64+1) of MinInt64", c, m, err, -1, -1)
+	b.SetOnInstance(ctx, "k", 0)
+
+	dying := h.NewBackend(t)
+	d := newIC(t, dying, instancecounter.Options{Prefix: p, InstanceID: "d", DeadAfter: icDeadAfter, KeepSlicesOnClose: true})
+	if _, _, err := d.SetOnInstance(ctx, "k", math.MinInt64); err != nil {
+		t.Fatal(err)
+	}
+	dying.Close() // d's process is gone: no more heartbeats
+	pass(t, h, icDeadAfter+2*icDeadAfter/3)
+	c, m, err = b.Get(ctx, "k")
+	pair(t, "after d died", c, m, err, 0, 0)
+
+	e := newIC(t, open(t, h), instancecounter.Options{Prefix: p, InstanceID: "e"})
+	if _, _, err := e.SetOnInstance(ctx, "k", math.MinInt64); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(ctx); err != nil {
+		t.Fatalf("Close with a MinInt64 slice: %v", err)
+	}
+	c, m, err = b.Get(ctx, "k")
+	pair(t, "after e closed", c, m, err, 0, 0)
 }
 
 func newIC(t *testing.T, b backend.Backend, opts instancecounter.Options) *instancecounter.Strict {
@@ -604,9 +768,10 @@ func testICNoHeartbeatAfterClose(t *testing.T, h Harness) {
 		if _, _, err := c.Inc(ctx, "k", 1); err != nil {
 			t.Fatal(err)
 		}
+		hangFrom := time.Now()
 		w.Hang("instancecounter-heartbeat")
 		eventually(t, 2*time.Second, "a heartbeat hangs", func() bool {
-			return len(w.Starts("instancecounter-heartbeat", time.Now().Add(-35*time.Millisecond))) > 0
+			return len(w.Starts("instancecounter-heartbeat", hangFrom)) > 0
 		})
 		time.Sleep(time.Duration(round) * 3 * time.Millisecond)
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)

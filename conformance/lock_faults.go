@@ -63,6 +63,11 @@ func RunLockFaults(t *testing.T, h FaultHarness, o LockFaultOptions) []LockWaitT
 	t.Run("Review15_CancelEndsLockDuringReconnect", func(t *testing.T) { testReview15CancelEndsLock(t, h) })
 	t.Run("Review15_CancelEndsReleaseDuringReconnect", func(t *testing.T) { testReview15CancelEndsRelease(t, h) })
 	t.Run("Review15_AbandonedSubscriptionLeavesNothing", func(t *testing.T) { testReview15AbandonedSubscription(t, h) })
+	t.Run("Review20_SemAcquireDuringReconnect", func(t *testing.T) { testReview20AcquireDuringReconnect(t, h) })
+	t.Run("Review20_SemReleaseDuringReconnect", func(t *testing.T) { testReview20ReleaseDuringReconnect(t, h) })
+	t.Run("Review20_CampaignDuringReconnect", func(t *testing.T) { testReview20CampaignDuringReconnect(t, h) })
+	t.Run("Review20_ResignDuringReconnect", func(t *testing.T) { testReview20ResignDuringReconnect(t, h) })
+	t.Run("Review20_ObserveEndsDuringReconnect", func(t *testing.T) { testReview20ObserveEndsDuringReconnect(t, h) })
 	return timings
 }
 

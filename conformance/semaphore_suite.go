@@ -30,6 +30,9 @@ func runSemaphore(t *testing.T, newHarness NewHarness) {
 	t.Run("LeaseLost", func(t *testing.T) { testSemLeaseLost(t, newHarness(t)) })
 	t.Run("SetCapacity", func(t *testing.T) { testSemSetCapacity(t, newHarness(t)) })
 	t.Run("LostReply", func(t *testing.T) { testSemLostReply(t, newHarness(t)) })
+	t.Run("Review20_BigNotStarved", func(t *testing.T) { testReview20BigNotStarved(t, newHarness(t)) })
+	t.Run("Review20_AnyBytes", func(t *testing.T) { testReview20SemAnyBytes(t, newHarness(t)) })
+	t.Run("Review20_QueueKeptForSlowPoller", func(t *testing.T) { testReview20QueueKeptForSlowPoller(t, newHarness(t)) })
 }
 
 // zcardScript reads the size of a sorted set, bypassing the primitive.

@@ -92,11 +92,14 @@ const (
 )
 
 // Outcome classifies err as the wrapper's attribute distkit.outcome does
-// (and the primitives' metrics): nil is "ok", a backend.ErrScript is
-// "script_error", a backend.ErrNotApplied (or a context cancelled before
-// the call was made) is "not_applied", and anything else (which includes
-// backend.ErrIndeterminate and errors a driver left unclassified) is
-// "indeterminate", since it may have run.
+// (and the primitives' metrics), by the error's class: nil is "ok", a
+// backend.ErrIndeterminate is "indeterminate" (a call cancelled while in
+// flight included), a backend.ErrNotApplied is "not_applied" (a reply
+// refused before the script ran, such as READONLY, included), a
+// backend.ErrScript (a script that ran and raised an error) is
+// "script_error", a context cancelled before the call was made is
+// "not_applied", and anything else (errors a driver left unclassified)
+// is "indeterminate", since it may have run.
 func Outcome(err error) string { return obs.Outcome(err) }
 
 // noopMeter stands in for instruments a provider could not make.
@@ -127,8 +130,12 @@ var _ backend.Backend = (*Backend)(nil)
 // Wrap returns b traced and measured. The result implements
 // backend.Notifier when b does, and backend.Replicator when b does. An
 // instrument the meter provider cannot make is replaced by a no-op one;
-// Wrap never fails.
+// Wrap never fails. Wrap(nil) is nil, so that a primitive given it fails
+// with distkit.ErrInvalidOption ("backend is nil").
 func Wrap(b backend.Backend, opts Options) backend.Backend {
+	if b == nil {
+		return nil
+	}
 	tp := opts.TracerProvider
 	if tp == nil {
 		tp = otel.GetTracerProvider()

@@ -92,6 +92,8 @@ type inst struct {
 	since    time.Time // paused or dead since
 	resumeAt int       // step at which a paused instance resumes
 	lastOp   time.Time // last successful script (its registration was refreshed)
+	// flushFirst: the comeback's first action is a flush (laxComeback).
+	flushFirst bool
 }
 
 type runner struct {
@@ -181,7 +183,11 @@ func (r *runner) run() {
 	for r.step = 0; r.step < r.cfg.Steps; r.step++ {
 		r.stats.Steps++
 		r.resumeDue(false)
-		r.randomStep()
+		if k := r.forced(); k >= 0 {
+			r.forcedStep(k)
+		} else {
+			r.randomStep()
+		}
 		if r.cfg.CheckEach > 0 && r.step%r.cfg.CheckEach == r.cfg.CheckEach-1 {
 			r.quiesce()
 		}
@@ -247,7 +253,7 @@ func (r *runner) randomStep() {
 		kinds := []string{"inc", "get", "setmine"}
 		r.randomOp(kinds[r.rng.IntN(len(kinds))], "lose-any")
 	case x < 82:
-		r.burst()
+		r.burst(false)
 	case x < 88:
 		if in := r.pick(live, nil); in != nil {
 			r.pause(in)
@@ -262,10 +268,14 @@ func (r *runner) randomStep() {
 		case r.rng.IntN(2) == 0:
 			r.loseData()
 		default:
-			r.wipeThenLose()
+			kind := wipeSet
+			if r.rng.IntN(3) == 0 {
+				kind = wipeClear + r.rng.IntN(2)
+			}
+			r.wipeThenLose(kind)
 		}
 	case x < 94:
-		r.kill()
+		r.kill(false)
 	case x < 96:
 		r.closeReopen()
 	default:
@@ -406,9 +416,12 @@ func (r *runner) fold(in *inst, op Op, res Result) {
 	if op.Kind == "del" && !maybe {
 		r.check(in, key, res.Mine) // the values before
 	}
-	if op.Kind == "setmineif" && !maybe && !r.unsettled {
+	if op.Kind == "setmineif" && !maybe {
 		// Whether it matched depends on the slice, which the model may not
-		// pin down yet: fold both outcomes and let the reply decide.
+		// pin down yet: fold both outcomes and let the reply decide (after
+		// a data loss, not before the next quiescent check: until the
+		// instances that knew of a wipe rejoined, the slice compared with
+		// may be one the wipe had taken, back for now).
 		if err := r.m.apply(key, true, func(w world) {
 			if w[i] == op.M {
 				w[i] = op.N
@@ -498,10 +511,10 @@ func (r *runner) resolve(in *inst, key string) {
 }
 
 // burst: two concurrent increments of one key by one Strict instance, the
-// first held back so that the second executes first; often followed by a
-// pause past DeadAfter, so that the instance comes back with what it
-// remembers of that key.
-func (r *runner) burst() {
+// first held back so that the second executes first; often (with pause,
+// always) followed by a pause past DeadAfter, so that the instance comes
+// back with what it remembers of that key.
+func (r *runner) burst(pause bool) {
 	in := r.pick(live, func(in *inst) bool { return !in.lax })
 	if in == nil {
 		return
@@ -535,7 +548,7 @@ func (r *runner) burst() {
 		r.resolve(in, key)
 	}
 	in.lastOp = time.Now()
-	if r.rng.IntN(2) == 0 {
+	if pause || r.rng.IntN(2) == 0 {
 		r.pause(in)
 	}
 }
@@ -567,6 +580,9 @@ func (r *runner) resumeDue(all bool) {
 		in.st = live
 		r.stats.Comebacks++
 		first := r.rng.IntN(3)
+		if in.flushFirst {
+			first, in.flushFirst = 1, false
+		}
 		r.logf("%d resumed, first action %s", in.idx, []string{"op", "flush", "heartbeat"}[first])
 		if all {
 			continue
@@ -598,30 +614,107 @@ func (r *runner) loseData() {
 	r.logf("the server lost its data")
 }
 
+// The kinds of wipeThenLose.
+const (
+	wipeSet      = iota // a Set of the key
+	wipeClear           // a Clear by an instance that knows the keys
+	wipeClearNew        // a Clear by a new instance, which remembers no key
+)
+
+// forcedSteps are the kinds of forcedStep: the three of wipeThenLose,
+// then a burst followed by a pause past DeadAfter, a Lax comeback through
+// a flush (laxComeback), a crash and a restart with the same id.
+const forcedSteps = 6
+
+// forced returns the kind of step forced at this step, or -1. Random
+// steps meet the rare scenarios too seldom for short seeds; so every
+// history of at least 5*forcedSteps steps has each of them once, at
+// fifths of the history, in an order that depends on the seed.
+func (r *runner) forced() int {
+	n := r.cfg.Steps / (forcedSteps + 1)
+	if n < 5 || r.step == 0 || r.step%n != 0 || r.step/n > forcedSteps {
+		return -1
+	}
+	return int((r.seed + uint64(r.step/n)) % forcedSteps)
+}
+
+// forcedStep runs a scenario that catches a bug the random steps rarely
+// reach: a wipe forgotten through data loss (kinds wipeSet, wipeClear,
+// wipeClearNew); a comeback that re-contributes a slice recorded from the
+// call that replied last instead of the one that executed last (a burst);
+// a comeback through a flush that brings back only the flushed keys
+// (laxComeback); a second live instance with the same id (a crash and an
+// immediate restart).
+func (r *runner) forcedStep(kind int) {
+	switch kind {
+	case wipeSet, wipeClear, wipeClearNew:
+		if r.unsettled { // one data loss at a time
+			r.quiesce()
+		}
+		r.wipeThenLose(kind)
+		r.quiesce() // settled at once, so the replies after it are checked again
+	case 3:
+		r.burst(true)
+	case 4:
+		r.laxComeback()
+	default:
+		r.kill(true)
+	}
+}
+
+// laxComeback: a Lax instance with slices of two keys is cut off past
+// DeadAfter, counts a third key meanwhile, and comes back through the
+// flush of that key: its rejoin must bring back every slice, not only
+// the flushed one.
+func (r *runner) laxComeback() {
+	in := r.pick(live, func(in *inst) bool { return in.lax && !in.remote })
+	if in == nil {
+		return
+	}
+	for _, k := range Keys[:2] {
+		r.op(in, Op{Kind: "inc", Key: k, N: r.delta()})
+	}
+	r.pause(in) // flushes first
+	r.op(in, Op{Kind: "inc", Key: Keys[2], N: r.delta()})
+	in.flushFirst = true
+}
+
 // wipeThenLose: a Set or a Clear wipes slices the other instances still
 // remember, then the server loses its data, and one of those instances
 // rejoins first, before the one that knows of the wipe.
-func (r *runner) wipeThenLose() {
+func (r *runner) wipeThenLose(kind int) {
 	in := r.pick(live, nil)
 	if in == nil {
 		return
 	}
 	key := r.key()
-	if r.rng.IntN(3) == 0 {
+	// Another instance holds a slice of key for the wipe to take: the one
+	// that comes back first after the loss and would bring it back.
+	other := r.pick(live, func(o *inst) bool { return o != in })
+	if other != nil {
+		r.op(other, Op{Kind: "inc", Key: key, N: r.delta()})
+	}
+	if kind != wipeSet {
+		if kind == wipeClearNew {
+			// Only the Clear's stamp it reports on its rejoin carries the
+			// wipe through the loss (the per-key epochs carry none).
+			in = r.start(fmt.Sprintf("c%d", len(r.insts)), in.lax, false)
+		}
 		r.op(in, Op{Kind: "clear"})
 	} else {
 		r.op(in, Op{Kind: "set", Key: key, N: r.rng.Int64N(41) - 10})
 	}
 	r.loseData()
-	if other := r.pick(live, func(o *inst) bool { return o != in }); other != nil {
+	if other != nil {
 		r.op(other, Op{Kind: "get", Key: Keys[(slices.Index(Keys, key)+1)%len(Keys)]})
 	}
 }
 
 // kill crashes an instance right after a call (its registration is
-// fresh) and starts another: with the same id, which must be refused while
-// the dead one's registration lasts, or with a new one.
-func (r *runner) kill() {
+// fresh) and starts another: with the same id (always with sameID), which
+// must be refused while the dead one's registration lasts, or with a new
+// one.
+func (r *runner) kill(sameID bool) {
 	in := r.pick(live, nil)
 	if in == nil {
 		return
@@ -636,7 +729,7 @@ func (r *runner) kill() {
 	r.stats.Kills++
 	r.logf("%d killed", in.idx)
 	id := fmt.Sprintf("n%d", len(r.insts))
-	same := r.rng.IntN(2) == 0
+	same := sameID || r.rng.IntN(2) == 0
 	if same {
 		id = in.id
 	}
@@ -779,6 +872,13 @@ func (r *runner) quiesce() {
 				in := r.insts[i]
 				res := in.h.Do(Op{Kind: "get", Key: ic.Key})
 				r.stats.Ops++
+				// A connection the server's restart broke may fail a read
+				// or two: retry it (a Get changes nothing).
+				for try := 0; (res.Err == "indeterminate" || res.Err == "notapplied") && try < 40; try++ {
+					time.Sleep(25 * time.Millisecond)
+					res = in.h.Do(Op{Kind: "get", Key: ic.Key})
+					r.stats.Ops++
+				}
 				if res.Err != "" || res.Mine != slice[i] || res.Cum != ic.Stored {
 					r.fail("instance %d's Get of %q: (%d, %d) %s; the snapshot has (%d, %d)", i, ic.Key, res.Cum, res.Mine, res.Err, ic.Stored, slice[i])
 				}

@@ -51,6 +51,7 @@ const (
 	StatusAbsent = "absent" // not registered: nothing was applied; Rejoin, then retry
 	StatusDup    = "dup"    // another live object holds the id: nothing was applied
 	StatusJoined = "joined" // Rejoin registered the object and contributed its slices
+	StatusClosed = "closed" // Rejoin of an object that closed (Remove ran): nothing applied
 )
 
 // CodeItem is the error code with which Flush refuses a batch because of
@@ -85,6 +86,7 @@ local INST, TOTAL, SLICES, OWNED, HOLDERS, EPOCH = KEYS[1], KEYS[2], KEYS[3], KE
 local REG, REJ, CLEARED, CLOCK = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local nonce, me, dead_after = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now_us = tonumber(__t[1]) * 1000000 + tonumber(__t[2])
+local RELEASED = '-:'
 local function fmt(n) return string.format('%d', n) end
 local REFUSED_NOT_INT = 'ERR hash value is not an integer'
 
@@ -93,19 +95,38 @@ local function neg(s)
   if string.sub(s, 1, 1) == '-' then return string.sub(s, 2) end
   return '-' .. s
 end
+-- hadd is hincr that also takes 9223372036854775808, the negation of a
+-- slice of -2^63, which HINCRBY cannot: in two exact steps, all or nothing.
+local function hadd(h, f, d)
+  if d ~= '9223372036854775808' then return hincr(h, f, d) end
+  local r, e = hincr(h, f, '9223372036854775807')
+  if e then return nil, e end
+  r, e = hincr(h, f, '1')
+  if e then hincr(h, f, '-9223372036854775807') end
+  return r, e
+end
 -- drop removes every slice of instance d, subtracting it from the totals,
--- and its registration.
+-- and its registration. A slice whose removal would take its total out of
+-- the int64 range (the others' sum is beyond it) stays, counted, until a
+-- Set, Del or Clear of its key: failing instead would fail every script
+-- of the prefix, each of which runs cleanup first.
 local function drop(d)
   local lo, hi = '[' .. d .. ':', '(' .. d .. ';'
   for _, m in ipairs(redis.call('ZRANGEBYLEX', OWNED, lo, hi)) do
     local key = string.sub(m, #d + 2)
     local s = redis.call('HGET', SLICES, m)
-    if s and s ~= '0' then redis.call('HINCRBY', TOTAL, key, neg(s)) end
-    redis.call('HDEL', SLICES, m)
-    redis.call('HDEL', REJ, m)
-    redis.call('ZREM', HOLDERS, key .. ':' .. d)
+    local e = nil
+    if s and s ~= '0' then
+      local _, err = hadd(TOTAL, key, neg(s))
+      e = err
+    end
+    if not e then
+      redis.call('HDEL', SLICES, m)
+      redis.call('HDEL', REJ, m)
+      redis.call('ZREM', HOLDERS, key .. ':' .. d)
+      redis.call('ZREM', OWNED, m)
+    end
   end
-  redis.call('ZREMRANGEBYLEX', OWNED, lo, hi)
   redis.call('ZREM', INST, d)
   redis.call('HDEL', REG, d)
 end
@@ -120,7 +141,10 @@ local function status()
     redis.call('HSET', REG, me, nonce .. ':0')
     return 'ok'
   end
-  if string.sub(reg, 1, #nonce + 1) ~= nonce .. ':' then return 'dup' end
+  if string.sub(reg, 1, #nonce + 1) ~= nonce .. ':' then
+    if string.sub(reg, 1, 2) == RELEASED then return 'absent' end
+    return 'dup'
+  end
   return 'ok'
 end
 local function refresh() redis.call('ZADD', INST, fmt(now_ms + dead_after), me) end
@@ -161,9 +185,9 @@ local function unjoin(f, key)
   if not r then return nil end
   redis.call('HDEL', REJ, f)
   if r == '0' or not redis.call('HGET', SLICES, f) then return nil end
-  local _, e = hincr(SLICES, f, neg(r))
+  local _, e = hadd(SLICES, f, neg(r))
   if e then return e end
-  _, e = hincr(TOTAL, key, neg(r))
+  _, e = hadd(TOTAL, key, neg(r))
   return e
 end
 -- strip withdraws the rejoined part of every slice of key.
@@ -178,11 +202,11 @@ end
 local function add(key, d)
   local f = me .. ':' .. key
   local fresh = redis.call('HEXISTS', SLICES, f) == 0
-  local _, e = hincr(TOTAL, key, d)
+  local _, e = hadd(TOTAL, key, d)
   if e then return e end
-  _, e = hincr(SLICES, f, d)
+  _, e = hadd(SLICES, f, d)
   if e then
-    hincr(TOTAL, key, neg(d))
+    hadd(TOTAL, key, neg(d))
     return e
   end
   if fresh then
@@ -374,14 +398,15 @@ return st
 // reports it again, and the reply says so. The caller keeps that delta
 // pending: it was not applied.
 //
-// Reply {status} ("dup", or "ok" when the object is registered already:
-// nothing contributed), or {"joined", version, stamp, cleared, then per
-// key cumulative, mine, epoch, rejoined, then per refused key its 0-based
-// index among the 6-tuples and the reason (the error, e.g. "DKOVERFLOW
-// <field>")}.
+// Reply {status} ("dup"; "closed" when Remove ran for this object; or
+// "ok" when the object is registered already: nothing contributed), or
+// {"joined", version, stamp, cleared, then per key cumulative, mine, epoch,
+// rejoined, then per refused key its 0-based index among the 6-tuples and
+// the reason (the error, e.g. "DKOVERFLOW <field>")}.
 var Rejoin = driver.NewScript("instancecounter-rejoin", luaPrelude+`
 local known, maxv, seq, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
 cleanup()
+if redis.call('HGET', REG, me) == RELEASED .. nonce then return {'closed'} end
 local st = status()
 if st == 'dup' then return {st} end
 if st == 'ok' then
@@ -459,12 +484,20 @@ for _, x in ipairs(refused) do out[#out+1] = x end
 return out
 `, goRejoin)
 
-// Remove takes this object's slices out of the totals and unregisters it
-// (Close); with KEYS[11] it also deletes the object's batch marker. Reply:
-// its status ("ok": removed).
+// Remove takes this object's slices out of the totals and releases its
+// registration (Close): the id is free for another counter, and a late
+// Rejoin of this one is refused for DeadAfter (see released); with
+// ARGV[4] "keep" it leaves the slices (they expire with the last
+// heartbeat, or leave when another counter takes the id). With KEYS[11]
+// it also deletes the object's batch marker. Reply: its status ("ok":
+// removed or released).
 var Remove = driver.NewScript("instancecounter-remove", luaPrelude+`
 local st = status()
-if st == 'ok' then drop(me) end
+if st ~= 'dup' then
+  if st == 'ok' and ARGV[4] ~= 'keep' then drop(me) end
+  if st ~= 'ok' or ARGV[4] ~= 'keep' then redis.call('ZADD', INST, fmt(now_ms + dead_after), me) end
+  redis.call('HSET', REG, me, RELEASED .. nonce)
+end
 if KEYS[11] then
   local last = redis.call('GET', KEYS[11])
   if last and string.sub(last, 1, #nonce + 1) == nonce .. ':' then redis.call('DEL', KEYS[11]) end
@@ -479,10 +512,17 @@ return st
 	if err != nil {
 		return backend.Value{}, err
 	}
-	if s == StatusOK {
-		if err := c.drop(c.me); err != nil {
-			return backend.Value{}, err
+	if s != StatusDup {
+		keep := len(args) > 3 && args[3] == "keep"
+		if s == StatusOK && !keep {
+			if err := c.drop(c.me); err != nil {
+				return backend.Value{}, err
+			}
 		}
+		if s != StatusOK || !keep {
+			c.st.ZAdd(c.inst, float64(c.now+c.deadAfter), c.me)
+		}
+		st.HSet(c.reg, c.me, released+c.nonce)
 	}
 	if len(keys) > 10 {
 		if last, ok, err := st.Get(keys[10]); err != nil {
@@ -616,7 +656,20 @@ func num(s string) int64 {
 	return n
 }
 
+// hincr adds the decimal d to h[f], exactly, all or nothing. d may be
+// 9223372036854775808, the negation of a slice of -2^63, which int64
+// lacks: it is added in two steps (the Lua's hadd).
 func (c *ctx) hincr(h, f, d string) error {
+	if d == minNeg {
+		if _, err := scriptlib.HIncr(c.st, h, f, math.MaxInt64); err != nil {
+			return err
+		}
+		if _, err := scriptlib.HIncr(c.st, h, f, 1); err != nil {
+			scriptlib.HIncr(c.st, h, f, -math.MaxInt64)
+			return err
+		}
+		return nil
+	}
 	n, err := strconv.ParseInt(d, 10, 64)
 	if err != nil {
 		return err
@@ -624,6 +677,18 @@ func (c *ctx) hincr(h, f, d string) error {
 	_, err = scriptlib.HIncr(c.st, h, f, n)
 	return err
 }
+
+// released starts the registration of a closed counter, followed by its
+// nonce (Remove; the Lua's RELEASED): the id is free — a counter that
+// registers with it is absent to the scripts and its Rejoin drops what is
+// left (the slices kept with "keep") — but a Rejoin of the closed counter
+// itself, sent before Close and run after Remove, is refused ("closed"),
+// until the registration expires (DeadAfter after Remove, or with the
+// last heartbeat when the slices were kept).
+const released = "-:"
+
+// minNeg is neg of math.MinInt64's decimal.
+const minNeg = "9223372036854775808"
 
 func (c *ctx) get(h, f string) string {
 	v, ok, _ := c.st.HGet(h, f)
@@ -658,7 +723,7 @@ func (c *ctx) drop(d string) error {
 		key := m[len(d)+1:]
 		if s, ok, _ := c.st.HGet(c.slices, m); ok && s != "0" {
 			if err := c.hincr(c.total, key, neg(s)); err != nil {
-				return err
+				continue // stays, counted (see the Lua's drop)
 			}
 		}
 		c.st.HDel(c.slices, m)
@@ -696,6 +761,9 @@ func (c *ctx) status() (string, error) {
 		return StatusOK, c.st.HSet(c.reg, c.me, c.nonce+":0")
 	}
 	if !strings.HasPrefix(reg, c.nonce+":") {
+		if strings.HasPrefix(reg, released) {
+			return StatusAbsent, nil
+		}
 		return StatusDup, nil
 	}
 	return StatusOK, nil
@@ -928,6 +996,9 @@ func goRejoin(st driver.Store, keys, args []string) (backend.Value, error) {
 	known, maxv, seq, ttl := num(args[3]), num(args[4]), args[5], args[6]
 	if err := c.cleanup(); err != nil {
 		return backend.Value{}, err
+	}
+	if reg, _, _ := st.HGet(c.reg, c.me); reg == released+c.nonce {
+		return backend.Arr(backend.Str(StatusClosed)), nil
 	}
 	s, err := c.status()
 	if err != nil {

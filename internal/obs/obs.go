@@ -23,6 +23,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/internal/flush"
 )
 
 // ScopeName is the instrumentation scope of distkit's primitive metrics.
@@ -52,17 +53,24 @@ const (
 	OutcomeError = "error"
 )
 
-// Outcome classifies err: nil is "ok", a backend.ErrScript
-// "script_error", a backend.ErrNotApplied (a context that ended before
-// the call was sent included) "not_applied", anything else
-// "indeterminate" (it may have run).
+// Outcome classifies err by its class, the driver's word first: nil is
+// "ok"; a backend.ErrIndeterminate "indeterminate" (a call cancelled
+// while in flight included: it may have run); a backend.ErrNotApplied
+// "not_applied" (a reply refused before the script ran, such as READONLY
+// or BUSY, included, although it is also a ScriptError); a
+// backend.ErrScript "script_error"; an unclassified context.Canceled
+// "not_applied"; anything else "indeterminate" (it may have run).
 func Outcome(err error) string {
 	switch {
 	case err == nil:
 		return OutcomeOK
+	case errors.Is(err, backend.ErrIndeterminate):
+		return OutcomeIndeterminate
+	case errors.Is(err, backend.ErrNotApplied):
+		return OutcomeNotApplied
 	case errors.Is(err, backend.ErrScript):
 		return OutcomeScriptError
-	case errors.Is(err, backend.ErrNotApplied), errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled):
 		return OutcomeNotApplied
 	default:
 		return OutcomeIndeterminate
@@ -118,7 +126,7 @@ func (r *Reporter) Emit(kind distkit.EventKind, err error) {
 	}
 	now := time.Now()
 	if r.ob != nil {
-		r.ob.Observe(distkit.Event{Kind: kind, Primitive: r.primitive, Name: r.name, Instance: r.instance, Err: err, Time: now})
+		r.observe(distkit.Event{Kind: kind, Primitive: r.primitive, Name: r.name, Instance: r.instance, Err: err, Time: now})
 	}
 	if r.log == nil {
 		return
@@ -153,6 +161,21 @@ func (r *Reporter) Emit(kind distkit.EventKind, err error) {
 	r.log.LogAttrs(context.Background(), level, "distkit: "+kind.String(), attrs...)
 }
 
+// observe hands e to the Observer. A panic in it is recovered (logged at
+// Error when there is a Logger): the Observer runs on the primitive's
+// background goroutines, where nobody else could recover it, and the
+// primitive keeps working.
+func (r *Reporter) observe(e distkit.Event) {
+	defer func() {
+		if p := recover(); p != nil && r.log != nil {
+			r.log.LogAttrs(context.Background(), slog.LevelError, "distkit: observer panicked",
+				slog.String("event", e.Kind.String()), slog.String("primitive", r.primitive), slog.String("name", r.name),
+				slog.Any("panic", p))
+		}
+	}()
+	r.ob.Observe(e)
+}
+
 // Health is a failing/healthy state that reports its transitions only.
 // The zero value is healthy.
 type Health struct{ failing atomic.Bool }
@@ -180,10 +203,12 @@ const (
 	CounterFlushDeltas    = "distkit.counter.flush.deltas"
 	CounterFlushFailures  = "distkit.counter.flush.failures"
 	CounterPendingKeys    = "distkit.counter.pending.keys"
+	CounterFlushLag       = "distkit.counter.flush.lag"
 	ICFlushBatches        = "distkit.instancecounter.flush.batches"
 	ICFlushDeltas         = "distkit.instancecounter.flush.deltas"
 	ICFlushFailures       = "distkit.instancecounter.flush.failures"
 	ICPendingKeys         = "distkit.instancecounter.pending.keys"
+	ICFlushLag            = "distkit.instancecounter.flush.lag"
 	ICHeartbeats          = "distkit.instancecounter.heartbeats"
 	ICRejoins             = "distkit.instancecounter.rejoins"
 	LockWaitDuration      = "distkit.lock.wait.duration"
@@ -197,6 +222,7 @@ const (
 	ElectTermDuration     = "distkit.election.term.duration"
 	ElectTermsLost        = "distkit.election.terms.lost"
 	ElectRenewFailures    = "distkit.election.renew.failures"
+	ElectWatchFailures    = "distkit.election.watch.failures"
 	RateLimitDecisions    = "distkit.ratelimit.decisions"
 	RateLimitSyncs        = "distkit.ratelimit.hybrid.syncs"
 	RateLimitSyncFailures = "distkit.ratelimit.hybrid.sync.failures"
@@ -217,6 +243,7 @@ type Instruments struct {
 
 	CounterFlushBatches, CounterFlushDeltas, CounterFlushFailures metric.Int64Counter
 	CounterPendingKeys                                            metric.Int64ObservableGauge
+	CounterFlushLag, ICFlushLag                                   metric.Float64ObservableGauge
 
 	ICFlushBatches, ICFlushDeltas, ICFlushFailures, ICHeartbeats, ICRejoins metric.Int64Counter
 	ICPendingKeys                                                           metric.Int64ObservableGauge
@@ -227,6 +254,7 @@ type Instruments struct {
 	SemHold, ElectTerm                   metric.Float64Histogram
 	SemLeasesLost, SemRenewFailures      metric.Int64Counter
 	ElectTermsLost, ElectRenewFailures   metric.Int64Counter
+	ElectWatchFailures                   metric.Int64Counter
 	RLDecisions, RLSyncs, RLSyncFailures metric.Int64Counter
 	RLSyncAge                            metric.Float64ObservableGauge
 }
@@ -289,11 +317,11 @@ func newInstruments(m metric.Meter) *Instruments {
 	}
 	in.CounterFlushBatches = counter(CounterFlushBatches, "{batch}", "Lax counter flush batches the backend applied.")
 	in.CounterFlushDeltas = counter(CounterFlushDeltas, "{delta}", "Per-key deltas the backend applied in Lax counter flushes.")
-	in.CounterFlushFailures = counter(CounterFlushFailures, "{batch}", "Lax counter flush batches that failed (deltas kept pending), by outcome.")
+	in.CounterFlushFailures = counter(CounterFlushFailures, "{batch}", "Lax counter flush batches that failed or had keys refused (deltas kept pending), by outcome.")
 	in.CounterPendingKeys = gauge(CounterPendingKeys, "{key}", "Keys of a Lax counter with deltas not yet applied by the backend.")
 	in.ICFlushBatches = counter(ICFlushBatches, "{batch}", "Lax instance counter flush batches the backend applied.")
 	in.ICFlushDeltas = counter(ICFlushDeltas, "{delta}", "Per-key deltas the backend applied in Lax instance counter flushes.")
-	in.ICFlushFailures = counter(ICFlushFailures, "{batch}", "Lax instance counter flush batches that failed (deltas kept pending), by outcome.")
+	in.ICFlushFailures = counter(ICFlushFailures, "{batch}", "Lax instance counter flush batches that failed or had keys refused (deltas kept pending), by outcome.")
 	in.ICPendingKeys = gauge(ICPendingKeys, "{key}", "Keys of a Lax instance counter with deltas not yet applied by the backend.")
 	in.ICHeartbeats = counter(ICHeartbeats, "{heartbeat}", "Instance counter heartbeats, by outcome.")
 	in.ICRejoins = counter(ICRejoins, "{rejoin}", "Times an instance found itself unregistered (declared dead) and rejoined.")
@@ -308,9 +336,19 @@ func newInstruments(m metric.Meter) *Instruments {
 	in.ElectTerm = hist(ElectTermDuration, "Time a leader held its term, from election to resignation or loss.")
 	in.ElectTermsLost = counter(ElectTermsLost, "{term}", "Leadership terms lost (renewal refused or expiry passed).")
 	in.ElectRenewFailures = counter(ElectRenewFailures, "{renewal}", "Leader term renewals that failed (retried until the term's expiry), by outcome.")
+	in.ElectWatchFailures = counter(ElectWatchFailures, "{read}", "Failed term reads of Election.Observe loops (retried every RetryInterval), by outcome.")
 	in.RLDecisions = counter(RateLimitDecisions, "{decision}", "Rate limiter decisions, by provider, strategy, result and whether degraded.")
 	in.RLSyncs = counter(RateLimitSyncs, "{sync}", "Hybrid limiter sync rounds, by outcome (ok: every key synced).")
 	in.RLSyncFailures = counter(RateLimitSyncFailures, "{key}", "Keys whose Hybrid sync failed (their decisions degraded until the next success).")
+	lag := func(name, desc string) metric.Float64ObservableGauge {
+		g, err := m.Float64ObservableGauge(name, metric.WithUnit("s"), metric.WithDescription(desc))
+		if err != nil {
+			g, _ = noopMeter.Float64ObservableGauge(name)
+		}
+		return g
+	}
+	in.CounterFlushLag = lag(CounterFlushLag, "How long a Lax counter's flushes have been failing (or keys refused) with deltas pending; 0 while they succeed or nothing is pending.")
+	in.ICFlushLag = lag(ICFlushLag, "How long a Lax instance counter's flushes have been failing (or keys refused) with deltas pending; 0 while they succeed or nothing is pending.")
 	var err error
 	in.RLSyncAge, err = m.Float64ObservableGauge(RateLimitSyncAge, metric.WithUnit("s"),
 		metric.WithDescription("Time since the Hybrid limiter's last sync round that left no key failing (its view's staleness bound while degraded)."))
@@ -346,17 +384,25 @@ func WithOutcome(p string, err error) metric.MeasurementOption {
 	return metric.WithAttributeSet(attribute.NewSet(AttrPrefix.String(p), AttrOutcome.String(o)))
 }
 
-// RegisterPending registers the callback of a pending-keys gauge: pending
-// is called at each collection (it returns false when its primitive is
-// gone). Unregister the result on Close; nil when in is nil.
-func (in *Instruments) RegisterPending(g metric.Int64ObservableGauge, prefix string, pending func() (int, bool)) metric.Registration {
+// RegisterPending registers the callback of a pending-keys gauge g and
+// of a flush-lag gauge lag: pending is called at each collection (it
+// returns false when its primitive is gone); behind gives the lag while
+// keys are pending (0 else). Unregister the result on Close; nil when in
+// is nil.
+func (in *Instruments) RegisterPending(g metric.Int64ObservableGauge, lag metric.Float64ObservableGauge, prefix string,
+	pending func() (int, bool), behind func() float64) metric.Registration {
 	opt := Prefix(prefix)
 	reg, err := in.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		if n, ok := pending(); ok {
 			o.ObserveInt64(g, int64(n), opt)
+			d := 0.0
+			if n > 0 {
+				d = behind()
+			}
+			o.ObserveFloat64(lag, d, opt)
 		}
 		return nil
-	}, g)
+	}, g, lag)
 	if err != nil {
 		return nil
 	}
@@ -372,6 +418,7 @@ type Flusher struct {
 	batches, deltas, failures metric.Int64Counter
 	opt                       metric.MeasurementOption
 	reg                       metric.Registration
+	failSince                 atomic.Int64 // unix ns: when the flushes started failing (the lag gauge)
 }
 
 // NewFlusher returns the telemetry of a Lax flusher of prefix (ic: an
@@ -391,27 +438,43 @@ func NewFlusher(cfg Config, ic bool, prefix, instance string, pending func() (in
 		f.opt = Prefix(prefix)
 		if ic {
 			f.batches, f.deltas, f.failures = in.ICFlushBatches, in.ICFlushDeltas, in.ICFlushFailures
-			f.reg = in.RegisterPending(in.ICPendingKeys, prefix, pending)
+			f.reg = in.RegisterPending(in.ICPendingKeys, in.ICFlushLag, prefix, pending, f.behind)
 		} else {
 			f.batches, f.deltas, f.failures = in.CounterFlushBatches, in.CounterFlushDeltas, in.CounterFlushFailures
-			f.reg = in.RegisterPending(in.CounterPendingKeys, prefix, pending)
+			f.reg = in.RegisterPending(in.CounterPendingKeys, in.CounterFlushLag, prefix, pending, f.behind)
 		}
 	}
 	return f
 }
 
-// Sent records one batch of items sent: applied (err nil) or failed. A
-// failure after a success reports FlushFailing, a success after a failure
-// FlushRecovered; a batch cut short by a cancelled context (Close, a
-// caller giving up) changes no state.
-func (f *Flusher) Sent(ctx context.Context, items int, err error) {
+// Sent records one batch sent: err nil when the script ran, with items
+// of its keys applied and, when refusal is not nil, some refused (the
+// first refusal's error: the backend refused those keys' deltas, which
+// stay pending and are retried with backoff), or err, a batch that
+// failed. A failure or a refusal after a success reports FlushFailing; a
+// batch that ran without refusal after a failure reports FlushRecovered
+// unless refusedLeft (nil: never) says keys refused earlier are still set
+// aside; a batch cut short by a cancelled context (Close, a caller
+// giving up) changes no state. refusedLeft runs only in the failing
+// state.
+func (f *Flusher) Sent(ctx context.Context, items int, refusal, err error, refusedLeft func() bool) {
 	if f == nil {
 		return
 	}
 	if err == nil {
-		if f.batches != nil {
+		if f.batches != nil && (items > 0 || refusal == nil) { // a batch whose every key was refused applied nothing
 			f.batches.Add(ctx, 1, f.opt)
 			f.deltas.Add(ctx, int64(items), f.opt)
+		}
+		if refusal != nil {
+			if f.failures != nil {
+				f.failures.Add(ctx, 1, WithOutcome(f.prefix, refusal))
+			}
+			f.fail(refusal)
+			return
+		}
+		if f.health.Failing() && refusedLeft != nil && refusedLeft() {
+			return
 		}
 		f.health.OK(f.r, distkit.FlushRecovered)
 		return
@@ -420,8 +483,54 @@ func (f *Flusher) Sent(ctx context.Context, items int, err error) {
 		f.failures.Add(ctx, 1, WithOutcome(f.prefix, err))
 	}
 	if !errors.Is(err, context.Canceled) {
-		f.health.Fail(f.r, distkit.FlushFailing, err)
+		f.fail(err)
 	}
+}
+
+// fail records a failed or refused batch (Send is never concurrent).
+func (f *Flusher) fail(err error) {
+	if !f.health.Failing() {
+		f.failSince.Store(time.Now().UnixNano())
+	}
+	f.health.Fail(f.r, distkit.FlushFailing, err)
+}
+
+// behind is the flush lag: how long the flushes have been failing (or
+// keys refused), 0 while they succeed (the backend is then behind by at
+// most the flush interval, AllowedLag or FlushInterval, by design).
+func (f *Flusher) behind() float64 {
+	if !f.health.Failing() {
+		return 0
+	}
+	return max(0, time.Since(time.Unix(0, f.failSince.Load())).Seconds())
+}
+
+// BatchOutcome counts the items of b the backend applied and returns the
+// first refusal among them (after a Send that returned err).
+func BatchOutcome[T any](b *flush.Batch[T], err error) (applied int, refusal error) {
+	if err != nil {
+		return 0, nil
+	}
+	for i := range b.Items {
+		if b.Items[i].Applied {
+			applied++
+		} else if refusal == nil {
+			refusal = b.Items[i].Err
+		}
+	}
+	return applied, refusal
+}
+
+// RefusedLeft reports whether g still has keys set aside by a refusal,
+// other than those b (sent, its outcome not yet recorded) just applied.
+func RefusedLeft[T any](g *flush.Engine[T], b *flush.Batch[T]) bool {
+	failed := g.Failed()
+	for i := range b.Items {
+		if b.Items[i].Applied {
+			delete(failed, b.Items[i].E.Key())
+		}
+	}
+	return len(failed) > 0
 }
 
 // Close unregisters the pending-keys gauge.
@@ -429,4 +538,49 @@ func (f *Flusher) Close() {
 	if f != nil && f.reg != nil {
 		f.reg.Unregister()
 	}
+}
+
+// Watch is the telemetry of the background read loops of one primitive
+// value (Election.Observe): failed reads (logged once per state change of
+// a loop, counted each). A nil *Watch records nothing.
+type Watch struct {
+	r        *Reporter
+	prefix   string
+	failures metric.Int64Counter
+}
+
+// NewWatch returns the read-loop telemetry of one value of primitive
+// named name under prefix, nil when cfg configures nothing.
+func NewWatch(cfg Config, primitive, prefix, name string, failures func(*Instruments) metric.Int64Counter) *Watch {
+	r := NewReporter(cfg, primitive, name, "")
+	in := For(cfg.MeterProvider)
+	if r == nil && in == nil {
+		return nil
+	}
+	w := &Watch{r: r, prefix: prefix}
+	if in != nil {
+		w.failures = failures(in)
+	}
+	return w
+}
+
+// Read records one read of the loop whose state is h: err nil is a
+// success (WatchRecovered after a failure); a failure after a success
+// reports WatchFailing. A read cut short by the loop's ctx ending changes
+// nothing.
+func (w *Watch) Read(ctx context.Context, h *Health, err error) {
+	if w == nil {
+		return
+	}
+	if err == nil {
+		h.OK(w.r, distkit.WatchRecovered)
+		return
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	if w.failures != nil {
+		w.failures.Add(ctx, 1, WithOutcome(w.prefix, err))
+	}
+	h.Fail(w.r, distkit.WatchFailing, err)
 }

@@ -67,7 +67,7 @@ func TestNilIsSilent(t *testing.T) {
 	var r *obs.Reporter
 	r.Emit(distkit.FlushFailing, nil) // no panic
 	var f *obs.Flusher
-	f.Sent(t.Context(), 1, nil)
+	f.Sent(t.Context(), 1, nil, nil, nil)
 	f.Close()
 }
 

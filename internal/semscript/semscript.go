@@ -31,7 +31,8 @@ const luaFmt = `local function fmt(n) return string.format('%d', n) end
 // (once, keeping its place: its score is above every score in line, the
 // server time in µs if larger, so ties cannot reorder arrivals) and
 // refreshes its mark on every attempt; a
-// mark not refreshed in time drops out. A grant that leaves waiters
+// mark not refreshed in time drops out. The line's keys expire with the
+// longest-lived mark (a refresh never shortens them). A grant that leaves waiters
 // publishes, so that the next one tries at once.
 var Acquire = driver.NewScript("semaphore-acquire", driver.LuaNowMillis+luaFmt+`
 local id, pre = ARGV[1], ARGV[1] .. ':'
@@ -78,8 +79,11 @@ if ARGV[5] ~= '0' then
     redis.call('ZADD', KEYS[2], fmt(seq), id)
   end
   redis.call('ZADD', KEYS[3], fmt(now_ms + mark), id)
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
-  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+  -- The line lives as long as its longest-lived mark: never cut it to
+  -- this waiter's (a shorter RetryInterval than another waiter's).
+  for k = 2, 3 do
+    if redis.call('PTTL', KEYS[k]) < mark then redis.call('PEXPIRE', KEYS[k], ARGV[5]) end
+  end
 end
 return 0
 `, func(st driver.Store, keys, args []string) (backend.Value, error) {
@@ -180,8 +184,11 @@ return 0
 		if err := st.ZAdd(keys[2], float64(now+mark.Milliseconds()), id); err != nil {
 			return backend.Value{}, err
 		}
-		st.PExpire(keys[1], mark)
-		st.PExpire(keys[2], mark)
+		for _, k := range keys[1:3] { // never cut the line's TTL to this waiter's mark
+			if st.PTTL(k) < mark.Milliseconds() {
+				st.PExpire(k, mark)
+			}
+		}
 	}
 	return backend.Int(0), nil
 })

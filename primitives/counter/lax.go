@@ -364,15 +364,8 @@ func (c *laxCore) sendObserved(ctx context.Context, b *flush.Batch[laxKey]) erro
 		return c.send(ctx, b)
 	}
 	err := c.send(ctx, b)
-	applied := 0
-	if err == nil {
-		for i := range b.Items {
-			if b.Items[i].Applied {
-				applied++
-			}
-		}
-	}
-	c.obs.Sent(ctx, applied, err)
+	applied, refusal := obs.BatchOutcome(b, err)
+	c.obs.Sent(ctx, applied, refusal, err, func() bool { return obs.RefusedLeft(c.g, b) })
 	return err
 }
 

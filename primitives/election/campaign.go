@@ -10,6 +10,7 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/internal/bounded"
 	"github.com/distkit-go/distkit/internal/electscript"
 	"github.com/distkit-go/distkit/internal/lease"
 	"github.com/distkit-go/distkit/internal/waitsub"
@@ -32,12 +33,18 @@ func (e *Election) Campaign(ctx context.Context, value string) (*Leadership, err
 	uncertain := false // an attempt may have won without our knowing
 	var lastErr error
 	answered := false
+	// A ctx that can end bounds every attempt whatever the driver does
+	// (rueidis does not honour a cancellation while it dials).
+	detach := ctx.Done() != nil
 	for attempt := 0; ; attempt++ {
 		if ctx.Err() != nil {
 			return nil, e.ended(ctx, id, uncertain, answered && lastErr == nil, lastErr)
 		}
 		sent := time.Now()
-		token, err := e.attempt(ctx, id, value)
+		token, abandoned, err := e.try(ctx, id, value, detach)
+		if abandoned { // it cleans up after itself; go on under a new id
+			id, uncertain = newTermID(e.owner), false
+		}
 		switch {
 		case err == nil && token > 0 && !lease.Valid(sent, e.ttl):
 			e.undo(id) // confirmed too late to count on: hand it back
@@ -51,20 +58,20 @@ func (e *Election) Campaign(ctx context.Context, value string) (*Leadership, err
 				sub = waitsub.Start(ctx, e.notifier, e.keys.Channel)
 			}
 		case ctx.Err() != nil:
-			uncertain = uncertain || !errors.Is(err, backend.ErrNotApplied)
+			uncertain = uncertain || !abandoned && !errors.Is(err, backend.ErrNotApplied)
 			if !answered || lastErr != nil {
 				lastErr = err
 			}
 			return nil, e.ended(ctx, id, uncertain, false, lastErr)
 		case lease.Permanent(err):
-			uncertain = uncertain || errors.Is(err, backend.ErrIndeterminate)
+			uncertain = uncertain || !abandoned && errors.Is(err, backend.ErrIndeterminate)
 			err = fmt.Errorf("%s: %w", e.errName, err)
 			if uncertain {
 				e.undo(id)
 			}
 			return nil, err
 		default:
-			uncertain = uncertain || errors.Is(err, backend.ErrIndeterminate)
+			uncertain = uncertain || !abandoned && errors.Is(err, backend.ErrIndeterminate)
 			answered, lastErr = false, err
 		}
 		if timer == nil {
@@ -84,13 +91,31 @@ func (e *Election) Campaign(ctx context.Context, value string) (*Leadership, err
 	}
 }
 
-// attempt runs the campaign script once, bounded by ctx and the lease's
+// try runs the campaign script once, bounded by ctx and the lease's
 // validity. The script recognises id's own term, so a retry after an
-// unknown outcome finds the term an earlier attempt may have won.
-func (e *Election) attempt(ctx context.Context, id, value string) (int64, error) {
+// unknown outcome finds the term an earlier attempt may have won. With
+// detach (ctx can end), it runs through bounded.Run: an attempt the driver
+// does not end within bounded.Grace of its deadline (rueidis while it
+// dials) is abandoned and resigns the term it may have won when it
+// returns; the campaign must then go on under a new term id.
+func (e *Election) try(ctx context.Context, id, value string, detach bool) (token int64, abandoned bool, err error) {
 	actx, cancel := context.WithTimeout(ctx, e.ttl-lease.Margin(e.ttl))
 	defer cancel()
-	v, err := e.b.EvalScript(actx, electscript.Campaign, []string{e.keys.Leader, e.keys.Fence}, id, e.ttlArg, value, e.keys.Channel)
+	if !detach {
+		token, err = e.attempt(actx, id, value)
+		return token, false, err
+	}
+	return bounded.Run(actx, func() (int64, error) { return e.attempt(actx, id, value) },
+		func(token int64, err error) {
+			if token > 0 || err != nil && !errors.Is(err, backend.ErrNotApplied) {
+				e.undo(id)
+			}
+		})
+}
+
+// attempt runs the campaign script once under ctx.
+func (e *Election) attempt(ctx context.Context, id, value string) (int64, error) {
+	v, err := e.b.EvalScript(ctx, electscript.Campaign, []string{e.keys.Leader, e.keys.Fence}, id, e.ttlArg, value, e.keys.Channel)
 	if err != nil {
 		return 0, err
 	}
@@ -130,6 +155,16 @@ func (e *Election) undo(id string) <-chan struct{} {
 		e.resign(ctx, id) // best effort: the term expires by TTL otherwise
 	}()
 	return done
+}
+
+// resignWithin is Leadership.Resign's resignation: it returns within
+// bounded.Grace of ctx's end even when the driver overruns ctx (rueidis
+// does not honour a cancellation while it dials); the call is then left to
+// finish on its own (resigning is owner-checked, so a later Resign is safe)
+// and its outcome is unknown: ErrIndeterminate.
+func (e *Election) resignWithin(ctx context.Context, id string) (bool, error) {
+	ok, _, err := bounded.Run(ctx, func() (bool, error) { return e.resign(ctx, id) }, nil)
+	return ok, err
 }
 
 func (e *Election) resign(ctx context.Context, id string) (bool, error) {
@@ -199,7 +234,7 @@ type Leadership struct {
 func (e *Election) newLeadership(id, value string, token int64, sent time.Time) *Leadership {
 	l := lease.New(lease.Config{Name: e.errName, TTL: e.ttl, Ops: lease.Ops{
 		Renew:   func(ctx context.Context) (bool, error) { return e.renew(ctx, id) },
-		Release: func(ctx context.Context) (bool, error) { return e.resign(ctx, id) },
+		Release: func(ctx context.Context) (bool, error) { return e.resignWithin(ctx, id) },
 	}, OnEvent: e.obs.OnEvent(sent)}, sent)
 	ld := &Leadership{e: e, id: id, l: l, token: token, value: value}
 	runtime.AddCleanup(ld, (*lease.Lease).Abandon, l)
@@ -267,7 +302,10 @@ func (ld *Leadership) Context(ctx context.Context) context.Context {
 // without waiting for the lease to expire. nil when the term was resigned
 // (also when it had been before); an error matching distkit.ErrNotHeld when
 // it had been lost; the backend's error otherwise (Resign may be called
-// again; meanwhile the term is no longer renewed).
+// again; meanwhile the term is no longer renewed). Resign returns soon
+// after ctx ends even when the backend's driver does not honour ctx
+// (rueidis while it dials): the outcome is then unknown
+// (distkit.ErrIndeterminate) and Resign may be called again.
 func (ld *Leadership) Resign(ctx context.Context) error {
 	if ld == nil {
 		return errNilLeadership()
@@ -281,7 +319,8 @@ func (ld *Leadership) Resign(ctx context.Context) error {
 // see it). It fails with an error matching distkit.ErrNotHeld when this
 // term has ended (lost or resigned, as known locally or found by the
 // backend), and with the backend's error when the backend did not answer
-// (the value may then have been set: ErrIndeterminate).
+// (the value may then have been set: ErrIndeterminate), also when ctx
+// ended while the driver did not honour it (rueidis while it dials).
 func (ld *Leadership) Proclaim(ctx context.Context, value string) error {
 	if ld == nil {
 		return errNilLeadership()
@@ -290,7 +329,9 @@ func (ld *Leadership) Proclaim(ctx context.Context, value string) error {
 	if st := ld.State(); st != Leading {
 		return fmt.Errorf("%s: proclaim: %w: the term is %v", ld.e.errName, distkit.ErrNotHeld, st)
 	}
-	v, err := ld.e.b.EvalScript(ctx, electscript.Proclaim, []string{ld.e.keys.Leader}, ld.id, value, ld.e.keys.Channel)
+	v, _, err := bounded.Run(ctx, func() (backend.Value, error) {
+		return ld.e.b.EvalScript(ctx, electscript.Proclaim, []string{ld.e.keys.Leader}, ld.id, value, ld.e.keys.Channel)
+	}, nil)
 	if err != nil {
 		return fmt.Errorf("%s: proclaim: %w", ld.e.errName, err)
 	}

@@ -46,7 +46,10 @@
 // its lease expired). Elections, resignations and proclamations publish on
 // the election's channel: with a backend.Notifier, candidates try again at
 // once on Resign, and otherwise poll every RetryInterval (an expiry
-// publishes nothing; polling finds it).
+// publishes nothing; polling finds it). Campaign, Resign, Proclaim and Leader return
+// within a round trip of their ctx's end even when the driver does not
+// honour it (rueidis while it dials): an abandoned campaign attempt resigns
+// the term it may have won when it returns.
 //
 // Leader reads the current term: its token and value, or
 // distkit.ErrNoLeader. Observe follows the terms from a goroutine that
@@ -71,6 +74,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
@@ -82,6 +86,7 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/bounded"
 	"github.com/distkit-go/distkit/internal/electscript"
 	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/internal/obs"
@@ -145,6 +150,7 @@ type Election struct {
 	ttlArg   string
 	keys     keyspace.ElectionKeys
 	obs      *obs.Leases // nil: no Logger, Observer or MeterProvider
+	watch    *obs.Watch  // Observe's loops; nil likewise
 }
 
 // New returns an Election for name over b. Invalid options fail with
@@ -186,7 +192,9 @@ func New(b backend.Backend, name string, opts Options) (*Election, error) {
 		keys: keyspace.Election(prefix, name),
 	}
 	e.notifier, _ = b.(backend.Notifier)
-	e.obs = obs.NewLeases(obs.Config{Logger: opts.Logger, Observer: opts.Observer, MeterProvider: opts.MeterProvider}, "election", prefix, name)
+	cfg := obs.Config{Logger: opts.Logger, Observer: opts.Observer, MeterProvider: opts.MeterProvider}
+	e.obs = obs.NewLeases(cfg, "election", prefix, name)
+	e.watch = obs.NewWatch(cfg, "election", prefix, name, func(in *obs.Instruments) metric.Int64Counter { return in.ElectWatchFailures })
 	return e, nil
 }
 
@@ -196,9 +204,12 @@ func (e *Election) Name() string { return e.name }
 // Leader returns the current term, or an error matching
 // distkit.ErrNoLeader when nobody leads; an error matching
 // distkit.ErrNotApplied or distkit.ErrIndeterminate when the backend did
-// not answer.
+// not answer. It returns soon after ctx ends even when the backend's
+// driver does not honour ctx (rueidis while it dials).
 func (e *Election) Leader(ctx context.Context) (Term, error) {
-	v, err := e.b.EvalScript(ctx, electscript.Leader, []string{e.keys.Leader})
+	v, _, err := bounded.Run(ctx, func() (backend.Value, error) {
+		return e.b.EvalScript(ctx, electscript.Leader, []string{e.keys.Leader})
+	}, nil)
 	if err != nil {
 		return Term{}, fmt.Errorf("%s: %w", e.errName, err)
 	}
@@ -227,7 +238,8 @@ func (e *Election) Leader(ctx context.Context) (Term, error) {
 // (with a backend.Notifier) and every RetryInterval, so a term shorter
 // than that may go unreported. The channel is closed, and the goroutine
 // behind it ends, when ctx is done; a receiver that stops reading must
-// cancel ctx. Backend errors are retried.
+// cancel ctx. Backend errors are retried (reported through Options.Logger,
+// Observer and MeterProvider: watch_failing once, then watch_recovered).
 func (e *Election) Observe(ctx context.Context) <-chan Term {
 	ch := make(chan Term)
 	go e.observe(ctx, ch)
@@ -241,8 +253,15 @@ func (e *Election) observe(ctx context.Context, ch chan<- Term) {
 	timer := time.NewTimer(e.retry)
 	defer timer.Stop()
 	var last Term
+	var health obs.Health // this loop's reads: failing or not
 	for {
-		if t, err := e.Leader(ctx); err == nil && (t.Token > last.Token || t.Token == last.Token && t.Value != last.Value) {
+		t, err := e.Leader(ctx)
+		if errors.Is(err, distkit.ErrNoLeader) {
+			e.watch.Read(ctx, &health, nil)
+		} else {
+			e.watch.Read(ctx, &health, err)
+		}
+		if err == nil && (t.Token > last.Token || t.Token == last.Token && t.Value != last.Value) {
 			select {
 			case ch <- t:
 				last = t

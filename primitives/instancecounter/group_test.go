@@ -230,12 +230,7 @@ func TestICGroupCommit(t *testing.T) {
 	busy2.wait(t)
 }
 
-// expireScript declares instance ARGV[1] dead behind its back.
-var expireScript = driver.NewScript("test-ic-expire", `return redis.call('ZADD', KEYS[1], 0, ARGV[1])`,
-	func(st driver.Store, keys, args []string) (backend.Value, error) {
-		return backend.Int(1), st.ZAdd(keys[0], 0, args[0])
-	})
-
+// expireA declares instance a dead behind its back (expireScript: review13_test.go).
 func expireA(t *testing.T, mem *memory.Backend) {
 	t.Helper()
 	if _, err := mem.EvalScript(context.Background(), expireScript, keyspace.InstanceCounter("p").List()[:1], keyspace.InstanceMember("a")); err != nil {

@@ -24,7 +24,9 @@
 // instance keeps its slices. Every operation of any instance, heartbeats
 // included, first removes the slices of instances whose last heartbeat is
 // older than DeadAfter (server time), subtracting them from the cumulative
-// values in the same atomic script.
+// values in the same atomic script. A dead slice whose removal would take
+// the cumulative value beyond the int64 range (the other slices sum beyond
+// it) stays counted until a Set, Del or Clear of its key.
 //
 // # Comebacks
 //
@@ -68,7 +70,8 @@
 // is refused: its calls fail with distkit.ErrDuplicateInstance, nothing
 // applied, until the other one closes or is declared dead. A process
 // restarted with the same id before its predecessor's last heartbeat
-// expired therefore waits up to DeadAfter, unless the predecessor closed.
+// expired therefore waits up to DeadAfter, unless the predecessor closed
+// (with KeepSlicesOnClose too: Close frees the id).
 //
 // # Strict and Lax
 //
@@ -88,7 +91,8 @@
 // comeback reports only those keys. Close waits for the calls in flight
 // (within its context; later calls fail with distkit.ErrClosed), then
 // removes this instance's slices unless Options.KeepSlicesOnClose is set
-// (then they leave with its heartbeat).
+// (then they leave with its heartbeat, or when a new counter takes its
+// id: that one remembers none of them).
 //
 // # Key layout
 //
@@ -105,7 +109,7 @@
 //	{<prefix>}:ic:epochs         hash    <key> → epoch: stamp of its last Set or Del
 //	{<prefix>}:ic:cleared        string  stamp of the last Clear (every key's epoch is at least this)
 //	{<prefix>}:ic:clock          string  the last stamp: server time (Unix µs), strictly increasing
-//	{<prefix>}:ic:registry       hash    <id> → "<nonce>:<version>" of the live counter holding the id
+//	{<prefix>}:ic:registry       hash    <id> → "<nonce>:<version>" of the live counter holding the id, "-:<nonce>" once it closed
 //	{<prefix>}:ic:rejoined       hash    <id>:<key> → the part of that slice a rejoin re-contributed
 //	{<prefix>}:ic:seq:<id>       string  "<nonce>:<batch>:<stamp>", the last Lax batch applied (TTL DedupTTL),
 //	                                     then ":o<key>" / ":x<key>" per key a rejoin refused in it
@@ -166,7 +170,9 @@ type Options struct {
 	// DedupTTL (Lax): how long a flushed batch number is remembered; default 24 h.
 	DedupTTL time.Duration
 	// KeepSlicesOnClose leaves this instance's slices in place on Close
-	// (they then expire with its heartbeat); by default Close removes them.
+	// (they then expire with its heartbeat, or leave as soon as a new
+	// counter registers with this InstanceID, which is not refused); by
+	// default Close removes them.
 	KeepSlicesOnClose bool
 	// IdleAfter (Lax): how long Lax keeps the local state of a key whose
 	// slice is 0 and that has nothing pending after its last use; default
@@ -584,6 +590,8 @@ func (c *core) rejoinLocked(ctx context.Context, gen uint64, b *flush.Batch[slot
 	switch r.status {
 	case icscript.StatusDup:
 		return false, nil, c.errDup()
+	case icscript.StatusClosed: // Close's Remove ran before this late rejoin: nothing applied
+		return false, nil, errClosed
 	case icscript.StatusOK: // registered already (a rejoin whose reply was lost): nothing contributed
 		c.gen.Add(1)
 		return false, nil, nil
@@ -849,18 +857,20 @@ func (c *core) clearOnce(ctx context.Context) (reply, uint64, error) {
 	return r, gen, nil
 }
 
-// remove waits for the operations in flight and then, unless kept, takes
-// this instance's slices out of the totals, all within ctx.
+// remove waits for the operations in flight and then takes this
+// instance's slices out of the totals (when kept, only releases its id),
+// all within ctx.
 func (c *core) remove(ctx context.Context) error {
 	if err := c.gate.lock(ctx); err != nil {
 		return fmt.Errorf("instancecounter: close: waiting for the operations in flight: %w", err)
 	}
 	defer c.gate.unlock()
+	args := []string{c.nonce, c.me, c.daArg}
 	if c.keep {
-		return nil
+		args = append(args, "keep") // the slices stay; the id is free for a restarted counter
 	}
 	err := within(ctx, func() error {
-		_, err := c.b.EvalScript(ctx, icscript.Remove, c.keysFor(), c.nonce, c.me, c.daArg)
+		_, err := c.b.EvalScript(ctx, icscript.Remove, c.keysFor(), args...)
 		return err
 	})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/distkit-go/distkit/internal/flush"
 	"github.com/distkit-go/distkit/internal/icscript"
 	"github.com/distkit-go/distkit/internal/keyspace"
+	"github.com/distkit-go/distkit/internal/obs"
 	"github.com/distkit-go/distkit/internal/scriptlib"
 )
 
@@ -206,15 +207,8 @@ func (lx *laxState) sendObserved(ctx context.Context, b *flush.Batch[slot]) erro
 		return lx.send(ctx, b)
 	}
 	err := lx.send(ctx, b)
-	applied := 0
-	if err == nil {
-		for i := range b.Items {
-			if b.Items[i].Applied {
-				applied++
-			}
-		}
-	}
-	lx.c.obs.flushed(ctx, applied, err)
+	applied, refusal := obs.BatchOutcome(b, err)
+	lx.c.obs.flushed(ctx, applied, refusal, err, func() bool { return obs.RefusedLeft(lx.g, b) })
 	return err
 }
 

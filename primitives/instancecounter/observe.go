@@ -105,10 +105,10 @@ func (o *icObs) report() {
 	}
 }
 
-// flushed records one Lax batch.
-func (o *icObs) flushed(ctx context.Context, items int, err error) {
+// flushed records one Lax batch (see obs.Flusher.Sent).
+func (o *icObs) flushed(ctx context.Context, items int, refusal, err error, refusedLeft func() bool) {
 	if o != nil {
-		o.flush.Sent(ctx, items, err)
+		o.flush.Sent(ctx, items, refusal, err, refusedLeft)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/bounded"
 	"github.com/distkit-go/distkit/internal/lease"
 	"github.com/distkit-go/distkit/internal/lockscript"
 )
@@ -33,85 +34,40 @@ type policy struct {
 // errWaitTimeout is the cause of a wait context whose timeout expired.
 var errWaitTimeout = errors.New("lock: wait timed out")
 
-// attemptGrace is how long an attempt may overrun its deadline before the
-// wait stops waiting for it: a driver that honours its context returns
-// well within it.
-const attemptGrace = 20 * time.Millisecond
-
-// errAbandoned: an attempt overran its deadline and was left to finish on
-// its own.
-var errAbandoned = errors.New("lock: the backend did not return by the attempt's deadline")
-
 // try makes one acquisition attempt, bounded by ctx and by the lease's
 // validity, TTL − lease.Margin (a later reply could not leave a lease to
 // count on).
 //
 // With detach (the wait has a budget: a deadline, attempts, or a ctx
-// that can be cancelled), the attempt runs on a goroutine of its own, and a driver that does not
-// return within attemptGrace of the attempt's deadline (rueidis may not
-// while it dials a new connection) is not waited for: the attempt is
-// abandoned and cleans up after itself when it returns (releasing id if it
-// may have acquired, removing a writer's mark), and try reports
-// ErrIndeterminate with abandoned set, after which the wait must use a new
-// acquisition id. Without a budget (a ctx that can never end) the attempt
-// runs on the caller's goroutine, which saves a goroutine switch.
+// that can be cancelled), the attempt runs through bounded.Run, and a
+// driver that does not return within bounded.Grace of the attempt's
+// deadline (rueidis may not while it dials a new connection) is not waited
+// for: the attempt is abandoned and cleans up after itself when it returns
+// (releasing id if it may have acquired, removing a writer's mark), and try
+// reports ErrIndeterminate with abandoned set, after which the wait must
+// use a new acquisition id. Without a budget (a ctx that can never end) the
+// attempt runs on the caller's goroutine, which saves a goroutine switch.
 func (c *core) try(ctx context.Context, m mode, id string, retry, detach, wait bool) (token int64, acked int, abandoned bool, err error) {
 	actx, cancel := context.WithTimeout(ctx, c.ttl-lease.Margin(c.ttl))
+	defer cancel()
 	if !detach {
 		token, acked, err = c.attempt(actx, m, id, retry, wait)
-		cancel()
 		return token, acked, false, err
 	}
-	a := &detached{done: make(chan struct{})}
-	go a.run(c, actx, cancel, m, id, retry, wait)
-	select {
-	case <-a.done:
-		return a.token, a.acked, false, a.err
-	case <-actx.Done():
+	type result struct {
+		token int64
+		acked int
 	}
-	grace := time.NewTimer(attemptGrace)
-	defer grace.Stop()
-	select {
-	case <-a.done:
-		return a.token, a.acked, false, a.err
-	case <-grace.C:
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	select {
-	case <-a.done:
-		return a.token, a.acked, false, a.err
-	default:
-	}
-	a.left = true
-	return 0, 0, true, driver.Indeterminate(fmt.Errorf("%w: %w", errAbandoned, actx.Err()))
-}
-
-// detached is an attempt running on a goroutine of its own.
-type detached struct {
-	done  chan struct{} // closed when the fields below are set
-	token int64
-	acked int
-	err   error
-
-	mu   sync.Mutex
-	left bool // the wait stopped waiting for it
-}
-
-func (a *detached) run(c *core, ctx context.Context, cancel context.CancelFunc, m mode, id string, retry, wait bool) {
-	token, acked, err := c.attempt(ctx, m, id, retry, wait)
-	cancel()
-	a.mu.Lock()
-	a.token, a.acked, a.err = token, acked, err
-	left := a.left
-	a.mu.Unlock()
-	close(a.done)
-	if left {
-		acquired := token > 0 || err != nil && !errors.Is(err, backend.ErrNotApplied)
+	r, abandoned, err := bounded.Run(actx, func() (result, error) {
+		token, acked, err := c.attempt(actx, m, id, retry, wait)
+		return result{token, acked}, err
+	}, func(r result, err error) {
+		acquired := r.token > 0 || err != nil && !errors.Is(err, backend.ErrNotApplied)
 		if acquired || m == writer {
 			c.undo(m, id, acquired)
 		}
-	}
+	})
+	return r.token, r.acked, abandoned, err
 }
 
 // attempt runs the acquiring script once under ctx. token 0 means "held
@@ -344,36 +300,13 @@ func (c *core) release(ctx context.Context, m mode, id string) (bool, error) {
 }
 
 // releaseWithin is Guard.Release's release: it returns within
-// attemptGrace of ctx's end even when the driver overruns ctx (rueidis
+// bounded.Grace of ctx's end even when the driver overruns ctx (rueidis
 // does not honour a cancellation while it dials). The call is then left to
 // finish on its own (releasing is owner-checked, so a later Release is
 // safe) and its outcome is unknown: ErrIndeterminate.
 func (c *core) releaseWithin(ctx context.Context, m mode, id string) (bool, error) {
-	if ctx.Done() == nil { // nothing to bound it by
-		return c.release(ctx, m, id)
-	}
-	type result struct {
-		ok  bool
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		ok, err := c.release(ctx, m, id)
-		done <- result{ok, err}
-	}()
-	select {
-	case r := <-done:
-		return r.ok, r.err
-	case <-ctx.Done():
-	}
-	grace := time.NewTimer(attemptGrace)
-	defer grace.Stop()
-	select {
-	case r := <-done:
-		return r.ok, r.err
-	case <-grace.C:
-	}
-	return false, driver.Indeterminate(fmt.Errorf("%w: %w", errAbandoned, ctx.Err()))
+	ok, _, err := bounded.Run(ctx, func() (bool, error) { return c.release(ctx, m, id) }, nil)
+	return ok, err
 }
 
 // renew extends the lease of a held value; false when it is gone. With

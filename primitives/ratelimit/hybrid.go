@@ -598,7 +598,7 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 		k.mu.Unlock()
 	}
 	if len(calls) == 0 {
-		h.cfg.obs.synced(ctx, 0, 0, nil)
+		h.cfg.obs.synced(ctx, 0, 0, nil, h.quarantined())
 		return nil
 	}
 	var failed int
@@ -640,11 +640,23 @@ func (h *Hybrid) sync(ctx context.Context, all, ownCtx bool) error {
 			first = fmt.Errorf("ratelimit: sync: key %q: %w", k.name, err)
 		}
 	}
-	h.cfg.obs.synced(ctx, len(calls), failed, first)
+	h.cfg.obs.synced(ctx, len(calls), failed, first, failed == 0 && h.quarantined())
 	if failed > 1 {
 		return fmt.Errorf("%w (and %d more keys)", first, failed-1)
 	}
 	return first
+}
+
+// quarantined reports whether keys the server rejected wait for their
+// retry (left out of this round, their decisions degraded); only
+// computed when someone observes.
+func (h *Hybrid) quarantined() bool {
+	if h.cfg.obs == nil {
+		return false
+	}
+	h.queueMu.Lock()
+	defer h.queueMu.Unlock()
+	return len(h.quarantine) > 0
 }
 
 // sweep drops keys unused for IdleAfter with nothing to push.

@@ -100,14 +100,17 @@ func (o *rlObs) decided(ctx context.Context, sup bool, d Decision, err error) {
 }
 
 // synced records one Hybrid sync round of calls keys (0: nothing to
-// sync), failed of which failed (first: the first failure). A failure after a success reports
-// SyncDegraded, a round without failures after one SyncHealthy; a round
-// its caller's context cut short changes no state.
-func (o *rlObs) synced(ctx context.Context, calls, failed int, first error) {
+// sync), failed of which failed (first: the first failure); quarantined:
+// keys the server rejected earlier wait for their retry, left out of the
+// round (still failing). A failure after a success reports SyncDegraded,
+// a round without failures and no key quarantined after one SyncHealthy
+// (and restarts the sync age); a round its caller's context cut short
+// changes no state.
+func (o *rlObs) synced(ctx context.Context, calls, failed int, first error, quarantined bool) {
 	if o == nil {
 		return
 	}
-	if failed == 0 {
+	if failed == 0 && !quarantined {
 		o.healthyAt.Store(time.Now().UnixNano())
 	}
 	if calls == 0 { // nothing to sync: nothing failing, no round to count
@@ -122,6 +125,7 @@ func (o *rlObs) synced(ctx context.Context, calls, failed int, first error) {
 		}
 	}
 	switch {
+	case failed == 0 && quarantined: // the round's keys synced; the quarantined ones still fail
 	case failed == 0:
 		o.health.OK(o.r, distkit.SyncHealthy)
 	case !errors.Is(first, context.Canceled):

@@ -9,6 +9,8 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
+	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/bounded"
 	"github.com/distkit-go/distkit/internal/lease"
 	"github.com/distkit-go/distkit/internal/lockscript"
 	"github.com/distkit-go/distkit/internal/semscript"
@@ -72,10 +74,13 @@ func (s *Semaphore) acquire(ctx context.Context, n int64, p policy) (*Permit, er
 		wctx, cancel = context.WithTimeoutCause(ctx, p.timeout, errWaitTimeout)
 		defer cancel()
 	}
-	mark := s.markArg
-	if p.once {
-		mark = "0" // a single attempt never waits, so it does not queue
-	}
+	// A waiter's mark must outlive the gap between two of its attempts
+	// reaching the server: RetryInterval plus a round trip. It lasts
+	// markBase plus twice the last round trip seen (this wait's, else the
+	// Semaphore's last); "0": a single attempt never waits, so it does not
+	// queue.
+	rtt := time.Duration(s.rtt.Load())
+	mark, markLife := "0", time.Duration(0)
 	var sub *waitsub.Sub
 	defer sub.Close()
 	var timer *time.Timer
@@ -83,6 +88,10 @@ func (s *Semaphore) acquire(ctx context.Context, n int64, p policy) (*Permit, er
 	queued := false    // an attempt may have queued us
 	answered := false  // the last attempt got an answer
 	var lastErr error
+	// Every wait but Acquire with a ctx that can never end has a budget,
+	// and its attempts may not overrun it whatever the driver does
+	// (rueidis does not honour a cancellation while it dials).
+	detach := p.once || wctx.Done() != nil
 	for attempt := 0; ; attempt++ {
 		if wctx.Err() != nil {
 			return nil, s.ended(ctx, id, uncertain, queued, answered, p, lastErr)
@@ -90,8 +99,22 @@ func (s *Semaphore) acquire(ctx context.Context, n int64, p policy) (*Permit, er
 		if err := s.checkN(n); err != nil { // SetCapacity may have lowered it
 			return nil, s.giveUp(id, uncertain, queued, answered, err)
 		}
+		if !p.once {
+			// At most the TTL: a dead waiter holds its place no longer than
+			// a dead holder its units.
+			markLife = min(s.markBase+2*rtt, max(s.markBase, s.ttl))
+			mark = driver.Millis(markLife)
+		}
 		sent := time.Now()
-		token, err := s.attempt(wctx, id, n, mark, uncertain)
+		token, abandoned, err := s.try(wctx, id, n, mark, uncertain, detach)
+		took := time.Since(sent)
+		if err == nil {
+			rtt = took
+			s.rtt.Store(int64(took))
+		}
+		if abandoned { // it cleans up after itself; go on under a new id
+			id, uncertain, queued = newAcquisitionID(s.owner), false, false
+		}
 		switch {
 		case err == nil && token > 0 && !lease.Valid(sent, s.ttl):
 			// Confirmed too late to count on: hand it back (its place in
@@ -109,19 +132,26 @@ func (s *Semaphore) acquire(ctx context.Context, n int64, p policy) (*Permit, er
 				sub = waitsub.Start(wctx, s.notifier, s.keys.Channel)
 			}
 		case wctx.Err() != nil: // cut short by the end of the wait
-			uncertain = uncertain || !errors.Is(err, backend.ErrNotApplied)
-			queued = queued || mark != "0" && !errors.Is(err, backend.ErrNotApplied)
+			uncertain = uncertain || !abandoned && !errors.Is(err, backend.ErrNotApplied)
+			queued = queued || mark != "0" && !abandoned && !errors.Is(err, backend.ErrNotApplied)
 			if !answered || lastErr != nil {
 				lastErr = err
 			}
 			return nil, s.ended(ctx, id, uncertain, queued, false, p, lastErr)
 		case lease.Permanent(err):
-			uncertain = uncertain || errors.Is(err, backend.ErrIndeterminate)
+			uncertain = uncertain || !abandoned && errors.Is(err, backend.ErrIndeterminate)
 			return nil, s.giveUp(id, uncertain, queued, false, fmt.Errorf("%s: %w", s.errName, err))
 		default:
-			uncertain = uncertain || errors.Is(err, backend.ErrIndeterminate)
-			queued = queued || mark != "0" && errors.Is(err, backend.ErrIndeterminate)
+			uncertain = uncertain || !abandoned && errors.Is(err, backend.ErrIndeterminate)
+			queued = queued || mark != "0" && !abandoned && errors.Is(err, backend.ErrIndeterminate)
 			answered, lastErr = false, err
+		}
+		if !p.once && err == nil && s.retry+2*took > markLife {
+			// The mark just set may lapse before the next attempt reaches
+			// the server, up to RetryInterval plus a round trip later (a
+			// round trip much longer than the mark allowed for): refresh it
+			// at once with one that allows for it.
+			continue
 		}
 		if p.once {
 			if lastErr != nil {
@@ -146,16 +176,35 @@ func (s *Semaphore) acquire(ctx context.Context, n int64, p policy) (*Permit, er
 	}
 }
 
-// attempt runs the acquiring script once, bounded by the wait and by the
-// lease's validity.
-func (s *Semaphore) attempt(ctx context.Context, id string, n int64, mark string, retry bool) (int64, error) {
+// try runs the acquiring script once, bounded by the wait and by the
+// lease's validity. With detach (the wait has a budget), it runs through
+// bounded.Run: an attempt the driver does not end within bounded.Grace of
+// its deadline (rueidis while it dials) is abandoned, and releases the
+// permit it may have taken and leaves the line when it returns; the wait
+// must then go on under a new acquisition id.
+func (s *Semaphore) try(ctx context.Context, id string, n int64, mark string, retry, detach bool) (token int64, abandoned bool, err error) {
 	actx, cancel := context.WithTimeout(ctx, s.ttl-lease.Margin(s.ttl))
 	defer cancel()
+	if !detach {
+		token, err = s.attempt(actx, id, n, mark, retry)
+		return token, false, err
+	}
+	return bounded.Run(actx, func() (int64, error) { return s.attempt(actx, id, n, mark, retry) },
+		func(token int64, err error) {
+			acquired := token > 0 || err != nil && !errors.Is(err, backend.ErrNotApplied)
+			if acquired || mark != "0" {
+				s.undo(id, acquired, mark != "0")
+			}
+		})
+}
+
+// attempt runs the acquiring script once under ctx.
+func (s *Semaphore) attempt(ctx context.Context, id string, n int64, mark string, retry bool) (int64, error) {
 	r := "0"
 	if retry {
 		r = "1"
 	}
-	v, err := s.b.EvalScript(actx, semscript.Acquire, s.acqKeys,
+	v, err := s.b.EvalScript(ctx, semscript.Acquire, s.acqKeys,
 		id, strconv.FormatInt(n, 10), strconv.FormatInt(s.capacity.Load(), 10), s.ttlArg, mark, r, s.keys.Channel)
 	if err != nil {
 		return 0, err
@@ -213,6 +262,16 @@ func (s *Semaphore) undo(id string, held, queued bool) <-chan struct{} {
 		}
 	}()
 	return done
+}
+
+// releaseWithin is Permit.Release's release: it returns within
+// bounded.Grace of ctx's end even when the driver overruns ctx (rueidis
+// does not honour a cancellation while it dials); the call is then left to
+// finish on its own (releasing is owner-checked, so a later Release is
+// safe) and its outcome is unknown: ErrIndeterminate.
+func (s *Semaphore) releaseWithin(ctx context.Context, id string) (bool, error) {
+	ok, _, err := bounded.Run(ctx, func() (bool, error) { return s.release(ctx, id) }, nil)
+	return ok, err
 }
 
 // release removes the permit of acquisition id; false when it was not held.

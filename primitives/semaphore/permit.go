@@ -31,7 +31,7 @@ func (s *Semaphore) newPermit(id string, n, token int64, attempt int, sent time.
 	member := id + ":" + strconv.FormatInt(n, 10) + ":" + strconv.FormatInt(token, 10)
 	l := lease.New(lease.Config{Name: s.errName, TTL: s.ttl, Ops: lease.Ops{
 		Renew:   func(ctx context.Context) (bool, error) { return s.renew(ctx, member) },
-		Release: func(ctx context.Context) (bool, error) { return s.release(ctx, id) },
+		Release: func(ctx context.Context) (bool, error) { return s.releaseWithin(ctx, id) },
 	}, OnEvent: s.obs.OnEvent(sent)}, sent)
 	p := &Permit{l: l, n: n, token: token, attempt: attempt}
 	// The lease never references p, so p can become unreachable while held.
@@ -106,6 +106,10 @@ func (p *Permit) Context(ctx context.Context) context.Context {
 // been lost or was found expired; or the current state with the backend's
 // error, in which case Release may be called again (meanwhile the lease is
 // no longer renewed). Releasing twice returns Released, nil.
+//
+// Release returns soon after ctx ends even when the backend's driver does
+// not honour ctx (rueidis while it dials): the outcome is then unknown
+// (distkit.ErrIndeterminate) and Release may be called again.
 func (p *Permit) Release(ctx context.Context) (State, error) {
 	if p == nil {
 		return Released, errNilPermit()

@@ -56,15 +56,22 @@
 // behind it until it got its units, even when some are free. TryAcquire
 // never queues, and fails while anyone is queued. A waiter keeps its place by
 // refreshing a waiting mark on every attempt (every RetryInterval at the
-// latest); the mark of a waiter that died expires after max(3×RetryInterval,
-// 150 ms) and it drops out of line, and a waiter that gives up leaves the
-// line at once.
+// latest, plus a round trip); the mark of a waiter that died expires after
+// max(3×RetryInterval, 150 ms) plus twice its last round trip (so that a
+// live waiter on a slow link keeps its place; at most the TTL, unless
+// 3×RetryInterval is longer) and it drops out of line,
+// and a waiter that gives up leaves the line at once.
 //
 // # Waiting
 //
 // Acquire waits until ctx is done; TryAcquire makes one attempt;
 // TryAcquireWithTimeout waits at most its timeout. Each attempt is bounded
-// by the wait's context and the TTL. Permanent errors (distkit.ErrClosed,
+// by the wait's context and the TTL. An attempt whose driver overruns that (rueidis
+// does not honour a cancellation while it dials) is abandoned within a
+// round trip of the wait's end, and releases what it may have taken and
+// leaves the line when it returns (Acquire with a ctx that can never end,
+// such as context.Background(), has no budget: its attempts run on the
+// caller's goroutine). Permanent errors (distkit.ErrClosed,
 // distkit.ErrInvalidOption, a script error) end a wait at once; transient
 // ones are retried. A wait that ends without a permit leaves nothing behind:
 // a permit an attempt may have taken without its reply arriving, and its
@@ -116,6 +123,7 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/bounded"
 	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/internal/obs"
 	"github.com/distkit-go/distkit/internal/semscript"
@@ -198,8 +206,9 @@ type Semaphore struct {
 	owner    string
 	ttl      time.Duration
 	retry    time.Duration
-	ttlArg   string // ms
-	markArg  string // ms, a waiter's mark lifetime
+	ttlArg   string        // ms
+	markBase time.Duration // a waiter's mark lifetime, before its round trips
+	rtt      atomic.Int64  // the last answered attempt's duration (ns), for a wait's first mark
 	keys     keyspace.SemaphoreKeys
 	acqKeys  []string
 	capacity atomic.Int64
@@ -246,10 +255,10 @@ func New(b backend.Backend, name string, capacity int64, opts Options) (*Semapho
 	s := &Semaphore{
 		b: b, name: name, errName: fmt.Sprintf("semaphore %q", name), owner: opts.Owner,
 		ttl: opts.TTL, retry: opts.RetryInterval,
-		ttlArg:  driver.Millis(opts.TTL),
-		markArg: driver.Millis(max(3*opts.RetryInterval, 150*time.Millisecond)),
-		keys:    k,
-		acqKeys: []string{k.Holders, k.Queue, k.QueueExpiry, k.Fence},
+		ttlArg:   driver.Millis(opts.TTL),
+		markBase: max(3*opts.RetryInterval, 150*time.Millisecond),
+		keys:     k,
+		acqKeys:  []string{k.Holders, k.Queue, k.QueueExpiry, k.Fence},
 	}
 	s.capacity.Store(capacity)
 	s.notifier, _ = b.(backend.Notifier)
@@ -278,9 +287,12 @@ func (s *Semaphore) SetCapacity(capacity int64) error {
 
 // Used returns the units held now by live permits of this name (expired
 // permits are dropped first). An error matching distkit.ErrNotApplied or
-// distkit.ErrIndeterminate means the backend did not answer.
+// distkit.ErrIndeterminate means the backend did not answer (also when ctx
+// ended while the driver did not honour it, as rueidis while it dials).
 func (s *Semaphore) Used(ctx context.Context) (int64, error) {
-	v, err := s.b.EvalScript(ctx, semscript.Used, []string{s.keys.Holders})
+	v, _, err := bounded.Run(ctx, func() (backend.Value, error) {
+		return s.b.EvalScript(ctx, semscript.Used, []string{s.keys.Holders})
+	}, nil)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", s.errName, err)
 	}
