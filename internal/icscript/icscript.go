@@ -251,12 +251,28 @@ local function op_one(mode, key, op, x, n)
     v, t, c = version(), stamp(), cleared()
   end
   local f = me .. ':' .. key
-  local s = redis.call('HGET', SLICES, f) or '0'
+  local sraw = redis.call('HGET', SLICES, f)
+  local s = sraw or '0'
   local total = redis.call('HGET', TOTAL, key) or '0'
   local head = {'ok', fmt(v), fmt(t), fmt(c)}
   if mode == 'inc' or (mode == 'incif' and matches(op, total, x)) then
-    local e = add(key, n)
+    -- add(key, n) then state(key), without reading again what this
+    -- script just read or wrote.
+    local nt, e = hincr(TOTAL, key, n)
     if e then return e end
+    local ns
+    ns, e = hincr(SLICES, f, n)
+    if e then
+      hincr(TOTAL, key, neg(n))
+      return e
+    end
+    if not sraw then
+      redis.call('ZADD', OWNED, 0, f)
+      redis.call('ZADD', HOLDERS, 0, key .. ':' .. me)
+    end
+    local ep = math.max(tonumber(redis.call('HGET', EPOCH, key) or '0'), c)
+    for _, w in ipairs({nt, ns, fmt(ep), redis.call('HGET', REJ, f) or '0'}) do head[#head+1] = w end
+    return head
   elseif mode == 'setmine' or (mode == 'setmineif' and matches(op, s, x)) then
     local e = add(key, neg(s))
     if e then return e end
