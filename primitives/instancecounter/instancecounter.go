@@ -75,7 +75,9 @@
 //
 // # Strict and Lax
 //
-// Strict runs every call as one script. Lax buffers Inc and Dec in process
+// Strict runs every call as one script; concurrent calls of one Strict
+// share script calls (group commit, see Strict), each answered as its own
+// script would have been. Lax buffers Inc and Dec in process
 // and flushes them every FlushInterval (20 ms), on the flush engine of
 // counter.Lax: numbered batches applied exactly once (a batch whose outcome
 // is unknown stays in flight until a resend is answered), each flush
