@@ -744,7 +744,10 @@ func testICCloseHung(t *testing.T, h Harness) {
 				defer cancel()
 				start := time.Now()
 				err = c.Close(cctx)
-				if d := time.Since(start); d > 250*time.Millisecond {
+				// 300 ms of slack for a loaded machine (make test runs
+				// packages side by side under -race; 310 ms was seen); the
+				// regression this guards took seconds.
+				if d := time.Since(start); d > 400*time.Millisecond {
 					t.Fatalf("Close took %v with a 100ms context", d)
 				}
 				if err == nil {

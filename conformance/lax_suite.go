@@ -522,19 +522,28 @@ func testLaxClearDrops(t *testing.T, h Harness) {
 	for i := range keys {
 		keys[i] = fmt.Sprintf("user:%d:requests-with-a-longer-name", i)
 	}
-	base := heapInUse()
-	for _, k := range keys {
-		lax.Inc(ctx, k, 1)
+	var base, peak, after int64
+	// The heap also holds what other goroutines of the process allocate
+	// and free (a driver's buffers, a previous test's leftovers): when the
+	// keys' own growth does not show, measure again (at most 3 times).
+	for round := 1; ; round++ {
+		base = heapInUse()
+		for _, k := range keys {
+			lax.Inc(ctx, k, 1)
+		}
+		if err := lax.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		peak = heapInUse()
+		if err := lax.Clear(ctx); err != nil {
+			t.Fatal(err)
+		}
+		after = heapInUse()
+		t.Logf("heap: %d KiB before, %d KiB with %d keys, %d KiB after Clear", base>>10, peak>>10, n, after>>10)
+		if peak-base >= n*64 || round == 3 {
+			break
+		}
 	}
-	if err := lax.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	peak := heapInUse()
-	if err := lax.Clear(ctx); err != nil {
-		t.Fatal(err)
-	}
-	after := heapInUse()
-	t.Logf("heap: %d KiB before, %d KiB with %d keys, %d KiB after Clear", base>>10, peak>>10, n, after>>10)
 	if growth := peak - base; growth < n*64 || after-base > growth/4 {
 		t.Errorf("after Clear the heap is %d KiB above where it started (%d KiB with the keys)", (after-base)>>10, growth>>10)
 	}

@@ -26,6 +26,7 @@ func runSemaphore(t *testing.T, newHarness NewHarness) {
 	t.Run("WakeOnRelease", func(t *testing.T) { testSemWake(t, newHarness(t)) })
 	t.Run("FIFONoStarvation", func(t *testing.T) { testSemFIFO(t, newHarness(t)) })
 	t.Run("CancelLeavesNothing", func(t *testing.T) { testSemCancel(t, newHarness(t)) })
+	t.Run("LateAttemptAfterGiveUp", func(t *testing.T) { testSemLateAttempt(t, newHarness(t)) })
 	t.Run("HolderDies", func(t *testing.T) { testSemHolderDies(t, newHarness(t)) })
 	t.Run("LeaseLost", func(t *testing.T) { testSemLeaseLost(t, newHarness(t)) })
 	t.Run("SetCapacity", func(t *testing.T) { testSemSetCapacity(t, newHarness(t)) })

@@ -368,12 +368,24 @@ return out
 `, goOpBatch)
 
 // Heartbeat removes dead instances, then refreshes this object's
-// registration. Reply: its status; "absent" asks for a Rejoin.
+// registration. Reply: its status; "absent" asks for a Rejoin. With
+// ARGV[4] "live" (the caller has a MeterProvider: the count costs one
+// read per registered instance, paid only then) the reply is {status,
+// live}: the number of live instances of the prefix after the refresh —
+// those whose heartbeat has not expired, not counting the closed ones
+// (Remove) whose registration lingers; this object included when its
+// status is "ok".
 var Heartbeat = driver.NewScript("instancecounter-heartbeat", luaPrelude+`
 cleanup()
 local st = status()
 if st == 'ok' then refresh() end
-return st
+if ARGV[4] ~= 'live' then return st end
+local n = 0
+for _, m in ipairs(redis.call('ZRANGE', INST, 0, -1)) do
+  local reg = redis.call('HGET', REG, m)
+  if not reg or string.sub(reg, 1, #RELEASED) ~= RELEASED then n = n + 1 end
+end
+return {st, fmt(n)}
 `, func(st driver.Store, keys, args []string) (backend.Value, error) {
 	c, err := newCtx(st, keys, args)
 	if err != nil {
@@ -389,8 +401,35 @@ return st
 	if s == StatusOK {
 		c.refresh()
 	}
-	return backend.Str(s), nil
+	if len(args) < 4 || args[3] != "live" {
+		return backend.Str(s), nil
+	}
+	n, err := c.live()
+	if err != nil {
+		return backend.Value{}, err
+	}
+	return backend.Arr(backend.Str(s), backend.Str(fmtInt(n))), nil
 })
+
+// live counts the instances of the prefix not yet expired (cleanup ran)
+// whose registration is not released (the Lua's loop in Heartbeat).
+func (c *ctx) live() (int64, error) {
+	ms, err := c.st.ZRangeByScore(c.inst, math.Inf(-1), math.Inf(1))
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, m := range ms {
+		reg, ok, err := c.st.HGet(c.reg, m.Member)
+		if err != nil {
+			return 0, err
+		}
+		if !ok || !strings.HasPrefix(reg, released) {
+			n++
+		}
+	}
+	return n, nil
+}
 
 // Rejoin registers an absent object and contributes the slices it
 // remembers. ARGV: 4 the latest cleared time it saw, 5 the latest version

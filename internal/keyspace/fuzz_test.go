@@ -104,7 +104,7 @@ func FuzzLayouts(f *testing.F) {
 			t.Fatalf("lock %q: hash tag %q, want %q", lk.Lock, hashTag(lk.Lock), want)
 		}
 		sk, ek := keyspace.Semaphore(p1, k1), keyspace.Election(p1, k1)
-		for _, k := range []string{sk.Holders, sk.Queue, sk.QueueExpiry, sk.Fence, sk.Channel, ek.Leader, ek.Fence, ek.Channel} {
+		for _, k := range []string{sk.Holders, sk.Queue, sk.QueueExpiry, sk.Fence, sk.Gone, sk.Channel, ek.Leader, ek.Fence, ek.Channel} {
 			if hashTag(k) != hashTag(lk.Lock) {
 				t.Fatalf("%q not in the slot of lock %q (one name, one tag)", k, lk.Lock)
 			}
@@ -112,7 +112,7 @@ func FuzzLayouts(f *testing.F) {
 		// A lock, a semaphore and an election of one name never share a key.
 		seen := map[string]bool{}
 		for _, k := range []string{lk.Lock, lk.Readers, lk.WaitingWriter, lk.Fence, lk.Channel,
-			sk.Holders, sk.Queue, sk.QueueExpiry, sk.Fence, sk.Channel, ek.Leader, ek.Fence, ek.Channel} {
+			sk.Holders, sk.Queue, sk.QueueExpiry, sk.Fence, sk.Gone, sk.Channel, ek.Leader, ek.Fence, ek.Channel} {
 			if seen[k] {
 				t.Fatalf("key %q used twice by the primitives of (%q, %q)", k, p1, k1)
 			}

@@ -87,6 +87,7 @@ func TestPlainLayoutsUnchanged(t *testing.T) {
 		sk.Queue:                                   "{shop:exports}:sem:queue",
 		sk.QueueExpiry:                             "{shop:exports}:sem:qexp",
 		sk.Fence:                                   "{shop:exports}:sem:fence",
+		sk.Gone:                                    "{shop:exports}:sem:gone",
 		sk.Channel:                                 "{shop:exports}:sem:released",
 		ek.Leader:                                  "{shop:scheduler}:elect:leader",
 		ek.Fence:                                   "{shop:scheduler}:elect:fence",

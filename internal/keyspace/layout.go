@@ -131,15 +131,16 @@ func (k RateLimitKeys) List() []string { return []string{k.Counts, k.Index} }
 //	{<prefix>:<name>}:sem:queue     zset    waiters <owner>:<nonce> → arrival order (above every score in line, ≥ Unix µs)
 //	{<prefix>:<name>}:sem:qexp      zset    waiters <owner>:<nonce> → mark expiry (Unix ms)
 //	{<prefix>:<name>}:sem:fence     string  the last fencing token (never expires)
+//	{<prefix>:<name>}:sem:gone      zset    given-up acquisitions <owner>:<nonce> → tombstone expiry (Unix ms)
 //	{<prefix>:<name>}:sem:released  channel a message per release, dequeue and queue advance
 type SemaphoreKeys struct {
-	Holders, Queue, QueueExpiry, Fence, Channel string
+	Holders, Queue, QueueExpiry, Fence, Gone, Channel string
 }
 
 // Semaphore returns the keys of the semaphore name under prefix.
 func Semaphore(prefix, name string) SemaphoreKeys {
 	t := Join(tag(Escape(prefix), Escape(name)), "sem") + Sep
-	return SemaphoreKeys{Holders: t + "holders", Queue: t + "queue", QueueExpiry: t + "qexp", Fence: t + "fence", Channel: t + "released"}
+	return SemaphoreKeys{Holders: t + "holders", Queue: t + "queue", QueueExpiry: t + "qexp", Fence: t + "fence", Gone: t + "gone", Channel: t + "released"}
 }
 
 // ElectionKeys are the keys of one election (primitives/election), in the

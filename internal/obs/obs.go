@@ -211,6 +211,7 @@ const (
 	ICFlushLag            = "distkit.instancecounter.flush.lag"
 	ICHeartbeats          = "distkit.instancecounter.heartbeats"
 	ICRejoins             = "distkit.instancecounter.rejoins"
+	ICLiveInstances       = "distkit.instancecounter.instances.live"
 	LockWaitDuration      = "distkit.lock.wait.duration"
 	LockHoldDuration      = "distkit.lock.hold.duration"
 	LockLeasesLost        = "distkit.lock.leases.lost"
@@ -246,7 +247,7 @@ type Instruments struct {
 	CounterFlushLag, ICFlushLag                                   metric.Float64ObservableGauge
 
 	ICFlushBatches, ICFlushDeltas, ICFlushFailures, ICHeartbeats, ICRejoins metric.Int64Counter
-	ICPendingKeys                                                           metric.Int64ObservableGauge
+	ICPendingKeys, ICLiveInstances                                          metric.Int64ObservableGauge
 
 	LockWait, LockHold                   metric.Float64Histogram
 	LockLeasesLost, LockRenewFailures    metric.Int64Counter
@@ -325,6 +326,7 @@ func newInstruments(m metric.Meter) *Instruments {
 	in.ICPendingKeys = gauge(ICPendingKeys, "{key}", "Keys of a Lax instance counter with deltas not yet applied by the backend.")
 	in.ICHeartbeats = counter(ICHeartbeats, "{heartbeat}", "Instance counter heartbeats, by outcome.")
 	in.ICRejoins = counter(ICRejoins, "{rejoin}", "Times an instance found itself unregistered (declared dead) and rejoined.")
+	in.ICLiveInstances = gauge(ICLiveInstances, "{instance}", "Live instances of the prefix (heartbeat not expired, not closed), as this instance's last successful heartbeat saw them.")
 	in.LockWait = hist(LockWaitDuration, "Time from a lock call to its outcome, by mode and result.")
 	in.LockHold = hist(LockHoldDuration, "Time a lock was held, from acquisition to release or loss.")
 	in.LockHandoffs = counter(LockHandoffs, "{acquisition}", "Lock acquisitions that found the lock held and got it after waiting (a hand-off from another holder).")

@@ -12,12 +12,13 @@ import (
 )
 
 // semaphoreScenario drives the semaphore's scripts directly (queue order,
-// the retry path, dequeue) and through the public API. Tokens depend on
-// server time, so they are rendered by their order.
+// the retry path, giving up and its tombstone) and through the public
+// API. Tokens depend on server time, so they are rendered by their order.
 var semaphoreScenario = Scenario{Name: "Semaphore", Run: func(ctx context.Context, b backend.Backend, p string) []string {
 	var out []string
 	k := keyspace.Semaphore(p, "s")
-	keys := []string{k.Holders, k.Queue, k.QueueExpiry, k.Fence}
+	keys := []string{k.Holders, k.Queue, k.QueueExpiry, k.Fence, k.Gone}
+	giveUp := []string{k.Holders, k.Queue, k.QueueExpiry, k.Gone}
 	var last int64
 	acq := func(id, n, mark, retry string) int64 {
 		v, err := b.EvalScript(ctx, semscript.Acquire, keys, id, n, "4", "1000", mark, retry, k.Channel)
@@ -47,9 +48,14 @@ var semaphoreScenario = Scenario{Name: "Semaphore", Run: func(ctx context.Contex
 	acq("c:1", "1", "150", "0") // b still ahead
 	acq("b:1", "2", "150", "0")
 	acq("c:1", "1", "150", "0")
-	call(semscript.Dequeue, []string{k.Queue, k.QueueExpiry}, "x:1", k.Channel)
-	acq("d:1", "2", "150", "0") // full: queues
-	call(semscript.Dequeue, []string{k.Queue, k.QueueExpiry}, "d:1", k.Channel)
+	call(semscript.GiveUp, giveUp, "x:1", "1000", k.Channel) // nothing to remove; a tombstone
+	acq("x:1", "1", "150", "0")                              // tombstoned: refused though a unit is free
+	acq("d:1", "2", "150", "0")                              // full: queues
+	call(semscript.GiveUp, giveUp, "d:1", "1000", k.Channel)
+	acq("d:1", "2", "150", "1")                              // a late attempt of d: refused, does not queue
+	call(semscript.GiveUp, giveUp, "c:1", "1000", k.Channel) // releases c's permit
+	call(semscript.Used, []string{k.Holders})
+	acq("e:1", "2", "150", "0") // nobody in line: granted
 	call(semscript.Used, []string{k.Holders})
 
 	s, err := semaphore.New(b, "api", 2, semaphore.Options{Prefix: p})

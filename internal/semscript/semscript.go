@@ -22,9 +22,14 @@ const luaFmt = `local function fmt(n) return string.format('%d', n) end
 `
 
 // Acquire takes n units if they are free and nobody queued is ahead.
-// KEYS: holders, queue, qexp, fence. ARGV: id, n, capacity, ttl ms,
+// KEYS: holders, queue, qexp, fence, gone. ARGV: id, n, capacity, ttl ms,
 // waiting-mark ttl ms ("0": do not queue), retry ("1": look for a permit
 // this id may already hold), channel. Returns the fencing token, or 0.
+//
+// An id that gave up (GiveUp's tombstone in gone, still live) is refused
+// and changes nothing: an attempt that reaches the server after its wait
+// gave up (a driver that stopped waiting for a request it had written)
+// neither puts the departed waiter back in line nor takes units.
 //
 // Policy (FIFO): an acquisition succeeds only when n units are free and no
 // live waiter is queued ahead of it; a waiter that cannot get in queues
@@ -36,6 +41,8 @@ const luaFmt = `local function fmt(n) return string.format('%d', n) end
 // publishes, so that the next one tries at once.
 var Acquire = driver.NewScript("semaphore-acquire", driver.LuaNowMillis+luaFmt+`
 local id, pre = ARGV[1], ARGV[1] .. ':'
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', fmt(now_ms))
+if redis.call('ZSCORE', KEYS[5], id) then return 0 end
 local n, cap, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local function extend()
   if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
@@ -101,6 +108,9 @@ return 0
 		return backend.Value{}, err
 	}
 	now := driver.NowMillis(st)
+	if gone, err := goneNow(st, keys[4], id, now); err != nil || gone {
+		return backend.Int(0), err
+	}
 	extend := func() {
 		if st.PTTL(keys[0]) < ttl.Milliseconds() {
 			st.PExpire(keys[0], ttl)
@@ -193,26 +203,93 @@ return 0
 	return backend.Int(0), nil
 })
 
-// Dequeue: KEYS queue, qexp; ARGV id, channel. A waiter that gives up
-// removes its place in the queue so that those behind it need not wait for
-// its mark to expire, and publishes (best effort) to wake them. Returns 1
-// when it was queued, else 0.
-var Dequeue = driver.NewScript("semaphore-dequeue", `
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.pcall('PUBLISH', ARGV[2], 'dequeued')
+// GiveUp: KEYS holders, queue, qexp, gone; ARGV id, tombstone ms,
+// channel. A wait that ends without a permit removes what its attempts may
+// have left: the permit of acquisition id (its reply may have been lost)
+// and its place in line, so that those behind it need not wait for its
+// mark to expire; and it leaves a tombstone for id, live for the
+// tombstone's ms, which makes Acquire refuse id: an attempt of the wait
+// that reaches the server later (the driver stopped waiting for a request
+// it had written, and the give-up went out on another connection) takes
+// nothing and does not queue. The tombstone outlives any mark or lease
+// that attempt could set, so a request even later than that costs at most
+// its own lateness. Publishes (best effort) when it removed something, to
+// wake the waiters. Returns 1 when it removed something, else 0.
+var GiveUp = driver.NewScript("semaphore-give-up", driver.LuaNowMillis+luaFmt+`
+local id, pre, ms = ARGV[1], ARGV[1] .. ':', tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', fmt(now_ms))
+redis.call('ZADD', KEYS[4], fmt(now_ms + ms), id)
+if redis.call('PTTL', KEYS[4]) < ms then redis.call('PEXPIRE', KEYS[4], ARGV[2]) end
+local removed = 0
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if string.sub(m, 1, #pre) == pre then removed = removed + redis.call('ZREM', KEYS[1], m) end
+end
+removed = removed + redis.call('ZREM', KEYS[2], id)
+redis.call('ZREM', KEYS[3], id)
+if removed > 0 then
+  redis.pcall('PUBLISH', ARGV[3], 'gave-up')
   return 1
 end
 return 0
 `, func(st driver.Store, keys, args []string) (backend.Value, error) {
-	k, err := st.ZRem(keys[0], args[0])
-	if err != nil || k == 0 {
-		return backend.Int(0), err
+	id, pre := args[0], args[0]+":"
+	ms, err := driver.ParseMillis(args[1])
+	if err != nil {
+		return backend.Value{}, err
 	}
-	st.ZRem(keys[1], args[0])
-	st.Publish(args[1], "dequeued")
+	now := driver.NowMillis(st)
+	if _, err := goneNow(st, keys[3], "", now); err != nil {
+		return backend.Value{}, err
+	}
+	if err := st.ZAdd(keys[3], float64(now+ms.Milliseconds()), id); err != nil {
+		return backend.Value{}, err
+	}
+	if st.PTTL(keys[3]) < ms.Milliseconds() {
+		st.PExpire(keys[3], ms)
+	}
+	held, err := st.ZRangeByScore(keys[0], -1e300, 1e300)
+	if err != nil {
+		return backend.Value{}, err
+	}
+	removed := 0
+	for _, m := range held {
+		if strings.HasPrefix(m.Member, pre) {
+			k, err := st.ZRem(keys[0], m.Member)
+			if err != nil {
+				return backend.Value{}, err
+			}
+			removed += k
+		}
+	}
+	k, err := st.ZRem(keys[1], id)
+	if err != nil {
+		return backend.Value{}, err
+	}
+	removed += k
+	st.ZRem(keys[2], id)
+	if removed == 0 {
+		return backend.Int(0), nil
+	}
+	st.Publish(args[2], "gave-up")
 	return backend.Int(1), nil
 })
+
+// goneNow drops the expired tombstones of gone and tells whether id has a
+// live one.
+func goneNow(st driver.Store, gone, id string, now int64) (bool, error) {
+	expired, err := st.ZRangeByScore(gone, -1e300, float64(now))
+	if err != nil {
+		return false, err
+	}
+	for _, m := range expired {
+		st.ZRem(gone, m.Member)
+	}
+	if id == "" {
+		return false, nil
+	}
+	_, ok, err := st.ZScore(gone, id)
+	return ok, err
+}
 
 // Used: KEYS holders. Returns the units held by live permits (expired
 // ones are dropped first).
@@ -280,4 +357,4 @@ func NextToken(st driver.Store, key string) (int64, error) {
 
 // All returns every script of the semaphore package (its own; it also
 // runs lockscript.RenewShared and lockscript.ReleaseShared).
-func All() []*driver.Script { return []*driver.Script{Acquire, Dequeue, Used} }
+func All() []*driver.Script { return []*driver.Script{Acquire, GiveUp, Used} }

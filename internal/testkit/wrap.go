@@ -3,6 +3,7 @@ package testkit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -43,8 +44,11 @@ type Rule struct {
 	delay   time.Duration // before forwarding, ignoring the call's context
 	lose    bool          // forward, then report ErrIndeterminate
 	refuse  error         // do not forward; fail with this error
+	late    bool          // return at ctx's end; forward on Deliver
+	deliver chan struct{} // closed by Deliver
+	once    sync.Once
 	Entered chan struct{} // closed when the call reaches the wrapper
-	Done    chan struct{} // closed when the call returns
+	Done    chan struct{} // closed when the call returns (a late call: when it ran)
 }
 
 // Wrap puts a fault-injecting wrapper in front of b.
@@ -71,6 +75,19 @@ func (w *Wrapped) DelayNext(script string, d time.Duration) *Rule {
 func (w *Wrapped) LoseNextReply(script string) *Rule {
 	return w.add(&Rule{script: script, lose: true})
 }
+
+// SendLateNext makes the next call of script a request that a driver
+// wrote and stopped waiting for: the call returns ErrIndeterminate as soon
+// as its context ends (as go-redis does on cancellation), but reaches the
+// backend only when Deliver is called, after whatever other calls ran
+// meanwhile (on a server, from other connections). Done is closed once the
+// late call ran; a test that arms it must Deliver and wait for Done.
+func (w *Wrapped) SendLateNext(script string) *Rule {
+	return w.add(&Rule{script: script, late: true, deliver: make(chan struct{})})
+}
+
+// Deliver lets a call held by SendLateNext reach the backend.
+func (r *Rule) Deliver() { r.once.Do(func() { close(r.deliver) }) }
 
 // Disarm removes the one-shot faults not yet used.
 func (w *Wrapped) Disarm() {
@@ -164,6 +181,15 @@ func (w *Wrapped) EvalScript(ctx context.Context, s backend.Script, keys []strin
 		return w.Backend.EvalScript(ctx, s, keys, args...)
 	}
 	close(r.Entered)
+	if r.late {
+		go func() {
+			defer close(r.Done)
+			<-r.deliver
+			w.Backend.EvalScript(context.WithoutCancel(ctx), s, keys, args...)
+		}()
+		<-ctx.Done()
+		return backend.Value{}, driver.Indeterminate(fmt.Errorf("testkit: sent, reply not awaited: %w", ctx.Err()))
+	}
 	defer close(r.Done)
 	if r.refuse != nil {
 		return backend.Value{}, r.refuse

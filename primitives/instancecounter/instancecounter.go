@@ -487,20 +487,51 @@ func (r reply) statesOf(n int) ([]keyState, error) {
 
 // heartbeat refreshes this instance's registration and, when the server
 // had lost it (declared dead, data lost) or never saw it, rejoins with
-// every slice.
+// every slice. With a MeterProvider it also asks for the number of live
+// instances (the live-instances gauge) and records it when registered.
 func (c *core) heartbeat(ctx context.Context) error {
 	gen := c.gen.Load()
-	v, err := c.b.EvalScript(ctx, icscript.Heartbeat, c.keys, c.nonce, c.me, c.daArg)
+	args := []string{c.nonce, c.me, c.daArg}
+	if c.obs.wantsLive() {
+		args = append(args, "live")
+	}
+	v, err := c.b.EvalScript(ctx, icscript.Heartbeat, c.keys, args...)
 	if err != nil {
 		return err
 	}
-	switch st, _ := v.Text(); st {
+	st, live, err := heartbeatReply(v)
+	if err != nil {
+		return err
+	}
+	if st == icscript.StatusOK && live >= 0 {
+		c.obs.setLive(live)
+	}
+	switch st {
 	case icscript.StatusAbsent:
 		return c.rejoin(ctx, gen)
 	case icscript.StatusDup:
 		return c.errDup()
 	}
 	return nil
+}
+
+// heartbeatReply parses Heartbeat's reply: a status, or {status, live}
+// when the count was asked for (live -1 when not).
+func heartbeatReply(v backend.Value) (st string, live int64, err error) {
+	arr, aerr := v.Array()
+	if aerr != nil {
+		st, _ = v.Text()
+		return st, -1, nil
+	}
+	if len(arr) != 2 {
+		return "", -1, fmt.Errorf("instancecounter: malformed heartbeat reply %v", v)
+	}
+	st, err1 := arr[0].Text()
+	live, err2 := arr[1].Int64()
+	if err := errors.Join(err1, err2); err != nil || live < 0 {
+		return "", -1, fmt.Errorf("instancecounter: malformed heartbeat reply %v", v)
+	}
+	return st, live, nil
 }
 
 // rejoin registers this instance and contributes every slice it

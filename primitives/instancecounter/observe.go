@@ -27,6 +27,12 @@ type icObs struct {
 	rejoins          metric.Int64Counter
 	beatOK, prefixed metric.MeasurementOption
 	prefix           string
+
+	// live is the live-instances count of the last successful heartbeat,
+	// -1 before the first; liveReg its gauge's callback (nil without a
+	// MeterProvider: the heartbeat then does not ask for the count).
+	live    atomic.Int64
+	liveReg metric.Registration
 }
 
 func newICObs(opts Options, prefix, id string) *icObs {
@@ -40,8 +46,27 @@ func newICObs(opts Options, prefix, id string) *icObs {
 	if in != nil {
 		o.beats, o.rejoins = in.ICHeartbeats, in.ICRejoins
 		o.beatOK, o.prefixed = obs.WithOutcome(prefix, nil), obs.Prefix(prefix)
+		o.live.Store(-1)
+		g, opt := in.ICLiveInstances, o.prefixed
+		o.liveReg = in.Register(func(_ context.Context, ob metric.Observer) error {
+			if n := o.live.Load(); n >= 0 {
+				ob.ObserveInt64(g, n, opt)
+			}
+			return nil
+		}, g)
 	}
 	return o
+}
+
+// wantsLive reports whether heartbeats should ask for the live-instances
+// count (a MeterProvider is set).
+func (o *icObs) wantsLive() bool { return o != nil && o.liveReg != nil }
+
+// setLive records the live-instances count a successful heartbeat saw.
+func (o *icObs) setLive(n int64) {
+	if o != nil {
+		o.live.Store(n)
+	}
 }
 
 // newFlusher adds the Lax flusher's telemetry; the pending-keys gauge
@@ -112,10 +137,13 @@ func (o *icObs) flushed(ctx context.Context, items int, refusal, err error, refu
 	}
 }
 
-// close unregisters the pending-keys gauge.
+// close unregisters the pending-keys and live-instances gauges.
 func (o *icObs) close() {
 	if o != nil {
 		o.flush.Close()
+		if o.liveReg != nil {
+			o.liveReg.Unregister()
+		}
 		o.report()
 	}
 }

@@ -246,20 +246,23 @@ func (s *Semaphore) giveUp(id string, uncertain, queued, answered bool, err erro
 	return err
 }
 
-// undo releases acquisition id (when held might be true) and removes its
-// place in line (when queued), in the background, bounded by TTL/3.
+// undo gives acquisition id up, in the background, bounded by TTL/3: it
+// releases the permit id may hold (held might be true), removes its place
+// in line (queued), and leaves a tombstone for id, so that an attempt of
+// id that reaches the server after it (one whose driver stopped waiting)
+// neither takes units nor queues. id must not be used again.
 func (s *Semaphore) undo(id string, held, queued bool) <-chan struct{} {
 	done := make(chan struct{})
+	if !held && !queued {
+		close(done)
+		return done
+	}
 	go func() {
 		defer close(done)
 		ctx, cancel := context.WithTimeout(context.Background(), s.ttl/3)
 		defer cancel()
-		if held {
-			s.release(ctx, id) // best effort: the lease expires by TTL otherwise
-		}
-		if queued {
-			s.b.EvalScript(ctx, semscript.Dequeue, []string{s.keys.Queue, s.keys.QueueExpiry}, id, s.keys.Channel) // best effort: the mark expires too
-		}
+		// Best effort: the lease and the mark expire too.
+		s.b.EvalScript(ctx, semscript.GiveUp, []string{s.keys.Holders, s.keys.Queue, s.keys.QueueExpiry, s.keys.Gone}, id, s.goneArg, s.keys.Channel)
 	}()
 	return done
 }

@@ -76,7 +76,12 @@
 // ones are retried. A wait that ends without a permit leaves nothing behind:
 // a permit an attempt may have taken without its reply arriving, and its
 // place in line, are removed in the background (a healthy backend has done
-// it, within 50 ms, before the wait returns).
+// it, within 50 ms, before the wait returns). The removal leaves a
+// tombstone for the acquisition, for max(TTL, its mark's lifetime), which
+// the server checks first: an attempt of that wait that reaches the
+// server later still (a driver such as go-redis stops waiting for a
+// request it has already written when the ctx ends) takes no units and
+// does not queue.
 //
 // Releases publish on the semaphore's channel, and so does a grant that
 // leaves waiters behind (the next one in line may fit too). When the
@@ -104,6 +109,7 @@
 //	{<prefix>:<name>}:sem:queue     zset     waiters <owner>:<nonce> → arrival order (above every score in line, ≥ Unix µs)
 //	{<prefix>:<name>}:sem:qexp      zset     waiters <owner>:<nonce> → mark expiry (Unix ms)
 //	{<prefix>:<name>}:sem:fence     string   the last fencing token (never expires)
+//	{<prefix>:<name>}:sem:gone      zset     given-up acquisitions <owner>:<nonce> → tombstone expiry (Unix ms)
 //	{<prefix>:<name>}:sem:released  channel  a message per release, give-up and grant with waiters left
 package semaphore
 
@@ -208,6 +214,7 @@ type Semaphore struct {
 	retry    time.Duration
 	ttlArg   string        // ms
 	markBase time.Duration // a waiter's mark lifetime, before its round trips
+	goneArg  string        // ms, a given-up acquisition's tombstone: max(markBase, TTL), the longest mark or lease its attempts set
 	rtt      atomic.Int64  // the last answered attempt's duration (ns), for a wait's first mark
 	keys     keyspace.SemaphoreKeys
 	acqKeys  []string
@@ -258,8 +265,9 @@ func New(b backend.Backend, name string, capacity int64, opts Options) (*Semapho
 		ttlArg:   driver.Millis(opts.TTL),
 		markBase: max(3*opts.RetryInterval, 150*time.Millisecond),
 		keys:     k,
-		acqKeys:  []string{k.Holders, k.Queue, k.QueueExpiry, k.Fence},
+		acqKeys:  []string{k.Holders, k.Queue, k.QueueExpiry, k.Fence, k.Gone},
 	}
+	s.goneArg = driver.Millis(max(s.markBase, s.ttl))
 	s.capacity.Store(capacity)
 	s.notifier, _ = b.(backend.Notifier)
 	s.obs = obs.NewLeases(obs.Config{Logger: opts.Logger, Observer: opts.Observer, MeterProvider: opts.MeterProvider}, "semaphore", prefix, name)
