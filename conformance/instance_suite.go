@@ -43,6 +43,7 @@ func runInstanceCounter(t *testing.T, newHarness NewHarness) {
 	t.Run("NoHeartbeatAfterClose", func(t *testing.T) { testICNoHeartbeatAfterClose(t, newHarness(t)) })
 	t.Run("CloseWaitsForOps", func(t *testing.T) { testICCloseWaitsForOps(t, newHarness(t)) })
 	t.Run("DuplicateID", func(t *testing.T) { testICDuplicateID(t, newHarness(t)) })
+	t.Run("GroupCommit", func(t *testing.T) { testICGroupCommit(t, newHarness(t)) })
 	t.Run("MinInt64Slice", func(t *testing.T) { testICMinInt64Slice(t, newHarness(t)) })
 	t.Run("RestartAfterKeepClose", func(t *testing.T) { testICRestartAfterKeepClose(t, newHarness(t)) })
 	t.Run("LateRejoinAfterClose", func(t *testing.T) { testICLateRejoinAfterClose(t, newHarness(t)) })

@@ -437,6 +437,24 @@ func run(srv *redistest.Server) error {
 			return err
 		})
 	}
+	if selected("instance counter inc, 64 goroutines") {
+		nogc, err := instancecounter.NewStrict(driversThr[0].b, instancecounter.Options{Prefix: "bench", DisableGroupCommit: true})
+		if err != nil {
+			return err
+		}
+		defer nogc.Close(ctx)
+		measure("instance counter inc, 64 goroutines", driversThr[0].name+" (Strict, group commit off)", "distkit", 64, *dur, func() error {
+			_, _, err := nogc.Inc(ctx, "k", 1)
+			return err
+		})
+		if ceiling == 0 { // the counter rows did not run (-only)
+			if rps, err := redisBenchmark(srv, inc); err == nil {
+				ceiling = rps
+			} else {
+				log.Print(err)
+			}
+		}
+	}
 	if ceiling > 0 && selected("instance counter inc, 64 goroutines") {
 		add(result{workload: "instance counter inc, 64 goroutines", impl: "redis-benchmark -P 16 EVALSHA of counter inc (ceiling)", kind: "ceiling", ops: ceiling})
 	}

@@ -32,6 +32,7 @@
 package icscript
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -221,58 +222,150 @@ local function state(key)
 end
 `
 
+// luaOp defines op_one(mode, key, op, x, n): Op's operation for a
+// registered object (after cleanup, status and refresh), returning its
+// reply or an error reply. Op and OpBatch share it.
+//
+// In a batch (batch_v set), the version, the stamp and the cleared time
+// are kept in variables, read once before the first operation and written
+// once after the last (batch_end): the values each operation gets are
+// those version(), stamp() and cleared() would give it, at a third of the
+// server's work.
+const luaOp = `
+local batch_v, batch_t, batch_c
+local function batch_begin()
+  batch_v = tonumber(string.sub(redis.call('HGET', REG, me), #nonce + 2))
+  batch_t = math.max(now_us, tonumber(redis.call('GET', CLOCK) or '0') + 1) - 1
+  batch_c = cleared()
+end
+local function batch_end()
+  redis.call('HSET', REG, me, nonce .. ':' .. fmt(batch_v))
+  redis.call('SET', CLOCK, fmt(batch_t))
+end
+local function op_one(mode, key, op, x, n)
+  local v, t, c
+  if batch_v then
+    batch_v, batch_t = batch_v + 1, batch_t + 1
+    v, t, c = batch_v, batch_t, batch_c
+  else
+    v, t, c = version(), stamp(), cleared()
+  end
+  local f = me .. ':' .. key
+  local sraw = redis.call('HGET', SLICES, f)
+  local s = sraw or '0'
+  local total = redis.call('HGET', TOTAL, key) or '0'
+  local head = {'ok', fmt(v), fmt(t), fmt(c)}
+  if mode == 'inc' or (mode == 'incif' and matches(op, total, x)) then
+    -- add(key, n) then state(key), without reading again what this
+    -- script just read or wrote.
+    local nt, e = hincr(TOTAL, key, n)
+    if e then return e end
+    local ns
+    ns, e = hincr(SLICES, f, n)
+    if e then
+      hincr(TOTAL, key, neg(n))
+      return e
+    end
+    if not sraw then
+      redis.call('ZADD', OWNED, 0, f)
+      redis.call('ZADD', HOLDERS, 0, key .. ':' .. me)
+    end
+    local ep = math.max(tonumber(redis.call('HGET', EPOCH, key) or '0'), c)
+    for _, w in ipairs({nt, ns, fmt(ep), redis.call('HGET', REJ, f) or '0'}) do head[#head+1] = w end
+    return head
+  elseif mode == 'setmine' or (mode == 'setmineif' and matches(op, s, x)) then
+    local e = add(key, neg(s))
+    if e then return e end
+    e = add(key, n)
+    if e then
+      add(key, s)
+      return e
+    end
+    redis.call('HDEL', REJ, f)
+  elseif mode == 'set' or (mode == 'setif' and matches(op, total, x)) then
+    wipe(key)
+    redis.call('HSET', TOTAL, key, n)
+    redis.call('HSET', SLICES, f, n)
+    redis.call('ZADD', OWNED, 0, f)
+    redis.call('ZADD', HOLDERS, 0, key .. ':' .. me)
+    bump(key, t)
+  elseif mode == 'delmine' then
+    local e = add(key, neg(s))
+    if e then return e end
+    redis.call('HDEL', SLICES, f)
+    redis.call('HDEL', REJ, f)
+    redis.call('ZREM', OWNED, f)
+    redis.call('ZREM', HOLDERS, key .. ':' .. me)
+  elseif mode == 'del' then
+    wipe(key)
+    redis.call('HDEL', TOTAL, key)
+    local ep = bump(key, t)
+    for _, w in ipairs({total, s, fmt(ep), '0'}) do head[#head+1] = w end
+    return head
+  end
+  for _, w in ipairs(state(key)) do head[#head+1] = w end
+  return head
+end
+`
+
 // Op runs one operation on one key. ARGV: 4 mode, 5 key, 6 comparator op,
 // 7 operand, 8 n. Reply {status}, or {"ok", version, stamp, cleared,
 // cumulative, mine, epoch, rejoined} after the operation; for "del" the
 // cumulative and mine before it and the new epoch.
-var Op = driver.NewScript("instancecounter-op", luaPrelude+`
-local mode, key, op, x, n = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+var Op = driver.NewScript("instancecounter-op", luaPrelude+luaOp+`
 cleanup()
 local st = status()
 if st ~= 'ok' then return {st} end
 refresh()
-local v = version()
-local t = stamp()
-local f = me .. ':' .. key
-local s = redis.call('HGET', SLICES, f) or '0'
-local total = redis.call('HGET', TOTAL, key) or '0'
-local head = {'ok', fmt(v), fmt(t), fmt(cleared())}
-if mode == 'inc' or (mode == 'incif' and matches(op, total, x)) then
-  local e = add(key, n)
-  if e then return e end
-elseif mode == 'setmine' or (mode == 'setmineif' and matches(op, s, x)) then
-  local e = add(key, neg(s))
-  if e then return e end
-  e = add(key, n)
-  if e then
-    add(key, s)
-    return e
-  end
-  redis.call('HDEL', REJ, f)
-elseif mode == 'set' or (mode == 'setif' and matches(op, total, x)) then
-  wipe(key)
-  redis.call('HSET', TOTAL, key, n)
-  redis.call('HSET', SLICES, f, n)
-  redis.call('ZADD', OWNED, 0, f)
-  redis.call('ZADD', HOLDERS, 0, key .. ':' .. me)
-  bump(key, t)
-elseif mode == 'delmine' then
-  local e = add(key, neg(s))
-  if e then return e end
-  redis.call('HDEL', SLICES, f)
-  redis.call('HDEL', REJ, f)
-  redis.call('ZREM', OWNED, f)
-  redis.call('ZREM', HOLDERS, key .. ':' .. me)
-elseif mode == 'del' then
-  wipe(key)
-  redis.call('HDEL', TOTAL, key)
-  local ep = bump(key, t)
-  for _, w in ipairs({total, s, fmt(ep), '0'}) do head[#head+1] = w end
-  return head
-end
-for _, w in ipairs(state(key)) do head[#head+1] = w end
-return head
+return op_one(ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 `, goOp)
+
+// OpBatch runs many operations of one object in one atomic script, in
+// order, each exactly as its own Op would have run at that point (Op's
+// cleanup, status and refresh happen once: at one instant they are the
+// same for every operation): each numbers itself (version) and takes its
+// own stamp, a later one sees the effects of earlier ones, and one that
+// fails (an overflow, a value that is not an integer) fails alone with the
+// error its Op would have raised; the others still apply. This is what
+// instancecounter.Strict's group commit sends.
+//
+// ARGV: 4.. quintuples mode, key, comparator op, operand, n (Op's ARGV 4
+// to 8). Reply {status} when the object is not registered (nothing
+// applied, as each Op would have said), else {"ok", r1, r2, ...}: per
+// operation the reply its Op would have given, or an array holding only
+// the error message its Op would have raised.
+var OpBatch = driver.NewScript("instancecounter-opbatch", luaPrelude+luaOp+`
+local function errmsg(r)
+  if type(r) == 'table' then
+    if r.err then return r.err end
+    if r[1] then return tostring(r[1]) end
+  end
+  -- A raised string may carry the Lua location ("user_script:12: ").
+  local m = string.gsub(tostring(r), '^[^ ]*:%d+: ', '', 1)
+  return m
+end
+if (#ARGV - 3) % 5 ~= 0 then
+  return redis.error_reply('ERR instancecounter batch arguments: ' .. (#ARGV - 3) .. ' is not a multiple of 5')
+end
+cleanup()
+local st = status()
+if st ~= 'ok' then return {st} end
+refresh()
+local out = {'ok'}
+if #ARGV == 3 then return out end
+batch_begin()
+for i = 4, #ARGV, 5 do
+  local ok, r = pcall(op_one, ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4])
+  if not ok then
+    r = {errmsg(r)}
+  elseif r.err then
+    r = {r.err}
+  end
+  out[#out+1] = r
+end
+batch_end()
+return out
+`, goOpBatch)
 
 // Heartbeat removes dead instances, then refreshes this object's
 // registration. Reply: its status; "absent" asks for a Rejoin. With
@@ -571,7 +664,7 @@ return out
 
 // All returns every instance-counter script.
 func All() []*driver.Script {
-	return []*driver.Script{Op, Heartbeat, Rejoin, Remove, Clear, Flush}
+	return []*driver.Script{Op, OpBatch, Heartbeat, Rejoin, Remove, Clear, Flush}
 }
 
 // ctx is the Go twin's view of the prelude.
@@ -833,6 +926,16 @@ func (c *ctx) state(key string) []backend.Value {
 // cleanup, status, refresh and version. ok is false when the reply is
 // just the status.
 func (c *ctx) begin() (head []backend.Value, ok bool, err error) {
+	if head, ok, err := c.enter(); err != nil || !ok {
+		return head, ok, err
+	}
+	v := c.version()
+	c.t = c.stamp()
+	return []backend.Value{backend.Str(StatusOK), backend.Str(fmtInt(v))}, true, nil
+}
+
+// enter is begin without version and stamp: cleanup, status, refresh.
+func (c *ctx) enter() (head []backend.Value, ok bool, err error) {
 	if err := c.cleanup(); err != nil {
 		return nil, false, err
 	}
@@ -844,9 +947,7 @@ func (c *ctx) begin() (head []backend.Value, ok bool, err error) {
 		return []backend.Value{backend.Str(s)}, false, nil
 	}
 	c.refresh()
-	v := c.version()
-	c.t = c.stamp()
-	return []backend.Value{backend.Str(StatusOK), backend.Str(fmtInt(v))}, true, nil
+	return nil, true, nil
 }
 
 func goOp(st driver.Store, keys, args []string) (backend.Value, error) {
@@ -854,11 +955,47 @@ func goOp(st driver.Store, keys, args []string) (backend.Value, error) {
 	if err != nil {
 		return backend.Value{}, err
 	}
-	mode, key, op, x, n := args[3], args[4], args[5], args[6], args[7]
-	head, ok, err := c.begin()
+	head, ok, err := c.enter()
 	if err != nil || !ok {
 		return backend.Arr(head...), err
 	}
+	return c.opOne(args[3], args[4], args[5], args[6], args[7])
+}
+
+func goOpBatch(st driver.Store, keys, args []string) (backend.Value, error) {
+	c, err := newCtx(st, keys, args)
+	if err != nil {
+		return backend.Value{}, err
+	}
+	if (len(args)-3)%5 != 0 {
+		return backend.Value{}, fmt.Errorf("ERR instancecounter batch arguments: %d is not a multiple of 5", len(args)-3)
+	}
+	head, ok, err := c.enter()
+	if err != nil || !ok {
+		return backend.Arr(head...), err
+	}
+	out := []backend.Value{backend.Str(StatusOK)}
+	for i := 3; i+4 < len(args); i += 5 {
+		v, err := c.opOne(args[i], args[i+1], args[i+2], args[i+3], args[i+4])
+		if err != nil {
+			var se *backend.ScriptError
+			msg := err.Error()
+			if errors.As(err, &se) {
+				msg = se.Msg
+			}
+			v = backend.Arr(backend.Str(msg))
+		}
+		out = append(out, v)
+	}
+	return backend.Arr(out...), nil
+}
+
+// opOne is op_one: one operation of a registered object, after begin's
+// cleanup, status and refresh.
+func (c *ctx) opOne(mode, key, op, x, n string) (backend.Value, error) {
+	st := c.st
+	head := []backend.Value{backend.Str(StatusOK), backend.Str(fmtInt(c.version()))}
+	c.t = c.stamp()
 	head = append(head, backend.Str(fmtInt(c.t)), backend.Str(fmtInt(c.clearedAt())))
 	f := keyspace.Join(c.me, key)
 	s := c.get(c.slices, f)

@@ -17,15 +17,21 @@ import (
 // outcome for every operation, and on each the batch gives what one script
 // call per operation gives. (conformance.RunParity runs the same scenario
 // against every real Redis client kind.)
-func TestCounterBatchParity(t *testing.T) {
+func TestCounterBatchParity(t *testing.T) { batchParity(t, "CounterBatch") }
+
+// TestInstanceCounterBatchParity: the same for icscript.OpBatch against
+// icscript.Op.
+func TestInstanceCounterBatchParity(t *testing.T) { batchParity(t, "InstanceCounterBatch") }
+
+func batchParity(t *testing.T, name string) {
 	var sc parity.Scenario
 	for _, s := range parity.Scenarios() {
-		if s.Name == "CounterBatch" {
+		if s.Name == name {
 			sc = s
 		}
 	}
 	if sc.Run == nil {
-		t.Fatal("no CounterBatch scenario")
+		t.Fatal("no scenario " + name)
 	}
 	mr := miniredis.NewMiniRedis()
 	if err := mr.StartAddr("127.0.0.1:0"); err != nil {

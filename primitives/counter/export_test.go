@@ -5,7 +5,5 @@ func Queued(c *Strict) int {
 	if c.g == nil {
 		return 0
 	}
-	c.g.mu.Lock()
-	defer c.g.mu.Unlock()
-	return len(c.g.queue)
+	return c.g.Queued()
 }

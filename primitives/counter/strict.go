@@ -54,7 +54,7 @@ func NewStrict(b backend.Backend, opts Options) (*Strict, error) {
 // is on, else as its own script.
 func (c *Strict) run(ctx context.Context, op, field, arg string) (backend.Value, error) {
 	if c.g != nil {
-		return c.g.do(ctx, op, field, arg)
+		return c.g.Do(ctx, gop{op: op, field: field, arg: arg})
 	}
 	return c.b.EvalScript(ctx, counterscript.Single(op), c.k.hashKeys, counterscript.SingleArgs(op, field, arg)...)
 }
@@ -202,7 +202,7 @@ func (c *Strict) GetAll(ctx context.Context, keys ...string) ([]int64, error) {
 func (c *Strict) Close(ctx context.Context) error {
 	c.closed.Store(true)
 	if c.g != nil {
-		c.g.close(ctx)
+		c.g.Close(ctx)
 	}
 	return nil
 }

@@ -75,7 +75,9 @@
 //
 // # Strict and Lax
 //
-// Strict runs every call as one script. Lax buffers Inc and Dec in process
+// Strict runs every call as one script; concurrent calls of one Strict
+// share script calls (group commit, see Strict), each answered as its own
+// script would have been. Lax buffers Inc and Dec in process
 // and flushes them every FlushInterval (20 ms), on the flush engine of
 // counter.Lax: numbered batches applied exactly once (a batch whose outcome
 // is unknown stays in flight until a resend is answered), each flush
@@ -135,6 +137,7 @@ import (
 	"github.com/distkit-go/distkit/backend/driver"
 	"github.com/distkit-go/distkit/internal/ctxsync"
 	"github.com/distkit-go/distkit/internal/flush"
+	"github.com/distkit-go/distkit/internal/gcommit"
 	"github.com/distkit-go/distkit/internal/icscript"
 	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/internal/scriptlib"
@@ -189,6 +192,12 @@ type Options struct {
 	// MeterProvider records the metrics distkit.instancecounter.* (README
 	// "Observability"); nil: none, at no cost.
 	MeterProvider metric.MeterProvider
+	// DisableGroupCommit (Strict only) sends every call as its own Op
+	// script instead of coalescing the concurrent calls of this instance
+	// into shared script calls (see Strict). Results and errors are the
+	// same either way; group commit only changes how many round trips
+	// concurrent calls take.
+	DisableGroupCommit bool
 }
 
 var (
@@ -285,6 +294,9 @@ type core struct {
 	maxVersion atomic.Int64  // the highest version seen in a reply
 	cleared    atomic.Int64  // the latest Clear time seen in a reply
 	lx         *laxState     // Lax only
+	// grp (Strict, unless Options.DisableGroupCommit) coalesces the
+	// concurrent Op calls of this object into OpBatch calls.
+	grp *gcommit.Group[icop]
 
 	base     context.Context // the loop's I/O runs under it; Close cancels it
 	cancel   context.CancelFunc
@@ -783,8 +795,14 @@ func (c *core) opOnce(ctx context.Context, mode string, s *slot, cmp distkit.Com
 		return reply{}, 0, errClosed
 	}
 	gen := c.gen.Load()
-	v, err := c.b.EvalScript(ctx, icscript.Op, c.keys, c.nonce, c.me, c.daArg, mode, s.field,
-		cmp.Op.String(), strconv.FormatInt(cmp.Operand, 10), strconv.FormatInt(n, 10))
+	o := icop{mode: mode, field: s.field, op: cmp.Op.String(), x: strconv.FormatInt(cmp.Operand, 10), n: strconv.FormatInt(n, 10)}
+	var v backend.Value
+	var err error
+	if c.grp != nil {
+		v, err = c.grp.Do(ctx, o)
+	} else {
+		v, err = c.sendOp(ctx, o)
+	}
 	if err != nil {
 		return reply{}, gen, err
 	}

@@ -50,6 +50,21 @@ var (
 
 // Strict is an instance-aware counter whose every call is one atomic
 // script and one round trip. It is safe for concurrent use.
+//
+// Group commit (on unless Options.DisableGroupCommit): concurrent calls
+// of one Strict (every call but Clear) share script calls. A call made
+// while the counter is idle is sent at once as its own script, so a lone
+// caller waits one round trip, as without group commit; calls that arrive
+// while two calls of the counter are in flight are queued and sent
+// together, in one script that applies them in arrival order, as soon as
+// one of those returns. Every call still takes effect inside its own call
+// and returns exactly what it would have returned had it run alone at
+// that point, with the same error classes (an overflow fails only its own
+// call; a batch whose outcome is unknown gives each of its calls
+// distkit.ErrIndeterminate; a call whose context ends while queued is
+// never sent: ErrNotApplied); only the number of round trips changes. A
+// goroutine sends the batches while there is a queue and ends when there
+// is none.
 type Strict struct{ c *core }
 
 // NewStrict returns an instance counter over b and starts its background
@@ -61,6 +76,9 @@ func NewStrict(b backend.Backend, opts Options) (*Strict, error) {
 	c, err := newCore(b, opts)
 	if err != nil {
 		return nil, err
+	}
+	if !opts.DisableGroupCommit {
+		c.grp = c.newGroup()
 	}
 	go c.run(0, nil)
 	s := &Strict{c: c}
@@ -140,4 +158,10 @@ func (s *Strict) SetOnInstanceIf(ctx context.Context, key string, cmp distkit.Co
 // values, all within ctx (an error then says what was not done; Close may
 // be called again). Calls made after Close began fail with
 // distkit.ErrClosed. It does not close the backend.
-func (s *Strict) Close(ctx context.Context) error { return s.c.leave(ctx) }
+func (s *Strict) Close(ctx context.Context) error {
+	err := s.c.leave(ctx)
+	if gerr := s.c.closeGroup(ctx); err == nil {
+		err = gerr
+	}
+	return err
+}
