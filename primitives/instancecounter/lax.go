@@ -362,9 +362,10 @@ func (l *Lax) InstanceID() string { return l.c.id }
 
 // Inc adds delta to this instance's pending slice of key without I/O and
 // returns the local view (cumulative and slice as last confirmed, plus
-// pending). It fails with distkit.ErrOverflow, changing nothing, when the
-// deltas accepted for the key would leave the int64 range: the delta is
-// checked before the flusher can see it. An Inc that races with Close and
+// pending). It fails with distkit.ErrOverflow, changing nothing, when that
+// view (cumulative or slice) would leave the int64 range: the delta is
+// checked before the flusher can see it. The deltas flushed before are no
+// limit: a key whose slice went back to 0 takes any delta that fits. An Inc that races with Close and
 // loses returns an error matching both distkit.ErrClosed and
 // distkit.ErrIndeterminate.
 func (l *Lax) Inc(_ context.Context, key string, delta int64) (cumulative, mine int64, err error) {
@@ -384,9 +385,19 @@ func (l *Lax) Inc(_ context.Context, key string, delta int64) (cumulative, mine 
 	}
 	for {
 		n := e.Added()
+		// The views (wrapping: exact while in range) must stay in range.
+		t, m := e.X.tb.Load()+n, e.X.mb.Load()+n
+		if nt, nm := t+delta, m+delta; (delta > 0 && (nt < t || nm < m)) || (delta < 0 && (nt > t || nm > m)) {
+			return 0, 0, fmt.Errorf("instancecounter: inc %q by %d: %w", key, delta, distkit.ErrOverflow)
+		}
 		nn := n + delta
 		if (delta > 0 && nn < n) || (delta < 0 && nn > n) {
-			return 0, 0, fmt.Errorf("instancecounter: inc %q: %w", key, distkit.ErrOverflow)
+			// The entry's sum of accepted deltas would leave int64 while
+			// the views stay in range (deltas flushed long ago, a slice
+			// overwritten since): go on with a fresh entry; this one
+			// still flushes.
+			e = l.lx.retire(e)
+			continue
 		}
 		if g.Accept(e, n, nn) {
 			if c.closed.Load() {
@@ -399,6 +410,30 @@ func (l *Lax) Inc(_ context.Context, key string, delta int64) (cumulative, mine 
 			return total, mineV, nil
 		}
 	}
+}
+
+// retire replaces e by a fresh entry of its key that starts from e's
+// views and remembers what e remembers of the key (its slice, epoch,
+// rejoined part); e's pending deltas still flush, and their replies pass
+// the key's state on to the new entry (recordLocked).
+func (lx *laxState) retire(e *laxEntry) *laxEntry {
+	var n *laxEntry
+	lx.g.WithLock(func() {
+		lx.g.Retire(e)
+		n = lx.g.Entry(e.Key(), func(n *laxEntry) {
+			s, d := &e.X, &n.X
+			d.field, d.ent = s.field, n
+			s.mu.Lock()
+			d.version, d.epoch, d.at, d.rejoined = s.version, s.epoch, s.at, s.rejoined
+			s.mu.Unlock()
+			d.total.Store(s.total.Load())
+			d.mine.Store(s.mine.Load())
+			a := e.Added()
+			d.tb.Store(s.tb.Load() + a)
+			d.mb.Store(s.mb.Load() + a)
+		})
+	})
+	return n
 }
 
 // Dec subtracts delta; see Inc.
