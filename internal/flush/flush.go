@@ -430,6 +430,33 @@ func (g *Engine[T]) SupersedeLocked(e *Entry[T]) {
 	}
 }
 
+// SupersedeKeyLocked is SupersedeLocked for every entry of key: the
+// current one and any retired or evicted one whose refused delta is still
+// pending (refused entries stay in the working set). Call it from
+// WithLock after an operation that overwrote the key.
+func (g *Engine[T]) SupersedeKeyLocked(key string) {
+	for _, e := range g.work {
+		if e.key == key {
+			g.SupersedeLocked(e)
+		}
+	}
+	if e := g.Lookup(key); e != nil {
+		g.SupersedeLocked(e)
+	}
+}
+
+// RefusedLocked returns why the backend refused a pending delta of key
+// (held by its current entry or by a retired or evicted one), or nil.
+// Call it from WithLock.
+func (g *Engine[T]) RefusedLocked(key string) error {
+	for _, e := range g.work {
+		if e.key == key && e.err != nil && e.added.Load() != e.sent {
+			return e.err
+		}
+	}
+	return nil
+}
+
 // Pending returns, per key, the deltas accepted but not yet applied by
 // the backend (saturated to the int64 range). It does no I/O and never
 // waits for any.

@@ -605,17 +605,18 @@ func (l *Lax) flushFirst(ctx context.Context, op string, f func(ctx context.Cont
 // them. Called with the engine's lock.
 func (c *laxCore) refusedLocked(op string, keys []string) error {
 	for _, k := range keys {
-		if e := c.g.Lookup(k); e != nil && e.Err() != nil && e.Added() != e.Sent() {
-			return fmt.Errorf("counter: %s %q: this process's pending delta of the key cannot be applied (Set, Del or Clear it): %w", op, k, e.Err())
+		if err := c.g.RefusedLocked(k); err != nil {
+			return fmt.Errorf("counter: %s %q: this process's pending delta of the key cannot be applied (Set, Del or Clear it): %w", op, k, err)
 		}
 	}
 	return nil
 }
 
 // overwrittenLocked records that the backend now holds r for e after an
-// operation that overwrote the key: a refused pending delta is dropped.
+// operation that overwrote the key: a refused pending delta is dropped,
+// also one held by a retired entry of the key.
 func (c *laxCore) overwrittenLocked(e *laxEntry, r int64) {
-	c.g.SupersedeLocked(e)
+	c.g.SupersedeKeyLocked(e.Key())
 	c.setRemoteLocked(e, r)
 }
 
@@ -661,8 +662,14 @@ func (l *Lax) Del(ctx context.Context, key string) (int64, error) {
 		if out, err = intValue(r); err != nil {
 			return err
 		}
-		if e := c.g.Lookup(key); e != nil {
-			c.g.WithLock(func() { c.overwrittenLocked(e, 0) })
+		e := c.g.Lookup(key)
+		c.g.WithLock(func() {
+			c.g.SupersedeKeyLocked(key) // a retired entry's refused delta too
+			if e != nil {
+				c.setRemoteLocked(e, 0)
+			}
+		})
+		if e != nil {
 			c.g.Drop(e)
 		}
 		return nil
@@ -678,7 +685,12 @@ func (l *Lax) Clear(ctx context.Context) error {
 		if _, err := c.b.EvalScript(ctx, counterscript.Clear, c.k.hashKeys); err != nil {
 			return wrapErr("clear", "", err)
 		}
-		c.g.WithLock(func() { c.g.EachLocked(func(e *laxEntry) { c.overwrittenLocked(e, 0) }) })
+		c.g.WithLock(func() {
+			c.g.EachLocked(func(e *laxEntry) { // every entry, retired ones in the working set too
+				c.g.SupersedeLocked(e)
+				c.setRemoteLocked(e, 0)
+			})
+		})
 		return nil
 	})
 	if err == nil {

@@ -483,14 +483,10 @@ func (l *Lax) Tracked() int { return l.lx.g.Len() }
 // keyCheck fails when key has a pending delta the server refused (an
 // operation reading the key would miss it), unless overwrite.
 func (l *Lax) keyCheck(op, key string) error {
-	e := l.lx.g.Lookup(key)
-	if e == nil {
-		return nil
-	}
 	var err error
 	l.lx.g.WithLock(func() {
-		if e.Err() != nil && e.Added() != e.Sent() {
-			err = fmt.Errorf("instancecounter: %s %q: this instance's pending delta of the key cannot be applied (Set, SetOnInstance, Del, DelOnInstance or Clear it): %w", op, key, e.Err())
+		if rerr := l.lx.g.RefusedLocked(key); rerr != nil { // a retired entry's refused delta too
+			err = fmt.Errorf("instancecounter: %s %q: this instance's pending delta of the key cannot be applied (Set, SetOnInstance, Del, DelOnInstance or Clear it): %w", op, key, rerr)
 		}
 	})
 	return err
@@ -551,12 +547,13 @@ func (l *Lax) opFirst(ctx context.Context, mode, key string, cmp distkit.Compara
 		}
 		total, mine, err := l.c.op(ctx, mode, key, cmp, n)
 		if err == nil && overwrite {
-			if e := l.lx.g.Lookup(key); e != nil {
-				l.lx.g.WithLock(func() {
-					l.lx.g.SupersedeLocked(e)
+			e := l.lx.g.Lookup(key)
+			l.lx.g.WithLock(func() {
+				l.lx.g.SupersedeKeyLocked(key) // a retired entry's refused delta too
+				if e != nil {
 					e.X.rebase(e.Sent())
-				})
-			}
+				}
+			})
 		}
 		return total, mine, err
 	})
