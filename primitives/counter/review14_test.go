@@ -3,7 +3,10 @@ package counter_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,6 +74,117 @@ func TestReview14_OverwriteSupersedesRetiredRefusedDelta(t *testing.T) {
 			}
 			if v, err := s.Get(ctx, "k"); err != nil || v != want {
 				t.Fatalf("remote after %s and a flush = %d, %v; want %d (the superseded delta applied)", op, v, err, want)
+			}
+		})
+	}
+}
+
+// Eviction racing Inc on many goroutines and keys: an entry evicted while
+// an Inc holds it must never lose the delta. Every acknowledged delta is
+// in the backend after Close, exactly once.
+func TestReview14_EvictionRacingIncLosesNothing(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	l, err := counter.NewLax(b, counter.Options{Prefix: "t", AllowedLag: time.Millisecond, IdleAfter: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers, keys = 32, 64
+	var sums [keys]atomic.Int64
+	names := make([]string, keys)
+	for i := range names {
+		names[i] = fmt.Sprintf("k%d", i)
+	}
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				k := (i*7 + w) % keys
+				d := int64(i%5 - 1)
+				if _, err := l.Inc(ctx, names[k], d); err != nil {
+					t.Error(err)
+					return
+				}
+				sums[k].Add(d)
+				if i%64 == 0 {
+					time.Sleep(time.Duration(i%3) * time.Millisecond) // let keys go idle
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := counter.NewStrict(b.Connect(), counter.Options{Prefix: "t"})
+	vals, err := s.GetAll(ctx, names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range names {
+		if vals[i] != sums[i].Load() {
+			t.Errorf("%s: remote %d, acknowledged %d", names[i], vals[i], sums[i].Load())
+		}
+	}
+}
+
+// Set, Del, Clear and GetAll "flush pending deltas, then act like
+// Strict": every delta acknowledged before the call counts, including a
+// pending amount beyond the int64 range (it takes two batches). None of
+// it may be applied after the overwrite, nor missed by a read.
+func TestReview14_FlushFirstSendsAmountsBeyondInt64(t *testing.T) {
+	ctx := context.Background()
+	for _, op := range []string{"GetAll", "Set", "Del", "Clear"} {
+		t.Run(op, func(t *testing.T) {
+			b := memory.New(memory.Options{})
+			s, _ := counter.NewStrict(b.Connect(), counter.Options{Prefix: "t"})
+			l := newLax(t, b, time.Hour)
+			defer l.Close(ctx)
+			if _, err := l.Inc(ctx, "k", -math.MaxInt64); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// Pending: 2 × MaxInt64 - 1 (view -MaxInt64 → MaxInt64 - 1).
+			for _, d := range []int64{math.MaxInt64, math.MaxInt64 - 1} {
+				if _, err := l.Inc(ctx, "k", d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := int64(0)
+			switch op {
+			case "GetAll":
+				v, err := l.GetAll(ctx, "k")
+				if err != nil || v[0] != math.MaxInt64-1 {
+					t.Fatalf("GetAll = %v, %v; want [%d]", v, err, int64(math.MaxInt64-1))
+				}
+				want = math.MaxInt64 - 1
+			case "Set":
+				if _, err := l.Set(ctx, "k", -5); err != nil {
+					t.Fatal(err)
+				}
+				want = -5
+			case "Del":
+				if _, err := l.Del(ctx, "k"); err != nil {
+					t.Fatal(err)
+				}
+			case "Clear":
+				if err := l.Clear(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if p := l.Pending(); len(p) != 0 {
+				t.Errorf("Pending after %s = %v; want empty", op, p)
+			}
+			if err := l.Flush(ctx); err != nil {
+				t.Errorf("Flush after %s: %v", op, err)
+			}
+			if v, err := s.Get(ctx, "k"); err != nil || v != want {
+				t.Fatalf("remote after %s and a flush = %d, %v; want %d", op, v, err, want)
 			}
 		})
 	}
