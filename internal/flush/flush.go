@@ -642,7 +642,7 @@ func (g *Engine[T]) Do(ctx context.Context, mode Mode, f func(ctx context.Contex
 	defer g.release()
 	var err error
 	if mode == FlushFirst {
-		err = g.round(ctx, false)
+		err = g.rounds(ctx, false)
 	} else {
 		err = g.resolve(ctx)
 	}
@@ -669,17 +669,7 @@ func (g *Engine[T]) flushAll(ctx context.Context) error {
 	run := func() error {
 		defer g.release()
 		g.since = g.now()
-		err := g.round(ctx, true)
-		// Again for the rest of an amount beyond int64, or items the
-		// backend skipped (batched with a key it refused: that one is not
-		// retried by this Flush), as long as rounds make progress.
-		for err == nil && g.again {
-			before := g.decided
-			if err = g.round(ctx, true); g.decided == before {
-				break
-			}
-		}
-		return err
+		return g.rounds(ctx, true)
 	}
 	if ctx.Done() == nil {
 		return run() // a context that never ends: nothing to return early for
@@ -692,6 +682,21 @@ func (g *Engine[T]) flushAll(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// rounds runs rounds: again for the rest of an amount beyond int64, or
+// items the backend skipped (batched with a key it refused: that one is
+// not retried by this call), as long as rounds make progress, so that
+// every delta accepted before the call is sent. Called with the token.
+func (g *Engine[T]) rounds(ctx context.Context, all bool) error {
+	err := g.round(ctx, all)
+	for err == nil && g.again {
+		before := g.decided
+		if err = g.round(ctx, all); g.decided == before {
+			break
+		}
+	}
+	return err
 }
 
 // resolve resends the batch in flight, if any. Called with the token.
