@@ -189,3 +189,20 @@ func TestReview14_FlushFirstSendsAmountsBeyondInt64(t *testing.T) {
 		})
 	}
 }
+
+// "Calls made after Close began fail with distkit.ErrClosed" (Lax.Close):
+// Flush and Del too, as on instancecounter.Lax.
+func TestReview14_FlushAfterCloseIsClosed(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	l := newLax(t, b, time.Hour)
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Flush(ctx); !errors.Is(err, distkit.ErrClosed) {
+		t.Errorf("Flush after Close: %v, want ErrClosed", err)
+	}
+	if _, err := l.Del(ctx, "k"); !errors.Is(err, distkit.ErrClosed) {
+		t.Errorf("Del after Close: %v, want ErrClosed", err)
+	}
+}
