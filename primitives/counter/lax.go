@@ -513,8 +513,12 @@ func (c *laxCore) applied(b *flush.Batch[laxKey], i int) {
 // pending key when a batch failed (Err matches distkit.ErrNotApplied or
 // distkit.ErrIndeterminate) or ctx ended. It returns when ctx ends even if
 // the backend does not answer; the batch then stays in flight and is
-// resolved, exactly once, by a later flush.
+// resolved, exactly once, by a later flush. After Close it fails with
+// distkit.ErrClosed (call Close again to retry the final flush).
 func (l *Lax) Flush(ctx context.Context) error {
+	if l.c.g.Closed() {
+		return errLaxClosed
+	}
 	return unflushed(l.c.g.Flush(ctx))
 }
 
