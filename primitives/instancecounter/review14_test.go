@@ -2,7 +2,10 @@ package instancecounter_test
 
 import (
 	"context"
+	"fmt"
 	"math"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,5 +63,66 @@ func TestReview14_IncAfterOverwriteNotPoisoned(t *testing.T) {
 				t.Fatalf("Get = %d, %d, %v; want 1, 1", c, m, err)
 			}
 		})
+	}
+}
+
+// Eviction racing Inc on many goroutines: slices that go back to 0 are
+// evicted while Incs hold their entries; no acknowledged delta may be lost
+// or doubled, and Pending drains.
+func TestReview14_EvictionRacingIncLosesNothing(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	l, err := instancecounter.NewLax(b, instancecounter.Options{Prefix: "t", InstanceID: "a",
+		FlushInterval: time.Millisecond, IdleAfter: time.Millisecond, DeadAfter: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(ctx)
+	const workers, keys = 16, 512
+	sums := make([]atomic.Int64, keys)
+	names := make([]string, keys)
+	for i := range names {
+		names[i] = fmt.Sprintf("k%d", i)
+	}
+	deadline := time.Now().Add(time.Second)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				k := (i*7 + w) % keys
+				d := int64(1 - 2*(i/keys%2)) // up, then back down: slices return to 0 and go idle
+				if _, _, err := l.Inc(ctx, names[k], d); err != nil {
+					t.Error(err)
+					return
+				}
+				sums[k].Add(d)
+				if i%64 == 0 {
+					time.Sleep(time.Duration(i%3) * time.Millisecond)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p := l.Pending(); len(p) != 0 {
+		t.Fatalf("Pending after Flush: %v", p)
+	}
+	r, err := instancecounter.NewStrict(b.Connect(), instancecounter.Options{Prefix: "t", InstanceID: "reader"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(ctx)
+	for i, k := range names {
+		c, _, err := r.Get(ctx, k)
+		if err != nil || c != sums[i].Load() {
+			t.Errorf("%s: cumulative %d, %v; acknowledged %d", k, c, err, sums[i].Load())
+		}
+		if lc, lm, err := l.Get(ctx, k); err != nil || lc != sums[i].Load() || lm != sums[i].Load() {
+			t.Errorf("%s: Lax Get %d, %d, %v; want %d, %d", k, lc, lm, err, sums[i].Load(), sums[i].Load())
+		}
 	}
 }
