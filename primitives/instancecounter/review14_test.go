@@ -126,3 +126,78 @@ func TestReview14_EvictionRacingIncLosesNothing(t *testing.T) {
 		}
 	}
 }
+
+// A key whose entry is replaced while it has a pending delta (its sum of
+// accepted deltas would leave int64) flushes both entries' deltas; Get and
+// the next Inc see the value of both.
+func TestReview14_RetiredEntryViews(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	l, err := instancecounter.NewLax(b, instancecounter.Options{Prefix: "t", InstanceID: "a", FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(ctx)
+	if _, _, err := l.Inc(ctx, "k", math.MaxInt64); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.DelOnInstance(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if c, m, err := l.Inc(ctx, "k", -5); err != nil || c != -5 || m != -5 {
+		t.Fatalf("Inc -5 = %d, %d, %v", c, m, err)
+	}
+	if c, m, err := l.Inc(ctx, "k", 10); err != nil || c != 5 || m != 5 {
+		t.Fatalf("Inc +10 = %d, %d, %v; want 5, 5", c, m, err)
+	}
+	if p := l.Pending(); p["k"] != 5 {
+		t.Fatalf("Pending = %v; want k: 5", p)
+	}
+	if c, m, err := l.Get(ctx, "k"); err != nil || c != 5 || m != 5 {
+		t.Fatalf("Get = %d, %d, %v; want 5, 5", c, m, err)
+	}
+	if c, m, err := l.Inc(ctx, "k", 1); err != nil || c != 6 || m != 6 {
+		t.Fatalf("Inc +1 = %d, %d, %v; want 6, 6", c, m, err)
+	}
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := cumulative(t, b); got != 6 {
+		t.Fatalf("cumulative = %d, want 6", got)
+	}
+}
+
+// As above, with the new entry's own deltas cancelling out: the key still
+// has a pending delta (the replaced entry's), which Get must flush first.
+func TestReview14_RetiredEntryPendingFlushedByGet(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	l, err := instancecounter.NewLax(b, instancecounter.Options{Prefix: "t", InstanceID: "a", FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(ctx)
+	if _, _, err := l.Inc(ctx, "k", math.MaxInt64); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.DelOnInstance(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []int64{-5, 10, -10} {
+		if _, _, err := l.Inc(ctx, "k", d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := l.Pending(); p["k"] != -5 {
+		t.Fatalf("Pending = %v; want k: -5", p)
+	}
+	if c, m, err := l.Get(ctx, "k"); err != nil || c != -5 || m != -5 {
+		t.Fatalf("Get = %d, %d, %v; want -5, -5 (the pending delta flushed first)", c, m, err)
+	}
+}
