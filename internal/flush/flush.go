@@ -457,6 +457,29 @@ func (g *Engine[T]) RefusedLocked(key string) error {
 	return nil
 }
 
+// PendingKey reports whether any entry of key (the current one, or one
+// retired or evicted with deltas still pending) has deltas the backend
+// has not applied. It does no I/O.
+func (g *Engine[T]) PendingKey(key string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	pending := func(e *Entry[T]) bool { d, more := e.pending(); return d != 0 || more }
+	for _, e := range g.work {
+		if e.key == key && pending(e) {
+			return true
+		}
+	}
+	d := &g.dirty[g.ix.hash(key)>>58%dirtyShards]
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, e := range d.es {
+		if e.key == key && pending(e) {
+			return true
+		}
+	}
+	return false
+}
+
 // Pending returns, per key, the deltas accepted but not yet applied by
 // the backend (saturated to the int64 range). It does no I/O and never
 // waits for any.

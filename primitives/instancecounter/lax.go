@@ -513,25 +513,23 @@ func (l *Lax) Get(ctx context.Context, key string) (cumulative, mine int64, err 
 	if c.closed.Load() {
 		return 0, 0, errClosed
 	}
-	e := l.lx.g.Lookup(key)
-	if e == nil || !l.pending(e) {
+	g := l.lx.g
+	if !g.PendingKey(key) { // any entry of the key: a replaced one may hold a delta
 		return c.op(ctx, "get", key, distkit.Always(), 0)
 	}
-	for try := 0; try < 3 && l.pending(e); try++ { // the key may wait for a refused one batched with it
-		if err := l.lx.g.Do(ctx, flush.FlushFirst, func(context.Context) error { return nil }); err != nil {
+	for try := 0; try < 3 && g.PendingKey(key); try++ { // the key may wait for a refused one batched with it
+		if err := g.Do(ctx, flush.FlushFirst, func(context.Context) error { return nil }); err != nil {
 			return 0, 0, fmt.Errorf("instancecounter: get %q: flushing first: %w", key, err)
 		}
 		if err := l.keyCheck("get", key); err != nil {
 			return 0, 0, err
 		}
 	}
+	e := g.Lookup(key) // the flush replies recorded the key's state in its current entry
+	if e == nil {
+		return c.op(ctx, "get", key, distkit.Always(), 0)
+	}
 	return e.X.total.Load(), e.X.mine.Load(), nil
-}
-
-func (l *Lax) pending(e *laxEntry) bool {
-	var p bool
-	l.lx.g.WithLock(func() { p = e.Added() != e.Sent() })
-	return p
 }
 
 // opFirst flushes pending deltas, then runs one operation like Strict. An
