@@ -12,6 +12,8 @@ import (
 
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend/memory"
+	"github.com/distkit-go/distkit/internal/counterscript"
+	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/counter"
 )
 
@@ -210,5 +212,58 @@ func TestReview14_FlushAfterCloseIsClosed(t *testing.T) {
 	}
 	if _, err := l.Del(ctx, "k"); !errors.Is(err, distkit.ErrClosed) {
 		t.Errorf("Del after Close: %v, want ErrClosed", err)
+	}
+}
+
+// Get during an outage returns the local view with ErrStale when ctx ends
+// (Lax.Get doc), also when a batch with an unknown outcome must be resent
+// first and the connection stopped answering (a client that does not
+// honour deadlines: testkit.Held). Flush and Close already return at ctx
+// end in that case; Get hung until the connection answered.
+func TestReview14_GetReturnsWithinCtxWhileResendHangs(t *testing.T) {
+	ctx := context.Background()
+	mb := memory.New(memory.Options{})
+	f := testkit.NewFaulty(mb)
+	l, err := counter.NewLax(f, counter.Options{Prefix: "t", AllowedLag: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(ctx)
+	l.Inc(ctx, "k", 2)
+	mb.FailAfterApply(1) // applied, reply lost: the batch stays in flight
+	if err := l.Flush(ctx); !errors.Is(err, distkit.ErrIndeterminate) {
+		t.Fatalf("Flush = %v; want ErrIndeterminate", err)
+	}
+	hang := f.HangScript(counterscript.Flush.Name())
+	defer hang.Release()
+	type res struct {
+		v   int64
+		err error
+	}
+	got := make(chan res, 1)
+	start := time.Now()
+	go func() {
+		gctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		v, err := l.Get(gctx, "k")
+		got <- res{v, err}
+	}()
+	select {
+	case r := <-got:
+		if r.v != 2 || !errors.Is(r.err, distkit.ErrStale) {
+			t.Errorf("Get = %d, %v; want the local view 2 and ErrStale", r.v, r.err)
+		}
+		t.Logf("Get returned after %v", time.Since(start))
+	case <-time.After(2 * time.Second):
+		t.Errorf("Get with a 50 ms context did not return within 2 s while the resend hung")
+		hang.Release()
+		<-got
+	}
+	hang.Release()
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := l.Get(ctx, "k"); err != nil || v != 2 {
+		t.Fatalf("Get after the outage = %d, %v; want 2 (applied once)", v, err)
 	}
 }
