@@ -655,24 +655,75 @@ const (
 
 // Do runs f with the token held (no batch in flight meanwhile), after
 // resolving or flushing as mode says. It fails without running f when
-// that fails, or when ctx ends while waiting for the token; per-key
+// that fails, or when ctx ends while waiting for the token or for that
+// I/O (which runs in a helper goroutine, as Flush's does, so that Do
+// returns when ctx ends even if the backend ignores it); per-key
 // refusals do not fail it (see Entry.Err). f runs in the caller's
 // goroutine, with its context.
 func (g *Engine[T]) Do(ctx context.Context, mode Mode, f func(ctx context.Context) error) error {
 	if err := g.acquire(ctx); err != nil {
 		return err
 	}
-	defer g.release()
-	var err error
-	if mode == FlushFirst {
-		err = g.rounds(ctx, false)
-	} else {
-		err = g.resolve(ctx)
+	prep := func() error {
+		if mode == FlushFirst {
+			return g.rounds(ctx, false)
+		}
+		return g.resolve(ctx)
 	}
-	if err != nil {
-		return err
+	if ctx.Done() == nil || (mode == Resolve && !g.inflightNow()) {
+		defer g.release() // nothing that could hang, or a context that never ends
+		if err := prep(); err != nil {
+			return err
+		}
+		return f(ctx)
 	}
-	return f(ctx)
+	// Whoever comes second gives the token back: the caller after f, or
+	// the helper when the caller left at ctx end.
+	var (
+		mu                  sync.Mutex
+		finished, abandoned bool
+	)
+	res := make(chan error, 1)
+	go func() {
+		err := prep()
+		mu.Lock()
+		finished = true
+		gone := abandoned
+		mu.Unlock()
+		if gone {
+			g.release()
+			return
+		}
+		res <- err
+	}()
+	select {
+	case err := <-res:
+		defer g.release()
+		if err != nil {
+			return err
+		}
+		return f(ctx)
+	case <-ctx.Done():
+		mu.Lock()
+		done := finished
+		abandoned = !done
+		mu.Unlock()
+		if done { // the helper finished first: the token is ours
+			err := <-res
+			g.release()
+			if err != nil {
+				return err
+			}
+		}
+		return ctx.Err()
+	}
+}
+
+// inflightNow reports whether a batch is in flight.
+func (g *Engine[T]) inflightNow() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.inflight != nil
 }
 
 // Flush sends every pending delta, keys set aside included, and waits for
