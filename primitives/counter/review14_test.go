@@ -267,3 +267,67 @@ func TestReview14_GetReturnsWithinCtxWhileResendHangs(t *testing.T) {
 		t.Fatalf("Get after the outage = %d, %v; want 2 (applied once)", v, err)
 	}
 }
+
+// Close racing Inc and Flush on many goroutines: when Close returns nil,
+// the backend holds every acknowledged delta, plus at most the deltas of
+// Incs that reported the race (ErrClosed + ErrIndeterminate).
+func TestReview14_CloseRacingIncAndFlush(t *testing.T) {
+	ctx := context.Background()
+	for round := 0; round < 5; round++ {
+		b := memory.New(memory.Options{})
+		l, err := counter.NewLax(b, counter.Options{Prefix: "t", AllowedLag: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var acked, maybe atomic.Int64
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		for w := 0; w < 16; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					if w == 0 {
+						l.Flush(ctx)
+					}
+					_, err := l.Inc(ctx, fmt.Sprint("k", i%8), 1)
+					switch {
+					case err == nil:
+						acked.Add(1)
+					case errors.Is(err, distkit.ErrIndeterminate):
+						maybe.Add(1)
+					case errors.Is(err, distkit.ErrClosed):
+						return
+					default:
+						t.Error(err)
+						return
+					}
+					select {
+					case <-stop:
+						return
+					default:
+					}
+				}
+			}(w)
+		}
+		time.Sleep(20 * time.Millisecond)
+		cerr := l.Close(ctx)
+		close(stop)
+		wg.Wait()
+		if cerr != nil {
+			t.Fatalf("Close: %v", cerr)
+		}
+		s, _ := counter.NewStrict(b.Connect(), counter.Options{Prefix: "t"})
+		var total int64
+		for i := 0; i < 8; i++ {
+			v, err := s.Get(ctx, fmt.Sprint("k", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			total += v
+		}
+		if total < acked.Load() || total > acked.Load()+maybe.Load() {
+			t.Fatalf("remote total %d; acknowledged %d, indeterminate %d", total, acked.Load(), maybe.Load())
+		}
+	}
+}
