@@ -2,6 +2,7 @@ package instancecounter_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/distkit-go/distkit/backend/memory"
+	"github.com/distkit-go/distkit/internal/icscript"
+	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/instancecounter"
 )
 
@@ -199,5 +202,55 @@ func TestReview14_RetiredEntryPendingFlushedByGet(t *testing.T) {
 	}
 	if c, m, err := l.Get(ctx, "k"); err != nil || c != -5 || m != -5 {
 		t.Fatalf("Get = %d, %d, %v; want -5, -5 (the pending delta flushed first)", c, m, err)
+	}
+}
+
+// Close honours its context within a few hundred ms while a flush hangs on
+// a connection that ignores deadlines (testkit.Held), and Pending answers
+// at once meanwhile; once the connection answers, the deltas are applied
+// once and every goroutine ends (goleak in TestMain).
+func TestReview14_CloseWithinCtxWhileFlushHeld(t *testing.T) {
+	ctx := context.Background()
+	mb := memory.New(memory.Options{})
+	f := testkit.NewFaulty(mb)
+	l, err := instancecounter.NewLax(f, instancecounter.Options{Prefix: "t", InstanceID: "a", FlushInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Get(ctx, "k"); err != nil { // registered
+		t.Fatal(err)
+	}
+	hang := f.HangScript(icscript.Flush.Name())
+	defer hang.Release()
+	l.Inc(ctx, "k", 3)
+	select {
+	case <-hang.Started():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the background flush did not start")
+	}
+	start := time.Now()
+	if p := l.Pending(); p["k"] != 3 {
+		t.Errorf("Pending = %v", p)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("Pending took %v while a flush hung", d)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	err = l.Close(cctx)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Close with a 100 ms context took %v while a flush hung", d)
+	}
+	var ue *instancecounter.UnflushedError
+	if !errors.As(err, &ue) || ue.Pending["k"] != 3 {
+		t.Errorf("Close = %v; want an UnflushedError with k: 3", err)
+	}
+	hang.Release()
+	if err := l.Close(ctx); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if got := cumulative(t, mb); got != 0 { // Close removed the slice after flushing it
+		t.Fatalf("cumulative after Close = %d, want 0 (slice removed)", got)
 	}
 }
