@@ -331,3 +331,46 @@ func TestReview14_CloseRacingIncAndFlush(t *testing.T) {
 		}
 	}
 }
+
+// 256 goroutines Inc one key while the flusher runs: with no other
+// writer, the views Inc returns are exactly 1…N (each once: the view is
+// remote-as-last-seen + pending, which this process's own flushed deltas
+// do not change), and the backend ends at N.
+func TestReview14_ViewsExactUnder256Goroutines(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	l, err := counter.NewLax(b, counter.Options{Prefix: "t", AllowedLag: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(ctx)
+	const workers, each = 256, 100
+	seen := make([]atomic.Int32, workers*each+1)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				v, err := l.Inc(ctx, "k", 1)
+				if err != nil || v < 1 || v > workers*each {
+					t.Errorf("Inc = %d, %v", v, err)
+					return
+				}
+				seen[v].Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	for v := 1; v <= workers*each; v++ {
+		if n := seen[v].Load(); n != 1 {
+			t.Fatalf("view %d returned %d times", v, n)
+		}
+	}
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := l.Get(ctx, "k"); err != nil || v != workers*each {
+		t.Fatalf("Get = %d, %v", v, err)
+	}
+}

@@ -254,3 +254,41 @@ func TestReview14_CloseWithinCtxWhileFlushHeld(t *testing.T) {
 		t.Fatalf("cumulative after Close = %d, want 0 (slice removed)", got)
 	}
 }
+
+// 256 goroutines Inc one key while the flusher runs: the views Inc
+// returns (cumulative, slice) are exactly 1…N, each once.
+func TestReview14_ViewsExactUnder256Goroutines(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	l, err := instancecounter.NewLax(b, instancecounter.Options{Prefix: "t", InstanceID: "a", FlushInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(ctx)
+	const workers, each = 256, 50
+	seen := make([]atomic.Int32, workers*each+1)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				c, m, err := l.Inc(ctx, "k", 1)
+				if err != nil || c != m || c < 1 || c > workers*each {
+					t.Errorf("Inc = %d, %d, %v", c, m, err)
+					return
+				}
+				seen[c].Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	for v := 1; v <= workers*each; v++ {
+		if n := seen[v].Load(); n != 1 {
+			t.Fatalf("view %d returned %d times", v, n)
+		}
+	}
+	if c, m, err := l.Get(ctx, "k"); err != nil || c != workers*each || m != workers*each {
+		t.Fatalf("Get = %d, %d, %v", c, m, err)
+	}
+}
