@@ -13,6 +13,7 @@ import (
 	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend/memory"
 	"github.com/distkit-go/distkit/internal/counterscript"
+	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/counter"
 )
@@ -372,5 +373,38 @@ func TestReview14_ViewsExactUnder256Goroutines(t *testing.T) {
 	}
 	if v, err := l.Get(ctx, "k"); err != nil || v != workers*each {
 		t.Fatalf("Get = %d, %v", v, err)
+	}
+}
+
+// One key must not block every key (issue 14). A batch whose reply was
+// lost is resent; if meanwhile another process wrote a value that is not
+// an integer into one of its keys, the resend's reply carries that value
+// for an item the first send applied. That key is no reason to keep the
+// whole batch in flight forever: the others must flush, Close succeed.
+func TestReview14_ResendWithNonIntegerValueDoesNotBlockAll(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	l := newLax(t, b, time.Hour)
+	l.Inc(ctx, "a", 1)
+	l.Inc(ctx, "k", 1)
+	b.FailAfterApply(1) // applied, reply lost
+	if err := l.Flush(ctx); !errors.Is(err, distkit.ErrIndeterminate) {
+		t.Fatalf("Flush = %v; want ErrIndeterminate", err)
+	}
+	if _, err := b.EvalScript(ctx, testkit.HSetScript, []string{keyspace.CounterHash("t")}, keyspace.CounterField("k"), "not a number"); err != nil {
+		t.Fatal(err)
+	}
+	l.Inc(ctx, "other", 5)
+	if err := l.Flush(ctx); err != nil {
+		t.Errorf("Flush after the resend: %v", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := l.Close(cctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	s, _ := counter.NewStrict(b.Connect(), counter.Options{Prefix: "t"})
+	if v, err := s.GetAll(ctx, "a", "other"); err != nil || v[0] != 1 || v[1] != 5 {
+		t.Fatalf("remote a, other = %v, %v; want [1 5]", v, err)
 	}
 }
