@@ -105,7 +105,11 @@ type laxBatch struct {
 	seq  int64
 	args []string
 	vals []int64
-	at   int64 // when the reply came (laxKey.synced's clock)
+	// noval[i]: item i was applied, but the reply carries no integer for
+	// it (a resend's reply gives the field's current value, which another
+	// process may have overwritten with something else since).
+	noval []bool
+	at    int64 // when the reply came (laxKey.synced's clock)
 }
 
 // NewLax returns a Lax counter over b and starts its flusher. Options:
@@ -394,8 +398,13 @@ func (c *laxCore) send(ctx context.Context, b *flush.Batch[laxKey]) error {
 		// The script ran, but what it did is unknown: resend.
 		return fmt.Errorf("counter: flush: malformed reply %v: %w", v, backend.ErrIndeterminate)
 	}
+	status, err := arr[0].Int64()
+	if err != nil || (status != 0 && status != 1) {
+		return fmt.Errorf("counter: flush: malformed reply %v: %w", v, backend.ErrIndeterminate)
+	}
 	for i := range b.Items {
 		it := &b.Items[i]
+		lb.noval[i] = false
 		s, err := arr[i+1].Text()
 		if err != nil {
 			return fmt.Errorf("counter: flush: malformed reply %v: %w", v, backend.ErrIndeterminate)
@@ -406,13 +415,21 @@ func (c *laxCore) send(ctx context.Context, b *flush.Batch[laxKey]) error {
 			it.Err = keyError(it.E.Key(), s[1:])
 		default:
 			r, err := strconv.ParseInt(s, 10, 64)
-			if err != nil {
+			switch {
+			case err == nil:
+				lb.vals[i], it.Applied = r, true
+			case status == 0:
+				// A resend: the first send applied the item, and the field
+				// holds something else now (another process overwrote it).
+				// Applied, with no value to learn: one key's value never
+				// keeps the whole batch in flight.
+				lb.noval[i], it.Applied = true, true
+			default:
 				return fmt.Errorf("counter: flush: malformed reply %v: %w", v, backend.ErrIndeterminate)
 			}
-			lb.vals[i], it.Applied = r, true
 		}
 	}
-	lastValues(b, lb.vals)
+	lastValues(b, lb.vals, lb.noval)
 	lb.at = c.clock()
 	return nil
 }
@@ -421,7 +438,7 @@ func (c *laxCore) send(ctx context.Context, b *flush.Batch[laxKey]) error {
 // of the batch. A key has several items only when its entry was replaced
 // (retired, or evicted while an Inc raced) with deltas still pending; then
 // each entry's view must count the others' applied deltas as remote.
-func lastValues(b *flush.Batch[laxKey], vals []int64) {
+func lastValues(b *flush.Batch[laxKey], vals []int64, noval []bool) {
 	dup := false
 	for _, it := range b.Items {
 		dup = dup || it.E.Unlinked()
@@ -431,13 +448,13 @@ func lastValues(b *flush.Batch[laxKey], vals []int64) {
 	}
 	last := map[string]int64{}
 	for i, it := range b.Items {
-		if it.Applied {
+		if it.Applied && !noval[i] {
 			last[it.E.X.field] = vals[i]
 		}
 	}
 	for i, it := range b.Items {
-		if it.Applied {
-			vals[i] = last[it.E.X.field]
+		if v, ok := last[it.E.X.field]; ok && it.Applied && !noval[i] {
+			vals[i] = v
 		}
 	}
 }
@@ -482,8 +499,9 @@ func (c *laxCore) encode(b *flush.Batch[laxKey], lb *laxBatch) {
 	lb.seq, lb.args = b.Seq, args
 	if cap(lb.vals) < len(b.Items) {
 		lb.vals = make([]int64, len(b.Items))
+		lb.noval = make([]bool, len(b.Items))
 	}
-	lb.vals = lb.vals[:len(b.Items)]
+	lb.vals, lb.noval = lb.vals[:len(b.Items)], lb.noval[:len(b.Items)]
 }
 
 // decimalLen is len(strconv.FormatInt(d, 10)).
@@ -503,6 +521,9 @@ func decimalLen(d int64) int {
 // engine's Config.Applied, called with its lock).
 func (c *laxCore) applied(b *flush.Batch[laxKey], i int) {
 	lb := b.Ext.(*laxBatch)
+	if lb.noval[i] {
+		return // the view (base + Added) already counts the delta: nothing to learn
+	}
 	c.setRemoteAtLocked(b.Items[i].E, lb.vals[i], lb.at)
 }
 
