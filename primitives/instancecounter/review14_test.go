@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distkit-go/distkit"
 	"github.com/distkit-go/distkit/backend/memory"
 	"github.com/distkit-go/distkit/internal/icscript"
+	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/instancecounter"
 )
@@ -290,5 +292,40 @@ func TestReview14_ViewsExactUnder256Goroutines(t *testing.T) {
 	}
 	if c, m, err := l.Get(ctx, "k"); err != nil || c != workers*each || m != workers*each {
 		t.Fatalf("Get = %d, %d, %v", c, m, err)
+	}
+}
+
+// One key must not block every key: a batch whose reply was lost is
+// resent; if meanwhile a value that is not an integer was written into one
+// of its keys, the resend's reply carries it for an item the first send
+// applied. The other keys must keep flushing and Close succeed.
+func TestReview14_ResendWithNonIntegerValueDoesNotBlockAll(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	l, err := instancecounter.NewLax(b, instancecounter.Options{Prefix: "t", InstanceID: "a", FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Get(ctx, "x"); err != nil { // registered
+		t.Fatal(err)
+	}
+	l.Inc(ctx, "a", 1)
+	l.Inc(ctx, "k", 1)
+	b.FailAfterApply(1) // applied, reply lost
+	if err := l.Flush(ctx); !errors.Is(err, distkit.ErrIndeterminate) {
+		t.Fatalf("Flush = %v; want ErrIndeterminate", err)
+	}
+	if _, err := b.EvalScript(ctx, testkit.HSetScript, []string{keyspace.InstanceCounter("t").Total},
+		keyspace.InstanceKeyField("k"), "not a number"); err != nil {
+		t.Fatal(err)
+	}
+	l.Inc(ctx, "other", 5)
+	if err := l.Flush(ctx); err != nil {
+		t.Errorf("Flush after the resend: %v", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := l.Close(cctx); err != nil {
+		t.Errorf("Close: %v", err)
 	}
 }
