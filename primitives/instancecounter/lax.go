@@ -354,6 +354,9 @@ func (lx *laxState) applied(b *flush.Batch[slot], i int) {
 		e.X.rebase(e.Sent())
 		return
 	}
+	if ib.sts[i].unknown {
+		return // the view (bases + Added) already counts the delta: nothing to learn
+	}
 	lx.recordLocked(e, ib.version, ib.at, ib.sts[i], 0)
 }
 
