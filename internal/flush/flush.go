@@ -459,11 +459,16 @@ func (g *Engine[T]) RefusedLocked(key string) error {
 
 // PendingKey reports whether any entry of key (the current one, or one
 // retired or evicted with deltas still pending) has deltas the backend
-// has not applied. It does no I/O.
+// has not applied. It does no I/O; when the current entry has nothing
+// pending it walks the working set (the entries with deltas since the
+// last flush that settled them).
 func (g *Engine[T]) PendingKey(key string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	pending := func(e *Entry[T]) bool { d, more := e.pending(); return d != 0 || more }
+	if e := g.Lookup(key); e != nil && pending(e) {
+		return true
+	}
 	for _, e := range g.work {
 		if e.key == key && pending(e) {
 			return true
