@@ -390,7 +390,8 @@ func (l *Lax) Inc(_ context.Context, key string, delta int64) (cumulative, mine 
 		n := e.Added()
 		// The views (wrapping: exact while in range) must stay in range.
 		t, m := e.X.tb.Load()+n, e.X.mb.Load()+n
-		if nt, nm := t+delta, m+delta; (delta > 0 && (nt < t || nm < m)) || (delta < 0 && (nt > t || nm > m)) {
+		nt, nm := t+delta, m+delta
+		if (delta > 0 && (nt < t || nm < m)) || (delta < 0 && (nt > t || nm > m)) {
 			return 0, 0, fmt.Errorf("instancecounter: inc %q by %d: %w", key, delta, distkit.ErrOverflow)
 		}
 		nn := n + delta
@@ -408,9 +409,8 @@ func (l *Lax) Inc(_ context.Context, key string, delta int64) (cumulative, mine 
 				// not be in the final flush.
 				return 0, 0, errClosedRacing
 			}
-			total, mineV := e.X.tb.Load()+nn, e.X.mb.Load()+nn
 			runtime.KeepAlive(l)
-			return total, mineV, nil
+			return nt, nm, nil // the views the check saw, with this delta
 		}
 	}
 }
