@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/distkit-go/distkit"
+	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/memory"
 	"github.com/distkit-go/distkit/internal/icscript"
 	"github.com/distkit-go/distkit/internal/keyspace"
@@ -328,5 +329,100 @@ func TestReview14_ResendWithNonIntegerValueDoesNotBlockAll(t *testing.T) {
 	defer cancel()
 	if err := l.Close(cctx); err != nil {
 		t.Errorf("Close: %v", err)
+	}
+}
+
+// orderer holds the Lax's Op calls until a flush has executed, and holds
+// that flush's reply until released: the flush is applied on the server
+// before the Op, its outcome recorded after.
+type orderer struct {
+	backend.Backend
+	armed        atomic.Bool
+	flushRan     chan struct{}
+	releaseFlush chan struct{}
+	once         sync.Once
+}
+
+func (o *orderer) EvalScript(ctx context.Context, s backend.Script, keys []string, args ...string) (backend.Value, error) {
+	if !o.armed.Load() {
+		return o.Backend.EvalScript(ctx, s, keys, args...)
+	}
+	switch s.Name() {
+	case icscript.Op.Name():
+		<-o.flushRan
+	case icscript.Flush.Name():
+		v, err := o.Backend.EvalScript(ctx, s, keys, args...)
+		first := false
+		o.once.Do(func() { first = true; close(o.flushRan) })
+		if first {
+			<-o.releaseFlush
+		}
+		return v, err
+	}
+	return o.Backend.EvalScript(ctx, s, keys, args...)
+}
+
+// Del supersedes a refused delta (Lax.Failed doc). When a background
+// retry of that delta is applied on the server just before Del's own
+// script (Del runs it outside the flush token) and its reply is recorded
+// just after Del superseded the delta, the delta counted both as dropped
+// and as applied: Pending goes negative and the next flush sends it back.
+func TestReview14_DelRacingRetryOfRefusedDelta(t *testing.T) {
+	ctx := context.Background()
+	mb := memory.New(memory.Options{})
+	o := &orderer{Backend: mb, flushRan: make(chan struct{}), releaseFlush: make(chan struct{})}
+	other, err := instancecounter.NewStrict(mb.Connect(), instancecounter.Options{Prefix: "t", InstanceID: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	if _, _, err := other.Set(ctx, "k", math.MaxInt64-5); err != nil {
+		t.Fatal(err)
+	}
+	l, err := instancecounter.NewLax(o, instancecounter.Options{Prefix: "t", InstanceID: "a", FlushInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(ctx)
+	if _, _, err := l.Get(ctx, "x"); err != nil { // registered
+		t.Fatal(err)
+	}
+	l.Inc(ctx, "k", 10)
+	if err := l.Flush(ctx); !errors.Is(err, distkit.ErrOverflow) {
+		t.Fatalf("Flush = %v; want k refused", err)
+	}
+	if _, _, err := other.Dec(ctx, "k", 100); err != nil { // the cause goes away
+		t.Fatal(err)
+	}
+	o.armed.Store(true)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := l.Del(ctx, "k") // its flush-first skips k (backoff); its Op waits for the retry
+		done <- err
+	}()
+	select {
+	case <-o.flushRan: // the background retry of k ran on the server
+	case <-time.After(5 * time.Second):
+		t.Fatal("no background retry of k")
+	}
+	var derr error
+	select {
+	case derr = <-done:
+	case <-time.After(5 * time.Second):
+		close(o.releaseFlush)
+		t.Fatal("Del did not return")
+	}
+	close(o.releaseFlush)
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	if err := l.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if p, f := l.Pending(), l.Failed(); len(p) != 0 || len(f) != 0 {
+		t.Errorf("Pending %v, Failed %v after Del and a flush", p, f)
+	}
+	if c, _, err := other.Get(ctx, "k"); err != nil || c != 0 {
+		t.Fatalf("cumulative after Del = %d, %v; want 0", c, err)
 	}
 }
