@@ -665,22 +665,32 @@ const (
 // returns when ctx ends even if the backend ignores it); per-key
 // refusals do not fail it (see Entry.Err). f runs in the caller's
 // goroutine, with its context.
+//
+// f's context marks the token as held: a Do called with it (from f) runs
+// at once, without waiting for the token its caller holds.
 func (g *Engine[T]) Do(ctx context.Context, mode Mode, f func(ctx context.Context) error) error {
-	if err := g.acquire(ctx); err != nil {
-		return err
-	}
 	prep := func() error {
 		if mode == FlushFirst {
 			return g.rounds(ctx, false)
 		}
 		return g.resolve(ctx)
 	}
+	if ctx.Value(heldKey[T]{g}) != nil { // from an outer Do's f: the token is ours already
+		if err := prep(); err != nil {
+			return err
+		}
+		return f(ctx)
+	}
+	if err := g.acquire(ctx); err != nil {
+		return err
+	}
+	fctx := context.WithValue(ctx, heldKey[T]{g}, true)
 	if ctx.Done() == nil || (mode == Resolve && !g.inflightNow()) {
 		defer g.release() // nothing that could hang, or a context that never ends
 		if err := prep(); err != nil {
 			return err
 		}
-		return f(ctx)
+		return f(fctx)
 	}
 	// Whoever comes second gives the token back: the caller after f, or
 	// the helper when the caller left at ctx end.
@@ -707,7 +717,7 @@ func (g *Engine[T]) Do(ctx context.Context, mode Mode, f func(ctx context.Contex
 		if err != nil {
 			return err
 		}
-		return f(ctx)
+		return f(fctx)
 	case <-ctx.Done():
 		mu.Lock()
 		done := finished
@@ -723,6 +733,10 @@ func (g *Engine[T]) Do(ctx context.Context, mode Mode, f func(ctx context.Contex
 		return ctx.Err()
 	}
 }
+
+// heldKey marks the context Do gives its function: that engine's token is
+// held.
+type heldKey[T any] struct{ g *Engine[T] }
 
 // inflightNow reports whether a batch is in flight.
 func (g *Engine[T]) inflightNow() bool {

@@ -495,16 +495,26 @@ func (l *Lax) keyCheck(op, key string) error {
 	return err
 }
 
-// flushFirst flushes pending deltas (waiting for no other flush), then
-// runs f.
-func (l *Lax) flushFirst(ctx context.Context, f func() (int64, int64, error)) (int64, int64, error) {
+// flushFirst flushes pending deltas, then runs f with the flush token
+// held (no batch in flight meanwhile: a retry of a refused delta cannot
+// land between f's script and what f records), with ctx marking the token
+// as held (a rejoin f needs runs at once).
+func (l *Lax) flushFirst(ctx context.Context, f func(ctx context.Context) (int64, int64, error)) (int64, int64, error) {
 	if l.c.closed.Load() {
 		return 0, 0, errClosed
 	}
-	if err := l.lx.g.Do(ctx, flush.FlushFirst, func(context.Context) error { return nil }); err != nil {
+	var total, mine int64
+	ran := false
+	err := l.lx.g.Do(ctx, flush.FlushFirst, func(ctx context.Context) error {
+		ran = true
+		var err error
+		total, mine, err = f(ctx)
+		return err
+	})
+	if err != nil && !ran {
 		return 0, 0, fmt.Errorf("instancecounter: flushing first: %w", err)
 	}
-	return f()
+	return total, mine, err
 }
 
 // Get returns the cumulative value and this instance's slice from the
@@ -539,7 +549,7 @@ func (l *Lax) Get(ctx context.Context, key string) (cumulative, mine int64, err 
 // operation that overwrites the key's slice supersedes a pending delta
 // the server refused; one that reads it fails instead.
 func (l *Lax) opFirst(ctx context.Context, mode, key string, cmp distkit.Comparator, n int64) (int64, int64, error) {
-	return l.flushFirst(ctx, func() (int64, int64, error) {
+	return l.flushFirst(ctx, func(ctx context.Context) (int64, int64, error) {
 		overwrite := mode == "set" || mode == "setmine" || mode == "del" || mode == "delmine"
 		if !overwrite {
 			if err := l.keyCheck(mode, key); err != nil {
@@ -583,7 +593,7 @@ func (l *Lax) Del(ctx context.Context, key string) (cumulative, mine int64, err 
 // Clear flushes, then acts like Strict.Clear. Pending deltas the server
 // refused are superseded.
 func (l *Lax) Clear(ctx context.Context) error {
-	_, _, err := l.flushFirst(ctx, func() (int64, int64, error) {
+	_, _, err := l.flushFirst(ctx, func(ctx context.Context) (int64, int64, error) {
 		if err := l.c.clear(ctx); err != nil {
 			return 0, 0, err
 		}
