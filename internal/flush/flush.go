@@ -430,6 +430,61 @@ func (g *Engine[T]) SupersedeLocked(e *Entry[T]) {
 	}
 }
 
+// SupersedeKeyLocked is SupersedeLocked for every entry of key: the
+// current one and any retired or evicted one whose refused delta is still
+// pending (refused entries stay in the working set). Call it from
+// WithLock after an operation that overwrote the key.
+func (g *Engine[T]) SupersedeKeyLocked(key string) {
+	for _, e := range g.work {
+		if e.key == key {
+			g.SupersedeLocked(e)
+		}
+	}
+	if e := g.Lookup(key); e != nil {
+		g.SupersedeLocked(e)
+	}
+}
+
+// RefusedLocked returns why the backend refused a pending delta of key
+// (held by its current entry or by a retired or evicted one), or nil.
+// Call it from WithLock.
+func (g *Engine[T]) RefusedLocked(key string) error {
+	for _, e := range g.work {
+		if e.key == key && e.err != nil && e.added.Load() != e.sent {
+			return e.err
+		}
+	}
+	return nil
+}
+
+// PendingKey reports whether any entry of key (the current one, or one
+// retired or evicted with deltas still pending) has deltas the backend
+// has not applied. It does no I/O; when the current entry has nothing
+// pending it walks the working set (the entries with deltas since the
+// last flush that settled them).
+func (g *Engine[T]) PendingKey(key string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	pending := func(e *Entry[T]) bool { d, more := e.pending(); return d != 0 || more }
+	if e := g.Lookup(key); e != nil && pending(e) {
+		return true
+	}
+	for _, e := range g.work {
+		if e.key == key && pending(e) {
+			return true
+		}
+	}
+	d := &g.dirty[g.ix.hash(key)>>58%dirtyShards]
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, e := range d.es {
+		if e.key == key && pending(e) {
+			return true
+		}
+	}
+	return false
+}
+
 // Pending returns, per key, the deltas accepted but not yet applied by
 // the backend (saturated to the int64 range). It does no I/O and never
 // waits for any.
@@ -605,24 +660,89 @@ const (
 
 // Do runs f with the token held (no batch in flight meanwhile), after
 // resolving or flushing as mode says. It fails without running f when
-// that fails, or when ctx ends while waiting for the token; per-key
+// that fails, or when ctx ends while waiting for the token or for that
+// I/O (which runs in a helper goroutine, as Flush's does, so that Do
+// returns when ctx ends even if the backend ignores it); per-key
 // refusals do not fail it (see Entry.Err). f runs in the caller's
 // goroutine, with its context.
+//
+// f's context marks the token as held: a Do called with it (from f) runs
+// at once, without waiting for the token its caller holds.
 func (g *Engine[T]) Do(ctx context.Context, mode Mode, f func(ctx context.Context) error) error {
+	prep := func() error {
+		if mode == FlushFirst {
+			return g.rounds(ctx, false)
+		}
+		return g.resolve(ctx)
+	}
+	if ctx.Value(heldKey[T]{g}) != nil { // from an outer Do's f: the token is ours already
+		if err := prep(); err != nil {
+			return err
+		}
+		return f(ctx)
+	}
 	if err := g.acquire(ctx); err != nil {
 		return err
 	}
-	defer g.release()
-	var err error
-	if mode == FlushFirst {
-		err = g.round(ctx, false)
-	} else {
-		err = g.resolve(ctx)
+	fctx := context.WithValue(ctx, heldKey[T]{g}, true)
+	if ctx.Done() == nil || (mode == Resolve && !g.inflightNow()) {
+		defer g.release() // nothing that could hang, or a context that never ends
+		if err := prep(); err != nil {
+			return err
+		}
+		return f(fctx)
 	}
-	if err != nil {
-		return err
+	// Whoever comes second gives the token back: the caller after f, or
+	// the helper when the caller left at ctx end.
+	var (
+		mu                  sync.Mutex
+		finished, abandoned bool
+	)
+	res := make(chan error, 1)
+	go func() {
+		err := prep()
+		mu.Lock()
+		finished = true
+		gone := abandoned
+		mu.Unlock()
+		if gone {
+			g.release()
+			return
+		}
+		res <- err
+	}()
+	select {
+	case err := <-res:
+		defer g.release()
+		if err != nil {
+			return err
+		}
+		return f(fctx)
+	case <-ctx.Done():
+		mu.Lock()
+		done := finished
+		abandoned = !done
+		mu.Unlock()
+		if done { // the helper finished first: the token is ours
+			err := <-res
+			g.release()
+			if err != nil {
+				return err
+			}
+		}
+		return ctx.Err()
 	}
-	return f(ctx)
+}
+
+// heldKey marks the context Do gives its function: that engine's token is
+// held.
+type heldKey[T any] struct{ g *Engine[T] }
+
+// inflightNow reports whether a batch is in flight.
+func (g *Engine[T]) inflightNow() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.inflight != nil
 }
 
 // Flush sends every pending delta, keys set aside included, and waits for
@@ -642,17 +762,7 @@ func (g *Engine[T]) flushAll(ctx context.Context) error {
 	run := func() error {
 		defer g.release()
 		g.since = g.now()
-		err := g.round(ctx, true)
-		// Again for the rest of an amount beyond int64, or items the
-		// backend skipped (batched with a key it refused: that one is not
-		// retried by this Flush), as long as rounds make progress.
-		for err == nil && g.again {
-			before := g.decided
-			if err = g.round(ctx, true); g.decided == before {
-				break
-			}
-		}
-		return err
+		return g.rounds(ctx, true)
 	}
 	if ctx.Done() == nil {
 		return run() // a context that never ends: nothing to return early for
@@ -665,6 +775,21 @@ func (g *Engine[T]) flushAll(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// rounds runs rounds: again for the rest of an amount beyond int64, or
+// items the backend skipped (batched with a key it refused: that one is
+// not retried by this call), as long as rounds make progress, so that
+// every delta accepted before the call is sent. Called with the token.
+func (g *Engine[T]) rounds(ctx context.Context, all bool) error {
+	err := g.round(ctx, all)
+	for err == nil && g.again {
+		before := g.decided
+		if err = g.round(ctx, all); g.decided == before {
+			break
+		}
+	}
+	return err
 }
 
 // resolve resends the batch in flight, if any. Called with the token.

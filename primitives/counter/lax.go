@@ -105,7 +105,11 @@ type laxBatch struct {
 	seq  int64
 	args []string
 	vals []int64
-	at   int64 // when the reply came (laxKey.synced's clock)
+	// noval[i]: item i was applied, but the reply carries no integer for
+	// it (a resend's reply gives the field's current value, which another
+	// process may have overwritten with something else since).
+	noval []bool
+	at    int64 // when the reply came (laxKey.synced's clock)
 }
 
 // NewLax returns a Lax counter over b and starts its flusher. Options:
@@ -387,8 +391,13 @@ func (c *laxCore) send(ctx context.Context, b *flush.Batch[laxKey]) error {
 		// The script ran, but what it did is unknown: resend.
 		return fmt.Errorf("counter: flush: malformed reply %v: %w", v, backend.ErrIndeterminate)
 	}
+	status, err := arr[0].Int64()
+	if err != nil || (status != 0 && status != 1) {
+		return fmt.Errorf("counter: flush: malformed reply %v: %w", v, backend.ErrIndeterminate)
+	}
 	for i := range b.Items {
 		it := &b.Items[i]
+		lb.noval[i] = false
 		s, err := arr[i+1].Text()
 		if err != nil {
 			return fmt.Errorf("counter: flush: malformed reply %v: %w", v, backend.ErrIndeterminate)
@@ -399,13 +408,21 @@ func (c *laxCore) send(ctx context.Context, b *flush.Batch[laxKey]) error {
 			it.Err = keyError(it.E.Key(), s[1:])
 		default:
 			r, err := strconv.ParseInt(s, 10, 64)
-			if err != nil {
+			switch {
+			case err == nil:
+				lb.vals[i], it.Applied = r, true
+			case status == 0:
+				// A resend: the first send applied the item, and the field
+				// holds something else now (another process overwrote it).
+				// Applied, with no value to learn: one key's value never
+				// keeps the whole batch in flight.
+				lb.noval[i], it.Applied = true, true
+			default:
 				return fmt.Errorf("counter: flush: malformed reply %v: %w", v, backend.ErrIndeterminate)
 			}
-			lb.vals[i], it.Applied = r, true
 		}
 	}
-	lastValues(b, lb.vals)
+	lastValues(b, lb.vals, lb.noval)
 	lb.at = c.clock()
 	return nil
 }
@@ -414,7 +431,7 @@ func (c *laxCore) send(ctx context.Context, b *flush.Batch[laxKey]) error {
 // of the batch. A key has several items only when its entry was replaced
 // (retired, or evicted while an Inc raced) with deltas still pending; then
 // each entry's view must count the others' applied deltas as remote.
-func lastValues(b *flush.Batch[laxKey], vals []int64) {
+func lastValues(b *flush.Batch[laxKey], vals []int64, noval []bool) {
 	dup := false
 	for _, it := range b.Items {
 		dup = dup || it.E.Unlinked()
@@ -424,13 +441,13 @@ func lastValues(b *flush.Batch[laxKey], vals []int64) {
 	}
 	last := map[string]int64{}
 	for i, it := range b.Items {
-		if it.Applied {
+		if it.Applied && !noval[i] {
 			last[it.E.X.field] = vals[i]
 		}
 	}
 	for i, it := range b.Items {
-		if it.Applied {
-			vals[i] = last[it.E.X.field]
+		if v, ok := last[it.E.X.field]; ok && it.Applied && !noval[i] {
+			vals[i] = v
 		}
 	}
 }
@@ -475,8 +492,9 @@ func (c *laxCore) encode(b *flush.Batch[laxKey], lb *laxBatch) {
 	lb.seq, lb.args = b.Seq, args
 	if cap(lb.vals) < len(b.Items) {
 		lb.vals = make([]int64, len(b.Items))
+		lb.noval = make([]bool, len(b.Items))
 	}
-	lb.vals = lb.vals[:len(b.Items)]
+	lb.vals, lb.noval = lb.vals[:len(b.Items)], lb.noval[:len(b.Items)]
 }
 
 // decimalLen is len(strconv.FormatInt(d, 10)).
@@ -496,6 +514,9 @@ func decimalLen(d int64) int {
 // engine's Config.Applied, called with its lock).
 func (c *laxCore) applied(b *flush.Batch[laxKey], i int) {
 	lb := b.Ext.(*laxBatch)
+	if lb.noval[i] {
+		return // the view (base + Added) already counts the delta: nothing to learn
+	}
 	c.setRemoteAtLocked(b.Items[i].E, lb.vals[i], lb.at)
 }
 
@@ -506,8 +527,12 @@ func (c *laxCore) applied(b *flush.Batch[laxKey], i int) {
 // pending key when a batch failed (Err matches distkit.ErrNotApplied or
 // distkit.ErrIndeterminate) or ctx ended. It returns when ctx ends even if
 // the backend does not answer; the batch then stays in flight and is
-// resolved, exactly once, by a later flush.
+// resolved, exactly once, by a later flush. After Close it fails with
+// distkit.ErrClosed (call Close again to retry the final flush).
 func (l *Lax) Flush(ctx context.Context) error {
+	if l.c.g.Closed() {
+		return errLaxClosed
+	}
 	return unflushed(l.c.g.Flush(ctx))
 }
 
@@ -598,17 +623,18 @@ func (l *Lax) flushFirst(ctx context.Context, op string, f func(ctx context.Cont
 // them. Called with the engine's lock.
 func (c *laxCore) refusedLocked(op string, keys []string) error {
 	for _, k := range keys {
-		if e := c.g.Lookup(k); e != nil && e.Err() != nil && e.Added() != e.Sent() {
-			return fmt.Errorf("counter: %s %q: this process's pending delta of the key cannot be applied (Set, Del or Clear it): %w", op, k, e.Err())
+		if err := c.g.RefusedLocked(k); err != nil {
+			return fmt.Errorf("counter: %s %q: this process's pending delta of the key cannot be applied (Set, Del or Clear it): %w", op, k, err)
 		}
 	}
 	return nil
 }
 
 // overwrittenLocked records that the backend now holds r for e after an
-// operation that overwrote the key: a refused pending delta is dropped.
+// operation that overwrote the key: a refused pending delta is dropped,
+// also one held by a retired entry of the key.
 func (c *laxCore) overwrittenLocked(e *laxEntry, r int64) {
-	c.g.SupersedeLocked(e)
+	c.g.SupersedeKeyLocked(e.Key())
 	c.setRemoteLocked(e, r)
 }
 
@@ -654,8 +680,14 @@ func (l *Lax) Del(ctx context.Context, key string) (int64, error) {
 		if out, err = intValue(r); err != nil {
 			return err
 		}
-		if e := c.g.Lookup(key); e != nil {
-			c.g.WithLock(func() { c.overwrittenLocked(e, 0) })
+		e := c.g.Lookup(key)
+		c.g.WithLock(func() {
+			c.g.SupersedeKeyLocked(key) // a retired entry's refused delta too
+			if e != nil {
+				c.setRemoteLocked(e, 0)
+			}
+		})
+		if e != nil {
 			c.g.Drop(e)
 		}
 		return nil
@@ -671,7 +703,12 @@ func (l *Lax) Clear(ctx context.Context) error {
 		if _, err := c.b.EvalScript(ctx, counterscript.Clear, c.k.hashKeys); err != nil {
 			return wrapErr("clear", "", err)
 		}
-		c.g.WithLock(func() { c.g.EachLocked(func(e *laxEntry) { c.overwrittenLocked(e, 0) }) })
+		c.g.WithLock(func() {
+			c.g.EachLocked(func(e *laxEntry) { // every entry, retired ones in the working set too
+				c.g.SupersedeLocked(e)
+				c.setRemoteLocked(e, 0)
+			})
+		})
 		return nil
 	})
 	if err == nil {

@@ -242,7 +242,13 @@ func (s *slot) rebase(sent int64) {
 }
 
 // keyState is one key's state in a reply.
-type keyState struct{ total, mine, epoch, rejoined int64 }
+type keyState struct {
+	total, mine, epoch, rejoined int64
+	// unknown: a resent flush's reply (a batch applied before) whose
+	// current state of the key is not made of integers (the key was
+	// overwritten with something else since): applied, nothing to record.
+	unknown bool
+}
 
 // record records a reply's state of s's key (see slot.record).
 func (c *core) record(s *slot, version, at int64, st keyState) {
@@ -394,6 +400,7 @@ type reply struct {
 	status                string
 	version, now, cleared int64
 	applied               bool // Flush
+	flushDup              bool // Flush: a batch applied before (its reply's applied is 0)
 	rest                  []backend.Value
 }
 
@@ -418,7 +425,7 @@ func parseReply(v backend.Value, flush bool) (reply, error) {
 		if err != nil {
 			return reply{}, fmt.Errorf("instancecounter: malformed reply %v", v)
 		}
-		r.applied, arr = n == 1, arr[1:]
+		r.applied, r.flushDup, arr = n == 1, n == 0, arr[1:]
 	}
 	if len(arr) < 3 {
 		return reply{}, fmt.Errorf("instancecounter: malformed reply %v", v)
@@ -479,6 +486,10 @@ func (r reply) statesOf(n int) ([]keyState, error) {
 		out[i].epoch, errs[2] = r.rest[4*i+2].Int64()
 		out[i].rejoined, errs[3] = r.rest[4*i+3].Int64()
 		if err := errors.Join(errs[:]...); err != nil {
+			if r.status == icscript.StatusOK && r.flushDup {
+				out[i] = keyState{unknown: true}
+				continue
+			}
 			return nil, fmt.Errorf("instancecounter: malformed reply: %w", err)
 		}
 	}

@@ -348,6 +348,9 @@ func (lx *laxState) applied(b *flush.Batch[slot], i int) {
 		e.X.rebase(e.Sent())
 		return
 	}
+	if ib.sts[i].unknown {
+		return // the view (bases + Added) already counts the delta: nothing to learn
+	}
 	lx.recordLocked(e, ib.version, ib.at, ib.sts[i], 0)
 }
 
@@ -356,9 +359,10 @@ func (l *Lax) InstanceID() string { return l.c.id }
 
 // Inc adds delta to this instance's pending slice of key without I/O and
 // returns the local view (cumulative and slice as last confirmed, plus
-// pending). It fails with distkit.ErrOverflow, changing nothing, when the
-// deltas accepted for the key would leave the int64 range: the delta is
-// checked before the flusher can see it. An Inc that races with Close and
+// pending). It fails with distkit.ErrOverflow, changing nothing, when that
+// view (cumulative or slice) would leave the int64 range: the delta is
+// checked before the flusher can see it. The deltas flushed before are no
+// limit: a key whose slice went back to 0 takes any delta that fits. An Inc that races with Close and
 // loses returns an error matching both distkit.ErrClosed and
 // distkit.ErrIndeterminate.
 func (l *Lax) Inc(_ context.Context, key string, delta int64) (cumulative, mine int64, err error) {
@@ -378,9 +382,20 @@ func (l *Lax) Inc(_ context.Context, key string, delta int64) (cumulative, mine 
 	}
 	for {
 		n := e.Added()
+		// The views (wrapping: exact while in range) must stay in range.
+		t, m := e.X.tb.Load()+n, e.X.mb.Load()+n
+		nt, nm := t+delta, m+delta
+		if (delta > 0 && (nt < t || nm < m)) || (delta < 0 && (nt > t || nm > m)) {
+			return 0, 0, fmt.Errorf("instancecounter: inc %q by %d: %w", key, delta, distkit.ErrOverflow)
+		}
 		nn := n + delta
 		if (delta > 0 && nn < n) || (delta < 0 && nn > n) {
-			return 0, 0, fmt.Errorf("instancecounter: inc %q: %w", key, distkit.ErrOverflow)
+			// The entry's sum of accepted deltas would leave int64 while
+			// the views stay in range (deltas flushed long ago, a slice
+			// overwritten since): go on with a fresh entry; this one
+			// still flushes.
+			e = l.lx.retire(e)
+			continue
 		}
 		if g.Accept(e, n, nn) {
 			if c.closed.Load() {
@@ -388,11 +403,34 @@ func (l *Lax) Inc(_ context.Context, key string, delta int64) (cumulative, mine 
 				// not be in the final flush.
 				return 0, 0, errClosedRacing
 			}
-			total, mineV := e.X.tb.Load()+nn, e.X.mb.Load()+nn
 			runtime.KeepAlive(l)
-			return total, mineV, nil
+			return nt, nm, nil // the views the check saw, with this delta
 		}
 	}
+}
+
+// retire replaces e by a fresh entry of its key that starts from e's
+// views and remembers what e remembers of the key (its slice, epoch,
+// rejoined part); e's pending deltas still flush, and their replies pass
+// the key's state on to the new entry (recordLocked).
+func (lx *laxState) retire(e *laxEntry) *laxEntry {
+	var n *laxEntry
+	lx.g.WithLock(func() {
+		lx.g.Retire(e)
+		n = lx.g.Entry(e.Key(), func(n *laxEntry) {
+			s, d := &e.X, &n.X
+			d.field, d.ent = s.field, n
+			s.mu.Lock()
+			d.version, d.epoch, d.at, d.rejoined = s.version, s.epoch, s.at, s.rejoined
+			s.mu.Unlock()
+			d.total.Store(s.total.Load())
+			d.mine.Store(s.mine.Load())
+			a := e.Added()
+			d.tb.Store(s.tb.Load() + a)
+			d.mb.Store(s.mb.Load() + a)
+		})
+	})
+	return n
 }
 
 // Dec subtracts delta; see Inc.
@@ -442,29 +480,35 @@ func (l *Lax) Tracked() int { return l.lx.g.Len() }
 // keyCheck fails when key has a pending delta the server refused (an
 // operation reading the key would miss it), unless overwrite.
 func (l *Lax) keyCheck(op, key string) error {
-	e := l.lx.g.Lookup(key)
-	if e == nil {
-		return nil
-	}
 	var err error
 	l.lx.g.WithLock(func() {
-		if e.Err() != nil && e.Added() != e.Sent() {
-			err = fmt.Errorf("instancecounter: %s %q: this instance's pending delta of the key cannot be applied (Set, SetOnInstance, Del, DelOnInstance or Clear it): %w", op, key, e.Err())
+		if rerr := l.lx.g.RefusedLocked(key); rerr != nil { // a retired entry's refused delta too
+			err = fmt.Errorf("instancecounter: %s %q: this instance's pending delta of the key cannot be applied (Set, SetOnInstance, Del, DelOnInstance or Clear it): %w", op, key, rerr)
 		}
 	})
 	return err
 }
 
-// flushFirst flushes pending deltas (waiting for no other flush), then
-// runs f.
-func (l *Lax) flushFirst(ctx context.Context, f func() (int64, int64, error)) (int64, int64, error) {
+// flushFirst flushes pending deltas, then runs f with the flush token
+// held (no batch in flight meanwhile: a retry of a refused delta cannot
+// land between f's script and what f records), with ctx marking the token
+// as held (a rejoin f needs runs at once).
+func (l *Lax) flushFirst(ctx context.Context, f func(ctx context.Context) (int64, int64, error)) (int64, int64, error) {
 	if l.c.closed.Load() {
 		return 0, 0, errClosed
 	}
-	if err := l.lx.g.Do(ctx, flush.FlushFirst, func(context.Context) error { return nil }); err != nil {
+	var total, mine int64
+	ran := false
+	err := l.lx.g.Do(ctx, flush.FlushFirst, func(ctx context.Context) error {
+		ran = true
+		var err error
+		total, mine, err = f(ctx)
+		return err
+	})
+	if err != nil && !ran {
 		return 0, 0, fmt.Errorf("instancecounter: flushing first: %w", err)
 	}
-	return f()
+	return total, mine, err
 }
 
 // Get returns the cumulative value and this instance's slice from the
@@ -476,32 +520,30 @@ func (l *Lax) Get(ctx context.Context, key string) (cumulative, mine int64, err 
 	if c.closed.Load() {
 		return 0, 0, errClosed
 	}
-	e := l.lx.g.Lookup(key)
-	if e == nil || !l.pending(e) {
+	g := l.lx.g
+	if !g.PendingKey(key) { // any entry of the key: a replaced one may hold a delta
 		return c.op(ctx, "get", key, distkit.Always(), 0)
 	}
-	for try := 0; try < 3 && l.pending(e); try++ { // the key may wait for a refused one batched with it
-		if err := l.lx.g.Do(ctx, flush.FlushFirst, func(context.Context) error { return nil }); err != nil {
+	for try := 0; try < 3 && g.PendingKey(key); try++ { // the key may wait for a refused one batched with it
+		if err := g.Do(ctx, flush.FlushFirst, func(context.Context) error { return nil }); err != nil {
 			return 0, 0, fmt.Errorf("instancecounter: get %q: flushing first: %w", key, err)
 		}
 		if err := l.keyCheck("get", key); err != nil {
 			return 0, 0, err
 		}
 	}
+	e := g.Lookup(key) // the flush replies recorded the key's state in its current entry
+	if e == nil {
+		return c.op(ctx, "get", key, distkit.Always(), 0)
+	}
 	return e.X.total.Load(), e.X.mine.Load(), nil
-}
-
-func (l *Lax) pending(e *laxEntry) bool {
-	var p bool
-	l.lx.g.WithLock(func() { p = e.Added() != e.Sent() })
-	return p
 }
 
 // opFirst flushes pending deltas, then runs one operation like Strict. An
 // operation that overwrites the key's slice supersedes a pending delta
 // the server refused; one that reads it fails instead.
 func (l *Lax) opFirst(ctx context.Context, mode, key string, cmp distkit.Comparator, n int64) (int64, int64, error) {
-	return l.flushFirst(ctx, func() (int64, int64, error) {
+	return l.flushFirst(ctx, func(ctx context.Context) (int64, int64, error) {
 		overwrite := mode == "set" || mode == "setmine" || mode == "del" || mode == "delmine"
 		if !overwrite {
 			if err := l.keyCheck(mode, key); err != nil {
@@ -510,12 +552,13 @@ func (l *Lax) opFirst(ctx context.Context, mode, key string, cmp distkit.Compara
 		}
 		total, mine, err := l.c.op(ctx, mode, key, cmp, n)
 		if err == nil && overwrite {
-			if e := l.lx.g.Lookup(key); e != nil {
-				l.lx.g.WithLock(func() {
-					l.lx.g.SupersedeLocked(e)
+			e := l.lx.g.Lookup(key)
+			l.lx.g.WithLock(func() {
+				l.lx.g.SupersedeKeyLocked(key) // a retired entry's refused delta too
+				if e != nil {
 					e.X.rebase(e.Sent())
-				})
-			}
+				}
+			})
 		}
 		return total, mine, err
 	})
@@ -544,7 +587,7 @@ func (l *Lax) Del(ctx context.Context, key string) (cumulative, mine int64, err 
 // Clear flushes, then acts like Strict.Clear. Pending deltas the server
 // refused are superseded.
 func (l *Lax) Clear(ctx context.Context) error {
-	_, _, err := l.flushFirst(ctx, func() (int64, int64, error) {
+	_, _, err := l.flushFirst(ctx, func(ctx context.Context) (int64, int64, error) {
 		if err := l.c.clear(ctx); err != nil {
 			return 0, 0, err
 		}
