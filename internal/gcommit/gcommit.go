@@ -281,6 +281,16 @@ func (g *Group[O]) Close(ctx context.Context) {
 	}
 	g.stop()
 	g.mu.Lock()
+	// Calls still queued are never sent: settle them now, since the calls
+	// in flight they wait behind may be direct ones (no flusher to take
+	// them off the queue) that last as long as their callers' contexts.
+	for _, o := range g.queue {
+		o.state = opWithdrawn
+		o.res = backend.Result{Err: driver.NotApplied(g.closed)}
+		close(o.done)
+	}
+	clear(g.queue)
+	g.queue = g.queue[:0]
 	var gone chan struct{}
 	if g.flushers > 0 {
 		gone = make(chan struct{})
