@@ -51,3 +51,33 @@ func TestReview21_CloseSettlesCallsQueuedBehindDirectCalls(t *testing.T) {
 	}
 	s.none(t) // never sent
 }
+
+// Review 21: two Close calls made while a call is in flight both return
+// once it does. Before, the second replaced the first's wake-up channel,
+// so the first waited for its context (for ever with Background).
+func TestReview21_ConcurrentClosesBothReturn(t *testing.T) {
+	s := newStepper()
+	c := newStepStrict(t, s)
+	ctx := context.Background()
+	a := start(func() (int64, error) { return c.Inc(ctx, "x", 1) })
+	ca := s.next(t)
+	closed := make(chan error, 2)
+	go func() { closed <- c.Close(ctx) }()
+	go func() { closed <- c.Close(ctx) }()
+	// Both Closes wait for the call in flight; give them time to begin.
+	time.Sleep(50 * time.Millisecond)
+	ca.run()
+	if v, err := a.wait(t); v != 1 || err != nil {
+		t.Fatalf("call in flight: %d, %v", v, err)
+	}
+	for i := range 2 {
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Close %d of 2 did not return after the call in flight did", i+1)
+		}
+	}
+}
