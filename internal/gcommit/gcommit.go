@@ -269,8 +269,10 @@ func (g *Group[O]) Close(ctx context.Context) {
 	g.closing = true
 	var quiet chan struct{}
 	if g.inFlight > 0 || len(g.queue) > 0 {
-		quiet = make(chan struct{})
-		g.quiet = quiet
+		if g.quiet == nil { // a concurrent Close may wait already: share its channel
+			g.quiet = make(chan struct{})
+		}
+		quiet = g.quiet
 	}
 	g.mu.Unlock()
 	if quiet != nil {
@@ -293,8 +295,10 @@ func (g *Group[O]) Close(ctx context.Context) {
 	g.queue = g.queue[:0]
 	var gone chan struct{}
 	if g.flushers > 0 {
-		gone = make(chan struct{})
-		g.gone = gone
+		if g.gone == nil {
+			g.gone = make(chan struct{})
+		}
+		gone = g.gone
 	}
 	g.mu.Unlock()
 	if gone != nil {
