@@ -3,10 +3,15 @@ package counter_test
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/distkit-go/distkit"
+	"github.com/distkit-go/distkit/backend/memory"
+	"github.com/distkit-go/distkit/primitives/counter"
 )
 
 // Review 21: Close whose context ends while the two calls in flight are
@@ -78,6 +83,98 @@ func TestReview21_ConcurrentClosesBothReturn(t *testing.T) {
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatalf("Close %d of 2 did not return after the call in flight did", i+1)
+		}
+	}
+}
+
+// Review 21: 256 goroutines on one key and 256 on many keys, each call with
+// a deadline drawn from none to shorter than a round trip, batches whose
+// reply is lost now and then, and Close racing the calls: no call hangs,
+// every error is ErrNotApplied, ErrClosed or ErrIndeterminate, and each key's final
+// value lies between what its calls reported applied and that plus the
+// indeterminate ones (a call reported not applied was not).
+func TestReview21_StressDeadlinesLostRepliesClose(t *testing.T) {
+	for _, keys := range []int{1, 64} {
+		mem := memory.New(memory.Options{})
+		mem.Latency(200 * time.Microsecond)
+		c, err := counter.NewStrict(mem, counter.Options{Prefix: "st"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const workers, each = 256, 20
+		type tally struct{ ok, ind int64 }
+		var mu sync.Mutex
+		got := map[string]*tally{}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				r := rand.New(rand.NewPCG(uint64(w), uint64(keys)))
+				for i := range each {
+					key := "k" + strconv.Itoa(r.IntN(keys))
+					ctx, cancel := context.Background(), context.CancelFunc(func() {})
+					switch r.IntN(3) {
+					case 0:
+						ctx, cancel = context.WithTimeout(ctx, time.Duration(r.IntN(400))*time.Microsecond)
+					case 1:
+						ctx, cancel = context.WithCancel(ctx)
+						if r.IntN(2) == 0 {
+							cancel()
+						}
+					}
+					if w%17 == 0 && i%5 == 0 {
+						mem.FailAfterApply(1) // a reply lost after the script ran
+					}
+					_, err := c.Inc(ctx, key, 1)
+					cancel()
+					mu.Lock()
+					tl := got[key]
+					if tl == nil {
+						tl = &tally{}
+						got[key] = tl
+					}
+					switch {
+					case err == nil:
+						tl.ok++
+					case errors.Is(err, distkit.ErrIndeterminate):
+						tl.ind++
+					case errors.Is(err, distkit.ErrNotApplied), errors.Is(err, distkit.ErrClosed):
+					default:
+						t.Errorf("Inc: %v (neither applied, not applied nor indeterminate)", err)
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		close(start)
+		time.Sleep(5 * time.Millisecond) // let calls queue before Close races them
+		cctx, ccancel := context.WithTimeout(context.Background(), time.Millisecond)
+		c.Close(cctx)
+		ccancel()
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("keys=%d: calls still blocked 20 s after Close", keys)
+		}
+		mem.FailAfterApply(0)
+		mem.Latency(0)
+		plain, err := counter.NewStrict(mem, counter.Options{Prefix: "st", DisableGroupCommit: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for key, tl := range got {
+			v, err := plain.Get(context.Background(), key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v < tl.ok || v > tl.ok+tl.ind {
+				t.Errorf("keys=%d %s = %d; calls reported %d applied and %d indeterminate", keys, key, v, tl.ok, tl.ind)
+			}
 		}
 	}
 }
