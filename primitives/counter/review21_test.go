@@ -102,7 +102,7 @@ func TestReview21_StressDeadlinesLostRepliesClose(t *testing.T) {
 			t.Fatal(err)
 		}
 		const workers, each = 256, 20
-		type tally struct{ ok, ind int64 }
+		type tally struct{ n, ok, ind int64 }
 		var mu sync.Mutex
 		got := map[string]*tally{}
 		var wg sync.WaitGroup
@@ -125,7 +125,7 @@ func TestReview21_StressDeadlinesLostRepliesClose(t *testing.T) {
 							cancel()
 						}
 					}
-					if w%17 == 0 && i%5 == 0 {
+					if w%64 == 0 && i == 5 {
 						mem.FailAfterApply(1) // a reply lost after the script ran
 					}
 					_, err := c.Inc(ctx, key, 1)
@@ -136,6 +136,7 @@ func TestReview21_StressDeadlinesLostRepliesClose(t *testing.T) {
 						tl = &tally{}
 						got[key] = tl
 					}
+					tl.n++
 					switch {
 					case err == nil:
 						tl.ok++
@@ -150,7 +151,18 @@ func TestReview21_StressDeadlinesLostRepliesClose(t *testing.T) {
 			}()
 		}
 		close(start)
-		time.Sleep(5 * time.Millisecond) // let calls queue before Close races them
+		// Close races the calls once half of them returned.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Microsecond) {
+			mu.Lock()
+			n := 0
+			for _, tl := range got {
+				n += int(tl.n)
+			}
+			mu.Unlock()
+			if n >= workers*each/2 || time.Now().After(deadline) {
+				break
+			}
+		}
 		cctx, ccancel := context.WithTimeout(context.Background(), time.Millisecond)
 		c.Close(cctx)
 		ccancel()
@@ -167,6 +179,11 @@ func TestReview21_StressDeadlinesLostRepliesClose(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var ok, ind int64
+		for _, tl := range got {
+			ok, ind = ok+tl.ok, ind+tl.ind
+		}
+		t.Logf("keys=%d: %d applied, %d indeterminate", keys, ok, ind)
 		for key, tl := range got {
 			v, err := plain.Get(context.Background(), key)
 			if err != nil {
