@@ -206,7 +206,8 @@ func lifetimeIn(v reflect.Value, depth int) bool {
 // rediss:// enables TLS.
 //
 // The client gets ClientOption.MaxFlushDelay = DefaultMaxFlushDelay (20 µs)
-// unless the URL sets max_flush_delay (a Go duration; 0 turns it off):
+// unless the URL sets max_flush_delay (a Go duration from 0, which turns it
+// off, to MaxFlushDelayLimit; given once):
 // after each write of pipelined commands, rueidis waits up to that long for
 // more to send in the same write, which cuts system calls on both sides
 // when many calls are in flight (measured: Strict Inc from 64 goroutines
@@ -235,9 +236,15 @@ func urlOptions(rawURL string) (rd.ClientOption, error) {
 			q.Del("master_name")
 		}
 		if q.Has("max_flush_delay") {
+			if vs := q["max_flush_delay"]; len(vs) > 1 {
+				return rd.ClientOption{}, fmt.Errorf("rueidis: %w: max_flush_delay is given %d times (%q); give it once", backend.ErrInvalidOption, len(vs), vs)
+			}
 			d, err := time.ParseDuration(q.Get("max_flush_delay"))
 			if err != nil || d < 0 {
 				return rd.ClientOption{}, fmt.Errorf("rueidis: %w: max_flush_delay %q is not a duration ≥ 0", backend.ErrInvalidOption, q.Get("max_flush_delay"))
+			}
+			if d > MaxFlushDelayLimit {
+				return rd.ClientOption{}, fmt.Errorf("rueidis: %w: max_flush_delay %v is above %v (the client would pause that long after every write while calls are in flight; did you mean µs?)", backend.ErrInvalidOption, d, MaxFlushDelayLimit)
 			}
 			flushDelay = d
 			q.Del("max_flush_delay")
@@ -254,6 +261,12 @@ func urlOptions(rawURL string) (rd.ClientOption, error) {
 	opt.MaxFlushDelay = flushDelay
 	return opt, nil
 }
+
+// MaxFlushDelayLimit is the largest max_flush_delay FromURL accepts: rueidis
+// pauses its write loop that long after every flush while calls are in
+// flight, so a delay far above a round trip only stalls the calls (a value
+// above the limit is most likely a unit typo, 20ms for 20us).
+const MaxFlushDelayLimit = 10 * time.Millisecond
 
 // DefaultMaxFlushDelay is the ClientOption.MaxFlushDelay FromURL gives the
 // clients it builds, and the one distkit recommends for clients you build.

@@ -269,8 +269,10 @@ func (g *Group[O]) Close(ctx context.Context) {
 	g.closing = true
 	var quiet chan struct{}
 	if g.inFlight > 0 || len(g.queue) > 0 {
-		quiet = make(chan struct{})
-		g.quiet = quiet
+		if g.quiet == nil { // a concurrent Close may wait already: share its channel
+			g.quiet = make(chan struct{})
+		}
+		quiet = g.quiet
 	}
 	g.mu.Unlock()
 	if quiet != nil {
@@ -281,10 +283,22 @@ func (g *Group[O]) Close(ctx context.Context) {
 	}
 	g.stop()
 	g.mu.Lock()
+	// Calls still queued are never sent: settle them now, since the calls
+	// in flight they wait behind may be direct ones (no flusher to take
+	// them off the queue) that last as long as their callers' contexts.
+	for _, o := range g.queue {
+		o.state = opWithdrawn
+		o.res = backend.Result{Err: driver.NotApplied(g.closed)}
+		close(o.done)
+	}
+	clear(g.queue)
+	g.queue = g.queue[:0]
 	var gone chan struct{}
 	if g.flushers > 0 {
-		gone = make(chan struct{})
-		g.gone = gone
+		if g.gone == nil {
+			g.gone = make(chan struct{})
+		}
+		gone = g.gone
 	}
 	g.mu.Unlock()
 	if gone != nil {
