@@ -3,8 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/distkit-go/distkit/internal/testkit"
+	"github.com/distkit-go/distkit/primitives/instancecounter"
 )
 
 // runIn runs the command in process with a non-terminal stdin.
@@ -32,4 +38,59 @@ func TestReview19_PasswordNotEchoedOnBadURL(t *testing.T) {
 			t.Errorf("%v", r)
 		}
 	}
+}
+
+// A counter that closed is not alive: Close leaves its id in the
+// instances zset with a fresh expiry (and a "-:<nonce>" registration) for
+// DeadAfter, but no heartbeat will come. icounter instances must not show
+// it as alive, nor its Close as its last heartbeat.
+func TestReview19_ClosedInstanceNotAlive(t *testing.T) {
+	ctx := context.Background()
+	tg := serverTarget(t)
+	live := testkit.NewInstanceCounter(t, tg.b, instancecounter.Options{Prefix: tg.prefix, InstanceID: "api-1", DeadAfter: time.Minute})
+	if _, _, err := live.Inc(ctx, "conns", 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, keep := range []bool{false, true} {
+		id := "closed-" + strconv.FormatBool(keep)
+		c, err := instancecounter.NewStrict(tg.b, instancecounter.Options{Prefix: tg.prefix, InstanceID: id,
+			DeadAfter: time.Minute, KeepSlicesOnClose: keep})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.Inc(ctx, "conns", 2); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var is struct {
+		Prefix      string `json:"prefix"`
+		ServerTime  string `json:"server_time"`
+		DeadAfterMs int64  `json:"dead_after_ms"`
+		Instances   []struct {
+			ID              string `json:"id"`
+			Alive           bool   `json:"alive"`
+			Closed          bool   `json:"closed"`
+			LastHeartbeatAt string `json:"last_heartbeat_at"`
+			ExpiresAt       string `json:"expires_at"`
+			Slices          int    `json:"slices"`
+		} `json:"instances"`
+	}
+	r := tg.ok(t, "icounter", "instances", "--json", "--dead-after", "1m")
+	if err := json.Unmarshal([]byte(r.stdout), &is); err != nil {
+		t.Fatalf("%v: %v", err, r)
+	}
+	if len(is.Instances) != 3 {
+		t.Fatalf("%v", r)
+	}
+	for _, x := range is.Instances {
+		closed := x.ID != "api-1"
+		if x.Alive == closed {
+			t.Errorf("instance %s: alive %v after Close: %v", x.ID, x.Alive, r)
+		}
+	}
+	r = tg.ok(t, "icounter", "instances", "--dead-after", "1m")
+	matchLines(t, r, `^api-1\s+yes\s`, `^closed-false\s+no \(closed\)\s`, `^closed-true\s+no \(closed\)\s`)
 }
