@@ -52,7 +52,7 @@
 //	icounter get           {prefix, server_time, counters: [{key, exists, cumulative, stored, epoch,
 //	                         slices: [{instance, value, alive, registered}]}]}
 //	icounter instances     {prefix, server_time, dead_after_ms,
-//	                         instances: [{id, alive, last_heartbeat_at, expires_at, slices}]}
+//	                         instances: [{id, alive, closed, last_heartbeat_at, expires_at, slices}]}
 //	lock show              {prefix, name, exists, state, holder, readers, waiters, fence, server_time}
 //	lock list              {prefix, pattern, locks: [the lock show document without prefix]}
 //	lock break             {prefix, name, holder (the lease removed, or null), readers_removed, fence}
@@ -71,7 +71,11 @@
 // is recorded, kind "writer"; a Mutex's waiters leave no trace in Redis);
 // fence is the last token issued for the name. An instance counter's
 // cumulative is what the next operation will return (stored minus the
-// slices of dead instances, which that operation removes first).
+// slices of dead instances, which that operation removes first). An
+// instance whose counter closed stays listed until its expires_at, with
+// closed true and alive false (table: "no (closed)"); its
+// last_heartbeat_at is then when it closed (its last heartbeat with
+// KeepSlicesOnClose, whose slices stay counted until expires_at).
 //
 // # What the backend does not store
 //

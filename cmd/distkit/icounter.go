@@ -95,6 +95,7 @@ type jsonInstance struct {
 	ID              string `json:"id"`
 	IDBase64        string `json:"id_base64,omitempty"`
 	Alive           bool   `json:"alive"`
+	Closed          bool   `json:"closed"`
 	LastHeartbeatAt string `json:"last_heartbeat_at"`
 	ExpiresAt       string `json:"expires_at"`
 	Slices          int    `json:"slices"`
@@ -120,7 +121,7 @@ func icounterInstances(ctx context.Context, c *cli, _ []string) error {
 			Instances   []jsonInstance `json:"instances"`
 		}{c.o.prefix, jsonTime(is.Now), ms(c.o.deadAfter), []jsonInstance{}}
 		for _, x := range is.List {
-			out.Instances = append(out.Instances, jsonInstance{ID: x.ID, IDBase64: b64(x.ID), Alive: x.Alive,
+			out.Instances = append(out.Instances, jsonInstance{ID: x.ID, IDBase64: b64(x.ID), Alive: x.Alive, Closed: x.Closed,
 				LastHeartbeatAt: jsonTime(x.Expires.Add(-c.o.deadAfter)), ExpiresAt: jsonTime(x.Expires), Slices: x.Slices})
 		}
 		return c.writeJSON(out)
@@ -128,7 +129,10 @@ func icounterInstances(ctx context.Context, c *cli, _ []string) error {
 	rows := [][]string{{"ID", "ALIVE", "LAST HEARTBEAT", "EXPIRES", "SLICES"}}
 	for _, x := range is.List {
 		alive := "yes"
-		if !x.Alive {
+		switch {
+		case x.Closed:
+			alive = "no (closed)"
+		case !x.Alive:
 			alive = "no"
 		}
 		rows = append(rows, []string{disp(x.ID), alive, when(x.Expires.Add(-c.o.deadAfter), is.Now), when(x.Expires, is.Now),
