@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"strconv"
 	"strings"
 	"testing"
@@ -93,4 +94,41 @@ func TestReview19_ClosedInstanceNotAlive(t *testing.T) {
 	}
 	r = tg.ok(t, "icounter", "instances", "--dead-after", "1m")
 	matchLines(t, r, `^api-1\s+yes\s`, `^closed-false\s+no \(closed\)\s`, `^closed-true\s+no \(closed\)\s`)
+}
+
+// slowAnswer is an operator who reads the prompt for a while before
+// typing the answer.
+type slowAnswer struct {
+	delay  time.Duration
+	answer string
+	done   bool
+}
+
+func (s *slowAnswer) Read(p []byte) (int, error) {
+	if s.done {
+		return 0, io.EOF
+	}
+	time.Sleep(s.delay)
+	s.done = true
+	return copy(p, s.answer), nil
+}
+
+// --timeout bounds the work with the backend ("give up after D"), not the
+// time an operator takes to read the confirmation prompt: a "y" typed
+// after --timeout must still do what it confirmed.
+func TestReview19_TimeoutDoesNotCountThePrompt(t *testing.T) {
+	ctx := context.Background()
+	tg := serverTarget(t)
+	c := testkit.NewStrict(t, tg.b, tg.prefix)
+	if _, err := c.Set(ctx, "k", 1); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, []string{"--url", tg.url, "--prefix", tg.prefix, "--timeout", "500ms", "counter", "del", "k"},
+		env{stdin: &slowAnswer{delay: 1500 * time.Millisecond, answer: "y\n"}, stdout: &stdout, stderr: &stderr,
+			getenv: func(string) string { return "" }, stdinTTY: true})
+	v, _ := c.Get(ctx, "k")
+	if code != exitOK || v != 0 {
+		t.Fatalf("exit %d, value %d after a confirmed del\nstdout: %s\nstderr: %s", code, v, stdout.String(), stderr.String())
+	}
 }
