@@ -123,7 +123,7 @@ func counterDel(ctx context.Context, c *cli, args []string) error {
 	if !cs[0].Exists {
 		return notFound("counter %s not found", disp(key))
 	}
-	if err := c.confirm("delete counter "+disp(key), fmt.Sprintf("value %d, prefix %s", cs[0].Value, disp(c.o.prefix))); err != nil {
+	if ctx, err = c.confirm(ctx, "delete counter "+disp(key), fmt.Sprintf("value %d, prefix %s", cs[0].Value, disp(c.o.prefix))); err != nil {
 		return err
 	}
 	s, err := c.strict()
@@ -153,7 +153,7 @@ func counterClear(ctx context.Context, c *cli, _ []string) error {
 		return err
 	}
 	if n > 0 {
-		if err := c.confirm("clear every counter of prefix "+disp(c.o.prefix), fmt.Sprintf("%d counters", n)); err != nil {
+		if ctx, err = c.confirm(ctx, "clear every counter of prefix "+disp(c.o.prefix), fmt.Sprintf("%d counters", n)); err != nil {
 			return err
 		}
 		s, err := c.strict()

@@ -106,6 +106,8 @@
 // del, clear, break and reset ask for confirmation on stderr and read the
 // answer from stdin; anything but y or yes declines. When stdin is not a
 // terminal they refuse unless --yes is given, so a script must say --yes.
+// --timeout bounds the work with the backend, not the time the question
+// waits for its answer: the change confirmed gets a fresh --timeout.
 //
 // # Exit status
 //

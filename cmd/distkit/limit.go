@@ -166,7 +166,7 @@ func limitReset(ctx context.Context, c *cli, args []string) error {
 	if !l.Exists {
 		return notFound("no window for key %s under prefix %s: nothing to reset", disp(key), disp(c.o.prefix))
 	}
-	if err := c.confirm("reset the window of "+disp(key), fmt.Sprintf("stored total %d, prefix %s", l.Stored, disp(c.o.prefix))); err != nil {
+	if ctx, err = c.confirm(ctx, "reset the window of "+disp(key), fmt.Sprintf("stored total %d, prefix %s", l.Stored, disp(c.o.prefix))); err != nil {
 		return err
 	}
 	// The library's own Reset: the same script every provider uses.

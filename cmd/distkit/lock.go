@@ -207,7 +207,7 @@ func lockBreak(ctx context.Context, c *cli, args []string) error {
 	if n := len(l.Readers); n > 0 {
 		who = append(who, fmt.Sprintf("%d reader(s)", n))
 	}
-	if err := c.confirm("break lock "+disp(name), strings.Join(who, "; ")); err != nil {
+	if ctx, err = c.confirm(ctx, "break lock "+disp(name), strings.Join(who, "; ")); err != nil {
 		return err
 	}
 	got, err := inspect.BreakLock(ctx, c.conn.backend(), c.o.prefix, l)

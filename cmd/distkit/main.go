@@ -102,6 +102,10 @@ type cli struct {
 	o    opts
 	set  map[string]bool // flags given on the command line
 	conn *conn
+	// base is the context of the whole run, without --timeout; cancels
+	// are those of the contexts withTimeout made, run when the command ends.
+	base    context.Context
+	cancels []context.CancelFunc
 }
 
 // command is one NOUN VERB.
@@ -216,8 +220,13 @@ func runErr(ctx context.Context, args []string, e env) error {
 	if c.o.url == "" {
 		c.o.url = defaultURL
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.o.timeout)
-	defer cancel()
+	c.base = ctx
+	defer func() {
+		for _, cancel := range c.cancels {
+			cancel()
+		}
+	}()
+	ctx = c.withTimeout()
 	if c.conn, err = dial(ctx, c.o.url); err != nil {
 		return err
 	}
