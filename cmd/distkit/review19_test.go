@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distkit-go/distkit/internal/redistest"
 	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/instancecounter"
 )
@@ -131,4 +132,57 @@ func TestReview19_TimeoutDoesNotCountThePrompt(t *testing.T) {
 	if code != exitOK || v != 0 {
 		t.Fatalf("exit %d, value %d after a confirmed del\nstdout: %s\nstderr: %s", code, v, stdout.String(), stderr.String())
 	}
+}
+
+// The URL forms the help documents that the other tests do not run: a
+// Sentinel group's master (master_set) and a server on a Unix socket.
+func TestReview19_SentinelAndUnixURLs(t *testing.T) {
+	ctx := context.Background()
+	t.Run("sentinel", func(t *testing.T) {
+		g := servers.Sentinel(t)
+		s := g.SentinelAddrs()
+		url := "redis://" + s[0] + "?addr=" + strings.Join(s[1:], "&addr=") + "&master_set=" + g.Name
+		tg := newTarget(t, "sentinel", url, nil, nil)
+		c := testkit.NewStrict(t, tg.b, tg.prefix)
+		if _, err := c.Set(ctx, "a:b", 7); err != nil {
+			t.Fatal(err)
+		}
+		matchLines(t, tg.ok(t, "counter", "get", "a:b"), `^a:b\s+7$`)
+		master, err := g.MasterAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct {
+			Nodes []struct {
+				Addr   string `json:"addr"`
+				Role   string `json:"role"`
+				Loaded int    `json:"loaded"`
+			} `json:"nodes"`
+		}
+		if err := json.Unmarshal([]byte(tg.ok(t, "scripts", "load", "--json").stdout), &out); err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, n := range out.Nodes {
+			found = found || (n.Addr == master && n.Role == "master")
+		}
+		if !found {
+			t.Fatalf("scripts load through Sentinel: %+v, master %s", out, master)
+		}
+	})
+	t.Run("unix", func(t *testing.T) {
+		sock := t.TempDir() + "/redis.sock"
+		s, err := redistest.Start(redistest.Options{Args: []string{"--unixsocket", sock, "--unixsocketperm", "700"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Stop)
+		tg := newTarget(t, "unix", "unix://"+sock, s, nil)
+		c := testkit.NewStrict(t, tg.b, tg.prefix)
+		if _, err := c.Set(ctx, "k", 3); err != nil {
+			t.Fatal(err)
+		}
+		matchLines(t, tg.ok(t, "counter", "get", "k"), `^k\s+3$`)
+		matchLines(t, tg.ok(t, "scripts", "load"), `^\S+\s+master\s+\d+$`)
+	})
 }
