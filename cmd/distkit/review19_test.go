@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -185,4 +186,36 @@ func TestReview19_SentinelAndUnixURLs(t *testing.T) {
 		matchLines(t, tg.ok(t, "counter", "get", "k"), `^k\s+3$`)
 		matchLines(t, tg.ok(t, "scripts", "load"), `^\S+\s+master\s+\d+$`)
 	})
+}
+
+// A server that accepts connections and never answers is given up on
+// after --timeout (exit 3), for a read and for a destructive verb.
+func TestReview19_SilentServerBoundedByTimeout(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c) // never answered
+		}
+	}()
+	for _, args := range [][]string{{"counter", "get", "x"}, {"lock", "break", "x", "--yes"}, {"scripts", "load"}, {"counter", "list"}} {
+		start := time.Now()
+		r := runBinary(t, "", nil, append([]string{"--url", "redis://u:hunter2@" + l.Addr().String(), "--timeout", "700ms"}, args...)...)
+		if d := time.Since(start); r.code != exitBackend || d > 5*time.Second || strings.Contains(r.stderr, "hunter2") {
+			t.Errorf("after %v: %v", d, r)
+		}
+	}
 }
