@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net"
@@ -216,6 +217,40 @@ func TestReview19_SilentServerBoundedByTimeout(t *testing.T) {
 		r := runBinary(t, "", nil, append([]string{"--url", "redis://u:hunter2@" + l.Addr().String(), "--timeout", "700ms"}, args...)...)
 		if d := time.Since(start); r.code != exitBackend || d > 5*time.Second || strings.Contains(r.stderr, "hunter2") {
 			t.Errorf("after %v: %v", d, r)
+		}
+	}
+}
+
+// A prefix is a user string like a key (Options.Prefix takes any bytes):
+// when it is not valid UTF-8, every JSON document that carries "prefix"
+// must carry its exact bytes in "prefix_base64", as it does for keys.
+func TestReview19_PrefixBase64(t *testing.T) {
+	tg := serverTarget(t)
+	tg.prefix = "\xff" + tg.prefix
+	want := base64.StdEncoding.EncodeToString([]byte(tg.prefix))
+	tg.ok(t, "counter", "set", "k", "1")
+	for _, args := range [][]string{
+		{"counter", "get", "k"}, {"counter", "list"}, {"counter", "set", "k", "2"},
+		{"lock", "list"}, {"icounter", "instances"},
+		{"counter", "del", "k", "--yes"}, {"counter", "clear", "--yes"},
+	} {
+		r := tg.ok(t, append(args, "--json")...)
+		var doc map[string]any
+		if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if doc["prefix_base64"] != want {
+			t.Errorf("%q: prefix_base64 %v, want %s\n%v", args, doc["prefix_base64"], want, r)
+		}
+	}
+	for _, args := range [][]string{{"lock", "show", "x"}, {"limit", "show", "x"}, {"icounter", "get", "x"}} {
+		r := tg.expect(t, exitNotFound, append(args, "--json")...)
+		var doc map[string]any
+		if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if doc["prefix_base64"] != want {
+			t.Errorf("%q: prefix_base64 %v, want %s\n%v", args, doc["prefix_base64"], want, r)
 		}
 	}
 }
