@@ -34,10 +34,11 @@ func icounterGet(ctx context.Context, c *cli, keys []string) error {
 	}
 	if c.o.json {
 		out := struct {
-			Prefix     string         `json:"prefix"`
-			ServerTime string         `json:"server_time"`
-			Counters   []jsonICounter `json:"counters"`
-		}{c.o.prefix, jsonTime(now), []jsonICounter{}}
+			Prefix       string         `json:"prefix"`
+			PrefixBase64 string         `json:"prefix_base64,omitempty"`
+			ServerTime   string         `json:"server_time"`
+			Counters     []jsonICounter `json:"counters"`
+		}{c.o.prefix, b64(c.o.prefix), jsonTime(now), []jsonICounter{}}
 		for _, x := range ics {
 			j := jsonICounter{Key: x.Key, KeyBase64: b64(x.Key), Exists: x.Exists, Cumulative: x.Cumulative,
 				Stored: x.Stored, Epoch: x.Epoch, Slices: []jsonSlice{}}
@@ -115,11 +116,12 @@ func icounterInstances(ctx context.Context, c *cli, _ []string) error {
 	}
 	if c.o.json {
 		out := struct {
-			Prefix      string         `json:"prefix"`
-			ServerTime  string         `json:"server_time"`
-			DeadAfterMs int64          `json:"dead_after_ms"`
-			Instances   []jsonInstance `json:"instances"`
-		}{c.o.prefix, jsonTime(is.Now), ms(c.o.deadAfter), []jsonInstance{}}
+			Prefix       string         `json:"prefix"`
+			PrefixBase64 string         `json:"prefix_base64,omitempty"`
+			ServerTime   string         `json:"server_time"`
+			DeadAfterMs  int64          `json:"dead_after_ms"`
+			Instances    []jsonInstance `json:"instances"`
+		}{c.o.prefix, b64(c.o.prefix), jsonTime(is.Now), ms(c.o.deadAfter), []jsonInstance{}}
 		for _, x := range is.List {
 			out.Instances = append(out.Instances, jsonInstance{ID: x.ID, IDBase64: b64(x.ID), Alive: x.Alive, Closed: x.Closed,
 				LastHeartbeatAt: jsonTime(x.Expires.Add(-c.o.deadAfter)), ExpiresAt: jsonTime(x.Expires), Slices: x.Slices})
