@@ -40,9 +40,10 @@
 //   - times are RFC 3339 strings in UTC with milliseconds (…_at,
 //     server_time: the server's clock at the snapshot); durations are
 //     whole milliseconds (…_ms);
-//   - every user string (prefix, pattern, key, name, owner, id, instance) is a JSON string;
-//     when its bytes are not valid UTF-8 (which JSON cannot carry) a
-//     sibling field with the suffix _base64 holds them exactly.
+//   - every user string (prefix, pattern, key, name, owner, id,
+//     instance) is a JSON string; when its bytes are not valid UTF-8
+//     (which JSON cannot carry) a sibling field with the suffix _base64
+//     holds them exactly.
 //
 // The documents, by command:
 //
