@@ -14,7 +14,10 @@ import (
 
 	"github.com/distkit-go/distkit/internal/redistest"
 	"github.com/distkit-go/distkit/internal/testkit"
+	"github.com/distkit-go/distkit/primitives/election"
 	"github.com/distkit-go/distkit/primitives/instancecounter"
+	"github.com/distkit-go/distkit/primitives/lock"
+	"github.com/distkit-go/distkit/primitives/semaphore"
 )
 
 // runIn runs the command in process with a non-terminal stdin.
@@ -252,5 +255,56 @@ func TestReview19_PrefixBase64(t *testing.T) {
 		if doc["prefix_base64"] != want {
 			t.Errorf("%q: prefix_base64 %v, want %s\n%v", args, doc["prefix_base64"], want, r)
 		}
+	}
+}
+
+// Semaphore and election keys share a lock's hash tag; they must not show
+// as locks (nor as counters), even under the name of a real lock.
+func TestReview19_SemaphoreAndElectionAreNotLocks(t *testing.T) {
+	ctx := context.Background()
+	tg := serverTarget(t)
+	g, err := testkit.NewMutex(t, tg.b, "l", lock.Options{Prefix: tg.prefix, Owner: "locker"}).Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Release(context.Background()) })
+	for _, name := range []string{"s", "l"} {
+		s, err := semaphore.New(tg.b, name, 1, semaphore.Options{Prefix: tg.prefix, Owner: "sem-owner"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := s.TryAcquire(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Release(context.Background()) })
+	}
+	for _, name := range []string{"e", "l"} {
+		e, err := election.New(tg.b, name, election.Options{Prefix: tg.prefix, Owner: "candidate"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ld, err := e.Campaign(ctx, "v")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ld.Resign(context.Background()) })
+	}
+	var out struct {
+		Locks []jLock `json:"locks"`
+	}
+	r := tg.ok(t, "lock", "list", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Locks) != 1 || out.Locks[0].Name != "l" || out.Locks[0].Holder == nil || out.Locks[0].Holder.Owner != "locker" ||
+		len(out.Locks[0].Waiters) != 0 || len(out.Locks[0].Readers) != 0 {
+		t.Fatalf("%v", r)
+	}
+	tg.expect(t, exitNotFound, "lock", "show", "s")
+	tg.expect(t, exitNotFound, "lock", "show", "e")
+	tg.expect(t, exitNotFound, "lock", "break", "s", "--yes")
+	if r := tg.ok(t, "counter", "list"); r.stdout != "KEY  VALUE\n" {
+		t.Fatalf("%v", r)
 	}
 }
