@@ -308,3 +308,62 @@ func TestReview19_SemaphoreAndElectionAreNotLocks(t *testing.T) {
 		t.Fatalf("%v", r)
 	}
 }
+
+// Two Mutex waiters show in arrival order ("queued #1", "queued #2"); a
+// break of the holder lets the head take the lock with a higher token,
+// and the other one moves up to #1.
+func TestReview19_QueueOrderAndBreak(t *testing.T) {
+	ctx := context.Background()
+	tg := serverTarget(t)
+	held, err := testkit.NewMutex(t, tg.b, "q", lock.Options{Prefix: tg.prefix, Owner: "holder"}).Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { held.Release(context.Background()) })
+	type taken struct {
+		owner string
+		g     *lock.Guard
+	}
+	got := make(chan taken, 2)
+	show := func() jLock {
+		var l jLock
+		decode(t, tg.ok(t, "lock", "show", "q", "--json"), &l)
+		return l
+	}
+	for i, owner := range []string{"first", "second"} {
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			g, err := testkit.NewMutex(t, tg.b, "q", lock.Options{Prefix: tg.prefix, Owner: owner, RetryInterval: time.Second}).Lock(wctx)
+			if err == nil {
+				got <- taken{owner, g}
+				<-wctx.Done()
+				g.Release(context.Background())
+			}
+		}()
+		t.Cleanup(func() { cancel(); <-done })
+		testkit.Eventually(t, 5*time.Second, owner+" in the queue", func() bool { return len(show().Waiters) == i+1 })
+	}
+	l := show()
+	if l.Waiters[0].Owner != "first" || l.Waiters[0].Position != 1 || l.Waiters[1].Owner != "second" || l.Waiters[1].Position != 2 {
+		t.Fatalf("%+v", l.Waiters)
+	}
+	matchLines(t, tg.ok(t, "lock", "show", "q"), `^queued #1\s+first\s`, `^queued #2\s+second\s`)
+	tg.ok(t, "lock", "break", "q", "--yes")
+	var tk taken
+	select {
+	case tk = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no waiter took the broken lock within 10s")
+	}
+	g := tk.g
+	if tk.owner != "first" || g.Token() <= held.Token() {
+		t.Fatalf("after break: %s took it with token %d (broken: %d)", tk.owner, g.Token(), held.Token())
+	}
+	l = show()
+	if l.Holder == nil || l.Holder.Owner != "first" || l.Holder.Token != g.Token() || l.Fence != g.Token() ||
+		len(l.Waiters) != 1 || l.Waiters[0].Owner != "second" || l.Waiters[0].Position != 1 {
+		t.Fatalf("after break: %+v %+v", l, l.Holder)
+	}
+}
