@@ -367,3 +367,28 @@ func TestReview19_QueueOrderAndBreak(t *testing.T) {
 		t.Fatalf("after break: %+v %+v", l, l.Holder)
 	}
 }
+
+// Every usage error exits 2 before any connection is made (the URL points
+// nowhere), with a message on stderr and nothing on stdout.
+func TestReview19_UsageExitCodes(t *testing.T) {
+	long := strings.Repeat("k", 100000)
+	for _, args := range [][]string{
+		{}, {"nope"}, {"counter"}, {"counter", "nope"}, {"counter", "get"}, {"counter", "set", "k"},
+		{"counter", "set", "k", "x"}, {"counter", "set", "k", "9223372036854775808"}, {"counter", "get", ""},
+		{"counter", "get", long}, {"counter", "list", "["}, {"counter", "list", `a\`}, {"counter", "list", "a", "b"},
+		{"counter", "del", "k", "extra"}, {"counter", "clear", "x"}, {"counter", "get", "k", "--yes"},
+		{"icounter", "instances", "--dead-after", "1ms"}, {"icounter", "instances", "x"}, {"icounter", "get", "k", "--dead-after", "1m"},
+		{"lock", "show"}, {"lock", "show", "a", "b"}, {"lock", "break", ""}, {"lock", "list", "[a"},
+		{"limit", "show", "k", "--limit", "5/x"}, {"limit", "show", "k", "--buckets", "5"},
+		{"limit", "show", "k", "--limit", "5/s", "--buckets", "0"}, {"limit", "reset", "k", "--limit", "5/s"},
+		{"scripts", "load", "x"}, {"scripts"}, {"version", "x"}, {"version", "--yes"},
+		{"--timeout", "0", "version"}, {"--timeout", "-1s", "counter", "get", "k"}, {"--timeout", "abc", "version"},
+		{"--prefix", "", "counter", "get", "k"}, {"--nope", "version"}, {"--url", "http://x", "counter", "get", "k"},
+		{"--url", "redis://127.0.0.1:1", "--url"},
+	} {
+		r := runIn(t, "", append([]string{"--url", "redis://127.0.0.1:1"}, args...)...)
+		if r.code != exitUsage || r.stdout != "" || r.stderr == "" {
+			t.Errorf("%v", r)
+		}
+	}
+}
