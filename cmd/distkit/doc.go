@@ -11,8 +11,10 @@
 // Run distkit --help for every command and flag. The command reads and
 // writes through distkit's own packages and key layout (internal/keyspace),
 // so keys, lock names, prefixes, owners and instance ids are given as the
-// application gave them to the library: any bytes (a NUL byte excepted,
-// which no command line can carry).
+// application gave them to the library: any bytes. A string with a NUL
+// byte, which no command line can carry, is given with --quoted in the
+// Go-quoted form the tables show ("job\x00\xff"); under --quoted an
+// argument not starting with '"' is still taken as it is.
 //
 // # Connecting
 //
