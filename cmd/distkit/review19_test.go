@@ -431,3 +431,59 @@ func TestReview19_NULKeysAddressable(t *testing.T) {
 	}
 	tg.ok(t, "--quoted", "counter", "del", `"a\x00b"`, "--yes")
 }
+
+// answerAfter runs act when the prompt is read (the operator is reading
+// it), then answers.
+type answerAfter struct {
+	act    func()
+	answer string
+	done   bool
+}
+
+func (a *answerAfter) Read(p []byte) (int, error) {
+	if a.done {
+		return 0, io.EOF
+	}
+	a.act()
+	a.done = true
+	return copy(p, a.answer), nil
+}
+
+// The holder lock break showed releases while the operator reads the
+// prompt and someone else takes the lock: the "y" must not break the new
+// holder (exit 1, nothing broken, the fence untouched).
+func TestReview19_BreakSparesTheHolderTakenDuringThePrompt(t *testing.T) {
+	ctx := context.Background()
+	tg := serverTarget(t)
+	old, err := testkit.NewMutex(t, tg.b, "race", lock.Options{Prefix: tg.prefix, Owner: "old"}).Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var next *lock.Guard
+	in := &answerAfter{answer: "y\n", act: func() {
+		if _, err := old.Release(ctx); err != nil {
+			t.Error(err)
+		}
+		g, err := testkit.NewMutex(t, tg.b, "race", lock.Options{Prefix: tg.prefix, Owner: "new"}).TryLock(ctx)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		next = g
+	}}
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, []string{"--url", tg.url, "--prefix", tg.prefix, "lock", "break", "race"},
+		env{stdin: in, stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }, stdinTTY: true})
+	if next == nil {
+		t.Fatal("no new holder")
+	}
+	defer next.Release(ctx)
+	if code != exitNotFound || !strings.Contains(stderr.String(), "holder old") {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
+	}
+	var l jLock
+	decode(t, tg.ok(t, "lock", "show", "race", "--json"), &l)
+	if l.Holder == nil || l.Holder.Owner != "new" || l.Holder.Token != next.Token() || l.Fence != next.Token() || next.State() != lock.Acquired {
+		t.Fatalf("after the refused break: %+v %+v", l, l.Holder)
+	}
+}
