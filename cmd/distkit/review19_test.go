@@ -487,3 +487,40 @@ func TestReview19_BreakSparesTheHolderTakenDuringThePrompt(t *testing.T) {
 		t.Fatalf("after the refused break: %+v %+v", l, l.Holder)
 	}
 }
+
+// icounter get and icounter instances agree on a counter that closed with
+// KeepSlicesOnClose: its slice is still counted until its id expires, and
+// is marked closed in both views.
+func TestReview19_ClosedSliceMarkedInGet(t *testing.T) {
+	ctx := context.Background()
+	tg := serverTarget(t)
+	c, err := instancecounter.NewStrict(tg.b, instancecounter.Options{Prefix: tg.prefix, InstanceID: "gone",
+		DeadAfter: time.Minute, KeepSlicesOnClose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Inc(ctx, "conns", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Counters []struct {
+			Cumulative int64 `json:"cumulative"`
+			Slices     []struct {
+				Instance string `json:"instance"`
+				Alive    bool   `json:"alive"`
+				Closed   bool   `json:"closed"`
+			} `json:"slices"`
+		} `json:"counters"`
+	}
+	r := tg.ok(t, "icounter", "get", "conns", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Counters) != 1 || doc.Counters[0].Cumulative != 2 || len(doc.Counters[0].Slices) != 1 || !doc.Counters[0].Slices[0].Closed {
+		t.Fatalf("%v", r)
+	}
+	matchLines(t, tg.ok(t, "icounter", "get", "conns"), `^conns\s+gone\s+2\s+yes \(closed\)$`)
+}
