@@ -53,7 +53,7 @@
 //	counter del            {prefix, key, value (before the delete)}
 //	counter clear          {prefix, cleared (how many counters)}
 //	icounter get           {prefix, server_time, counters: [{key, exists, cumulative, stored, epoch,
-//	                         slices: [{instance, value, alive, registered}]}]}
+//	                         slices: [{instance, value, alive, registered, closed}]}]}
 //	icounter instances     {prefix, server_time, dead_after_ms,
 //	                         instances: [{id, alive, closed, last_heartbeat_at, expires_at, slices}]}
 //	lock show              {prefix, name, exists, state, holder, readers, waiters, fence, server_time}

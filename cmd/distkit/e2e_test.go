@@ -528,6 +528,7 @@ func TestInstanceCounters(t *testing.T) {
 				Value          int64  `json:"value"`
 				Alive          bool   `json:"alive"`
 				Registered     bool   `json:"registered"`
+				Closed         bool   `json:"closed"`
 			} `json:"slices"`
 		} `json:"counters"`
 	}
@@ -535,7 +536,7 @@ func TestInstanceCounters(t *testing.T) {
 	c := ic.Counters[0]
 	if len(ic.Counters) != 2 || c.Key != "conns" || c.Cumulative != 4 || c.Stored != 7 || len(c.Slices) != 2 ||
 		c.Slices[0].Instance != "api-1" || !c.Slices[0].Alive || c.Slices[1].Value != 3 || c.Slices[1].Alive ||
-		!c.Slices[1].Registered || ic.Counters[1].Exists {
+		!c.Slices[1].Registered || !c.Slices[1].Closed || c.Slices[0].Closed || ic.Counters[1].Exists {
 		t.Fatalf("%+v", ic)
 	}
 	// What the library says next agrees with the cumulative shown.

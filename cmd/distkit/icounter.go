@@ -15,6 +15,7 @@ type jsonSlice struct {
 	Value          int64  `json:"value"`
 	Alive          bool   `json:"alive"`
 	Registered     bool   `json:"registered"`
+	Closed         bool   `json:"closed"`
 }
 
 type jsonICounter struct {
@@ -44,7 +45,7 @@ func icounterGet(ctx context.Context, c *cli, keys []string) error {
 				Stored: x.Stored, Epoch: x.Epoch, Slices: []jsonSlice{}}
 			for _, s := range x.Slices {
 				j.Slices = append(j.Slices, jsonSlice{Instance: s.Instance, InstanceBase64: b64(s.Instance),
-					Value: s.Value, Alive: s.Alive, Registered: s.Registered})
+					Value: s.Value, Alive: s.Alive, Registered: s.Registered, Closed: s.Closed})
 			}
 			out.Counters = append(out.Counters, j)
 		}
@@ -62,6 +63,9 @@ func icounterGet(ctx context.Context, c *cli, keys []string) error {
 			dead := 0
 			for _, s := range x.Slices {
 				alive := "yes"
+				if s.Closed {
+					alive = "yes (closed)"
+				}
 				if !s.Alive {
 					dead++
 					alive = "no"

@@ -194,7 +194,7 @@ var want = []string{
 	`instance "\x00\xffa:b{c}%" alive=false closed=true slices=1 expires-set=true`,
 	`instance "live" alive=true closed=false slices=1 expires-set=true`,
 	`instances 2 <nil>`,
-	`icounters [{Key:k Exists:true Stored:7 Cumulative:4 Epoch:0 Slices:[{Instance:` + odd + ` Value:3 Registered:true Alive:false} {Instance:live Value:4 Registered:true Alive:true}]} {Key:absent Exists:false Stored:0 Cumulative:0 Epoch:0 Slices:[]}] <nil>`,
+	`icounters [{Key:k Exists:true Stored:7 Cumulative:4 Epoch:0 Slices:[{Instance:` + odd + ` Value:3 Registered:true Alive:false Closed:true} {Instance:live Value:4 Registered:true Alive:true Closed:false}]} {Key:absent Exists:false Stored:0 Cumulative:0 Epoch:0 Slices:[]}] <nil>`,
 	`limit "client:7" exists=true stored=3 count=3 buckets=1 geometry=600/100 ttl=true oldest-leaves-in-a-minute=true <nil>`,
 	`limit "absent" exists=false stored=0 count=0 buckets=0 geometry=0/0 ttl=false oldest-leaves-in-a-minute=false <nil>`,
 }

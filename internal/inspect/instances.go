@@ -134,8 +134,10 @@ type InstanceSlice struct {
 	Instance string
 	Value    int64
 	// Registered: the instance is in the instances zset; Alive: and its
-	// heartbeat has not expired.
-	Registered, Alive bool
+	// heartbeat has not expired (the slice is counted); Closed: its
+	// counter closed with KeepSlicesOnClose, so the slice is counted only
+	// until the id expires (see Instance.Closed).
+	Registered, Alive, Closed bool
 }
 
 // InstanceCounter is one key of prefix's instance counters.
@@ -153,9 +155,9 @@ type InstanceCounter struct {
 	Slices []InstanceSlice
 }
 
-// icRead: KEYS instances, total, slices, holders, epochs, cleared; ARGV
-// escaped keys. Returns {[[total, epoch, [id, slice, expiry ms or nil,
-// …]], …], now ms, cleared ms or nil}.
+// icRead: KEYS instances, total, slices, holders, epochs, cleared,
+// registry; ARGV escaped keys. Returns {[[total, epoch, [id, slice, expiry
+// ms or nil, registration or nil, …]], …], now ms, cleared ms or nil}.
 var icRead = driver.NewScript("inspect-icounter-read", driver.LuaNowMillis+`
 local out = {}
 for i, key in ipairs(ARGV) do
@@ -167,6 +169,7 @@ for i, key in ipairs(ARGV) do
     sl[#sl + 1] = id
     sl[#sl + 1] = redis.call('HGET', KEYS[3], id .. ':' .. key)
     sl[#sl + 1] = s
+    sl[#sl + 1] = redis.call('HGET', KEYS[7], id)
   end
   out[i] = {redis.call('HGET', KEYS[2], key), redis.call('HGET', KEYS[5], key), sl}
 end
@@ -194,7 +197,11 @@ return {out, now_ms, redis.call('GET', KEYS[6])}
 			} else if ok {
 				exp = backend.Int(int64(s))
 			}
-			sl = append(sl, backend.Str(id), slice, exp)
+			reg, err := goHGet(st, keys[6], id)
+			if err != nil {
+				return backend.Value{}, err
+			}
+			sl = append(sl, backend.Str(id), slice, exp, reg)
 		}
 		total, err := goHGet(st, keys[1], key)
 		if err != nil {
@@ -219,7 +226,7 @@ return {out, now_ms, redis.call('GET', KEYS[6])}
 // atomic step, with the server time of the snapshot.
 func ReadInstanceCounters(ctx context.Context, b backend.Backend, prefix string, keys []string) ([]InstanceCounter, time.Time, error) {
 	k := keyspace.InstanceCounter(prefix)
-	v, err := b.EvalScript(ctx, icRead, []string{k.Instances, k.Total, k.Slices, k.Holders, k.Epochs, k.Cleared},
+	v, err := b.EvalScript(ctx, icRead, []string{k.Instances, k.Total, k.Slices, k.Holders, k.Epochs, k.Cleared, k.Registry},
 		escapeAll(keys, keyspace.InstanceKeyField)...)
 	if err != nil {
 		return nil, time.Time{}, err
@@ -271,12 +278,12 @@ func decodeInstanceCounters(keys []string, v backend.Value) ([]InstanceCounter, 
 		if kr.err != nil {
 			return nil, time.Time{}, kr.err
 		}
-		if len(sl)%3 != 0 {
+		if len(sl)%4 != 0 {
 			return nil, time.Time{}, layoutErr("icounter %q: %d slice elements", key, len(sl))
 		}
 		c.Epoch = max(c.Epoch, cleared)
 		c.Cumulative = c.Stored
-		for j := 0; j < len(sl); j += 3 {
+		for j := 0; j < len(sl); j += 4 {
 			m, err := sl[j].Text()
 			if err != nil {
 				return nil, time.Time{}, layoutErr("icounter %q: holder %v", key, sl[j])
@@ -297,6 +304,13 @@ func decodeInstanceCounters(keys []string, v backend.Value) ([]InstanceCounter, 
 					return nil, time.Time{}, layoutErr("icounter %q: expiry of %q: %v", key, id, sl[j+2])
 				}
 				s.Registered, s.Alive = true, serverTime(exp).After(now)
+			}
+			if !sl[j+3].IsNil() {
+				reg, err := sl[j+3].Text()
+				if err != nil {
+					return nil, time.Time{}, layoutErr("icounter %q: registration of %q: %v", key, id, sl[j+3])
+				}
+				s.Closed = icscript.Released(reg)
 			}
 			if !s.Alive {
 				c.Cumulative -= s.Value
