@@ -524,3 +524,17 @@ func TestReview19_ClosedSliceMarkedInGet(t *testing.T) {
 	}
 	matchLines(t, tg.ok(t, "icounter", "get", "conns"), `^conns\s+gone\s+2\s+yes \(closed\)$`)
 }
+
+// PATTERN follows Redis's glob syntax, in which a reversed range [z-a] is
+// the range [a-z] (stringmatchlen swaps its ends).
+func TestReview19_GlobReversedRange(t *testing.T) {
+	for _, tc := range []struct {
+		p, s string
+		want bool
+	}{{"[z-a]", "m", true}, {"[^z-a]", "m", false}, {"x[9-0]", "x5", true}, {"[z-a]", "A", false}} {
+		g, err := compileGlob(tc.p)
+		if err != nil || g.match(tc.s) != tc.want {
+			t.Errorf("%q matches %q: %v (%v), want %v", tc.p, tc.s, g.match(tc.s), err, tc.want)
+		}
+	}
+}
