@@ -70,9 +70,14 @@
 // (readers only) or "free"; holder and each reader are {owner,
 // acquisition, token, acquired_at, ttl_ms}, acquired_at being derived from
 // the fencing token (the server time in µs at acquisition); waiters are
-// {kind, owner, acquisition, ttl_ms} (today only a waiting RWMutex writer
-// is recorded, kind "writer"; a Mutex's waiters leave no trace in Redis);
-// fence is the last token issued for the name. An instance counter's
+// {kind, owner, acquisition, ttl_ms, [position]} in queue order: the FIFO
+// queue of exclusive waiters (Mutex waiters and RWMutex writers), kind
+// "queued" with position 1 for the next to get the lock, and a waiting
+// RWMutex writer, kind "writer" (with its position when it is in line;
+// only the writer that refused last carries that mark, so another waiting
+// writer shows as "queued"); waiting readers leave no trace in Redis;
+// ttl_ms is until the waiter's mark lapses unless it refreshes it. fence
+// is the last token issued for the name. An instance counter's
 // cumulative is what the next operation will return (stored minus the
 // slices of dead instances, which that operation removes first). An
 // instance whose counter closed stays listed until its expires_at, with
