@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distkit-go/distkit/internal/keyspace"
 	"github.com/distkit-go/distkit/internal/redistest"
 	"github.com/distkit-go/distkit/internal/testkit"
 	"github.com/distkit-go/distkit/primitives/election"
@@ -535,6 +536,37 @@ func TestReview19_GlobReversedRange(t *testing.T) {
 		g, err := compileGlob(tc.p)
 		if err != nil || g.match(tc.s) != tc.want {
 			t.Errorf("%q matches %q: %v (%v), want %v", tc.p, tc.s, g.match(tc.s), err, tc.want)
+		}
+	}
+}
+
+// Stored data not in distkit's layout (another program's keys under
+// distkit's names) is a backend error, exit 3, for every reading verb.
+func TestReview19_ForeignDataExit3(t *testing.T) {
+	tg := serverTarget(t)
+	p := tg.prefix
+	lk := keyspace.Lock(p, "l")
+	ic := keyspace.InstanceCounter(p)
+	for _, cmd := range [][]string{
+		{"SET", keyspace.CounterHash(p), "x"},
+		{"SET", lk.Lock, "no-colon"},
+		{"SET", keyspace.RateLimit(p, "r").Counts, "x"},
+		{"SET", ic.Instances, "x"},
+		{"SET", ic.Total, "x"},
+	} {
+		if _, err := tg.server.Do(cmd...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{
+		{"counter", "get", "k"}, {"counter", "list"}, {"counter", "clear", "--yes"}, {"counter", "set", "k", "1"},
+		{"lock", "show", "l"}, {"lock", "list"}, {"lock", "break", "l", "--yes"},
+		{"limit", "show", "r"}, {"limit", "reset", "r", "--yes"},
+		{"icounter", "instances"}, {"icounter", "get", "k"},
+	} {
+		r := tg.dk(t, args...)
+		if r.code != exitBackend || r.stderr == "" {
+			t.Errorf("%v", r)
 		}
 	}
 }
