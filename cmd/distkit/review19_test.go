@@ -216,9 +216,38 @@ func TestReview19_SilentServerBoundedByTimeout(t *testing.T) {
 			conns = append(conns, c) // never answered
 		}
 	}()
-	for _, args := range [][]string{{"counter", "get", "x"}, {"lock", "break", "x", "--yes"}, {"scripts", "load"}, {"counter", "list"}} {
+	l2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	go func() { // accepts connections and never answers them
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := l2.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	seeds := "redis://u:hunter2@" + l.Addr().String() + "?addr=" + l2.Addr().String()
+	sentinel := seeds + "&master_set=m"
+	for i, args := range [][]string{{"counter", "get", "x"}, {"lock", "break", "x", "--yes"}, {"scripts", "load"}, {"counter", "list"}, {"lock", "list"}, {"version"}} {
+		url := []string{"redis://u:hunter2@" + l.Addr().String(), seeds, sentinel}[i%3]
 		start := time.Now()
-		r := runBinary(t, "", nil, append([]string{"--url", "redis://u:hunter2@" + l.Addr().String(), "--timeout", "700ms"}, args...)...)
+		r := runBinary(t, "", nil, append([]string{"--url", url, "--timeout", "700ms"}, args...)...)
+		if args[0] == "version" {
+			if r.code != exitOK {
+				t.Errorf("version needs no server: %v", r)
+			}
+			continue
+		}
 		if d := time.Since(start); r.code != exitBackend || d > 5*time.Second || strings.Contains(r.stderr, "hunter2") {
 			t.Errorf("after %v: %v", d, r)
 		}
