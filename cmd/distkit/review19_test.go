@@ -433,7 +433,7 @@ func TestReview19_NULKeysAddressable(t *testing.T) {
 	if _, err := c.Set(ctx, "a\x00b", 5); err != nil {
 		t.Fatal(err)
 	}
-	g, err := testkit.NewMutex(t, tg.b, "job\x00\xff", lock.Options{Prefix: tg.prefix, Owner: "o"}).Lock(ctx)
+	g, err := testkit.NewMutex(t, tg.b, "job\x00\xff", lock.Options{Prefix: tg.prefix, Owner: "o", TTL: time.Second}).Lock(ctx) // renews every 1/3 s: learns of the break soon
 	if err != nil {
 		t.Fatal(err)
 	}
