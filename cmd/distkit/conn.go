@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	neturl "net/url"
 	"sort"
 
 	rd "github.com/redis/rueidis"
@@ -29,7 +31,7 @@ func backendErr(err error) error {
 // for the URL forms).
 func dial(ctx context.Context, url string) (*conn, error) {
 	if _, err := rd.ParseURL(url); err != nil {
-		return nil, usageErr("--url %s: %v", redactURL(url), err)
+		return nil, usageErr("--url %s: %v", redactURL(url), withoutURL(err))
 	}
 	type result struct {
 		b   *rueidisbackend.Backend
@@ -54,6 +56,16 @@ func dial(ctx context.Context, url string) (*conn, error) {
 		}()
 		return nil, backendErr(fmt.Errorf("connect %s: %w", redactURL(url), ctx.Err()))
 	}
+}
+
+// withoutURL strips the URL a net/url parse error quotes (password
+// included) from err, keeping only what is wrong with it.
+func withoutURL(err error) error {
+	var ue *neturl.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 func (c *conn) close() { c.b.Close() }

@@ -31,6 +31,9 @@ func toJSONCounters(cs []inspect.Counter) []jsonCounter {
 func (c *cli) printCounters(cs []inspect.Counter, extra map[string]any) error {
 	if c.o.json {
 		doc := map[string]any{"prefix": c.o.prefix, "counters": toJSONCounters(cs)}
+		if b := b64(c.o.prefix); b != "" {
+			doc["prefix_base64"] = b
+		}
 		for k, v := range extra {
 			doc[k] = v
 		}
@@ -111,7 +114,11 @@ func counterList(ctx context.Context, c *cli, args []string) error {
 		}
 	}
 	sort.Slice(cs, func(i, j int) bool { return cs[i].Key < cs[j].Key })
-	return c.printCounters(cs, map[string]any{"pattern": pattern})
+	extra := map[string]any{"pattern": pattern}
+	if b := b64(pattern); b != "" {
+		extra["pattern_base64"] = b
+	}
+	return c.printCounters(cs, extra)
 }
 
 func counterDel(ctx context.Context, c *cli, args []string) error {
@@ -123,7 +130,7 @@ func counterDel(ctx context.Context, c *cli, args []string) error {
 	if !cs[0].Exists {
 		return notFound("counter %s not found", disp(key))
 	}
-	if err := c.confirm("delete counter "+disp(key), fmt.Sprintf("value %d, prefix %s", cs[0].Value, disp(c.o.prefix))); err != nil {
+	if ctx, err = c.confirm(ctx, "delete counter "+disp(key), fmt.Sprintf("value %d, prefix %s", cs[0].Value, disp(c.o.prefix))); err != nil {
 		return err
 	}
 	s, err := c.strict()
@@ -137,11 +144,12 @@ func counterDel(ctx context.Context, c *cli, args []string) error {
 	}
 	if c.o.json {
 		return c.writeJSON(struct {
-			Prefix    string `json:"prefix"`
-			Key       string `json:"key"`
-			KeyBase64 string `json:"key_base64,omitempty"`
-			Value     int64  `json:"value"`
-		}{c.o.prefix, key, b64(key), old})
+			Prefix       string `json:"prefix"`
+			PrefixBase64 string `json:"prefix_base64,omitempty"`
+			Key          string `json:"key"`
+			KeyBase64    string `json:"key_base64,omitempty"`
+			Value        int64  `json:"value"`
+		}{c.o.prefix, b64(c.o.prefix), key, b64(key), old})
 	}
 	fmt.Fprintf(c.stdout, "deleted counter %s (value was %d)\n", disp(key), old)
 	return nil
@@ -153,7 +161,7 @@ func counterClear(ctx context.Context, c *cli, _ []string) error {
 		return err
 	}
 	if n > 0 {
-		if err := c.confirm("clear every counter of prefix "+disp(c.o.prefix), fmt.Sprintf("%d counters", n)); err != nil {
+		if ctx, err = c.confirm(ctx, "clear every counter of prefix "+disp(c.o.prefix), fmt.Sprintf("%d counters", n)); err != nil {
 			return err
 		}
 		s, err := c.strict()
@@ -166,7 +174,11 @@ func counterClear(ctx context.Context, c *cli, _ []string) error {
 		}
 	}
 	if c.o.json {
-		return c.writeJSON(map[string]any{"prefix": c.o.prefix, "cleared": n})
+		doc := map[string]any{"prefix": c.o.prefix, "cleared": n}
+		if b := b64(c.o.prefix); b != "" {
+			doc["prefix_base64"] = b
+		}
+		return c.writeJSON(doc)
 	}
 	fmt.Fprintf(c.stdout, "cleared %d counters under prefix %s\n", n, disp(c.o.prefix))
 	return nil

@@ -11,8 +11,10 @@
 // Run distkit --help for every command and flag. The command reads and
 // writes through distkit's own packages and key layout (internal/keyspace),
 // so keys, lock names, prefixes, owners and instance ids are given as the
-// application gave them to the library: any bytes (a NUL byte excepted,
-// which no command line can carry).
+// application gave them to the library: any bytes. A string with a NUL
+// byte, which no command line can carry, is given with --quoted in the
+// Go-quoted form the tables show ("job\x00\xff"); under --quoted an
+// argument not starting with '"' is still taken as it is.
 //
 // # Connecting
 //
@@ -40,9 +42,10 @@
 //   - times are RFC 3339 strings in UTC with milliseconds (…_at,
 //     server_time: the server's clock at the snapshot); durations are
 //     whole milliseconds (…_ms);
-//   - every user string (key, name, owner, id, instance) is a JSON string;
-//     when its bytes are not valid UTF-8 (which JSON cannot carry) a
-//     sibling field with the suffix _base64 holds them exactly.
+//   - every user string (prefix, pattern, key, name, owner, id,
+//     instance) is a JSON string; when its bytes are not valid UTF-8
+//     (which JSON cannot carry) a sibling field with the suffix _base64
+//     holds them exactly.
 //
 // The documents, by command:
 //
@@ -50,9 +53,9 @@
 //	counter del            {prefix, key, value (before the delete)}
 //	counter clear          {prefix, cleared (how many counters)}
 //	icounter get           {prefix, server_time, counters: [{key, exists, cumulative, stored, epoch,
-//	                         slices: [{instance, value, alive, registered}]}]}
+//	                         slices: [{instance, value, alive, registered, closed}]}]}
 //	icounter instances     {prefix, server_time, dead_after_ms,
-//	                         instances: [{id, alive, last_heartbeat_at, expires_at, slices}]}
+//	                         instances: [{id, alive, closed, last_heartbeat_at, expires_at, slices}]}
 //	lock show              {prefix, name, exists, state, holder, readers, waiters, fence, server_time}
 //	lock list              {prefix, pattern, locks: [the lock show document without prefix]}
 //	lock break             {prefix, name, holder (the lease removed, or null), readers_removed, fence}
@@ -67,11 +70,20 @@
 // (readers only) or "free"; holder and each reader are {owner,
 // acquisition, token, acquired_at, ttl_ms}, acquired_at being derived from
 // the fencing token (the server time in µs at acquisition); waiters are
-// {kind, owner, acquisition, ttl_ms} (today only a waiting RWMutex writer
-// is recorded, kind "writer"; a Mutex's waiters leave no trace in Redis);
-// fence is the last token issued for the name. An instance counter's
+// {kind, owner, acquisition, ttl_ms, [position]} in queue order: the FIFO
+// queue of exclusive waiters (Mutex waiters and RWMutex writers), kind
+// "queued" with position 1 for the next to get the lock, and a waiting
+// RWMutex writer, kind "writer" (with its position when it is in line;
+// only the writer that refused last carries that mark, so another waiting
+// writer shows as "queued"); waiting readers leave no trace in Redis;
+// ttl_ms is until the waiter's mark lapses unless it refreshes it. fence
+// is the last token issued for the name. An instance counter's
 // cumulative is what the next operation will return (stored minus the
-// slices of dead instances, which that operation removes first).
+// slices of dead instances, which that operation removes first). An
+// instance whose counter closed stays listed until its expires_at, with
+// closed true and alive false (table: "no (closed)"); its
+// last_heartbeat_at is then when it closed (its last heartbeat with
+// KeepSlicesOnClose, whose slices stay counted until expires_at).
 //
 // # What the backend does not store
 //
@@ -102,6 +114,8 @@
 // del, clear, break and reset ask for confirmation on stderr and read the
 // answer from stdin; anything but y or yes declines. When stdin is not a
 // terminal they refuse unless --yes is given, so a script must say --yes.
+// --timeout bounds the work with the backend, not the time the question
+// waits for its answer: the change confirmed gets a fresh --timeout.
 //
 // # Exit status
 //

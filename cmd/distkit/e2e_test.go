@@ -482,6 +482,7 @@ func TestInstanceCounters(t *testing.T) {
 		ID              string `json:"id"`
 		IDBase64        string `json:"id_base64"`
 		Alive           bool   `json:"alive"`
+		Closed          bool   `json:"closed"`
 		LastHeartbeatAt string `json:"last_heartbeat_at"`
 		ExpiresAt       string `json:"expires_at"`
 		Slices          int    `json:"slices"`
@@ -494,18 +495,18 @@ func TestInstanceCounters(t *testing.T) {
 	}
 	testkit.Eventually(t, 5*time.Second, "api-2 dead", func() bool {
 		decode(t, tg.ok(t, "icounter", "instances", "--json", "--dead-after", "1m"), &is)
-		return len(is.Instances) == 2 && !is.Instances[1].Alive
+		return len(is.Instances) == 2 && is.Instances[1].Closed && !parseTime(t, is.Instances[1].ExpiresAt).After(parseTime(t, is.ServerTime))
 	})
 	now := parseTime(t, is.ServerTime)
 	a1 := is.Instances[0]
-	if a1.ID != "api-1" || !a1.Alive || a1.Slices != 1 || is.Instances[1].ID != "api-2" || is.Instances[1].Slices != 1 ||
+	if a1.ID != "api-1" || !a1.Alive || a1.Closed || a1.Slices != 1 || is.Instances[1].ID != "api-2" || is.Instances[1].Slices != 1 ||
 		is.DeadAfterMs != 60000 || !parseTime(t, a1.ExpiresAt).After(now) || parseTime(t, a1.LastHeartbeatAt).After(now) {
 		t.Fatalf("%+v", is)
 	}
 	r := tg.ok(t, "icounter", "instances", "--dead-after", "1m")
 	t.Logf("$ distkit icounter instances --dead-after 1m\n%s", r.stdout)
 	matchLines(t, r, `^ID\s+ALIVE\s+LAST HEARTBEAT\s+EXPIRES\s+SLICES$`,
-		`^api-1\s+yes\s+\S+ ago\s+in \S+s\s+1$`, `^api-2\s+no\s+\S+ ago\s+\S+ ago\s+1$`)
+		`^api-1\s+yes\s+\S+ ago\s+in \S+s\s+1$`, `^api-2\s+no \(closed\)\s+\S+ ago\s+\S+ ago\s+1$`)
 
 	r = tg.ok(t, "icounter", "get", "conns")
 	t.Logf("$ distkit icounter get conns\n%s", r.stdout)
@@ -527,6 +528,7 @@ func TestInstanceCounters(t *testing.T) {
 				Value          int64  `json:"value"`
 				Alive          bool   `json:"alive"`
 				Registered     bool   `json:"registered"`
+				Closed         bool   `json:"closed"`
 			} `json:"slices"`
 		} `json:"counters"`
 	}
@@ -534,7 +536,7 @@ func TestInstanceCounters(t *testing.T) {
 	c := ic.Counters[0]
 	if len(ic.Counters) != 2 || c.Key != "conns" || c.Cumulative != 4 || c.Stored != 7 || len(c.Slices) != 2 ||
 		c.Slices[0].Instance != "api-1" || !c.Slices[0].Alive || c.Slices[1].Value != 3 || c.Slices[1].Alive ||
-		!c.Slices[1].Registered || ic.Counters[1].Exists {
+		!c.Slices[1].Registered || !c.Slices[1].Closed || c.Slices[0].Closed || ic.Counters[1].Exists {
 		t.Fatalf("%+v", ic)
 	}
 	// What the library says next agrees with the cumulative shown.

@@ -130,6 +130,9 @@ func matchClass(p string, c byte) (bool, string) {
 			}
 			i += 2
 		}
+		if lo > hi { // as Redis: a reversed range is the same range
+			lo, hi = hi, lo
+		}
 		if lo <= c && c <= hi {
 			found = true
 		}

@@ -15,6 +15,7 @@ type jsonSlice struct {
 	Value          int64  `json:"value"`
 	Alive          bool   `json:"alive"`
 	Registered     bool   `json:"registered"`
+	Closed         bool   `json:"closed"`
 }
 
 type jsonICounter struct {
@@ -34,16 +35,17 @@ func icounterGet(ctx context.Context, c *cli, keys []string) error {
 	}
 	if c.o.json {
 		out := struct {
-			Prefix     string         `json:"prefix"`
-			ServerTime string         `json:"server_time"`
-			Counters   []jsonICounter `json:"counters"`
-		}{c.o.prefix, jsonTime(now), []jsonICounter{}}
+			Prefix       string         `json:"prefix"`
+			PrefixBase64 string         `json:"prefix_base64,omitempty"`
+			ServerTime   string         `json:"server_time"`
+			Counters     []jsonICounter `json:"counters"`
+		}{c.o.prefix, b64(c.o.prefix), jsonTime(now), []jsonICounter{}}
 		for _, x := range ics {
 			j := jsonICounter{Key: x.Key, KeyBase64: b64(x.Key), Exists: x.Exists, Cumulative: x.Cumulative,
 				Stored: x.Stored, Epoch: x.Epoch, Slices: []jsonSlice{}}
 			for _, s := range x.Slices {
 				j.Slices = append(j.Slices, jsonSlice{Instance: s.Instance, InstanceBase64: b64(s.Instance),
-					Value: s.Value, Alive: s.Alive, Registered: s.Registered})
+					Value: s.Value, Alive: s.Alive, Registered: s.Registered, Closed: s.Closed})
 			}
 			out.Counters = append(out.Counters, j)
 		}
@@ -61,6 +63,9 @@ func icounterGet(ctx context.Context, c *cli, keys []string) error {
 			dead := 0
 			for _, s := range x.Slices {
 				alive := "yes"
+				if s.Closed {
+					alive = "yes (closed)"
+				}
 				if !s.Alive {
 					dead++
 					alive = "no"
@@ -95,6 +100,7 @@ type jsonInstance struct {
 	ID              string `json:"id"`
 	IDBase64        string `json:"id_base64,omitempty"`
 	Alive           bool   `json:"alive"`
+	Closed          bool   `json:"closed"`
 	LastHeartbeatAt string `json:"last_heartbeat_at"`
 	ExpiresAt       string `json:"expires_at"`
 	Slices          int    `json:"slices"`
@@ -114,13 +120,14 @@ func icounterInstances(ctx context.Context, c *cli, _ []string) error {
 	}
 	if c.o.json {
 		out := struct {
-			Prefix      string         `json:"prefix"`
-			ServerTime  string         `json:"server_time"`
-			DeadAfterMs int64          `json:"dead_after_ms"`
-			Instances   []jsonInstance `json:"instances"`
-		}{c.o.prefix, jsonTime(is.Now), ms(c.o.deadAfter), []jsonInstance{}}
+			Prefix       string         `json:"prefix"`
+			PrefixBase64 string         `json:"prefix_base64,omitempty"`
+			ServerTime   string         `json:"server_time"`
+			DeadAfterMs  int64          `json:"dead_after_ms"`
+			Instances    []jsonInstance `json:"instances"`
+		}{c.o.prefix, b64(c.o.prefix), jsonTime(is.Now), ms(c.o.deadAfter), []jsonInstance{}}
 		for _, x := range is.List {
-			out.Instances = append(out.Instances, jsonInstance{ID: x.ID, IDBase64: b64(x.ID), Alive: x.Alive,
+			out.Instances = append(out.Instances, jsonInstance{ID: x.ID, IDBase64: b64(x.ID), Alive: x.Alive, Closed: x.Closed,
 				LastHeartbeatAt: jsonTime(x.Expires.Add(-c.o.deadAfter)), ExpiresAt: jsonTime(x.Expires), Slices: x.Slices})
 		}
 		return c.writeJSON(out)
@@ -128,7 +135,10 @@ func icounterInstances(ctx context.Context, c *cli, _ []string) error {
 	rows := [][]string{{"ID", "ALIVE", "LAST HEARTBEAT", "EXPIRES", "SLICES"}}
 	for _, x := range is.List {
 		alive := "yes"
-		if !x.Alive {
+		switch {
+		case x.Closed:
+			alive = "no (closed)"
+		case !x.Alive:
 			alive = "no"
 		}
 		rows = append(rows, []string{disp(x.ID), alive, when(x.Expires.Add(-c.o.deadAfter), is.Now), when(x.Expires, is.Now),

@@ -18,6 +18,7 @@ type jsonBucket struct {
 
 type jsonLimit struct {
 	Prefix         string       `json:"prefix"`
+	PrefixBase64   string       `json:"prefix_base64,omitempty"`
 	Key            string       `json:"key"`
 	KeyBase64      string       `json:"key_base64,omitempty"`
 	Exists         bool         `json:"exists"`
@@ -67,7 +68,7 @@ func limitShow(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	w := l.Window()
-	j := jsonLimit{Prefix: c.o.prefix, Key: key, KeyBase64: b64(key), Exists: l.Exists, ServerTime: jsonTime(l.Now),
+	j := jsonLimit{Prefix: c.o.prefix, PrefixBase64: b64(c.o.prefix), Key: key, KeyBase64: b64(key), Exists: l.Exists, ServerTime: jsonTime(l.Now),
 		WindowMs: l.BucketMs * l.PerWindow, BucketMs: l.BucketMs, Count: w.Count, StoredTotal: l.Stored, TTLMs: ms(l.TTL),
 		Buckets: []jsonBucket{}}
 	for _, b := range w.Buckets {
@@ -166,7 +167,7 @@ func limitReset(ctx context.Context, c *cli, args []string) error {
 	if !l.Exists {
 		return notFound("no window for key %s under prefix %s: nothing to reset", disp(key), disp(c.o.prefix))
 	}
-	if err := c.confirm("reset the window of "+disp(key), fmt.Sprintf("stored total %d, prefix %s", l.Stored, disp(c.o.prefix))); err != nil {
+	if ctx, err = c.confirm(ctx, "reset the window of "+disp(key), fmt.Sprintf("stored total %d, prefix %s", l.Stored, disp(c.o.prefix))); err != nil {
 		return err
 	}
 	// The library's own Reset: the same script every provider uses.
@@ -180,12 +181,13 @@ func limitReset(ctx context.Context, c *cli, args []string) error {
 	}
 	if c.o.json {
 		return c.writeJSON(struct {
-			Prefix      string `json:"prefix"`
-			Key         string `json:"key"`
-			KeyBase64   string `json:"key_base64,omitempty"`
-			Reset       bool   `json:"reset"`
-			StoredTotal int64  `json:"stored_total"`
-		}{c.o.prefix, key, b64(key), true, l.Stored})
+			Prefix       string `json:"prefix"`
+			PrefixBase64 string `json:"prefix_base64,omitempty"`
+			Key          string `json:"key"`
+			KeyBase64    string `json:"key_base64,omitempty"`
+			Reset        bool   `json:"reset"`
+			StoredTotal  int64  `json:"stored_total"`
+		}{c.o.prefix, b64(c.o.prefix), key, b64(key), true, l.Stored})
 	}
 	fmt.Fprintf(c.stdout, "reset the window of %s (stored total was %d)\n", disp(key), l.Stored)
 	return nil

@@ -72,9 +72,10 @@ func lockShow(ctx context.Context, c *cli, args []string) error {
 	if c.o.json {
 		j := toJSONLock(&l)
 		if err := c.writeJSON(struct {
-			Prefix string `json:"prefix"`
+			Prefix       string `json:"prefix"`
+			PrefixBase64 string `json:"prefix_base64,omitempty"`
 			jsonLock
-		}{c.o.prefix, j}); err != nil {
+		}{c.o.prefix, b64(c.o.prefix), j}); err != nil {
 			return err
 		}
 	} else {
@@ -156,10 +157,12 @@ func lockList(ctx context.Context, c *cli, args []string) error {
 	}
 	if c.o.json {
 		out := struct {
-			Prefix  string     `json:"prefix"`
-			Pattern string     `json:"pattern"`
-			Locks   []jsonLock `json:"locks"`
-		}{c.o.prefix, pattern, []jsonLock{}}
+			Prefix        string     `json:"prefix"`
+			PrefixBase64  string     `json:"prefix_base64,omitempty"`
+			Pattern       string     `json:"pattern"`
+			PatternBase64 string     `json:"pattern_base64,omitempty"`
+			Locks         []jsonLock `json:"locks"`
+		}{c.o.prefix, b64(c.o.prefix), pattern, b64(pattern), []jsonLock{}}
 		for i := range locks {
 			if locks[i].Exists() {
 				out.Locks = append(out.Locks, toJSONLock(&locks[i]))
@@ -207,7 +210,7 @@ func lockBreak(ctx context.Context, c *cli, args []string) error {
 	if n := len(l.Readers); n > 0 {
 		who = append(who, fmt.Sprintf("%d reader(s)", n))
 	}
-	if err := c.confirm("break lock "+disp(name), strings.Join(who, "; ")); err != nil {
+	if ctx, err = c.confirm(ctx, "break lock "+disp(name), strings.Join(who, "; ")); err != nil {
 		return err
 	}
 	got, err := inspect.BreakLock(ctx, c.conn.backend(), c.o.prefix, l)
@@ -216,13 +219,14 @@ func lockBreak(ctx context.Context, c *cli, args []string) error {
 	}
 	if c.o.json {
 		out := struct {
-			Prefix     string     `json:"prefix"`
-			Name       string     `json:"name"`
-			NameBase64 string     `json:"name_base64,omitempty"`
-			Holder     *jsonLease `json:"holder"`
-			Readers    int        `json:"readers_removed"`
-			Fence      int64      `json:"fence"`
-		}{Prefix: c.o.prefix, Name: name, NameBase64: b64(name), Readers: got.Readers, Fence: l.Fence}
+			Prefix       string     `json:"prefix"`
+			PrefixBase64 string     `json:"prefix_base64,omitempty"`
+			Name         string     `json:"name"`
+			NameBase64   string     `json:"name_base64,omitempty"`
+			Holder       *jsonLease `json:"holder"`
+			Readers      int        `json:"readers_removed"`
+			Fence        int64      `json:"fence"`
+		}{Prefix: c.o.prefix, PrefixBase64: b64(c.o.prefix), Name: name, NameBase64: b64(name), Readers: got.Readers, Fence: l.Fence}
 		if got.Holder {
 			h := toJSONLease(*l.Holder)
 			out.Holder = &h

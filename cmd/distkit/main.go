@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -94,6 +95,7 @@ type opts struct {
 	limit     ratelimit.Limit
 	buckets   int
 	deadAfter time.Duration
+	quoted    bool
 }
 
 // cli is one run of a command.
@@ -102,6 +104,10 @@ type cli struct {
 	o    opts
 	set  map[string]bool // flags given on the command line
 	conn *conn
+	// base is the context of the whole run, without --timeout; cancels
+	// are those of the contexts withTimeout made, run when the command ends.
+	base    context.Context
+	cancels []context.CancelFunc
 }
 
 // command is one NOUN VERB.
@@ -134,7 +140,7 @@ var commands = []command{
 }
 
 // globalFlags are accepted anywhere on the command line.
-var globalFlags = []string{"url", "prefix", "json", "timeout"}
+var globalFlags = []string{"url", "prefix", "json", "timeout", "quoted"}
 
 func newFlagSet(o *opts) *flag.FlagSet {
 	fs := flag.NewFlagSet("distkit", flag.ContinueOnError)
@@ -147,6 +153,7 @@ func newFlagSet(o *opts) *flag.FlagSet {
 	fs.TextVar(&o.limit, "limit", ratelimit.Limit{}, "")
 	fs.IntVar(&o.buckets, "buckets", ratelimit.DefaultBuckets, "")
 	fs.DurationVar(&o.deadAfter, "dead-after", instancecounter.DefaultDeadAfter, "")
+	fs.BoolVar(&o.quoted, "quoted", false, "")
 	return fs
 }
 
@@ -196,6 +203,11 @@ func runErr(ctx context.Context, args []string, e env) error {
 	if len(args) < cmd.min || (cmd.max >= 0 && len(args) > cmd.max) {
 		return hint("usage: distkit %s %s", cmd.name(), cmd.args)
 	}
+	if c.o.quoted {
+		if err := unquoteArgs(cmd, args, &c.o.prefix); err != nil {
+			return err
+		}
+	}
 	if c.o.timeout <= 0 {
 		return usageErr("--timeout %v must be positive", c.o.timeout)
 	}
@@ -216,8 +228,13 @@ func runErr(ctx context.Context, args []string, e env) error {
 	if c.o.url == "" {
 		c.o.url = defaultURL
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.o.timeout)
-	defer cancel()
+	c.base = ctx
+	defer func() {
+		for _, cancel := range c.cancels {
+			cancel()
+		}
+	}()
+	ctx = c.withTimeout()
 	if c.conn, err = dial(ctx, c.o.url); err != nil {
 		return err
 	}
@@ -251,6 +268,37 @@ func lookup(pos []string) (*command, []string, error) {
 		return nil, nil, hint("%s: missing verb (one of: %s)", noun, strings.Join(verbs, ", "))
 	}
 	return nil, nil, hint("%s: unknown verb %q (one of: %s)", noun, pos[1], strings.Join(verbs, ", "))
+}
+
+// unquoteArgs decodes, for --quoted, the arguments (and the prefix) given
+// in the Go-quoted form the tables show ("job\x00"), so that any byte,
+// NUL included, can be addressed; an argument not starting with '"' is
+// taken as it is (a table shows such strings unquoted). counter set's
+// VALUE is a number, never quoted.
+func unquoteArgs(cmd *command, args []string, prefix *string) error {
+	unquote := func(what, s string) (string, error) {
+		if !strings.HasPrefix(s, `"`) {
+			return s, nil
+		}
+		u, err := strconv.Unquote(s)
+		if err != nil {
+			return "", usageErr("--quoted: %s %s is not a Go-quoted string", what, s)
+		}
+		return u, nil
+	}
+	var err error
+	if *prefix, err = unquote("--prefix", *prefix); err != nil {
+		return err
+	}
+	for i, a := range args {
+		if cmd.noun == "counter" && cmd.verb == "set" && i == 1 {
+			continue
+		}
+		if args[i], err = unquote("argument", a); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func contains(list []string, s string) bool {

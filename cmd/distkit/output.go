@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -114,18 +115,28 @@ func readLine(r io.Reader) string {
 // confirm asks "<action> (<detail>)? [y/N]" on stderr and reads the
 // answer from stdin, unless --yes. Without a terminal to ask on it refuses
 // (exit 2): a script must say --yes. Anything but "y" or "yes" declines
-// (exit 2, nothing changed).
-func (c *cli) confirm(action, detail string) error {
+// (exit 2, nothing changed). --timeout bounds the work with the backend,
+// not the operator's reading: after an answer given on the terminal, the
+// change gets a fresh --timeout, in the context confirm returns.
+func (c *cli) confirm(ctx context.Context, action, detail string) (context.Context, error) {
 	if c.o.yes {
-		return nil
+		return ctx, nil
 	}
 	if !c.stdinTTY {
-		return usageErr("refusing to %s without --yes: stdin is not a terminal to ask on", action)
+		return ctx, usageErr("refusing to %s without --yes: stdin is not a terminal to ask on", action)
 	}
 	fmt.Fprintf(c.stderr, "%s (%s)? [y/N] ", action, detail)
 	switch strings.ToLower(readLine(c.stdin)) {
 	case "y", "yes":
-		return nil
+		return c.withTimeout(), nil
 	}
-	return usageErr("not confirmed: nothing changed")
+	return ctx, usageErr("not confirmed: nothing changed")
+}
+
+// withTimeout returns a context for backend work bounded by --timeout from
+// now; its cancel runs when the command ends.
+func (c *cli) withTimeout() context.Context {
+	ctx, cancel := context.WithTimeout(c.base, c.o.timeout)
+	c.cancels = append(c.cancels, cancel)
+	return ctx
 }

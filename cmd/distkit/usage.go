@@ -35,6 +35,8 @@ Flags (anywhere on the command line):
   --json            print one JSON document instead of a table
   --timeout D       give up after D (default 10s)
   --yes             do not ask before del, clear, break or reset
+  --quoted          arguments starting with " (and --prefix) are in the
+                    Go-quoted form the tables show: "job\x00\xff"
   --limit L         limit show: the limit the application passes, as
                     N/UNIT: 100/m, 10/s, 1000/h, 5000/d, 1/250ms, 5/2s
   --buckets N       limit show: the limiter's Options.Buckets (default 100)

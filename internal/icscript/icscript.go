@@ -742,6 +742,11 @@ func (c *ctx) hincr(h, f, d string) error {
 // last heartbeat when the slices were kept).
 const released = "-:"
 
+// Released reports whether reg, a value of the registry hash, is the
+// registration a closed counter leaves behind (see released): its id
+// stays in the instances zset for DeadAfter, but nothing heartbeats it.
+func Released(reg string) bool { return strings.HasPrefix(reg, released) }
+
 // minNeg is neg of math.MinInt64's decimal.
 const minNeg = "9223372036854775808"
 

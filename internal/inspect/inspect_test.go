@@ -128,7 +128,8 @@ func state(t *testing.T, b backend.Backend, prefix string) (held *lock.Guard) {
 	}
 	testkit.Eventually(t, 5*time.Second, "a dead instance", func() bool {
 		is, err := inspect.ReadInstances(ctx, b, prefix)
-		return err == nil && len(is.List) == 2 && !is.List[0].Alive
+		// Closed at once; dead (its heartbeat expired) after DeadAfter.
+		return err == nil && len(is.List) == 2 && !is.List[0].Alive && is.List[0].Closed && !is.List[0].Expires.After(is.Now)
 	})
 
 	rl := testkit.NewRedisLimiter(t, b, ratelimit.Options{Prefix: prefix})
@@ -171,7 +172,7 @@ func views(t *testing.T, b backend.Backend, prefix string) []string {
 	}
 	is, err := inspect.ReadInstances(ctx, b, prefix)
 	for _, i := range is.List {
-		add("instance %q alive=%v slices=%d expires-set=%v", i.ID, i.Alive, i.Slices, !i.Expires.IsZero())
+		add("instance %q alive=%v closed=%v slices=%d expires-set=%v", i.ID, i.Alive, i.Closed, i.Slices, !i.Expires.IsZero())
 	}
 	add("instances %d %v", len(is.List), err)
 	ics, _, err := inspect.ReadInstanceCounters(ctx, b, prefix, []string{"k", "absent"})
@@ -190,10 +191,10 @@ var want = []string{
 	`lock "m" true held holder={"holder:1" true true true true} readers=[] waiters=[] fence>0=true <nil>`,
 	`lock "rw" true read holder=nil readers=[{"\x00\xffa:b{c}%" true true true true} {"r1" true true true true}] waiters=[{writer "w" true true}] fence>0=true <nil>`,
 	`lock "none" false free holder=nil readers=[] waiters=[] fence>0=false <nil>`,
-	`instance "\x00\xffa:b{c}%" alive=false slices=1 expires-set=true`,
-	`instance "live" alive=true slices=1 expires-set=true`,
+	`instance "\x00\xffa:b{c}%" alive=false closed=true slices=1 expires-set=true`,
+	`instance "live" alive=true closed=false slices=1 expires-set=true`,
 	`instances 2 <nil>`,
-	`icounters [{Key:k Exists:true Stored:7 Cumulative:4 Epoch:0 Slices:[{Instance:` + odd + ` Value:3 Registered:true Alive:false} {Instance:live Value:4 Registered:true Alive:true}]} {Key:absent Exists:false Stored:0 Cumulative:0 Epoch:0 Slices:[]}] <nil>`,
+	`icounters [{Key:k Exists:true Stored:7 Cumulative:4 Epoch:0 Slices:[{Instance:` + odd + ` Value:3 Registered:true Alive:false Closed:true} {Instance:live Value:4 Registered:true Alive:true Closed:false}]} {Key:absent Exists:false Stored:0 Cumulative:0 Epoch:0 Slices:[]}] <nil>`,
 	`limit "client:7" exists=true stored=3 count=3 buckets=1 geometry=600/100 ttl=true oldest-leaves-in-a-minute=true <nil>`,
 	`limit "absent" exists=false stored=0 count=0 buckets=0 geometry=0/0 ttl=false oldest-leaves-in-a-minute=false <nil>`,
 }

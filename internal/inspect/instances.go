@@ -8,6 +8,7 @@ import (
 
 	"github.com/distkit-go/distkit/backend"
 	"github.com/distkit-go/distkit/backend/driver"
+	"github.com/distkit-go/distkit/internal/icscript"
 	"github.com/distkit-go/distkit/internal/keyspace"
 )
 
@@ -17,10 +18,15 @@ type Instance struct {
 	// Expires is when the instance counts as dead unless it heartbeats
 	// again (its last heartbeat plus its DeadAfter).
 	Expires time.Time
-	// Alive: Expires is after the snapshot's server time. A dead instance
-	// stays listed (and its slices stay in the totals) until the next
-	// operation of any instance removes it.
-	Alive  bool
+	// Alive: Expires is after the snapshot's server time and the instance
+	// has not closed. A dead instance stays listed (and its slices stay in
+	// the totals) until the next operation of any instance removes it.
+	Alive bool
+	// Closed: the counter holding the id closed (its registration is
+	// released). Close keeps the id listed until Expires (DeadAfter after
+	// Close, or its last heartbeat's expiry with KeepSlicesOnClose, whose
+	// slices stay counted until then), but no heartbeat will come.
+	Closed bool
 	Slices int // keys on which the instance holds a slice
 }
 
@@ -30,9 +36,9 @@ type Instances struct {
 	Now  time.Time  // server time of the snapshot
 }
 
-// instancesRead: KEYS instances, owned. Returns {[id, expiry ms, slice
-// count, …], now ms}; the count is the size of the id's lexical range in
-// the owned index.
+// instancesRead: KEYS instances, owned, registry. Returns {[id, expiry
+// ms, slice count, registration or nil, …], now ms}; the count is the
+// size of the id's lexical range in the owned index.
 var instancesRead = driver.NewScript("inspect-instances-read", driver.LuaNowMillis+luaZScores+`
 local z = zscores(KEYS[1], {})
 local out = {}
@@ -40,6 +46,7 @@ for i = 1, #z, 2 do
   out[#out + 1] = z[i]
   out[#out + 1] = z[i + 1]
   out[#out + 1] = redis.call('ZLEXCOUNT', KEYS[2], '[' .. z[i] .. ':', '(' .. z[i] .. ';')
+  out[#out + 1] = redis.call('HGET', KEYS[3], z[i])
 end
 return {out, now_ms}
 `, func(st driver.Store, keys, args []string) (backend.Value, error) {
@@ -59,7 +66,11 @@ return {out, now_ms}
 				n++
 			}
 		}
-		out = append(out, backend.Str(m.Member), backend.Int(int64(m.Score)), backend.Int(int64(n)))
+		reg, err := goHGet(st, keys[2], m.Member)
+		if err != nil {
+			return backend.Value{}, err
+		}
+		out = append(out, backend.Str(m.Member), backend.Int(int64(m.Score)), backend.Int(int64(n)), reg)
 	}
 	return backend.Arr(backend.Arr(out...), backend.Int(driver.NowMillis(st))), nil
 })
@@ -67,7 +78,7 @@ return {out, now_ms}
 // ReadInstances reads prefix's registered instances in one atomic step.
 func ReadInstances(ctx context.Context, b backend.Backend, prefix string) (Instances, error) {
 	k := keyspace.InstanceCounter(prefix)
-	v, err := b.EvalScript(ctx, instancesRead, []string{k.Instances, k.Owned})
+	v, err := b.EvalScript(ctx, instancesRead, []string{k.Instances, k.Owned, k.Registry})
 	if err != nil {
 		return Instances{}, err
 	}
@@ -77,7 +88,8 @@ func ReadInstances(ctx context.Context, b backend.Backend, prefix string) (Insta
 // decodeInstances decodes instancesRead's reply. Layout
 // (keyspace.InstanceCounter): the instances zset scores each escaped id
 // with its heartbeat expiry in Unix ms; the owned index holds <id>:<key>
-// per slice.
+// per slice; the registry holds a closed counter's released registration
+// (icscript.Released).
 func decodeInstances(v backend.Value) (Instances, error) {
 	r := newReply(v, 2)
 	out := Instances{Now: serverTime(r.int(1, "now"))}
@@ -85,10 +97,10 @@ func decodeInstances(v backend.Value) (Instances, error) {
 	if r.err != nil {
 		return Instances{}, r.err
 	}
-	if len(a)%3 != 0 {
+	if len(a)%4 != 0 {
 		return Instances{}, layoutErr("instances: %d elements", len(a))
 	}
-	for i := 0; i < len(a); i += 3 {
+	for i := 0; i < len(a); i += 4 {
 		m, err := a[i].Text()
 		if err != nil {
 			return Instances{}, layoutErr("instance member %v", a[i])
@@ -102,8 +114,16 @@ func decodeInstances(v backend.Value) (Instances, error) {
 		if err1 != nil || err2 != nil {
 			return Instances{}, layoutErr("instance %q: %v %v", id, a[i+1], a[i+2])
 		}
+		closed := false
+		if !a[i+3].IsNil() {
+			reg, err := a[i+3].Text()
+			if err != nil {
+				return Instances{}, layoutErr("instance %q: registration %v", id, a[i+3])
+			}
+			closed = icscript.Released(reg)
+		}
 		e := serverTime(exp)
-		out.List = append(out.List, Instance{ID: id, Expires: e, Alive: e.After(out.Now), Slices: int(n)})
+		out.List = append(out.List, Instance{ID: id, Expires: e, Alive: e.After(out.Now) && !closed, Closed: closed, Slices: int(n)})
 	}
 	sort.Slice(out.List, func(i, j int) bool { return out.List[i].ID < out.List[j].ID })
 	return out, nil
@@ -114,8 +134,10 @@ type InstanceSlice struct {
 	Instance string
 	Value    int64
 	// Registered: the instance is in the instances zset; Alive: and its
-	// heartbeat has not expired.
-	Registered, Alive bool
+	// heartbeat has not expired (the slice is counted); Closed: its
+	// counter closed with KeepSlicesOnClose, so the slice is counted only
+	// until the id expires (see Instance.Closed).
+	Registered, Alive, Closed bool
 }
 
 // InstanceCounter is one key of prefix's instance counters.
@@ -133,9 +155,9 @@ type InstanceCounter struct {
 	Slices []InstanceSlice
 }
 
-// icRead: KEYS instances, total, slices, holders, epochs, cleared; ARGV
-// escaped keys. Returns {[[total, epoch, [id, slice, expiry ms or nil,
-// …]], …], now ms, cleared ms or nil}.
+// icRead: KEYS instances, total, slices, holders, epochs, cleared,
+// registry; ARGV escaped keys. Returns {[[total, epoch, [id, slice, expiry
+// ms or nil, registration or nil, …]], …], now ms, cleared ms or nil}.
 var icRead = driver.NewScript("inspect-icounter-read", driver.LuaNowMillis+`
 local out = {}
 for i, key in ipairs(ARGV) do
@@ -147,6 +169,7 @@ for i, key in ipairs(ARGV) do
     sl[#sl + 1] = id
     sl[#sl + 1] = redis.call('HGET', KEYS[3], id .. ':' .. key)
     sl[#sl + 1] = s
+    sl[#sl + 1] = redis.call('HGET', KEYS[7], id)
   end
   out[i] = {redis.call('HGET', KEYS[2], key), redis.call('HGET', KEYS[5], key), sl}
 end
@@ -174,7 +197,11 @@ return {out, now_ms, redis.call('GET', KEYS[6])}
 			} else if ok {
 				exp = backend.Int(int64(s))
 			}
-			sl = append(sl, backend.Str(id), slice, exp)
+			reg, err := goHGet(st, keys[6], id)
+			if err != nil {
+				return backend.Value{}, err
+			}
+			sl = append(sl, backend.Str(id), slice, exp, reg)
 		}
 		total, err := goHGet(st, keys[1], key)
 		if err != nil {
@@ -199,7 +226,7 @@ return {out, now_ms, redis.call('GET', KEYS[6])}
 // atomic step, with the server time of the snapshot.
 func ReadInstanceCounters(ctx context.Context, b backend.Backend, prefix string, keys []string) ([]InstanceCounter, time.Time, error) {
 	k := keyspace.InstanceCounter(prefix)
-	v, err := b.EvalScript(ctx, icRead, []string{k.Instances, k.Total, k.Slices, k.Holders, k.Epochs, k.Cleared},
+	v, err := b.EvalScript(ctx, icRead, []string{k.Instances, k.Total, k.Slices, k.Holders, k.Epochs, k.Cleared, k.Registry},
 		escapeAll(keys, keyspace.InstanceKeyField)...)
 	if err != nil {
 		return nil, time.Time{}, err
@@ -251,12 +278,12 @@ func decodeInstanceCounters(keys []string, v backend.Value) ([]InstanceCounter, 
 		if kr.err != nil {
 			return nil, time.Time{}, kr.err
 		}
-		if len(sl)%3 != 0 {
+		if len(sl)%4 != 0 {
 			return nil, time.Time{}, layoutErr("icounter %q: %d slice elements", key, len(sl))
 		}
 		c.Epoch = max(c.Epoch, cleared)
 		c.Cumulative = c.Stored
-		for j := 0; j < len(sl); j += 3 {
+		for j := 0; j < len(sl); j += 4 {
 			m, err := sl[j].Text()
 			if err != nil {
 				return nil, time.Time{}, layoutErr("icounter %q: holder %v", key, sl[j])
@@ -277,6 +304,13 @@ func decodeInstanceCounters(keys []string, v backend.Value) ([]InstanceCounter, 
 					return nil, time.Time{}, layoutErr("icounter %q: expiry of %q: %v", key, id, sl[j+2])
 				}
 				s.Registered, s.Alive = true, serverTime(exp).After(now)
+			}
+			if !sl[j+3].IsNil() {
+				reg, err := sl[j+3].Text()
+				if err != nil {
+					return nil, time.Time{}, layoutErr("icounter %q: registration of %q: %v", key, id, sl[j+3])
+				}
+				s.Closed = icscript.Released(reg)
 			}
 			if !s.Alive {
 				c.Cumulative -= s.Value
