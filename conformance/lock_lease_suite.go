@@ -404,11 +404,20 @@ func testLockErrorClasses(t *testing.T, h Harness) {
 	if _, err := m.TryLock(ctx); !errors.Is(err, distkit.ErrNotAcquired) || isBackend(err) {
 		t.Errorf("TryLock, held: %v; want ErrNotAcquired alone", err)
 	}
-	// 250 ms: the backend must answer an attempt within the budget for the
-	// timeout to say "held" alone (50 ms was missed under make test's load,
-	// rightly reported with the unanswered attempt's error).
-	if _, err := m.TryLockWithTimeout(ctx, 250*time.Millisecond); !errors.Is(err, distkit.ErrTimeout) || isBackend(err) {
-		t.Errorf("TryLockWithTimeout, held: %v; want ErrTimeout alone", err)
+	// The backend must answer an attempt within the budget for the timeout
+	// to say "held" alone; on a loaded machine (make test under -race) an
+	// attempt may go unanswered for 250 ms and is then, rightly, reported
+	// with its error: up to 3 tries, the class must show on one.
+	for try := 1; ; try++ {
+		_, err := m.TryLockWithTimeout(ctx, 250*time.Millisecond)
+		if errors.Is(err, distkit.ErrTimeout) && !isBackend(err) {
+			break
+		}
+		if !errors.Is(err, distkit.ErrTimeout) || try == 3 {
+			t.Errorf("TryLockWithTimeout, held: %v; want ErrTimeout alone", err)
+			break
+		}
+		t.Logf("try %d: no attempt answered within 250 ms: %v", try, err)
 	}
 	if _, err := m.TryLockWithRetries(ctx, 2); !errors.Is(err, distkit.ErrRetriesExhausted) || isBackend(err) {
 		t.Errorf("TryLockWithRetries, held: %v; want ErrRetriesExhausted alone", err)
