@@ -1,7 +1,6 @@
 // Package waitsub is a waiter's subscription to a primitive's channel,
 // opened beside its attempts so that a slow or failing subscription never
-// delays them: the pattern of primitives/lock's waits, shared by the
-// semaphore and the election.
+// delays them; used by the lock's, the semaphore's and the election's waits.
 //
 //	sub := waitsub.Start(wctx, notifier, channel) // after the first refusal
 //	defer sub.Close()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/distkit-go/distkit"
@@ -14,6 +13,7 @@ import (
 	"github.com/distkit-go/distkit/internal/bounded"
 	"github.com/distkit-go/distkit/internal/lease"
 	"github.com/distkit-go/distkit/internal/lockscript"
+	"github.com/distkit-go/distkit/internal/waitsub"
 )
 
 type mode uint8
@@ -143,10 +143,10 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (g *Guard, err err
 	// cancellation while it dials).
 	_, hasDeadline := wctx.Deadline()
 	detach := hasDeadline || p.attempts > 0 || wctx.Done() != nil
-	var sub *waitSub // started once the lock was seen held
+	var sub *waitsub.Sub // started once the lock was seen held
 	defer func() {
 		if sub != nil {
-			sub.close()
+			sub.Close()
 		}
 	}()
 	var timer *time.Timer
@@ -181,11 +181,9 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (g *Guard, err err
 		case err == nil:
 			lastErr, answered = nil, true
 			ahead = max(int(-token)-1, 0)
-			if p.attempts != 1 && c.notifier != nil && (sub == nil || sub.retryable()) {
-				if sub != nil {
-					sub.close()
-				}
-				sub = c.subscribe(wctx)
+			if p.attempts != 1 && c.notifier != nil && (sub == nil || sub.Retryable()) {
+				sub.Close() // nil-safe
+				sub = waitsub.Start(wctx, c.notifier, c.channel)
 			}
 		case wctx.Err() != nil: // cut short by the end of the wait
 			uncertain = uncertain || !abandoned && !errors.Is(err, backend.ErrNotApplied)
@@ -221,13 +219,13 @@ func (c *core) acquire(ctx context.Context, m mode, p policy) (g *Guard, err err
 	wake:
 		for {
 			select {
-			case <-sub.readyCh():
+			case <-sub.Ready():
 				// Subscribed: try again at once, so that a release between the
 				// last attempt and the subscription is not missed (and the
 				// count of waiters ahead, which messages before it missed,
 				// is refreshed).
-				sub.sawReady()
-			case <-sub.notifyCh():
+				sub.SawReady()
+			case <-sub.Notify():
 				if ahead > 0 {
 					// A queued waiter with others ahead: this release went
 					// to one of them (the lock is handed to the head), so
@@ -370,83 +368,6 @@ func (c *core) renew(ctx context.Context, m mode, value string) (bool, error) {
 	}
 	n, err := v.Int64()
 	return n == 1, err
-}
-
-// waitSub is a wait's subscription to releases, opened beside the
-// attempts so that a slow or failing subscription never delays them.
-type waitSub struct {
-	cancel  context.CancelFunc
-	ready   chan struct{} // closed once subscribed (ch is set before)
-	started time.Time
-
-	ch        <-chan struct{}
-	seenReady bool
-
-	mu     sync.Mutex
-	closed bool
-	failed bool
-	unsub  func()
-}
-
-// subscribe starts subscribing to the lock's channel under the wait's
-// context.
-func (c *core) subscribe(wctx context.Context) *waitSub {
-	sctx, cancel := context.WithCancel(wctx)
-	s := &waitSub{cancel: cancel, ready: make(chan struct{}), started: time.Now()}
-	go func() {
-		ch, unsub, err := c.notifier.Subscribe(sctx, c.channel)
-		s.mu.Lock()
-		if err != nil || s.closed {
-			s.failed = err != nil
-			s.mu.Unlock()
-			if err == nil {
-				unsub()
-			}
-			return
-		}
-		s.ch, s.unsub = ch, unsub
-		s.mu.Unlock()
-		close(s.ready)
-	}()
-	return s
-}
-
-// readyCh fires once when the subscription is confirmed; nil-safe.
-func (s *waitSub) readyCh() <-chan struct{} {
-	if s == nil || s.seenReady {
-		return nil
-	}
-	return s.ready
-}
-
-func (s *waitSub) sawReady() { s.seenReady = true }
-
-// notifyCh delivers release notifications once subscribed; nil-safe.
-func (s *waitSub) notifyCh() <-chan struct{} {
-	if s == nil || !s.seenReady {
-		return nil
-	}
-	return s.ch
-}
-
-// retryable reports whether the subscription failed long enough ago to
-// try again.
-func (s *waitSub) retryable() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.failed && time.Since(s.started) > time.Second
-}
-
-// close ends the subscription, or makes it end as soon as it is made.
-func (s *waitSub) close() {
-	s.mu.Lock()
-	s.closed = true
-	unsub := s.unsub
-	s.mu.Unlock()
-	s.cancel()
-	if unsub != nil {
-		unsub()
-	}
 }
 
 func retriesPolicy(n int) (policy, error) {
