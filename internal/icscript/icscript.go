@@ -164,13 +164,16 @@ end
 -- data set: a server that lost its data starts a new one (born is then
 -- this stamp; also when the key holds only a stamp).
 local born = 0
-local function stamp()
+-- read_clock returns the last stamp and born (nil: a new data set).
+local function read_clock()
   local c = redis.call('GET', CLOCK)
-  local last, b = 0, nil
-  if c then
-    local l, lb = string.match(c, '^(%d+):(%d+)$')
-    if l then last, b = tonumber(l), tonumber(lb) else last = tonumber(c) or 0 end
-  end
+  if not c then return 0, nil end
+  local l, b = string.match(c, '^(%d+):(%d+)$')
+  if l then return tonumber(l), tonumber(b) end
+  return tonumber(c) or 0, nil
+end
+local function stamp()
+  local last, b = read_clock()
   local s = math.max(now_us, last + 1)
   born = b or s
   redis.call('SET', CLOCK, fmt(s) .. ':' .. fmt(born))
@@ -250,12 +253,14 @@ const luaOp = `
 local batch_v, batch_t, batch_c
 local function batch_begin()
   batch_v = tonumber(string.sub(redis.call('HGET', REG, me), #nonce + 2))
-  batch_t = math.max(now_us, tonumber(redis.call('GET', CLOCK) or '0') + 1) - 1
+  local last, b = read_clock()
+  batch_t = math.max(now_us, last + 1) - 1
+  born = b or (batch_t + 1)
   batch_c = cleared()
 end
 local function batch_end()
   redis.call('HSET', REG, me, nonce .. ':' .. fmt(batch_v))
-  redis.call('SET', CLOCK, fmt(batch_t))
+  redis.call('SET', CLOCK, fmt(batch_t) .. ':' .. fmt(born))
 end
 local function op_one(mode, key, op, x, n)
   local v, t, c
