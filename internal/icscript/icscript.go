@@ -28,7 +28,11 @@
 // latest, and a slice re-contributed under an older epoch is withdrawn
 // (the rejoined part of each slice is tracked for that), so a slice that a
 // Set, Del or Clear had wiped before the loss never comes back, whichever
-// instance rejoins first.
+// instance rejoins first. The rejoined part is only what may date from
+// before the current data set (the clock key keeps its first stamp): a
+// second rejoin of an object whose last reply came from this data set
+// keeps the part its first rejoin contributed, not what its calls added
+// since, which ran after any wipe the server forgot.
 package icscript
 
 import (
@@ -74,9 +78,9 @@ const CodeItem = "DKITEM"
 //	5 holders    zset    "<key>:<instance>" (score 0, for lexical ranges per key)
 //	6 epochs     hash    key → epoch (stamp of its last Set or Del)
 //	7 registry   hash    instance → "<nonce>:<version>"
-//	8 rejoined   hash    "<instance>:<key>" → part of the slice a Rejoin contributed
+//	8 rejoined   hash    "<instance>:<key>" → part of the slice a Rejoin contributed that may date from before the data set
 //	9 cleared    string  stamp of the last Clear
-//	10 clock     string  the last stamp (µs)
+//	10 clock     string  "<last>:<born>": the last stamp (µs) and the first one of the data set
 //
 // ARGV[1] is the object's nonce, ARGV[2] the instance id, ARGV[3]
 // DeadAfter in ms. Replies carry numbers as decimal strings.
@@ -155,10 +159,24 @@ local function version()
   return v
 end
 -- stamp is this script's place in time: server time in µs, above every
--- stamp before it (epochs, reply times and batch times are stamps).
+-- stamp before it (epochs, reply times and batch times are stamps). The
+-- clock key holds "<last stamp>:<born>", born being the first stamp of the
+-- data set: a server that lost its data starts a new one (born is then
+-- this stamp; also when the key holds only a stamp).
+local born = 0
+-- read_clock returns the last stamp and born (nil: a new data set).
+local function read_clock()
+  local c = redis.call('GET', CLOCK)
+  if not c then return 0, nil end
+  local l, b = string.match(c, '^(%d+):(%d+)$')
+  if l then return tonumber(l), tonumber(b) end
+  return tonumber(c) or 0, nil
+end
 local function stamp()
-  local s = math.max(now_us, tonumber(redis.call('GET', CLOCK) or '0') + 1)
-  redis.call('SET', CLOCK, fmt(s))
+  local last, b = read_clock()
+  local s = math.max(now_us, last + 1)
+  born = b or s
+  redis.call('SET', CLOCK, fmt(s) .. ':' .. fmt(born))
   return s
 end
 local function cleared() return tonumber(redis.call('GET', CLEARED) or '0') end
@@ -235,12 +253,14 @@ const luaOp = `
 local batch_v, batch_t, batch_c
 local function batch_begin()
   batch_v = tonumber(string.sub(redis.call('HGET', REG, me), #nonce + 2))
-  batch_t = math.max(now_us, tonumber(redis.call('GET', CLOCK) or '0') + 1) - 1
+  local last, b = read_clock()
+  batch_t = math.max(now_us, last + 1) - 1
+  born = b or (batch_t + 1)
   batch_c = cleared()
 end
 local function batch_end()
   redis.call('HSET', REG, me, nonce .. ':' .. fmt(batch_v))
-  redis.call('SET', CLOCK, fmt(batch_t))
+  redis.call('SET', CLOCK, fmt(batch_t) .. ':' .. fmt(born))
 end
 local function op_one(mode, key, op, x, n)
   local v, t, c
@@ -442,7 +462,13 @@ func (c *ctx) live() (int64, error) {
 // part added after a rejoin that the wipe preceded (the reply recorded
 // after the wipe's time, under an epoch the server had forgotten); a newer
 // epoch than the server's (it lost it) is restored and withdraws the
-// rejoined parts of the other slices. The batch in flight counts when it
+// rejoined parts of the other slices. The part of the slice recorded as
+// rejoined is the part that may date from before the data set began (its
+// first stamp, born): all of what was contributed, unless the reply the
+// object recorded last came from this data set (stamp at least born) —
+// then only the rejoined part it reports (its previous rejoin's, when the
+// key's epoch is unchanged), none when only the part after a wipe was
+// contributed. The batch in flight counts when it
 // was not applied (it is applied now), applied after the key's last wipe,
 // or refused for that key by an earlier Rejoin.
 //
@@ -513,7 +539,16 @@ for i = 8, #ARGV, 6 do
   for _, p in ipairs(parts) do
     if p ~= '0' then add(key, p) end
   end
+  -- The rejoined part is what of the slice may date from before the data
+  -- set began, which a wipe the server forgot may have taken. When the
+  -- reply the object recorded last came from this data set, its calls
+  -- since its previous rejoin ran after any such wipe: only what that
+  -- rejoin contributed (cr) may, and none of a slice contributed as the
+  -- part after a wipe (cat > e).
   local r = redis.call('HGET', SLICES, f)
+  if r and r ~= '0' and cat >= born then
+    if ce == e then r = cr else r = '0' end
+  end
   if r and r ~= '0' then redis.call('HSET', REJ, f, r) end
   if d ~= '0' and (applied_at == nil or applied_at > e or was_refused[key]) then
     local err = add(key, d)
@@ -677,6 +712,7 @@ type ctx struct {
 	now                                        int64 // ms
 	nowUS                                      int64
 	t                                          int64 // this script's stamp
+	born                                       int64 // the first stamp of the data set (stamp)
 }
 
 func newCtx(st driver.Store, keys, args []string) (*ctx, error) {
@@ -838,10 +874,19 @@ func (c *ctx) version() int64 {
 	return v
 }
 
+// stamp is the Lua's stamp; it sets c.born.
 func (c *ctx) stamp() int64 {
-	v, _, _ := c.st.Get(c.clock)
-	s := max(c.nowUS, num(v)+1)
-	c.st.Set(c.clock, fmtInt(s), 0)
+	v, ok, _ := c.st.Get(c.clock)
+	last, born := num(v), int64(-1)
+	if l, b, two := strings.Cut(v, ":"); ok && two && digits(l) && digits(b) {
+		last, born = num(l), num(b)
+	}
+	s := max(c.nowUS, last+1)
+	c.born = born
+	if born < 0 {
+		c.born = s
+	}
+	c.st.Set(c.clock, fmtInt(s)+":"+fmtInt(c.born), 0)
 	return s
 }
 
@@ -1133,7 +1178,16 @@ func goRejoin(st driver.Store, keys, args []string) (backend.Value, error) {
 				c.add(key, p) // an overflow leaves the key as it is, like the Lua
 			}
 		}
-		if r, ok, _ := st.HGet(c.slices, f); ok && r != "0" {
+		// The rejoined part: see the Lua.
+		r, ok, _ := st.HGet(c.slices, f)
+		if ok && r != "0" && cat >= c.born {
+			if ce == e {
+				r = cr
+			} else {
+				r = "0"
+			}
+		}
+		if ok && r != "0" {
 			st.HSet(c.rej, f, r)
 		}
 		if _, was := m.refused[key]; d != "0" && (!applied || appliedAt > e || was) {

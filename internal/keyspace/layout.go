@@ -31,9 +31,10 @@ func CounterLaxMarker(prefix, instance string) string {
 //	{<prefix>}:ic:holders        zset    <key>:<id>, score 0 (lexical index per key)
 //	{<prefix>}:ic:epochs         hash    <key> → epoch: stamp of its last Set or Del
 //	{<prefix>}:ic:registry       hash    <id> → "<nonce>:<version>" of the live counter holding the id
-//	{<prefix>}:ic:rejoined       hash    <id>:<key> → part of that slice re-contributed by a rejoin
+//	{<prefix>}:ic:rejoined       hash    <id>:<key> → part of that slice a rejoin re-contributed that may date from before the data set
 //	{<prefix>}:ic:cleared        string  stamp of the last Clear
-//	{<prefix>}:ic:clock          string  the last stamp (server time in µs, strictly increasing)
+//	{<prefix>}:ic:clock          string  "<last>:<born>": the last stamp (server time in µs, strictly increasing)
+//	                                     and the first stamp of the data set (a server that lost its data starts another)
 //	{<prefix>}:ic:seq:<id>       string  "<nonce>:<batch>:<stamp>": last Lax batch applied (TTL DedupTTL),
 //	                                     then ":o<key>"/":x<key>" per key a rejoin refused in it
 type InstanceCounterKeys struct {

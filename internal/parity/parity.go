@@ -80,7 +80,8 @@ func Diff(t *testing.T, a, b testkit.Harness, s Scenario) []string {
 func Scenarios() []Scenario {
 	return []Scenario{strictCounterScenario, conditionalScenario, laxScenario, instanceScenario,
 		lockScenario, semaphoreScenario, electionScenario, rateLimitScenario, backendScenario, anyKeyScenario, laxFlushScenario, instanceHighBytesScenario,
-		instanceRejoinRefusalScenario, counterBatchScenario, instanceLiveScenario, instanceBatchScenario}
+		instanceRejoinRefusalScenario, counterBatchScenario, instanceLiveScenario, instanceBatchScenario,
+		instanceSecondRejoinScenario}
 }
 
 // Run runs every Scenario on reference and subject and fails on any

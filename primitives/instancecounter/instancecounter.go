@@ -56,12 +56,14 @@
 // the instances' memory: a rejoining instance reports the epoch it knows,
 // the server keeps the latest and withdraws what other instances
 // re-contributed under an older one, so a slice wiped before the loss
-// never comes back, whichever instance rejoins first. This holds for one
-// loss at a time: the instances that knew of a change must rejoin (within
-// a heartbeat, DeadAfter/3, when they run) before the server loses its
-// data again; and it relies on the server clock not going back by more
-// than the time between a change and the loss (a restart or failover keeps
-// it, NTP-synchronised servers do).
+// never comes back, whichever instance rejoins first — and only that: what
+// an instance added after the loss stays, also when it rejoined again
+// (declared dead) before the instance that knew of the change did. This
+// holds for one loss at a time: the instances that knew of a change must
+// rejoin (within a heartbeat, DeadAfter/3, when they run) before the
+// server loses its data again; and it relies on the server clock, after
+// the loss, being past the stamps it handed out before (a restart or
+// failover keeps it, NTP-synchronised servers do).
 //
 // # Instance ids
 //
@@ -110,9 +112,11 @@
 //	{<prefix>}:ic:holders        zset    <key>:<id>, score 0 (lexical index per key)
 //	{<prefix>}:ic:epochs         hash    <key> → epoch: stamp of its last Set or Del
 //	{<prefix>}:ic:cleared        string  stamp of the last Clear (every key's epoch is at least this)
-//	{<prefix>}:ic:clock          string  the last stamp: server time (Unix µs), strictly increasing
+//	{<prefix>}:ic:clock          string  "<last>:<born>": the last stamp, server time (Unix µs), strictly
+//	                                     increasing, and the first stamp of the data set
 //	{<prefix>}:ic:registry       hash    <id> → "<nonce>:<version>" of the live counter holding the id, "-:<nonce>" once it closed
-//	{<prefix>}:ic:rejoined       hash    <id>:<key> → the part of that slice a rejoin re-contributed
+//	{<prefix>}:ic:rejoined       hash    <id>:<key> → the part of that slice a rejoin re-contributed that may
+//	                                     date from before the data set (see Epochs)
 //	{<prefix>}:ic:seq:<id>       string  "<nonce>:<batch>:<stamp>", the last Lax batch applied (TTL DedupTTL),
 //	                                     then ":o<key>" / ":x<key>" per key a rejoin refused in it
 package instancecounter
