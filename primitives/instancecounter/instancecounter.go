@@ -631,8 +631,14 @@ func (c *core) rejoinLocked(ctx context.Context, gen uint64, b *flush.Batch[slot
 	if err != nil {
 		return false, nil, fmt.Errorf("instancecounter: rejoin: %w", err)
 	}
-	r, err := parseReply(v, false)
-	if err != nil {
+	// {status} alone (dup, closed, or ok: registered already) carries no
+	// version: parseReply, which reads one after "ok", must not see it.
+	var r reply
+	if arr, aerr := v.Array(); aerr == nil && len(arr) == 1 {
+		if r.status, err = arr[0].Text(); err != nil || r.status == icscript.StatusJoined {
+			return false, nil, fmt.Errorf("instancecounter: rejoin: malformed reply %v", v)
+		}
+	} else if r, err = parseReply(v, false); err != nil {
 		return false, nil, err
 	}
 	switch r.status {
