@@ -152,9 +152,18 @@ func replicaTrial(t *testing.T, d replicaDeployment, c *failoverCell, variant, n
 		for _, k := range fillKeys(key) {
 			cmds = append(cmds, []string{"SET", k, big})
 		}
-		if _, err := master.DoAll(cmds...); err != nil {
-			replica.Resume()
-			t.Fatal(err)
+		// Right after the previous trial's failover a node may still
+		// report the cluster down for a moment: wait that out.
+		for wait := time.Now().Add(30 * time.Second); ; {
+			_, err := master.DoAll(cmds...)
+			if err == nil {
+				break
+			}
+			if !strings.Contains(err.Error(), "CLUSTERDOWN") || time.Now().After(wait) {
+				replica.Resume()
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	var resume *time.Timer
@@ -234,6 +243,9 @@ func fillKeys(key string) []string {
 type clusterDeployment struct{ c *redistest.Cluster }
 
 func (d *clusterDeployment) pair(t *testing.T, key string) (*redistest.Server, *redistest.Server) {
+	if err := d.c.WaitOK(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	slot, err := d.c.KeySlot(key)
 	if err != nil {
 		t.Fatal(err)
